@@ -1,0 +1,82 @@
+"""The shipped photo set: real photographs, each with source and license in ``photos/manifest.json``.
+
+Photos are split into ``calib`` (calibration, BatchNorm re-estimation) and ``eval``
+(parity and held-out checks) so the two never overlap. Crops are drawn
+deterministically, so every run sees the same tensors. No torch here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+from ..preprocess import Preprocessing, load_rgb, preprocess, resize_center_crop, to_input
+
+PHOTO_DIR = Path(__file__).parent / "photos"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+@dataclass(frozen=True)
+class Photo:
+    path: Path
+    split: str
+    license: str
+    description: str
+
+
+def shipped_photos(split: str | None = None) -> list[Photo]:
+    manifest = json.loads((PHOTO_DIR / "manifest.json").read_text())
+    photos = [Photo(PHOTO_DIR / p["file"], p["split"], p["license"], p["description"]) for p in manifest["photos"]]
+    return [p for p in photos if split is None or p.split == split]
+
+
+def image_files(directory: str | Path) -> list[Path]:
+    """Image files in a user's directory, sorted, with a one-line error when there are none."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UsageError(f"{directory} is not a directory", "pass a folder of JPEG/PNG images")
+    files = sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UsageError(f"no images in {directory}", f"put {', '.join(IMAGE_SUFFIXES)} files there")
+    return files
+
+
+def _random_crop(image, size: int, rng: np.random.Generator, pre: Preprocessing):
+    """A crop of 50-100 % of the short side at a seeded position, resized to ``size``."""
+    w, h = image.size
+    side = int(min(w, h) * rng.uniform(0.5, 1.0))
+    left, top = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+    crop = image.crop((left, top, left + side, top + side))
+    return crop.resize((size, size), resample=3 if pre.interpolation == "bicubic" else 2)
+
+
+def photo_inputs(
+    split: str = "eval",
+    size: int = 256,
+    pre: Preprocessing = Preprocessing(),
+    crops_per_photo: int = 4,
+    seed: int = 0,
+    images: str | Path | None = None,
+    limit: int | None = None,
+) -> np.ndarray:
+    """float32 [N, 3, size, size]: per photo its centre crop, then seeded random crops.
+
+    ``images`` (a directory) replaces the shipped photos of ``split``.
+    """
+    paths = image_files(images) if images is not None else [p.path for p in shipped_photos(split)]
+    rng = np.random.default_rng(seed)
+    out = []
+    for path in paths:
+        image = load_rgb(path)
+        out.append(preprocess(image, size, pre))
+        for _ in range(crops_per_photo - 1):
+            out.append(to_input(_random_crop(image, size, rng, pre), pre))
+    batch = np.stack(out)
+    return batch[:limit] if limit else batch
+
+
+__all__ = ["PHOTO_DIR", "Photo", "image_files", "photo_inputs", "resize_center_crop", "shipped_photos"]

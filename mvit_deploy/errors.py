@@ -1,0 +1,29 @@
+"""Errors a user can cause: each carries one line naming the problem and the fix."""
+
+from __future__ import annotations
+
+
+class MvitDeployError(Exception):
+    """Base class for every error the CLI turns into one line and a non-zero exit."""
+
+    exit_code = 2
+
+    def __init__(self, problem: str, fix: str | None = None):
+        self.problem = problem
+        self.fix = fix
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        return f"{self.problem} — {self.fix}" if self.fix else self.problem
+
+
+class CheckpointError(MvitDeployError):
+    """A checkpoint file that cannot be read, is unsafe, or does not fit the model."""
+
+
+class UsageError(MvitDeployError):
+    """Arguments that do not make sense together (unknown model, bad input size, ...)."""
+
+
+class DependencyError(MvitDeployError):
+    """An optional package needed for this step is not installed."""

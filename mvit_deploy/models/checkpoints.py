@@ -1,0 +1,250 @@
+"""The one door for foreign checkpoints: read safely, detect the layout, rename to ours.
+
+Our module names are timm's, so a timm state dict maps as it is; Hugging Face and
+ml-cvnets keys are renamed by ordered regex rules, and their split or fused attention
+projections are brought to our fused ``qkv``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError
+from .config import ModelSpec
+
+SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+# (layout, telltale key pattern): the first layout whose pattern matches any key wins.
+_TELLTALES = (
+    ("hf", re.compile(r"^(mobilevit\.)?conv_stem\.convolution\.weight$")),
+    ("cvnets", re.compile(r"^conv_1\.block\.conv\.weight$")),
+    ("timm", re.compile(r"^stem\.conv\.weight$")),
+)
+
+# Hugging Face MobileViTForImageClassification / MobileViTModel -> ours.
+_HF_RULES = (
+    (r"^mobilevit\.", ""),
+    (r"^conv_stem\.", "stem."),
+    (r"^conv_1x1_exp\.", "final_conv."),
+    (r"^classifier\.", "head.fc."),
+    (r"^encoder\.layer\.([01])\.layer\.(\d+)\.", r"stages.\1.\2."),
+    (r"^encoder\.layer\.([234])\.downsampling_layer\.", r"stages.\1.0."),
+    (r"^encoder\.layer\.([234])\.", r"stages.\1.1."),
+    (r"\.expand_1x1\.", ".conv1_1x1."),
+    (r"\.conv_3x3\.", ".conv2_kxk."),
+    (r"\.reduce_1x1\.", ".conv3_1x1."),
+    (r"\.conv_1x1\.convolution\.", ".conv_1x1."),
+    (r"\.conv_projection\.", ".conv_proj."),
+    (r"\.fusion\.", ".conv_fusion."),
+    (r"\.transformer\.layer\.(\d+)\.", r".transformer.\1."),
+    (r"\.layernorm_before\.", ".norm1."),
+    (r"\.layernorm_after\.", ".norm2."),
+    (r"\.attention\.attention\.(query|key|value)\.", r".attn.\1."),
+    (r"\.attention\.output\.dense\.", ".attn.proj."),
+    (r"\.intermediate\.dense\.", ".mlp.fc1."),
+    (r"\.output\.dense\.", ".mlp.fc2."),
+    (r"\.layernorm\.", ".norm."),
+    (r"\.convolution\.", ".conv."),
+    (r"\.normalization\.", ".bn."),
+)
+
+# ml-cvnets MobileViT (the key map transformers' convert_mlcvnets_to_pytorch.py documents) -> ours.
+_CVNETS_RULES = (
+    (r"^conv_1\.", "stem."),
+    (r"^conv_1x1_exp\.", "final_conv."),
+    (r"^classifier\.fc\.", "head.fc."),
+    (r"^layer_(\d)\.", lambda m: f"stages.{int(m.group(1)) - 1}."),
+    (r"\.block\.", "."),
+    (r"\.norm\.", ".bn."),  # every ".norm." left at this point is a BatchNorm
+    (r"\.local_rep\.conv_3x3\.", ".conv_kxk."),
+    (r"\.local_rep\.conv_1x1\.conv\.", ".conv_1x1."),
+    (r"\.exp_1x1\.", ".conv1_1x1."),
+    (r"\.conv_3x3\.", ".conv2_kxk."),
+    (r"\.red_1x1\.", ".conv3_1x1."),
+    (r"\.fusion\.", ".conv_fusion."),
+    (r"\.global_rep\.(\d+)\.pre_norm_mha\.0\.", r".transformer.\1.norm1."),
+    (r"\.global_rep\.(\d+)\.pre_norm_mha\.1\.qkv_proj\.", r".transformer.\1.attn.qkv."),
+    (r"\.global_rep\.(\d+)\.pre_norm_mha\.1\.out_proj\.", r".transformer.\1.attn.proj."),
+    (r"\.global_rep\.(\d+)\.pre_norm_ffn\.0\.", r".transformer.\1.norm2."),
+    (r"\.global_rep\.(\d+)\.pre_norm_ffn\.1\.", r".transformer.\1.mlp.fc1."),
+    (r"\.global_rep\.(\d+)\.pre_norm_ffn\.4\.", r".transformer.\1.mlp.fc2."),
+    (r"\.global_rep\.\d+\.(weight|bias)$", r".norm.\1"),  # the LayerNorm after the last layer
+)
+_RULES = {"hf": _HF_RULES, "cvnets": _CVNETS_RULES, "timm": ()}
+_COMPILED = {k: [(re.compile(p), r) for p, r in v] for k, v in _RULES.items()}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A state dict in our layout, with where it came from."""
+
+    state_dict: dict[str, torch.Tensor]
+    layout: str
+    path: Path | None
+    sha256: str | None
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read tensors from a local file without executing any code in it."""
+    path = Path(path)
+    if path.is_dir():
+        found = [p.name for p in sorted(path.iterdir()) if p.suffix in SUFFIXES]
+        hint = f"pass the file inside it, e.g. {path / found[0]}" if found else "pass a .safetensors, .bin, .pt or .pth file"
+        raise CheckpointError(f"checkpoint path {path} is a directory", hint)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist", "check the path given to --weights")
+    if path.suffix not in SUFFIXES:
+        raise CheckpointError(f"checkpoint {path} has an unknown suffix {path.suffix!r}", f"use one of {', '.join(SUFFIXES)}")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    return _read_torch(path)
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({e})", "re-download or re-save it") from None
+
+
+def _read_torch(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError depending on the damage
+        msg = str(e)
+        if "Weights only load failed" in msg or "Unsupported global" in msg or "Unsupported operand" in msg:
+            raise CheckpointError(
+                f"refusing to load {path}: it is a pickle that carries code, not only tensors",
+                "convert it to .safetensors from a trusted environment",
+            ) from None
+        if isinstance(e, (EOFError, zipfile.BadZipFile)) or "PytorchStreamReader" in msg or "truncated" in msg.lower():
+            raise CheckpointError(f"checkpoint {path} is truncated or corrupt", "re-download or re-save it") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {msg.splitlines()[0][:200]}", "re-save it as .safetensors") from None
+    return _unwrap(obj, path)
+
+
+def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
+    """Find the state dict inside common training-checkpoint wrappers."""
+    for key in ("state_dict", "model", "model_state_dict", "module"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"checkpoint {path} holds no state dict of tensors", "save model.state_dict(), not the model")
+    return obj
+
+
+def detect_layout(keys) -> str | None:
+    for layout, telltale in _TELLTALES:
+        if any(telltale.match(k) for k in keys):
+            return layout
+    return None
+
+
+def strip_wrappers(state_dict: dict) -> dict:
+    """Drop DataParallel / wrapper prefixes (``module.``, ``model.``, ``encoder.``) present on every key."""
+    for prefix in ("module.", "model.", "encoder."):
+        if state_dict and all(k.startswith(prefix) for k in state_dict):
+            state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
+    return state_dict
+
+
+def rename(state_dict: dict, layout: str) -> dict:
+    """Rename a ``layout`` state dict to ours, fusing split q/k/v projections."""
+    out = {}
+    for key, value in state_dict.items():
+        for pattern, repl in _COMPILED[layout]:
+            key = pattern.sub(repl, key)
+        out[key] = value
+    return _fuse_qkv(out)
+
+
+def _fuse_qkv(state_dict: dict) -> dict:
+    split = re.compile(r"^(.*\.attn)\.(query|key|value)\.(weight|bias)$")
+    groups: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    out = {}
+    for key, value in state_dict.items():
+        m = split.match(key)
+        if m:
+            groups.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = value
+        else:
+            out[key] = value
+    for (prefix, kind), parts in groups.items():
+        if set(parts) != {"query", "key", "value"}:
+            out.update({f"{prefix}.{p}.{kind}": v for p, v in parts.items()})  # left for the mismatch report
+            continue
+        out[f"{prefix}.qkv.{kind}"] = torch.cat([parts["query"], parts["key"], parts["value"]], dim=0)
+    return out
+
+
+def to_our_layout(raw: dict, source: str) -> tuple[dict, str]:
+    raw = strip_wrappers(raw)
+    layout = detect_layout(raw)
+    if layout is None:
+        sample = ", ".join(sorted(raw)[:3])
+        raise CheckpointError(
+            f"{source} is not a MobileViT checkpoint in a known layout (timm, Hugging Face, ml-cvnets); first keys: {sample}",
+            "export the state dict of a MobileViT model",
+        )
+    return rename(raw, layout), layout
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    path = Path(path)
+    state_dict, layout = to_our_layout(read_state_dict(path), str(path))
+    return Checkpoint(state_dict, layout, path, sha256_of(path))
+
+
+def guess_variant(state_dict: dict, specs) -> str | None:
+    """Name the registered variant whose final width matches the checkpoint's, if any."""
+    w = state_dict.get("final_conv.conv.weight")
+    if w is None:
+        w = state_dict.get("stages.4.1.conv_fusion.conv.weight")
+        for spec in specs:
+            if w is not None and w.shape[0] == spec.config.channels[5]:
+                return spec.name
+        return None
+    return next((s.name for s in specs if w.shape[0] == s.config.channels[6]), None)
+
+
+def apply_checkpoint(model: torch.nn.Module, ckpt: Checkpoint, spec: ModelSpec, all_specs) -> None:
+    """Load ``ckpt`` into ``model`` or raise one error listing every key or shape that does not fit."""
+    own = model.state_dict()
+    sd = dict(ckpt.state_dict)
+    if getattr(model, "features_only", False):  # a backbone ignores the classifier
+        sd = {k: v for k, v in sd.items() if not k.startswith(("final_conv.", "head."))}
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    shapes = sorted(k for k in set(own) & set(sd) if own[k].shape != sd[k].shape)
+    where = f"checkpoint {ckpt.path or 'download'} (detected layout: {ckpt.layout})"
+    if shapes:
+        guess = guess_variant(sd, all_specs)
+        if guess and guess != spec.name:
+            raise CheckpointError(f"{where} is for {guess}, not {spec.name}", f"use --model {guess}")
+        if shapes == ["head.fc.bias", "head.fc.weight"]:
+            n = sd["head.fc.weight"].shape[0]
+            raise CheckpointError(f"{where} has a {n}-class head, the model {model.num_classes}", f"pass num_classes={n} (--num-classes {n})")
+    if missing or unexpected or shapes:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+            if keys:
+                more = f" (+{len(keys) - 6} more)" if len(keys) > 6 else ""
+                parts.append(f"{label}: {', '.join(keys[:6])}{more}")
+        raise CheckpointError(f"{where} does not fit {spec.name}: {'; '.join(parts)}", "check --model and the checkpoint file")
+    model.load_state_dict(sd, strict=True)

@@ -1,0 +1,197 @@
+"""MobileViT v1 (arXiv 2110.02178) written to export cleanly.
+
+Module names follow timm's layout (``stem``, ``stages.S.B``, ``final_conv``, ``head.fc``),
+so a timm state dict loads as it is and other layouts are renamed into it
+(see ``checkpoints.py``).
+
+Export rules kept here by construction:
+- every tensor has rank <= 4 (Core ML allows 5, the Neural Engine prefers 4);
+- ``forward`` does no Python arithmetic on tensor shapes: unfold uses strided slices,
+  fold uses ``reshape_as`` against tensors of the target shape, reshapes use only
+  module constants and -1;
+- any input whose height and width are multiples of 32.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import MobileViTConfig
+
+PATCH = 2  # patch height = width = 2 at every level, as in the paper
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round a channel count to a multiple of ``divisor`` without losing more than 10 %."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+class ConvNormAct(nn.Module):
+    """Conv2d (no bias) -> BatchNorm2d -> optional SiLU."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.act = nn.SiLU() if act else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: 1x1 expand -> 3x3 depthwise -> 1x1 linear project (+ skip)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand_ratio: float):
+        super().__init__()
+        mid = make_divisible(round(cin * expand_ratio))
+        self.conv1_1x1 = ConvNormAct(cin, mid, 1)
+        self.conv2_kxk = ConvNormAct(mid, mid, 3, stride=stride, groups=mid)
+        self.conv3_1x1 = ConvNormAct(mid, cout, 1, act=False)
+        self.has_skip = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv3_1x1(self.conv2_kxk(self.conv1_1x1(x)))
+        return x + y if self.has_skip else y
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with a fused qkv projection, written as plain matmuls."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"transformer dim {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # [S, N, C] -> [S, N, 3*C] -> [S, N, 3*heads, hd] -> [S, 3*heads, N, hd]
+        qkv = self.qkv(x).unflatten(-1, (3 * self.num_heads, self.head_dim)).transpose(1, 2)
+        q, k, v = qkv.chunk(3, dim=1)  # each [S, heads, N, hd]
+        attn = torch.matmul(q * self.scale, k.transpose(-2, -1)).softmax(dim=-1)
+        out = torch.matmul(attn, v)  # [S, heads, N, hd]
+        return self.proj(out.transpose(1, 2).flatten(2))  # [S, N, C]
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.SiLU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer encoder layer."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, eps: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def unfold_patches(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> [B*P, N, C]: one sequence of N patches per pixel position p in a 2x2 patch.
+
+    Row b*P + p holds, for every patch n = i*(W/2) + j, the pixel (2i + p//2, 2j + p%2),
+    the same ordering as ml-cvnets / Hugging Face.
+    """
+    quads = [x[:, :, ph::PATCH, pw::PATCH].flatten(2).unsqueeze(1) for ph in range(PATCH) for pw in range(PATCH)]
+    seq = torch.cat(quads, dim=1)  # [B, P, C, N]
+    return seq.transpose(2, 3).flatten(0, 1)  # [B*P, N, C]
+
+
+def fold_patches(seq: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`unfold_patches`; ``like`` is a [B, C, H, W] tensor of the target shape."""
+    p = seq.unflatten(0, (-1, PATCH * PATCH)).transpose(2, 3)  # [B, P, C, N]
+    half_rows = like[:, :, ::PATCH, :]  # [B, C, H/2, W]: only its shape is used
+    rows = []
+    for ph in range(PATCH):
+        # interleave the pw = 0, 1 sequences: [B, 2, C, N] -> [B, C, N, 2] -> [B, C, H/2, W]
+        pair = p[:, ph * PATCH : (ph + 1) * PATCH].permute(0, 2, 3, 1).flatten(2)
+        rows.append(pair.reshape_as(half_rows))
+    # interleave rows ph = 0, 1: [B, C, H/2, 2W] laid out row-major is [B, C, H, W]
+    return torch.cat(rows, dim=-1).reshape_as(like)
+
+
+class MobileViTBlock(nn.Module):
+    """Local 3x3 + 1x1 conv -> unfold -> transformer -> fold -> 1x1 proj -> concat -> 3x3 fusion."""
+
+    def __init__(self, channels: int, dim: int, depth: int, num_heads: int, mlp_ratio: float, eps: float):
+        super().__init__()
+        self.conv_kxk = ConvNormAct(channels, channels, 3)
+        self.conv_1x1 = nn.Conv2d(channels, dim, 1, bias=False)
+        self.transformer = nn.Sequential(*[TransformerBlock(dim, num_heads, mlp_ratio, eps) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.conv_proj = ConvNormAct(dim, channels, 1)
+        self.conv_fusion = ConvNormAct(2 * channels, channels, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        local = self.conv_1x1(self.conv_kxk(x))  # [B, dim, H, W]
+        tokens = self.norm(self.transformer(unfold_patches(local)))  # [B*P, N, dim]
+        y = self.conv_proj(fold_patches(tokens, local))
+        return self.conv_fusion(torch.cat([x, y], dim=1))
+
+
+class MobileViT(nn.Module):
+    """MobileViT v1 classifier; ``features_only=True`` returns the five stage outputs instead."""
+
+    def __init__(self, cfg: MobileViTConfig, num_classes: int = 1000, features_only: bool = False):
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.features_only = features_only
+        ch = cfg.channels
+        self.stem = ConvNormAct(3, ch[0], 3, stride=2)
+        stages = [
+            nn.Sequential(InvertedResidual(ch[0], ch[1], 1, cfg.expand_ratio)),
+            nn.Sequential(*[InvertedResidual(ch[1] if i == 0 else ch[2], ch[2], 2 if i == 0 else 1, cfg.expand_ratio) for i in range(3)]),
+        ]
+        for s, (dim, depth) in enumerate(zip(cfg.transformer_dims, cfg.transformer_depths)):
+            cin, cout = ch[s + 2], ch[s + 3]
+            stages.append(
+                nn.Sequential(
+                    InvertedResidual(cin, cout, 2, cfg.expand_ratio),
+                    MobileViTBlock(cout, dim, depth, cfg.num_heads, cfg.mlp_ratio, cfg.layer_norm_eps),
+                )
+            )
+        self.stages = nn.Sequential(*stages)
+        self.feature_channels = [ch[1], ch[2], ch[3], ch[4], ch[5]]
+        if not features_only:
+            self.final_conv = ConvNormAct(ch[5], ch[6], 1)
+            self.head = nn.Module()
+            self.head.fc = nn.Linear(ch[6], num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Stage outputs at strides 2, 4, 8, 16, 32."""
+        feats = []
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+    def forward(self, x: torch.Tensor):
+        if self.features_only:
+            return self.forward_features(x)
+        x = self.stem(x)
+        x = self.stages(x)
+        x = self.final_conv(x).mean(dim=(2, 3))  # global average pool: [B, C, H, W] -> [B, C]
+        return self.head.fc(x)

@@ -1,0 +1,39 @@
+"""Classify one photo with a PyTorch MobileViT, using the checkpoint's own preprocessing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .labels import class_names
+from .preprocess import preprocess
+
+
+@dataclass(frozen=True)
+class Prediction:
+    index: int
+    label: str
+    probability: float
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def top_k(logits: np.ndarray, k: int = 5) -> list[Prediction]:
+    probs = softmax(logits.astype(np.float64))
+    names = class_names(len(logits))
+    order = np.argsort(-logits, kind="stable")[:k]
+    return [Prediction(int(i), names[i], float(probs[i])) for i in order]
+
+
+def predict(image: str | Path, model, input_size: int, k: int = 5) -> list[Prediction]:
+    import torch
+
+    x = preprocess(image, input_size, model.preprocessing)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x)[None])[0].numpy()
+    return top_k(logits, k)
