@@ -58,14 +58,15 @@ def models_cmd(as_json: bool):
     if as_json:
         click.echo(json.dumps(cards, indent=2))
         return
-    table = Table(title="MobileViT variants")
-    for col in ("model", "input", "params (M)", "GMACs", "dims", "expand", "sources"):
-        table.add_column(col)
+    table = Table(title="MobileViT variants (params and GMACs counted at the default input)")
+    for col in ("model", "input", "params M", "GMACs", "dims", "exp", "weights (channel order)"):
+        table.add_column(col, no_wrap=True)
     for c in cards:
         cfg = c["config"]
-        sources = ", ".join(f"{s['layout']}:{s['repo_id']} ({s['preprocessing']['channel_order']})" for s in c["sources"])
-        table.add_row(c["name"], str(c["input_size"]), f"{c['params_m']:.2f}", f"{c['gmacs']:.2f}", "/".join(map(str, cfg["transformer_dims"])), str(cfg["expand_ratio"]), sources)
-    Console().print(table)
+        sources = ", ".join(f"{s['layout']} ({s['preprocessing']['channel_order']})" for s in c["sources"])
+        dims = "/".join(map(str, cfg["transformer_dims"]))
+        table.add_row(c["name"], str(c["input_size"]), f"{c['params_m']:.2f}", f"{c['gmacs']:.2f}", dims, f"{cfg['expand_ratio']:g}", sources)
+    Console(width=max(Console().width, 110)).print(table)  # never squeeze names when piped
 
 
 @main.command()

@@ -125,6 +125,10 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_torch(path: Path) -> dict[str, torch.Tensor]:
+    with open(path, "rb") as f:
+        is_zip_header = f.read(4) == b"PK\x03\x04"
+    if is_zip_header and not zipfile.is_zipfile(path):  # torch.save's zip lost its central directory
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt", "re-download or re-save it")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError depending on the damage
@@ -134,7 +138,7 @@ def _read_torch(path: Path) -> dict[str, torch.Tensor]:
                 f"refusing to load {path}: it is a pickle that carries code, not only tensors",
                 "convert it to .safetensors from a trusted environment",
             ) from None
-        if isinstance(e, (EOFError, zipfile.BadZipFile)) or "PytorchStreamReader" in msg or "truncated" in msg.lower():
+        if isinstance(e, (EOFError, OSError, zipfile.BadZipFile)) or "PytorchStreamReader" in msg or "truncated" in msg.lower():
             raise CheckpointError(f"checkpoint {path} is truncated or corrupt", "re-download or re-save it") from None
         raise CheckpointError(f"cannot read checkpoint {path}: {msg.splitlines()[0][:200]}", "re-save it as .safetensors") from None
     return _unwrap(obj, path)

@@ -1,0 +1,67 @@
+"""Shared fixtures: the Hugging Face reference model (an independent MobileViT) and photos."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+torch.set_num_threads(2)
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures"
+SLOW = {"mobilevit_xs", "mobilevit_s"}
+
+# Hugging Face configs per variant, as transformers' own conversion script sets them.
+HF_CONFIGS = {
+    "mobilevit_xxs": dict(hidden_sizes=[64, 80, 96], neck_hidden_sizes=[16, 16, 24, 48, 64, 80, 320], expand_ratio=2.0),
+    "mobilevit_xs": dict(hidden_sizes=[96, 120, 144], neck_hidden_sizes=[16, 32, 48, 64, 80, 96, 384]),
+    "mobilevit_s": dict(hidden_sizes=[144, 192, 240], neck_hidden_sizes=[16, 32, 64, 96, 128, 160, 640]),
+}
+
+
+def variants(fast_only: tuple[str, ...] = ()):
+    """Registry variants as pytest params; the larger ones carry the slow marker."""
+    from mvit_deploy.models.config import MODELS
+
+    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in MODELS]
+
+
+@functools.lru_cache(maxsize=None)
+def hf_reference(name: str, num_classes: int = 1000, seed: int = 3):
+    """A seeded HF MobileViTForImageClassification with realistic activations."""
+    from transformers import MobileViTConfig, MobileViTForImageClassification
+
+    from mvit_deploy.models.fixture import make_realistic
+
+    torch.manual_seed(seed)
+    model = MobileViTForImageClassification(MobileViTConfig(num_labels=num_classes, **HF_CONFIGS[name])).eval()
+    make_realistic(model, lambda x: model(pixel_values=x).logits, model.classifier, seed=seed)
+    return model
+
+
+def hf_logits(model, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(pixel_values=x).logits
+
+
+@pytest.fixture(scope="session")
+def eval_photos():
+    from mvit_deploy.calibration import photo_inputs
+    from mvit_deploy.models.config import HF_PREPROCESSING
+
+    return {size: torch.from_numpy(photo_inputs("eval", size, HF_PREPROCESSING, crops_per_photo=2)) for size in (256, 320)}
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the installed console script the way a person would."""
+    exe = Path(sys.executable).with_name("mvit-deploy")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mvit_deploy.cli"]
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600)
