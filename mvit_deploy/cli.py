@@ -30,6 +30,19 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="mvit-deploy")
 def main():
     """Deploy MobileViT to ONNX, Core ML and LiteRT, checked against PyTorch."""
+    _quiet_converters()
+
+
+def _quiet_converters() -> None:
+    """Converters narrate through warnings and loggers; the CLI shows its own progress instead."""
+    import logging
+    import os
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    for name in ("torch", "coremltools", "absl", "torchao", "litert_torch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 model_option = click.option("--model", "model_name", type=click.Choice(list(MODELS)), default="mobilevit_xxs", show_default=True)
@@ -83,9 +96,12 @@ def predict(image, model_name, weights, pretrained, num_classes, input_size, top
     from .models import check_input_size, get_spec, load_model
     from .predict import predict as run
 
+    from .preprocess import load_rgb
+
     size = check_input_size(input_size or get_spec(model_name).input_size)
+    photo = load_rgb(image)  # a bad image fails before the model is built
     model = load_model(model_name, weights, num_classes=num_classes, pretrained=pretrained)
-    preds = run(image, model, size, top)
+    preds = run(photo, model, size, top)
     if as_json:
         click.echo(json.dumps({"model": model_name, "weights": model.source_layout, "top": [p.__dict__ for p in preds]}))
         return
@@ -93,6 +109,118 @@ def predict(image, model_name, weights, pretrained, num_classes, input_size, top
         click.echo("note: no --weights/--pretrained given: using the untrained test fixture, so the classes are arbitrary", err=True)
     for rank, p in enumerate(preds, 1):
         click.echo(f"{rank}. {p.label:<32} {p.probability:7.2%}  (class {p.index})")
+
+
+def _target_names() -> list[str]:
+    from .targets import TARGETS
+
+    return list(TARGETS)
+
+
+def _print_parity_table(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from pathlib import Path
+
+    notes: list[str] = []
+    table = Table(title="parity vs PyTorch (real photos)")
+    for col in ("artifact", "max abs", "PSNR dB", "cosine", "top-1", "top-5", "result"):
+        table.add_column(col, no_wrap=True)
+    for r in rows:
+        m = r.get("metrics") or {}
+        if r.get("passed") is None:
+            table.add_row(Path(r["artifact"]).name, "-", "-", "-", "-", "-", "[yellow]not run here[/]")
+            notes.append(f"{Path(r['artifact']).name}: {r.get('skipped', '')}")
+            continue
+        psnr = m["psnr_db"]
+        table.add_row(
+            Path(r["artifact"]).name,
+            f"{m['max_abs']:.2e}",
+            "inf" if psnr is None else f"{psnr:.1f}",
+            f"{m['cosine']:.6f}",
+            f"{m['top1_agreement']:.0%}",
+            f"{m['top5_overlap']:.0%}",
+            "[green]pass[/]" if r["passed"] else "[red]FAIL[/]",
+        )
+        notes.extend(f"{Path(r['artifact']).name}: {f}" for f in r.get("failures", []))
+    console = Console(width=max(Console().width, 110))
+    console.print(table)
+    for note in notes:
+        console.print(note, highlight=False, soft_wrap=True)
+
+
+@main.command()
+@model_option
+@weights_option
+@pretrained_option
+@num_classes_option
+@click.option("--target", "target_name", required=True, type=click.Choice([*_target_names(), "all"]))
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None, help="Default: fp16 for coreml, fp32 otherwise.")
+@click.option("--input-size", type=int, default=None, help="Multiple of 32; default 256.")
+@click.option("--layout", type=click.Choice(["nchw", "nhwc"]), default="nchw", show_default=True, help="tflite input layout.")
+@click.option("--min-target", type=click.Choice(["iOS16", "iOS17", "iOS18"]), default="iOS16", show_default=True, help="coreml.")
+@click.option("--coreml-input", type=click.Choice(["image", "tensor"]), default="image", show_default=True, help="coreml input type.")
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=str), required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one machine-readable summary.")
+def export(model_name, weights, pretrained, num_classes, target_name, precision, input_size, layout, min_target, coreml_input, threads, out_dir, as_json):
+    """Export a MobileViT and check the artifact against PyTorch."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from .export import export as run_export
+    from .targets import ExportOptions, get_target
+
+    names = _target_names() if target_name == "all" else [target_name]
+    results = []
+    console = Console(stderr=True)
+    for name in names:
+        target = get_target(name)
+        prec = precision or ("fp16" if "fp16" in target.precisions and name == "coreml" else "fp32")
+        opts = ExportOptions(
+            model=model_name, target=name, out_dir=Path(out_dir), precision=prec, input_size=input_size,
+            layout=layout if name == "tflite" else "nchw", weights=weights, pretrained=pretrained,
+            num_classes=num_classes, min_target=min_target, input_type=coreml_input, threads=threads,
+        )
+        with console.status(f"{name}: starting") as status:
+            result = run_export(opts, on_step=lambda s, n=name: status.update(f"{n}: {s}"))
+        results.append(result)
+    rows = [{"artifact": str(r.artifact), **(r.manifest.get("parity") or {})} for r in results]
+    if as_json:
+        click.echo(json.dumps({"artifacts": [{"artifact": str(r.artifact), "manifest": str(r.manifest_path), "parity": r.manifest.get("parity")} for r in results]}, indent=2))
+    else:
+        _print_parity_table(rows)
+    if any(r.get("passed") is False for r in rows):
+        sys.exit(1)
+
+
+@main.command("parity")
+@click.argument("artifact", type=click.Path(path_type=str))
+@click.option("--images", type=click.Path(path_type=str), default=None, help="Folder of photos (default: the shipped held-out set).")
+@click.option("--n", "n", type=int, default=None, help="Use only the first N images.")
+@click.option("--weights", type=click.Path(path_type=str), default=None, help="Reference checkpoint, if it moved since export.")
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--junit-xml", type=click.Path(dir_okay=False, path_type=str), default=None, help="Write a JUnit report for CI.")
+def parity_cmd(artifact, images, n, weights, threads, as_json, junit_xml):
+    """Check ARTIFACT against PyTorch: exit 0 if every bound holds, 1 if one fails."""
+    from pathlib import Path
+
+    from .parity import parity
+
+    report = parity(artifact, images=images, n=n, weights=weights, threads=threads)
+    if junit_xml:
+        from .artifact import staged
+
+        with staged(Path(junit_xml)) as tmp:
+            tmp.write_text(report.to_junit_xml())
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        _print_parity_table([{**report.to_dict(), "artifact": artifact}])
+    sys.exit(0 if report.passed else 1)
 
 
 if __name__ == "__main__":

@@ -18,3 +18,12 @@ def class_names(num_classes: int) -> list[str]:
     if num_classes == 1000:
         return [names.split(",")[0] for _, names in imagenet1k()]
     return [f"class_{i}" for i in range(num_classes)]
+
+
+def unique_class_names(num_classes: int) -> list[str]:
+    """Like :func:`class_names`, but a name shared by two classes ("crane", "maillot") gets its synset id."""
+    names = class_names(num_classes)
+    if num_classes != 1000:
+        return names
+    seen = {n: names.count(n) for n in names}
+    return [f"{n} ({imagenet1k()[i][0]})" if seen[n] > 1 else n for i, n in enumerate(names)]

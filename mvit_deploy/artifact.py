@@ -1,0 +1,85 @@
+"""Artifact naming, the sidecar manifest, and atomic writes (no torch)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import UsageError
+
+MANIFEST_SCHEMA = "mvit-deploy/artifact/1"
+
+
+def artifact_stem(model: str, target: str, precision: str, layout: str = "nchw", input_size: int = 256, default_size: int = 256) -> str:
+    """``<model>-<target>-<precision>``, plus the layout / size when they are not the defaults."""
+    stem = f"{model}-{target}-{precision}"
+    if layout != "nchw":
+        stem += f"-{layout}"
+    if input_size != default_size:
+        stem += f"-{input_size}"
+    return stem
+
+
+def manifest_path(artifact: Path) -> Path:
+    return artifact.with_name(artifact.name + ".json") if artifact.suffix == ".mlpackage" else artifact.with_suffix(".json")
+
+
+def read_manifest(artifact: str | Path) -> dict:
+    artifact = Path(artifact)
+    if not artifact.exists():
+        raise UsageError(f"artifact {artifact} does not exist", "check the path, or run `mvit-deploy export` first")
+    path = manifest_path(artifact)
+    if not path.exists():
+        raise UsageError(f"{artifact} has no manifest {path.name} beside it", "keep the .json that `mvit-deploy export` wrote next to the artifact")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UsageError(f"manifest {path} is not valid JSON ({e.msg})", "re-export the artifact") from None
+    if manifest.get("schema") != MANIFEST_SCHEMA:
+        raise UsageError(f"manifest {path} has schema {manifest.get('schema')!r}", f"re-export with this version ({MANIFEST_SCHEMA})")
+    return manifest
+
+
+def tree_sha256(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (names and contents, sorted)."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def tree_bytes(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+@contextmanager
+def staged(final: Path):
+    """Yield a temporary path beside ``final``; only a clean exit renames it into place.
+
+    A crash or kill leaves at most a ``.tmp-*`` entry, never a half-written ``final``.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    tmp = tmpdir / final.name
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final) if final.is_dir() else final.unlink()
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    with staged(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")

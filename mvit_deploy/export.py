@@ -1,0 +1,105 @@
+"""The one walk every target shares: model -> export -> check -> parity -> artifact + manifest."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Callable
+
+from . import __version__
+from .artifact import MANIFEST_SCHEMA, artifact_stem, manifest_path, staged, tree_bytes, tree_sha256, write_json_atomic
+from .errors import MvitDeployError
+from .parity import ParityReport, check_bounds, parity_inputs, reference_logits
+from .targets import ExportOptions, get_target
+
+
+@dataclass
+class ExportResult:
+    artifact: Path
+    manifest_path: Path
+    manifest: dict
+    parity: ParityReport | None
+
+
+def _versions(packages) -> dict[str, str]:
+    out = {"mvit-deploy": __version__, "python": platform.python_version()}
+    for pkg in ("torch", *packages):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def export(opts: ExportOptions, on_step: Callable[[str], None] = lambda s: None, run_parity: bool = True) -> ExportResult:
+    """Export one artifact; its parity result is in the manifest (failed parity still writes both)."""
+    import torch
+
+    from .metrics import fidelity
+    from .models import check_input_size, get_spec, load_model
+    from .runtimes import load_runner
+
+    target = get_target(opts.target)
+    target.validate(opts)
+    spec = get_spec(opts.model)
+    size = check_input_size(opts.input_size or spec.input_size)
+    on_step(f"loading {opts.model}")
+    model = load_model(opts.model, opts.weights, num_classes=opts.num_classes, pretrained=opts.pretrained)
+    pre = model.preprocessing
+
+    stem = artifact_stem(opts.model, target.name, opts.precision, opts.layout, size, spec.input_size)
+    final = Path(opts.out_dir) / f"{stem}{target.suffix}"
+    manifest = {
+        "schema": MANIFEST_SCHEMA,
+        "artifact": final.name,
+        "model": opts.model,
+        "target": target.name,
+        "precision": opts.precision,
+        "input": {
+            "name": "image",
+            "shape": [1, size, size, 3] if opts.layout == "nhwc" else [1, 3, size, size],
+            "layout": opts.layout,
+            "dtype": "float32",
+            "size": size,
+            "type": "tensor",
+            "scale": pre.scale,
+            "channel_order": pre.channel_order,
+            "mean": list(pre.mean),
+            "std": list(pre.std),
+            "preprocessing": pre.to_dict(),
+        },
+        "output": {"name": "logits", "shape": [1, opts.num_classes], "dtype": "float32", "classes": opts.num_classes},
+        "checkpoint": {
+            "layout": model.source_layout,
+            "path": str(Path(opts.weights).resolve()) if opts.weights else None,
+            "pretrained": opts.pretrained,
+            "sha256": model.checkpoint_sha256,
+        },
+        "versions": _versions(target.converter_packages),
+    }
+    x = parity_inputs(manifest, opts.parity_images, opts.parity_n)
+    example = torch.from_numpy(x[:1])
+    with staged(final) as tmp:
+        on_step(f"converting to {target.name} ({opts.precision})")
+        converted = target.convert(model, example, opts, tmp)
+        target.check(tmp)
+        manifest["input"].update(name=converted.input_name, **converted.input)
+        manifest["output"].update(name=converted.output_name, **converted.output)
+        report = None
+        if run_parity:
+            on_step(f"parity on {len(x)} photo crops")
+            try:
+                got = load_runner(tmp, manifest, opts.threads)(x)
+            except MvitDeployError as e:  # e.g. Core ML on Linux: say so, never pass
+                manifest["parity"] = {"passed": None, "skipped": e.one_line()}
+            else:
+                metrics = fidelity(reference_logits(model, x), got)
+                rows, failures = check_bounds(target.name, opts.precision, metrics)
+                report = ParityReport(str(final), target.name, opts.precision, len(x), metrics, rows, failures)
+                manifest["parity"] = report.to_dict()
+        manifest["sha256"] = tree_sha256(tmp)
+        manifest["bytes"] = tree_bytes(tmp)
+    write_json_atomic(manifest_path(final), manifest)
+    return ExportResult(final, manifest_path(final), manifest, report)

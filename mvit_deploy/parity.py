@@ -1,0 +1,115 @@
+"""Parity: run an artifact in its own runtime and the PyTorch reference on the same real photos."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+import numpy as np
+
+from .artifact import read_manifest
+from .errors import MvitDeployError, UsageError
+from .metrics import fidelity
+from .tolerances import bounds_for
+
+
+class ParityFailed(MvitDeployError):
+    exit_code = 1
+
+
+@dataclass
+class ParityReport:
+    artifact: str
+    target: str
+    precision: str
+    n_images: int
+    metrics: dict[str, float]
+    bounds: list[dict] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["passed"] = self.passed
+        d["metrics"] = {k: (None if math.isinf(v) else v) for k, v in self.metrics.items()}  # JSON has no inf
+        return d
+
+    def to_junit_xml(self) -> str:
+        cases = []
+        for b in self.bounds:
+            name = quoteattr(f"{b['metric']} {b['op']} {b['value']:g}")
+            body = f'<failure message={quoteattr(b["message"])}/>' if not b["passed"] else ""
+            cases.append(f'  <testcase classname={quoteattr("parity." + Path(self.artifact).name)} name={name}>{body}</testcase>')
+        return (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<testsuite name={quoteattr("mvit-deploy parity " + escape(Path(self.artifact).name))} tests="{len(cases)}" failures="{len(self.failures)}">\n'
+            + "\n".join(cases)
+            + "\n</testsuite>\n"
+        )
+
+
+def check_bounds(target: str, precision: str, metrics: dict[str, float]) -> tuple[list[dict], list[str]]:
+    rows, failures = [], []
+    for bound in bounds_for(target, precision):
+        value = metrics[bound.metric]
+        ok = bound.holds(value)
+        message = f"{bound.metric} = {value:.6g}, bound {bound.describe()} ({bound.reason})"
+        rows.append({"metric": bound.metric, "op": bound.op, "value": bound.value, "measured": value, "passed": ok, "message": message, "reason": bound.reason})
+        if not ok:
+            failures.append(message)
+    return rows, failures
+
+
+def parity_inputs(manifest: dict, images: str | Path | None = None, n: int | None = None) -> np.ndarray:
+    from .calibration import photo_inputs
+    from .preprocess import Preprocessing
+
+    pre = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest["input"]["preprocessing"].items()})
+    x = photo_inputs("eval", manifest["input"]["size"], pre, crops_per_photo=4, images=images)
+    if n is not None:
+        if n < 1:
+            raise UsageError(f"--n {n} is not a positive number of images", "use e.g. --n 8")
+        x = x[:n]
+    return x
+
+
+def reference_model(manifest: dict, weights: str | Path | None = None):
+    """The PyTorch model the artifact was exported from (needs torch)."""
+    from .models import load_model
+
+    ckpt = manifest["checkpoint"]
+    if ckpt["layout"] == "fixture":
+        return load_model(manifest["model"], num_classes=manifest["output"]["classes"])
+    path = Path(weights or ckpt["path"])
+    if not path.exists():
+        raise UsageError(f"the reference checkpoint {path} is gone", "pass it with --weights PATH")
+    model = load_model(manifest["model"], path, num_classes=manifest["output"]["classes"])
+    if model.checkpoint_sha256 != ckpt["sha256"]:
+        raise UsageError(f"{path} is not the checkpoint this artifact was exported from (sha256 differs)", "pass the original with --weights")
+    return model
+
+
+def reference_logits(model, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return torch.cat([model(torch.from_numpy(x[i : i + 8])) for i in range(0, len(x), 8)]).numpy()
+
+
+def parity(artifact: str | Path, images=None, n: int | None = None, weights=None, threads: int | None = None, model=None) -> ParityReport:
+    """Compare an exported artifact with its PyTorch reference on real photos."""
+    from .runtimes import load_runner
+
+    artifact = Path(artifact)
+    manifest = read_manifest(artifact)
+    runner = load_runner(artifact, manifest, threads)
+    x = parity_inputs(manifest, images, n)
+    ref = reference_logits(model if model is not None else reference_model(manifest, weights), x)
+    metrics = fidelity(ref, runner(x))
+    rows, failures = check_bounds(manifest["target"], manifest["precision"], metrics)
+    return ParityReport(str(artifact), manifest["target"], manifest["precision"], len(x), metrics, rows, failures)

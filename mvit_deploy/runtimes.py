@@ -1,0 +1,140 @@
+"""Run an exported artifact in its own runtime. Torch-free: this is the device side.
+
+Every runner takes a float32 NCHW batch [N, 3, H, W] in the model's preprocessing
+convention and returns float32 logits [N, classes]; layout and dtype conversions to
+what the artifact expects happen here, as an app would do them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ._deps import IS_MACOS, has
+from .errors import DependencyError, UsageError
+
+
+class Runner:
+    """Base: runs one image at a time (artifacts have a static batch of 1)."""
+
+    runtime = "?"
+
+    def __init__(self, path: Path, manifest: dict, threads: int | None = None):
+        self.path = Path(path)
+        self.manifest = manifest
+        self.threads = threads or min(2, os.cpu_count() or 1)
+        self.layout = manifest["input"]["layout"]
+
+    def _one(self, x: np.ndarray) -> np.ndarray:  # x: [1, 3, H, W] float32
+        raise NotImplementedError
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch, np.float32)
+        return np.concatenate([self._one(batch[i : i + 1]) for i in range(len(batch))])
+
+    def _to_layout(self, x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if self.layout == "nhwc" else x
+
+
+class OnnxRunner(Runner):
+    runtime = "onnxruntime"
+
+    def __init__(self, path, manifest, threads=None):
+        super().__init__(path, manifest, threads)
+        if not has("onnxruntime"):
+            raise DependencyError("running .onnx needs onnxruntime", "pip install 'mvit-deploy[device]'")
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def _one(self, x):
+        return self.session.run(None, {self.input_name: self._to_layout(x)})[0]
+
+
+def _tflite_interpreter():
+    """ai-edge-litert (current), else tflite-runtime (old boards)."""
+    if has("ai_edge_litert"):
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter
+    if has("tflite_runtime"):
+        from tflite_runtime.interpreter import Interpreter
+
+        return Interpreter
+    raise DependencyError("running .tflite needs ai-edge-litert (or tflite-runtime)", "pip install 'mvit-deploy[device]'")
+
+
+class LiteRTRunner(Runner):
+    runtime = "litert"
+
+    def __init__(self, path, manifest, threads=None):
+        super().__init__(path, manifest, threads)
+        self.interpreter = _tflite_interpreter()(model_path=str(self.path), num_threads=self.threads)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+
+    def _quantize(self, x):
+        scale, zero = self.input["quantization"]
+        if self.input["dtype"] in (np.int8, np.uint8) and scale:
+            info = np.iinfo(self.input["dtype"])
+            return np.clip(np.round(x / scale + zero), info.min, info.max).astype(self.input["dtype"])
+        return x.astype(self.input["dtype"])
+
+    def _one(self, x):
+        self.interpreter.set_tensor(self.input["index"], self._quantize(self._to_layout(x)))
+        self.interpreter.invoke()
+        y = self.interpreter.get_tensor(self.output["index"])
+        scale, zero = self.output["quantization"]
+        if self.output["dtype"] in (np.int8, np.uint8) and scale:
+            y = (y.astype(np.float32) - zero) * scale
+        return y.astype(np.float32).reshape(1, -1)
+
+
+class CoreMLRunner(Runner):
+    """Native Core ML (macOS only)."""
+
+    runtime = "coreml"
+
+    def __init__(self, path, manifest, threads=None, compute_units: str = "all"):
+        super().__init__(path, manifest, threads)
+        if not IS_MACOS:
+            raise UsageError(
+                "Core ML models can only be run by the Core ML framework on macOS",
+                "run parity/bench for .mlpackage on a Mac (the Linux reference executor is not built yet)",
+            )
+        import coremltools as ct
+
+        units = {"all": ct.ComputeUnit.ALL, "cpu_only": ct.ComputeUnit.CPU_ONLY, "cpu_and_gpu": ct.ComputeUnit.CPU_AND_GPU, "cpu_and_ne": ct.ComputeUnit.CPU_AND_NE}
+        self.model = ct.models.MLModel(str(self.path), compute_units=units[compute_units])
+
+    def _one(self, x):
+        from PIL import Image
+
+        inp = self.manifest["input"]
+        if inp["type"] == "image":
+            pixels = np.clip(np.rint(x[0] / inp["scale"]), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+            if inp["channel_order"] == "BGR":
+                pixels = pixels[..., ::-1]  # the image an app passes is RGB; Core ML reorders it
+            value = Image.fromarray(np.ascontiguousarray(pixels))
+        else:
+            value = x
+        out = self.model.predict({inp["name"]: value})[self.manifest["output"]["name"]]
+        if isinstance(out, dict):  # classifier models return {label: logit}
+            from .labels import unique_class_names
+
+            out = [out[n] for n in unique_class_names(self.manifest["output"]["classes"])]
+        return np.asarray(out, np.float32).reshape(1, -1)
+
+
+RUNNERS = {"onnx": OnnxRunner, "tflite": LiteRTRunner, "coreml": CoreMLRunner}
+
+
+def load_runner(path: str | Path, manifest: dict, threads: int | None = None) -> Runner:
+    return RUNNERS[manifest["target"]](Path(path), manifest, threads)

@@ -1,0 +1,69 @@
+"""What a target is: the few things that differ between ONNX, TFLite and Core ML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..errors import UsageError
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Everything an export needs, frozen: the CLI builds one, the library reads it."""
+
+    model: str
+    target: str
+    out_dir: Path
+    precision: str = "fp32"
+    input_size: int | None = None  # None: the model's default
+    layout: str = "nchw"  # tflite: nchw | nhwc
+    weights: str | None = None
+    pretrained: str | None = None
+    num_classes: int = 1000
+    min_target: str = "iOS16"  # coreml
+    input_type: str = "image"  # coreml: image | tensor
+    threads: int = 2
+    parity_images: str | None = None  # a directory; None: the shipped eval photos
+    parity_n: int | None = None
+
+    def with_(self, **kw) -> "ExportOptions":
+        return replace(self, **kw)
+
+
+@dataclass
+class Converted:
+    """What a target's ``convert`` reports for the manifest."""
+
+    input_name: str = "image"
+    output_name: str = "logits"
+    input: dict = field(default_factory=dict)  # additions to the manifest's input record
+    output: dict = field(default_factory=dict)  # additions to the manifest's output record
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+class Target:
+    """A deployment format. Subclasses set the class attributes and implement ``convert``."""
+
+    name: str = ""
+    suffix: str = ""
+    precisions: tuple[str, ...] = ("fp32",)
+    layouts: tuple[str, ...] = ("nchw",)
+    is_directory: bool = False  # .mlpackage is a directory
+    converter_packages: tuple[str, ...] = ()
+
+    def validate(self, opts: ExportOptions) -> None:
+        if opts.precision not in self.precisions:
+            raise UsageError(f"{self.name} does not export precision {opts.precision}", f"use one of {', '.join(self.precisions)}")
+        if opts.layout not in self.layouts:
+            raise UsageError(f"{self.name} does not take input layout {opts.layout}", f"use one of {', '.join(self.layouts)}")
+
+    def convert(self, model, example, opts: ExportOptions, dest: Path) -> Converted:
+        raise NotImplementedError
+
+    def check(self, path: Path) -> None:
+        """Format-level validation after writing (e.g. onnx.checker)."""
+
+    def weight_bytes(self, path: Path) -> bytes:
+        """The artifact's weights, for determinism checks."""
+        return path.read_bytes()

@@ -1,0 +1,52 @@
+"""TFLite / LiteRT: litert-torch conversion (no TensorFlow), NCHW or NHWC input."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+from . import register_target
+from .base import Converted, ExportOptions, Target
+
+
+def nhwc_wrapper(model):
+    """[B, H, W, C] input, as Android / Pi camera pipelines hand it over."""
+    import torch
+
+    class NHWC(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x.permute(0, 3, 1, 2))
+
+    return NHWC(model).eval()
+
+
+@register_target
+class TFLiteTarget(Target):
+    name = "tflite"
+    suffix = ".tflite"
+    precisions = ("fp32",)
+    layouts = ("nchw", "nhwc")
+    converter_packages = ("litert-torch", "ai-edge-litert")
+
+    def convert(self, model, example, opts: ExportOptions, dest: Path) -> Converted:
+        import litert_torch
+
+        if opts.layout == "nhwc":
+            model, example = nhwc_wrapper(model), example.permute(0, 2, 3, 1).contiguous()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            edge = litert_torch.convert(model, (example,))
+            edge.export(str(dest))
+        return Converted(input_name="serving_default_args_0:0", output_name="StatefulPartitionedCall:0")
+
+    def check(self, path: Path) -> None:
+        from ..runtimes import _tflite_interpreter
+
+        _tflite_interpreter()(model_path=str(path)).allocate_tensors()
+
+    def weight_bytes(self, path: Path) -> bytes:
+        return path.read_bytes()  # flatbuffer: graph and buffers; deterministic as a whole
