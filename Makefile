@@ -20,6 +20,7 @@ venv: $(STAMP)
 demo: venv
 	$(VENV)/bin/mvit-deploy models
 	$(VENV)/bin/mvit-deploy predict mvit_deploy/calibration/photos/chelsea.jpg --model mobilevit_xxs
+	$(VENV)/bin/mvit-deploy export --model mobilevit_xxs --target all --out demo-out
 
 # pytest exits 5 when it collects nothing: say so and fail, a suite that tests nothing is not green.
 test: venv
