@@ -98,34 +98,49 @@ class LiteRTRunner(Runner):
 
 
 class CoreMLRunner(Runner):
-    """Native Core ML (macOS only)."""
+    """Core ML: the native framework on macOS, the numpy reference executor elsewhere.
+
+    ``backend``: "native" | "executor" | None (native on macOS, executor elsewhere).
+    """
 
     runtime = "coreml"
 
-    def __init__(self, path, manifest, threads=None, compute_units: str = "all"):
+    def __init__(self, path, manifest, threads=None, compute_units: str = "all", backend: str | None = None):
         super().__init__(path, manifest, threads)
-        if not IS_MACOS:
-            raise UsageError(
-                "Core ML models can only be run by the Core ML framework on macOS",
-                "run parity/bench for .mlpackage on a Mac (the Linux reference executor is not built yet)",
-            )
-        import coremltools as ct
+        self.backend = backend or ("native" if IS_MACOS else "executor")
+        if self.backend == "native":
+            if not IS_MACOS:
+                raise UsageError("the native Core ML runtime exists only on macOS", "use the reference executor (backend='executor')")
+            import coremltools as ct
 
-        units = {"all": ct.ComputeUnit.ALL, "cpu_only": ct.ComputeUnit.CPU_ONLY, "cpu_and_gpu": ct.ComputeUnit.CPU_AND_GPU, "cpu_and_ne": ct.ComputeUnit.CPU_AND_NE}
-        self.model = ct.models.MLModel(str(self.path), compute_units=units[compute_units])
+            units = {"all": ct.ComputeUnit.ALL, "cpu_only": ct.ComputeUnit.CPU_ONLY, "cpu_and_gpu": ct.ComputeUnit.CPU_AND_GPU, "cpu_and_ne": ct.ComputeUnit.CPU_AND_NE}
+            self.model = ct.models.MLModel(str(self.path), compute_units=units[compute_units])
+            self.runtime = "coreml"
+        else:
+            from .coreml_exec import MILExecutor
 
-    def _one(self, x):
+            self.model = MILExecutor(self.path)
+            self.runtime = "coreml-reference-executor"
+
+    def _feed(self, x):
+        """What an app hands Core ML: an image of 0..255 pixels, or the float tensor."""
+        inp = self.manifest["input"]
+        if inp["type"] != "image":
+            return x
+        pixels = np.clip(np.rint(x[0] / inp["scale"]), 0, 255)  # [3, H, W] in the model's channel order
+        if self.backend == "executor":
+            return pixels[None].astype(np.float32)  # the program's input tensor, channels already in model order
         from PIL import Image
 
-        inp = self.manifest["input"]
-        if inp["type"] == "image":
-            pixels = np.clip(np.rint(x[0] / inp["scale"]), 0, 255).astype(np.uint8).transpose(1, 2, 0)
-            if inp["channel_order"] == "BGR":
-                pixels = pixels[..., ::-1]  # the image an app passes is RGB; Core ML reorders it
-            value = Image.fromarray(np.ascontiguousarray(pixels))
+        rgb = pixels[::-1] if inp["channel_order"] == "BGR" else pixels  # apps pass RGB; Core ML reorders
+        return Image.fromarray(np.ascontiguousarray(rgb.transpose(1, 2, 0)).astype(np.uint8))
+
+    def _one(self, x):
+        name = self.manifest["input"]["name"]
+        if self.backend == "executor":
+            out = self.model.run({name: self._feed(x)})[0][self.manifest["output"]["name"]]
         else:
-            value = x
-        out = self.model.predict({inp["name"]: value})[self.manifest["output"]["name"]]
+            out = self.model.predict({name: self._feed(x)})[self.manifest["output"]["name"]]
         if isinstance(out, dict):  # classifier models return {label: logit}
             from .labels import unique_class_names
 

@@ -1,0 +1,334 @@
+"""Each MIL op of the reference executor against an independent torch / numpy computation.
+
+Programs are built with coremltools' MIL builder, saved as real .mlpackage files with an
+empty pass pipeline (so the op under test survives as written), and run by our executor.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+ct = pytest.importorskip("coremltools")
+from coremltools.converters.mil import Builder as mb  # noqa: E402
+
+from mvit_deploy.coreml_exec import MILExecutor, UnsupportedOpError  # noqa: E402
+from mvit_deploy.coreml_exec.ops import OPS  # noqa: E402
+
+RNG = np.random.default_rng(0)
+
+
+def rand(*shape, dtype=np.float32):
+    return RNG.standard_normal(shape).astype(dtype)
+
+
+def run(tmp_path, build, inputs: dict[str, np.ndarray], opset=ct.target.iOS17, fp16=False):
+    """Build a one-function program from ``build(**input vars)``, save, execute, return outputs."""
+    specs = [mb.TensorSpec(shape=v.shape, dtype=ct.converters.mil.mil.types.fp32) for v in inputs.values()]
+
+    keys = list(inputs)
+    if len(keys) == 1:
+
+        def fn(a):
+            return build(**{keys[0]: a})
+
+    else:
+
+        def fn(a, b):
+            return build(**{keys[0]: a, keys[1]: b})
+
+    prog = mb.program(input_specs=specs, opset_version=opset)(fn)
+
+    precision = ct.precision.FLOAT16 if fp16 else ct.precision.FLOAT32
+    model = ct.convert(prog, convert_to="mlprogram", pass_pipeline=ct.PassPipeline.EMPTY if not fp16 else ct.PassPipeline.DEFAULT,
+                       minimum_deployment_target=opset, compute_precision=precision)  # fmt: skip
+    path = tmp_path / f"p{len(list(tmp_path.iterdir()))}.mlpackage"
+    model.save(str(path))
+    ex = MILExecutor(path)
+    names = [p.name for p in prog.functions["main"].inputs.values()]
+    outputs, _ = ex.run(dict(zip(names, inputs.values())))
+    values = [outputs[n] for n in ex.program.outputs]
+    return values[0] if len(values) == 1 else values
+
+
+def close(got, expected, atol=1e-5):
+    np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(expected, np.float64), atol=atol, rtol=1e-5)
+
+
+T = torch.from_numpy
+
+
+# ---------------------------------------------------------------------------- conv
+
+
+def test_conv_custom_pad_stride2_bias(tmp_path):
+    x, w, b = rand(2, 3, 9, 10), rand(5, 3, 3, 3), rand(5)
+    got = run(tmp_path, lambda x: mb.conv(x=x, weight=w, bias=b, strides=[2, 2], pad_type="custom", pad=[1, 0, 2, 1]), {"x": x})
+    close(got, F.conv2d(F.pad(T(x), (2, 1, 1, 0)), T(w), T(b), stride=2), 1e-4)
+
+
+def test_conv_same_dilated_grouped(tmp_path):
+    x, w = rand(1, 4, 8, 8), rand(6, 2, 3, 3)
+    got = run(tmp_path, lambda x: mb.conv(x=x, weight=w, pad_type="same", dilations=[2, 2], groups=2), {"x": x})
+    close(got, F.conv2d(T(x), T(w), padding="same", dilation=2, groups=2), 1e-4)
+
+
+@pytest.mark.parametrize("pad_type, left_extra", [("same", False), ("same_lower", True)])
+def test_conv_same_even_kernel_puts_extra_pad_per_mode(tmp_path, pad_type, left_extra):
+    x, w = rand(1, 2, 7, 7), rand(3, 2, 4, 4)
+    got = run(tmp_path, lambda x: mb.conv(x=x, weight=w, pad_type=pad_type), {"x": x})
+    pads = (2, 1, 2, 1) if left_extra else (1, 2, 1, 2)  # total 3: same puts the extra after, same_lower before
+    close(got, F.conv2d(F.pad(T(x), pads), T(w)), 1e-4)
+
+
+def test_conv_same_stride2(tmp_path):
+    x, w = rand(1, 3, 9, 9), rand(4, 3, 3, 3)
+    got = run(tmp_path, lambda x: mb.conv(x=x, weight=w, strides=[2, 2], pad_type="same"), {"x": x})
+    # out = ceil(9/2) = 5, total pad = (5-1)*2 + 3 - 9 = 2 -> (1, 1)
+    close(got, F.conv2d(T(x), T(w), stride=2, padding=1), 1e-4)
+
+
+def test_conv_depthwise_with_multiplier(tmp_path):
+    x, w, b = rand(2, 4, 6, 6), rand(8, 1, 3, 3), rand(8)
+    got = run(tmp_path, lambda x: mb.conv(x=x, weight=w, bias=b, pad_type="custom", pad=[1, 1, 1, 1], groups=4), {"x": x})
+    close(got, F.conv2d(T(x), T(w), T(b), padding=1, groups=4), 1e-4)
+
+
+# ---------------------------------------------------------------------------- linear algebra
+
+
+def test_linear_with_and_without_bias(tmp_path):
+    x, w, b = rand(2, 5, 8), rand(3, 8), rand(3)
+    close(run(tmp_path, lambda x: mb.linear(x=x, weight=w, bias=b), {"x": x}), F.linear(T(x), T(w), T(b)), 1e-5)
+    close(run(tmp_path, lambda x: mb.linear(x=x, weight=w), {"x": x}), F.linear(T(x), T(w)), 1e-5)
+
+
+@pytest.mark.parametrize("tx, ty", [(False, False), (True, False), (False, True), (True, True)])
+def test_matmul_transposes_and_broadcast(tmp_path, tx, ty):
+    a = rand(2, 3, 4, 5) if not tx else rand(2, 3, 5, 4)
+    b = rand(5, 6) if not ty else rand(6, 5)
+    got = run(tmp_path, lambda a, b: mb.matmul(x=a, y=b, transpose_x=tx, transpose_y=ty), {"a": a, "b": b})
+    ta, tb = T(a), T(b)
+    close(got, torch.matmul(ta.transpose(-1, -2) if tx else ta, tb.T if ty else tb), 1e-5)
+
+
+# ---------------------------------------------------------------------------- elementwise and activations
+
+
+@pytest.mark.parametrize("name, fn", [("add", torch.add), ("sub", torch.sub), ("mul", torch.mul), ("real_div", torch.div), ("maximum", torch.maximum), ("minimum", torch.minimum)])
+def test_binary_broadcast(tmp_path, name, fn):
+    x, y = rand(2, 3, 4), rand(3, 1) + 3.0
+    close(run(tmp_path, lambda x, y: getattr(mb, name)(x=x, y=y), {"x": x, "y": y}), fn(T(x), T(y)))
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, ref",
+    [
+        ("silu", {}, F.silu),
+        ("sigmoid", {}, torch.sigmoid),
+        ("relu", {}, torch.relu),
+        ("tanh", {}, torch.tanh),
+        ("exp", {}, torch.exp),
+        ("gelu", {"mode": "EXACT"}, F.gelu),
+        ("gelu", {"mode": "TANH_APPROXIMATION"}, lambda t: F.gelu(t, approximate="tanh")),
+        ("leaky_relu", {"alpha": 0.2}, lambda t: F.leaky_relu(t, 0.2)),
+        ("clip", {"alpha": -0.5, "beta": 0.7}, lambda t: t.clamp(-0.5, 0.7)),
+        ("rsqrt", {"epsilon": 0.5}, lambda t: torch.rsqrt(t.abs() + 0.5)),
+    ],
+)
+def test_unary(tmp_path, name, kwargs, ref):
+    x = rand(3, 17) * 3
+    if name == "rsqrt":
+        x = np.abs(x)
+    close(run(tmp_path, lambda x: getattr(mb, name)(x=x, **kwargs), {"x": x}), ref(T(x)), 2e-5)
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_softmax_axis(tmp_path, axis):
+    x = rand(2, 5, 7) * 4
+    close(run(tmp_path, lambda x: mb.softmax(x=x, axis=axis), {"x": x}), torch.softmax(T(x), axis), 1e-6)
+
+
+# ---------------------------------------------------------------------------- normalization, reductions
+
+
+def test_layer_norm_last_axis_with_affine(tmp_path):
+    x, g, b = rand(2, 6, 8), rand(8), rand(8)
+    got = run(tmp_path, lambda x: mb.layer_norm(x=x, axes=[-1], gamma=g, beta=b, epsilon=1e-3), {"x": x})
+    close(got, F.layer_norm(T(x), (8,), T(g), T(b), eps=1e-3), 1e-5)
+
+
+def test_layer_norm_two_axes_no_affine(tmp_path):
+    x = rand(3, 4, 5)
+    close(run(tmp_path, lambda x: mb.layer_norm(x=x, axes=[1, 2]), {"x": x}), F.layer_norm(T(x), (4, 5)), 1e-5)
+
+
+def test_batch_norm(tmp_path):
+    x, m, v, g, b = rand(2, 3, 4, 4), rand(3), np.abs(rand(3)) + 0.1, rand(3), rand(3)
+    got = run(tmp_path, lambda x: mb.batch_norm(x=x, mean=m, variance=v, gamma=g, beta=b, epsilon=1e-3), {"x": x})
+    close(got, F.batch_norm(T(x), T(m), T(v), T(g), T(b), training=False, eps=1e-3), 1e-5)
+
+
+@pytest.mark.parametrize("name, ref", [("reduce_mean", torch.mean), ("reduce_sum", torch.sum), ("reduce_max", torch.amax)])
+@pytest.mark.parametrize("keep", [False, True])
+def test_reductions(tmp_path, name, ref, keep):
+    x = rand(2, 3, 4, 5)
+    got = run(tmp_path, lambda x: getattr(mb, name)(x=x, axes=[2, -1], keep_dims=keep), {"x": x})
+    close(got, ref(T(x), dim=(2, 3), keepdim=keep), 1e-5)
+
+
+# ---------------------------------------------------------------------------- shapes
+
+
+def test_reshape_transpose_expand_squeeze(tmp_path):
+    x = rand(2, 3, 4)
+    close(run(tmp_path, lambda x: mb.reshape(x=x, shape=[4, -1]), {"x": x}), T(x).reshape(4, -1))
+    close(run(tmp_path, lambda x: mb.transpose(x=x, perm=[2, 0, 1]), {"x": x}), T(x).permute(2, 0, 1))
+    close(run(tmp_path, lambda x: mb.expand_dims(x=x, axes=[0, -1]), {"x": x}), T(x)[None, ..., None])
+    y = rand(1, 3, 1, 4)
+    close(run(tmp_path, lambda y: mb.squeeze(x=y, axes=[2]), {"y": y}), T(y).squeeze(2))
+
+
+@pytest.mark.parametrize("interleave", [False, True])
+def test_concat(tmp_path, interleave):
+    a, b = rand(2, 3, 4), rand(2, 3, 4)
+    got = run(tmp_path, lambda a, b: mb.concat(values=[a, b], axis=1, interleave=interleave), {"a": a, "b": b})
+    expected = torch.stack([T(a), T(b)], dim=2).flatten(1, 2) if interleave else torch.cat([T(a), T(b)], 1)
+    close(got, expected)
+
+
+def test_split_by_count_and_sizes(tmp_path):
+    x = rand(2, 6, 3)
+    got = run(tmp_path, lambda x: mb.split(x=x, num_splits=3, axis=1), {"x": x})
+    for g, e in zip(got, torch.split(T(x), 2, dim=1)):
+        close(g, e)
+    got = run(tmp_path, lambda x: mb.split(x=x, split_sizes=[1, 5], axis=-2), {"x": x})
+    for g, e in zip(got, torch.split(T(x), [1, 5], dim=1)):
+        close(g, e)
+
+
+def test_slice_by_index_masks_and_stride(tmp_path):
+    x = rand(3, 8, 9)
+    build = lambda x: mb.slice_by_index(  # noqa: E731
+        x=x, begin=[1, 1, 2], end=[0, 7, 0], stride=[1, 2, 3], begin_mask=[False, False, True], end_mask=[True, False, True], squeeze_mask=[False, False, False]
+    )
+    close(run(tmp_path, build, {"x": x}), T(x)[1:, 1:7:2, ::3])
+    squeeze = lambda x: mb.slice_by_index(x=x, begin=[2, 0, 0], end=[3, 8, 9], squeeze_mask=[True, False, False])  # noqa: E731
+    close(run(tmp_path, squeeze, {"x": x}), T(x)[2])
+
+
+def test_cast_truncates_toward_zero(tmp_path):
+    x = np.array([[-2.7, -0.5, 0.5, 2.7]], np.float32)
+    got = run(tmp_path, lambda x: mb.cast(x=x, dtype="int32"), {"x": x})
+    assert got.dtype == np.int32 and got.tolist() == T(x).to(torch.int32).tolist()
+
+
+# ---------------------------------------------------------------------------- classify, fp16
+
+
+def test_classify_returns_label_and_dict(tmp_path):
+    """classify is only emitted by the converter's classifier path, so convert a real (tiny) classifier."""
+    lin = torch.nn.Linear(4, 3).eval()
+    x = torch.randn(1, 4)
+    program = torch.export.export(lin, (x,)).run_decompositions({})
+    model = ct.convert(program, inputs=[ct.TensorType(name="x", shape=(1, 4))], convert_to="mlprogram",
+                       classifier_config=ct.ClassifierConfig(["cat", "dog", "owl"]), compute_precision=ct.precision.FLOAT32)  # fmt: skip
+    model.save(str(tmp_path / "cls.mlpackage"))
+    ex = MILExecutor(tmp_path / "cls.mlpackage")
+    assert "classify" in {o.type for o in ex.program.operations}
+    outputs, _ = ex.run({"x": x.numpy()})
+    label_name, probs_name = ex.program.outputs
+    with torch.no_grad():
+        logits = lin(x)[0]
+    assert outputs[label_name] == ["cat", "dog", "owl"][int(logits.argmax())]
+    assert list(outputs[probs_name]) == ["cat", "dog", "owl"]
+    close(list(outputs[probs_name].values()), logits, 1e-5)
+
+
+def test_fp16_program_rounds_each_op_result(tmp_path):
+    x = rand(4, 33) * 5
+    got = run(tmp_path, lambda x: mb.silu(x=mb.mul(x=x, y=np.float32(1.37))), {"x": x}, fp16=True)
+    # fp16 emulation: input cast to fp16, each op's result rounded to fp16
+    h = T(x).half().float()
+    expected = F.silu((h * torch.tensor(1.37).half().float()).half().float()).half().float()
+    assert got.dtype == np.float32  # the program casts back to fp32 at its output
+    # within one fp16 ulp (relative 2**-10; absolute 2**-24 for subnormals)
+    np.testing.assert_allclose(np.asarray(got, np.float32), expected.numpy(), rtol=2**-10, atol=2**-24)
+
+
+# ---------------------------------------------------------------------------- quantization
+
+
+def test_constexpr_affine_dequantize_per_channel(tmp_path):
+    q = RNG.integers(-128, 127, (4, 3, 2, 2)).astype(np.int8)
+    scale, zp = (np.abs(rand(4)) + 0.01), RNG.integers(-3, 3, 4).astype(np.int8)
+    w = lambda: mb.constexpr_affine_dequantize(quantized_data=q, zero_point=zp, scale=scale, axis=0)  # noqa: E731
+    x = rand(1, 3, 5, 5)
+    got = run(tmp_path, lambda x: mb.conv(x=x, weight=w()), {"x": x}, opset=ct.target.iOS16)
+    w_ref = (T(q).float() - T(zp).float()[:, None, None, None]) * T(scale)[:, None, None, None]
+    close(got, F.conv2d(T(x), w_ref), 1e-4)
+
+
+def test_constexpr_blockwise_shift_scale(tmp_path):
+    data = RNG.integers(-8, 7, (6, 4)).astype(np.int8)
+    scale, offset = np.abs(rand(3, 2)) + 0.1, RNG.integers(-2, 2, (3, 2)).astype(np.int8)
+    x = rand(2, 4)
+    w = lambda: mb.constexpr_blockwise_shift_scale(data=data, scale=scale, offset=offset)  # noqa: E731
+    got = run(tmp_path, lambda x: mb.linear(x=x, weight=w()), {"x": x}, opset=ct.target.iOS18)
+    rep = lambda t: t.repeat_interleave(2, 0).repeat_interleave(2, 1)  # noqa: E731  blocks of 2 x 2
+    w_ref = (T(data).float() - rep(T(offset).float())) * rep(T(scale))
+    close(got, T(x) @ w_ref.T, 1e-5)
+
+
+def pack_lsb_first(indices: list[int], nbits: int) -> np.ndarray:
+    """Independent packer for the iOS16 LUT layout: bit j of index i lands at bit i*nbits+j of the stream."""
+    stream = 0
+    for i, v in enumerate(indices):
+        stream |= v << (i * nbits)
+    n = (len(indices) * nbits + 7) // 8
+    return np.array([(stream >> (8 * k)) & 0xFF for k in range(n)], np.uint8)
+
+
+def test_constexpr_lut_to_dense_ios16_2bit(tmp_path):
+    shape = (3, 5)
+    idx = RNG.integers(0, 4, int(np.prod(shape))).tolist()
+    lut = np.array([-1.5, 0.25, 2.0, 7.0], np.float32)
+    w = lambda: mb.constexpr_lut_to_dense(indices=pack_lsb_first(idx, 2), lut=lut, shape=np.array(shape, np.uint32))  # noqa: E731
+    x = rand(2, 5)
+    got = run(tmp_path, lambda x: mb.linear(x=x, weight=w()), {"x": x}, opset=ct.target.iOS16)
+    close(got, T(x) @ T(lut[np.array(idx)].reshape(shape)).T, 1e-5)
+
+
+def test_quantize_dequantize_per_channel(tmp_path):
+    x = rand(2, 3, 4) * 3
+    scale, zp = np.array([0.05, 0.1, 0.02], np.float32), np.array([3, -2, 0], np.int8)
+    got = run(tmp_path, lambda x: mb.quantize(input=x, scale=scale, zero_point=zp, axis=1, output_dtype="int8"), {"x": x})
+    ref = torch.quantize_per_channel(T(x), T(scale).double(), T(zp).long(), axis=1, dtype=torch.qint8)
+    np.testing.assert_array_equal(got, ref.int_repr().numpy())
+    deq = run(tmp_path, lambda x: mb.dequantize(input=mb.quantize(input=x, scale=scale, zero_point=zp, axis=1, output_dtype="int8"), scale=scale, zero_point=zp, axis=1), {"x": x})
+    close(deq, ref.dequantize(), 1e-6)
+
+
+# ---------------------------------------------------------------------------- errors and coverage
+
+
+def test_unknown_op_is_named(tmp_path):
+    x = rand(2, 5)
+    with pytest.raises(UnsupportedOpError, match=r"'cumsum' \(op #\d+ producing"):
+        run(tmp_path, lambda x: mb.cumsum(x=x, axis=1), {"x": x})
+
+
+def test_ops_mobilevit_emits_are_unit_tested():
+    """Every op in the Core ML programs we export (plus the quantization ops) has a test above."""
+    emitted = {"const", "conv", "linear", "matmul", "add", "mul", "silu", "softmax", "layer_norm", "reshape", "transpose",
+               "concat", "split", "slice_by_index", "expand_dims", "reduce_mean", "cast", "classify", "constexpr_affine_dequantize",
+               "constexpr_blockwise_shift_scale", "constexpr_lut_to_dense", "quantize", "dequantize", "batch_norm"}  # fmt: skip
+    assert emitted <= set(OPS)
+    source = open(__file__).read()
+    tested = set(re.findall(r"mb\.(\w+)\(", source)) | {"const", "classify"}  # consts carry every weight; classify: the test above
+    missing = emitted - tested
+    assert not missing, f"implemented but untested here: {sorted(missing)}"
