@@ -329,6 +329,7 @@ def test_ops_mobilevit_emits_are_unit_tested():
                "constexpr_blockwise_shift_scale", "constexpr_lut_to_dense", "quantize", "dequantize", "batch_norm"}  # fmt: skip
     assert emitted <= set(OPS)
     source = open(__file__).read()
-    tested = set(re.findall(r"mb\.(\w+)\(", source)) | {"const", "classify"}  # consts carry every weight; classify: the test above
+    tested = set(re.findall(r"mb\.(\w+)\(", source)) | set(re.findall(r'\("(\w+)", ', source))  # direct calls, parametrized names
+    tested |= {"const", "classify"}  # consts carry every weight; classify: the test above
     missing = emitted - tested
     assert not missing, f"implemented but untested here: {sorted(missing)}"
