@@ -91,13 +91,13 @@ def export(opts: ExportOptions, on_step: Callable[[str], None] = lambda s: None,
         if run_parity:
             on_step(f"parity on {len(x)} photo crops")
             try:
-                got = load_runner(tmp, manifest, opts.threads)(x)
-            except MvitDeployError as e:  # e.g. Core ML on Linux: say so, never pass
+                runner = load_runner(tmp, manifest, opts.threads)
+            except MvitDeployError as e:  # a runtime missing on this machine: say so, never pass
                 manifest["parity"] = {"passed": None, "skipped": e.one_line()}
             else:
-                metrics = fidelity(reference_logits(model, x), got)
+                metrics = fidelity(reference_logits(model, x), runner(x))
                 rows, failures = check_bounds(target.name, opts.precision, metrics)
-                report = ParityReport(str(final), target.name, opts.precision, len(x), metrics, rows, failures)
+                report = ParityReport(str(final), target.name, opts.precision, len(x), metrics, runner.runtime, rows, failures)
                 manifest["parity"] = report.to_dict()
         manifest["sha256"] = tree_sha256(tmp)
         manifest["bytes"] = tree_bytes(tmp)

@@ -26,6 +26,7 @@ class ParityReport:
     precision: str
     n_images: int
     metrics: dict[str, float]
+    runtime: str = ""
     bounds: list[dict] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -56,8 +57,8 @@ class ParityReport:
 def check_bounds(target: str, precision: str, metrics: dict[str, float]) -> tuple[list[dict], list[str]]:
     rows, failures = [], []
     for bound in bounds_for(target, precision):
-        value = metrics[bound.metric]
-        ok = bound.holds(value)
+        value = float(metrics[bound.metric])
+        ok = bool(bound.holds(value))
         message = f"{bound.metric} = {value:.6g}, bound {bound.describe()} ({bound.reason})"
         rows.append({"metric": bound.metric, "op": bound.op, "value": bound.value, "measured": value, "passed": ok, "message": message, "reason": bound.reason})
         if not ok:
@@ -112,4 +113,4 @@ def parity(artifact: str | Path, images=None, n: int | None = None, weights=None
     ref = reference_logits(model if model is not None else reference_model(manifest, weights), x)
     metrics = fidelity(ref, runner(x))
     rows, failures = check_bounds(manifest["target"], manifest["precision"], metrics)
-    return ParityReport(str(artifact), manifest["target"], manifest["precision"], len(x), metrics, rows, failures)
+    return ParityReport(str(artifact), manifest["target"], manifest["precision"], len(x), metrics, runner.runtime, rows, failures)

@@ -1,0 +1,93 @@
+"""Whole Core ML programs through the reference executor, against PyTorch and Hugging Face."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import hf_logits, hf_reference
+from mvit_deploy import load_model
+from mvit_deploy.coreml_exec import MILExecutor
+from mvit_deploy.export import export
+from mvit_deploy.parity import parity
+from mvit_deploy.runtimes import CoreMLRunner
+from mvit_deploy.targets import ExportOptions
+
+SIZES = [256, 320]
+
+
+def variant_params():
+    return [pytest.param(n, s, marks=pytest.mark.slow) if n != "mobilevit_xxs" else (n, s) for n in ("mobilevit_xxs", "mobilevit_xs", "mobilevit_s") for s in SIZES]
+
+
+@pytest.mark.parametrize("name, size", variant_params())
+def test_fp32_program_matches_pytorch(name, size, tmp_path):
+    result = export(ExportOptions(model=name, target="coreml", precision="fp32", input_size=size, out_dir=tmp_path, parity_n=8))
+    report = result.parity
+    assert report.runtime in ("coreml-reference-executor", "coreml")
+    assert report.metrics["max_abs"] <= 1e-4, report.metrics
+    assert report.passed
+
+
+@pytest.mark.parametrize("name", ["mobilevit_xxs", pytest.param("mobilevit_xs", marks=pytest.mark.slow), pytest.param("mobilevit_s", marks=pytest.mark.slow)])
+def test_fp16_program_passes_fp16_row(name, tmp_path):
+    report = export(ExportOptions(model=name, target="coreml", precision="fp16", out_dir=tmp_path)).parity
+    assert report.passed, report.failures
+    assert report.metrics["top1_agreement"] == 1.0 and report.metrics["psnr_db"] >= 45
+
+
+def test_hf_weights_bgr_image_input_matches_hf_model(tmp_path, eval_photos):
+    """BGR checkpoint, ImageType input: executor output == HF model on the same photos."""
+    path = tmp_path / "hf.safetensors"
+    save_file({k: v.contiguous() for k, v in hf_reference("mobilevit_xxs").state_dict().items()}, str(path))
+    result = export(ExportOptions(model="mobilevit_xxs", target="coreml", precision="fp32", weights=str(path), out_dir=tmp_path, parity_n=4))
+    assert result.manifest["input"]["channel_order"] == "BGR" and result.manifest["input"]["type"] == "image"
+    x = eval_photos[256][:4]
+    got = CoreMLRunner(result.artifact, result.manifest, backend="executor")(x.numpy())
+    assert np.abs(got - hf_logits(hf_reference("mobilevit_xxs"), x).numpy()).max() <= 1e-4
+
+
+def test_tensor_input_program(tmp_path):
+    result = export(ExportOptions(model="mobilevit_xxs", target="coreml", precision="fp32", input_type="tensor", out_dir=tmp_path, parity_n=4))
+    assert result.manifest["input"]["type"] == "tensor" and result.parity.passed
+
+
+def test_intermediate_tensors_by_name(tmp_path):
+    result = export(ExportOptions(model="mobilevit_xxs", target="coreml", precision="fp32", out_dir=tmp_path), run_parity=False)
+    ex = MILExecutor(result.artifact)
+    names = ex.value_names()
+    assert len(names) > 100 and names == list(dict.fromkeys(names))
+    model = load_model("mobilevit_xxs")
+    x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    pixels = np.rint(x.numpy() * 255).astype(np.float32)
+    outputs, captured = ex.run({"image": pixels}, capture="all")
+    assert set(captured) >= set(names)
+    with torch.no_grad():
+        stem = model.stem(torch.from_numpy(pixels / 255)).numpy()
+    first_silu = next(n for n in names if n.startswith("silu"))
+    np.testing.assert_allclose(captured[first_silu], stem, atol=1e-4)
+    _, only = ex.run({"image": pixels}, capture=[first_silu])
+    assert list(only) == [first_silu]
+
+
+def test_classifier_label_output_is_the_argmax(tmp_path):
+    result = export(ExportOptions(model="mobilevit_xxs", target="coreml", precision="fp16", out_dir=tmp_path), run_parity=False)
+    ex = MILExecutor(result.artifact)
+    x = np.full((1, 3, 256, 256), 128.0, np.float32)
+    outputs, _ = ex.run({"image": x})
+    probs = outputs["classLabel_probs"]
+    assert outputs["classLabel"] == max(probs, key=probs.get)
+
+
+@pytest.mark.skipif(sys.platform != "darwin", reason="the native Core ML runtime exists only on macOS")
+def test_native_core_ml_agrees_with_executor(tmp_path):
+    result = export(ExportOptions(model="mobilevit_xxs", target="coreml", precision="fp32", out_dir=tmp_path), run_parity=False)
+    x = np.random.default_rng(0).integers(0, 256, (4, 3, 256, 256)).astype(np.float32) / 255
+    native = CoreMLRunner(result.artifact, result.manifest, compute_units="cpu_only", backend="native")(x)
+    reference = CoreMLRunner(result.artifact, result.manifest, backend="executor")(x)
+    assert np.abs(native - reference).max() <= 1e-3
+    assert parity(result.artifact, n=4).passed
