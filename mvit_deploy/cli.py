@@ -156,15 +156,22 @@ def _print_parity_table(rows: list[dict]) -> None:
 @pretrained_option
 @num_classes_option
 @click.option("--target", "target_name", required=True, type=click.Choice([*_target_names(), "all"]))
-@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None, help="Default: fp16 for coreml, fp32 otherwise.")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "int8", "w8a8"]),
+    default=None,
+    help="Default: fp16 for coreml, fp32 otherwise. int8: onnx/tflite static int8, coreml weight-only int8; w8a8: coreml int8 weights+activations.",
+)
+@click.option("--calib", type=click.Path(file_okay=False, path_type=str), default=None, help="int8: folder of your own calibration images.")
+@click.option("--calib-samples", type=int, default=64, show_default=True, help="int8: calibration crops to draw.")
 @click.option("--input-size", type=int, default=None, help="Multiple of 32; default 256.")
 @click.option("--layout", type=click.Choice(["nchw", "nhwc"]), default="nchw", show_default=True, help="tflite input layout.")
-@click.option("--min-target", type=click.Choice(["iOS16", "iOS17", "iOS18"]), default="iOS16", show_default=True, help="coreml.")
+@click.option("--min-target", type=click.Choice(["iOS16", "iOS17", "iOS18"]), default=None, help="coreml; default iOS16 (iOS17 for w8a8).")
 @click.option("--coreml-input", type=click.Choice(["image", "tensor"]), default="image", show_default=True, help="coreml input type.")
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=str), required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one machine-readable summary.")
-def export(model_name, weights, pretrained, num_classes, target_name, precision, input_size, layout, min_target, coreml_input, threads, out_dir, as_json):
+def export(model_name, weights, pretrained, num_classes, target_name, precision, calib, calib_samples, input_size, layout, min_target, coreml_input, threads, out_dir, as_json):
     """Export a MobileViT and check the artifact against PyTorch."""
     from pathlib import Path
 
@@ -178,11 +185,13 @@ def export(model_name, weights, pretrained, num_classes, target_name, precision,
     console = Console(stderr=True)
     for name in names:
         target = get_target(name)
-        prec = precision or ("fp16" if "fp16" in target.precisions and name == "coreml" else "fp32")
+        prec = precision or ("fp16" if name == "coreml" else "fp32")
+        ios = min_target or ("iOS17" if prec == "w8a8" else "iOS16")
         opts = ExportOptions(
             model=model_name, target=name, out_dir=Path(out_dir), precision=prec, input_size=input_size,
             layout=layout if name == "tflite" else "nchw", weights=weights, pretrained=pretrained,
-            num_classes=num_classes, min_target=min_target, input_type=coreml_input, threads=threads,
+            num_classes=num_classes, min_target=ios, input_type=coreml_input, threads=threads,
+            calib=calib, calib_samples=calib_samples,
         )
         with console.status(f"{name}: starting") as status:
             result = run_export(opts, on_step=lambda s, n=name: status.update(f"{n}: {s}"))

@@ -15,6 +15,21 @@ from .parity import ParityReport, check_bounds, parity_inputs, reference_logits
 from .targets import ExportOptions, get_target
 
 
+QUANTIZED = ("int8", "w8a8")
+
+
+def calibration_inputs(pre, size: int, images=None, samples: int = 64):
+    """Calibration crops: disjoint from the parity photos (the shipped ``calib`` split, or the user's folder)."""
+    from .calibration import image_files, photo_inputs, shipped_photos
+    from .errors import UsageError
+
+    if samples < 1:
+        raise UsageError(f"--calib-samples {samples} is not positive", "use e.g. 64")
+    n_photos = len(shipped_photos("calib")) if images is None else len(image_files(images))
+    per_photo = max(1, -(-samples // n_photos))  # ceil: every photo contributes
+    return photo_inputs("calib", size, pre, crops_per_photo=per_photo, seed=1, images=images, limit=samples)
+
+
 @dataclass
 class ExportResult:
     artifact: Path
@@ -81,9 +96,13 @@ def export(opts: ExportOptions, on_step: Callable[[str], None] = lambda s: None,
     }
     x = parity_inputs(manifest, opts.parity_images, opts.parity_n)
     example = torch.from_numpy(x[:1])
+    calibration = None
+    if opts.precision in QUANTIZED:
+        calibration = calibration_inputs(pre, size, opts.calib, opts.calib_samples)
+        manifest["calibration"] = {"source": opts.calib or "shipped calib photos", "samples": len(calibration)}
     with staged(final) as tmp:
         on_step(f"converting to {target.name} ({opts.precision})")
-        converted = target.convert(model, example, opts, tmp)
+        converted = target.convert(model, example, opts, tmp, calibration)
         target.check(tmp)
         manifest["input"].update(name=converted.input_name, **converted.input)
         manifest["output"].update(name=converted.output_name, **converted.output)

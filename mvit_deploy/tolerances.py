@@ -29,10 +29,18 @@ _FP16 = (
     Bound("psnr_db", ">=", 45.0, "fp16 rounding of weights and activations: ~11-bit mantissa, measured 50-60 dB"),
 )
 
+_INT8 = (
+    Bound("top1_agreement", ">=", 0.98, "int8 may flip a near-tie, not a clear prediction (held-out photos)"),
+    Bound("psnr_db", ">=", 35.0, "8-bit weights/activations: ~6 dB per bit, minus outlier channels"),
+)
+
 # (target, precision) -> bounds; "*" matches every target.
 BOUNDS: dict[tuple[str, str], tuple[Bound, ...]] = {
     ("*", "fp32"): _FP32,
     ("*", "fp16"): _FP16,
+    ("*", "int8"): _INT8,  # onnx / tflite: weights and activations int8
+    ("coreml", "int8"): _INT8,  # weight-only int8, fp16 activations
+    ("coreml", "w8a8"): _INT8,
 }
 
 

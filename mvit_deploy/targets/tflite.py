@@ -29,11 +29,11 @@ def nhwc_wrapper(model):
 class TFLiteTarget(Target):
     name = "tflite"
     suffix = ".tflite"
-    precisions = ("fp32",)
+    precisions = ("fp32", "int8")
     layouts = ("nchw", "nhwc")
     converter_packages = ("litert-torch", "ai-edge-litert")
 
-    def convert(self, model, example, opts: ExportOptions, dest: Path) -> Converted:
+    def convert(self, model, example, opts: ExportOptions, dest: Path, calibration=None) -> Converted:
         import litert_torch
 
         if opts.layout == "nhwc":
@@ -41,7 +41,11 @@ class TFLiteTarget(Target):
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             edge = litert_torch.convert(model, (example,))
             edge.export(str(dest))
-        return Converted(input_name="serving_default_args_0:0", output_name="StatefulPartitionedCall:0")
+            if opts.precision == "int8":
+                calib = calibration.transpose(0, 2, 3, 1) if opts.layout == "nhwc" else calibration
+                quantize_full_integer(dest, calib)
+        io = {"dtype": "int8"} if opts.precision == "int8" else {}  # full-integer models take int8 I/O
+        return Converted(input_name="serving_default_args_0:0", output_name="StatefulPartitionedCall:0", input=io, output=io)
 
     def check(self, path: Path) -> None:
         from ..runtimes import _tflite_interpreter
@@ -50,3 +54,18 @@ class TFLiteTarget(Target):
 
     def weight_bytes(self, path: Path) -> bytes:
         return path.read_bytes()  # flatbuffer: graph and buffers; deterministic as a whole
+
+
+def quantize_full_integer(path: Path, calibration) -> None:
+    """Full-integer int8 (weights, activations and I/O) with ai-edge-quantizer, in place."""
+    import numpy as np
+    from ai_edge_quantizer import quantizer, recipe
+
+    from ..runtimes import _tflite_interpreter
+
+    signature = _tflite_interpreter()(model_path=str(path)).get_signature_list()["serving_default"]
+    key = signature["inputs"][0]
+    q = quantizer.Quantizer(str(path), recipe.static_wi8_ai8())
+    samples = [{key: np.ascontiguousarray(calibration[i : i + 1])} for i in range(len(calibration))]
+    result = q.quantize(q.calibrate({"serving_default": samples}))
+    result.export_model(str(path), overwrite=True)
