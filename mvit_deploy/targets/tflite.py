@@ -44,8 +44,8 @@ class TFLiteTarget(Target):
             if opts.precision == "int8":
                 calib = calibration.transpose(0, 2, 3, 1) if opts.layout == "nhwc" else calibration
                 quantize_full_integer(dest, calib)
-        io = {"dtype": "int8"} if opts.precision == "int8" else {}  # full-integer models take int8 I/O
-        return Converted(input_name="serving_default_args_0:0", output_name="StatefulPartitionedCall:0", input=io, output=io)
+        int8_io = {"dtype": "int8"} if opts.precision == "int8" else {}  # full-integer models take int8 I/O
+        return Converted(input_name="serving_default_args_0:0", output_name="StatefulPartitionedCall:0", input=int8_io, output=int8_io)
 
     def check(self, path: Path) -> None:
         from ..runtimes import _tflite_interpreter
