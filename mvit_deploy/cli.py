@@ -232,5 +232,38 @@ def parity_cmd(artifact, images, n, weights, threads, as_json, junit_xml):
     sys.exit(0 if report.passed else 1)
 
 
+@main.command("quant-report")
+@click.argument("artifact", type=click.Path(path_type=str))
+@click.option("--n", "n", type=int, default=4, show_default=True, help="Held-out photo crops to compare on.")
+@click.option("--top", type=int, default=15, show_default=True, help="Rows to print.")
+@click.option("--weights", type=click.Path(path_type=str), default=None, help="Reference checkpoint, if it moved since export.")
+@click.option("--json", "as_json", is_flag=True)
+def quant_report_cmd(artifact, n, top, weights, as_json):
+    """Per-layer SQNR of an int8 ARTIFACT vs its float twin, worst first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .quant_report import blocks_summary, quant_report, to_dict
+
+    layers = quant_report(artifact, n=n, weights=weights)
+    if as_json:
+        click.echo(json.dumps({"layers": to_dict(layers), "blocks": blocks_summary(layers)}, indent=2))
+        return
+    console = Console(width=max(Console().width, 110))
+    blocks = Table(title="worst SQNR per block: keep the first ones in float")
+    for col in ("block", "SQNR dB"):
+        blocks.add_column(col)
+    for name, value in blocks_summary(layers)[:top]:
+        blocks.add_row(name, f"{value:.1f}")
+    console.print(blocks)
+    table = Table(title=f"per-tensor SQNR, {n} photo crops")
+    for col in ("tensor", "module", "cumulative dB", "local dB"):
+        table.add_column(col, no_wrap=True)
+    for layer in layers[:top]:
+        local = "-" if layer.local_sqnr_db is None else f"{layer.local_sqnr_db:.1f}"
+        table.add_row(layer.tensor, layer.module, f"{layer.cumulative_sqnr_db:.1f}", local)
+    console.print(table)
+
+
 if __name__ == "__main__":
     main()

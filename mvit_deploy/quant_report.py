@@ -1,0 +1,165 @@
+"""Per-layer SQNR of an int8 artifact against its float twin: which block to keep in float.
+
+For every activation both programs compute, SQNR = 10*log10(sum(ref^2) / sum((ref - q)^2)),
+over the same held-out photos. "cumulative" compares the int8 program's tensor with the
+float program's (all error up to that point); for ONNX, "local" also gives the error of that
+tensor's own quantize/dequantize step (onnxruntime's qdq_loss_debug). Layers are named by
+the PyTorch module they come from (torch.export's module stack).
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .artifact import read_manifest
+from .errors import UsageError
+
+
+@dataclass
+class LayerError:
+    tensor: str
+    module: str
+    cumulative_sqnr_db: float
+    local_sqnr_db: float | None = None
+
+
+def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
+    ref = np.asarray(ref, np.float64)
+    noise = np.sum((ref - np.asarray(got, np.float64)) ** 2)
+    power = np.sum(ref**2)
+    if noise == 0:
+        return float("inf")
+    return float(10 * np.log10(max(power, 1e-30) / noise))
+
+
+def module_of_fx_nodes(model, size: int) -> dict[str, str]:
+    """fx node name -> dotted module path, from torch.export's nn_module_stack."""
+    import torch
+
+    program = torch.export.export(model, (torch.zeros(1, 3, size, size),)).run_decompositions({})
+    out = {}
+    for node in program.graph.nodes:
+        stack = node.meta.get("nn_module_stack")
+        if stack:
+            path = list(stack.values())[-1][0]
+            out[node.name] = re.sub(r"^L__self___|^L\['self'\]\.", "", str(path))
+    return out
+
+
+def _float_twin(manifest: dict, tmp: Path, weights=None):
+    """Export the float counterpart of an int8 artifact (same model, weights, size, layout)."""
+    from .export import export
+    from .targets import ExportOptions
+
+    ckpt = manifest["checkpoint"]
+    precision = "fp16" if manifest["target"] == "coreml" else "fp32"
+    opts = ExportOptions(
+        model=manifest["model"],
+        target=manifest["target"],
+        out_dir=tmp,
+        precision=precision,
+        input_size=manifest["input"]["size"],
+        layout=manifest["input"]["layout"],
+        weights=weights or ckpt["path"],
+        num_classes=manifest["output"]["classes"],
+        input_type=manifest["input"].get("type", "tensor") if manifest["target"] == "coreml" else "image",
+        min_target="iOS17" if manifest["precision"] == "w8a8" else "iOS16",
+    )
+    return export(opts, run_parity=False)
+
+
+def _onnx_layers(float_path: Path, int8_path: Path, x: np.ndarray) -> list[tuple[str, float, float | None]]:
+    from onnxruntime.quantization import CalibrationDataReader
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        compute_activation_error,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter({"image": x[i : i + 1]} for i in range(len(x)))
+
+        def get_next(self):
+            return next(self._it, None)
+
+    tmp = float_path.parent
+    pre = tmp / "pre.onnx"
+    quant_pre_process(str(float_path), str(pre))  # the same graph the int8 model was quantized from
+    modify_model_output_intermediate_tensors(str(pre), str(tmp / "float_aug.onnx"))
+    modify_model_output_intermediate_tensors(str(int8_path), str(tmp / "int8_aug.onnx"))
+    matching = create_activation_matching(collect_activations(str(tmp / "int8_aug.onnx"), Reader()), collect_activations(str(tmp / "float_aug.onnx"), Reader()))
+    errors = compute_activation_error(matching)
+    return [(name, float(e["xmodel_err"]), float(e["qdq_err"]) if "qdq_err" in e else None) for name, e in errors.items()]
+
+
+def _coreml_layers(float_path: Path, int8_path: Path, x: np.ndarray, scale: float, image_input: bool) -> list[tuple[str, float, None]]:
+    from .coreml_exec import MILExecutor
+
+    ref_ex, q_ex = MILExecutor(float_path), MILExecutor(int8_path)
+    sums: dict[str, list[float]] = {}
+    for i in range(len(x)):
+        feed = x[i : i + 1] / scale if image_input else x[i : i + 1]
+        _, ref = ref_ex.run({ref_ex.input_names[0]: feed}, capture="all")
+        _, got = q_ex.run({q_ex.input_names[0]: feed}, capture="all")
+        for name, r in ref.items():
+            g = got.get(name)
+            if isinstance(r, np.ndarray) and isinstance(g, np.ndarray) and r.shape == g.shape and r.dtype.kind == "f":
+                acc = sums.setdefault(name, [0.0, 0.0])
+                acc[0] += float(np.sum(r.astype(np.float64) ** 2))
+                acc[1] += float(np.sum((r.astype(np.float64) - g) ** 2))
+    return [(n, float("inf") if e == 0 else float(10 * np.log10(max(p, 1e-30) / e)), None) for n, (p, e) in sums.items()]
+
+
+def quant_report(artifact: str | Path, n: int = 4, weights=None) -> list[LayerError]:
+    """Layers sorted worst first (lowest cumulative SQNR)."""
+    from .models import load_model
+    from .parity import parity_inputs
+
+    artifact = Path(artifact)
+    manifest = read_manifest(artifact)
+    if manifest["precision"] not in ("int8", "w8a8"):
+        raise UsageError(f"{artifact.name} is {manifest['precision']}, not a quantized artifact", "run quant-report on an int8 export")
+    if manifest["target"] == "tflite":
+        raise UsageError("quant-report does not read .tflite intermediates yet", "compare the onnx or coreml int8 export of the same model")
+    x = parity_inputs(manifest, None, n)
+    ckpt = manifest["checkpoint"]
+    model = load_model(manifest["model"], None if ckpt["layout"] == "fixture" else (weights or ckpt["path"]), num_classes=manifest["output"]["classes"])
+    modules = module_of_fx_nodes(model, manifest["input"]["size"])
+    with tempfile.TemporaryDirectory() as tmp:
+        twin = _float_twin(manifest, Path(tmp), weights)
+        if manifest["target"] == "onnx":
+            rows = _onnx_layers(twin.artifact, artifact, x)
+        else:
+            rows = _coreml_layers(twin.artifact, artifact, x, manifest["input"]["scale"], manifest["input"].get("type") == "image")
+    out = []
+    for name, cumulative, local in rows:
+        base = re.sub(r"(_cast_fp16|_cast_fp32|_to_fp16|_to_fp32)+$", "", name)
+        out.append(LayerError(name, modules.get(base, ""), cumulative, local))
+    return sorted(out, key=lambda r: r.cumulative_sqnr_db)
+
+
+def blocks_summary(layers: list[LayerError], depth: int = 3) -> list[tuple[str, float]]:
+    """Worst SQNR per module prefix (e.g. ``stages.2.1``), worst first.
+
+    Uses the local (own quantize/dequantize) SQNR where the runtime gives it, since the
+    cumulative one always looks worst at the end of the network; else the cumulative one.
+    """
+    worst: dict[str, float] = {}
+    for layer in layers:
+        if layer.module:
+            key = ".".join(layer.module.split(".")[:depth])
+            value = layer.local_sqnr_db if layer.local_sqnr_db is not None else layer.cumulative_sqnr_db
+            worst[key] = min(worst.get(key, float("inf")), value)
+    return sorted(worst.items(), key=lambda t: t[1])
+
+
+def to_dict(layers: list[LayerError]) -> list[dict]:
+    return [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in asdict(layer).items()} for layer in layers]
