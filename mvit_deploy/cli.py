@@ -265,5 +265,29 @@ def quant_report_cmd(artifact, n, top, weights, as_json):
     console.print(table)
 
 
+@main.command("eval")
+@click.argument("artifact", type=click.Path(path_type=str))
+@click.option("--data", required=True, type=click.Path(path_type=str), help="ImageNet-style folder (synset or index subfolders).")
+@click.option("--labels", type=click.Path(path_type=str), default=None, help="Optional `path<TAB>label` file instead of folder names.")
+@click.option("--n", "n", type=int, default=None, help="Use only the first N images.")
+@click.option("--weights", type=click.Path(path_type=str), default=None, help="Reference checkpoint, if it moved since export.")
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def eval_cmd(artifact, data, labels, n, weights, threads, as_json):
+    """Top-1 / top-5 of the PyTorch reference and of ARTIFACT on labeled images."""
+    from dataclasses import asdict
+
+    from .evaluate import evaluate
+
+    report = evaluate(artifact, data, labels, n=n, threads=threads, weights=weights)
+    if as_json:
+        click.echo(json.dumps(asdict(report), indent=2))
+        return
+    click.echo(f"{report.n_images} labeled images")
+    click.echo(f"{'':<12}{'top-1':>8}{'top-5':>8}")
+    for name, m in (("reference", report.reference), ("artifact", report.artifact_metrics)):
+        click.echo(f"{name:<12}{m['top1']:>8.2%}{m['top5']:>8.2%}")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,98 @@
+"""quant-report (per-layer SQNR) and eval (labeled top-1/top-5) as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from conftest import hf_reference, run_cli
+from mvit_deploy.export import export
+from mvit_deploy.labels import imagenet1k
+from mvit_deploy.quant_report import sqnr_db
+from mvit_deploy.targets import ExportOptions
+
+PHOTOS = ["chelsea", "coffee", "astronaut", "rocket"]
+
+
+def test_sqnr_formula():
+    ref = np.array([3.0, -4.0])
+    assert sqnr_db(ref, ref) == float("inf")
+    assert sqnr_db(ref, ref + np.array([0.3, 0.4])) == pytest.approx(10 * np.log10(25 / 0.25))
+
+
+@pytest.mark.parametrize("target", ["onnx", "coreml"])
+def test_quant_report_names_modules_worst_first(target, tmp_path):
+    art = export(ExportOptions(model="mobilevit_xxs", target=target, precision="int8", out_dir=tmp_path, calib_samples=8), run_parity=False).artifact
+    result = run_cli("quant-report", str(art), "--n", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    layers = report["layers"]
+    values = [r["cumulative_sqnr_db"] for r in layers if r["cumulative_sqnr_db"] is not None]
+    assert len(values) > 50 and values == sorted(values)
+    modules = {r["module"] for r in layers}
+    assert any(m.startswith("stages.2.1.") for m in modules) and any(m.startswith("stem") for m in modules)
+    assert report["blocks"] and all(len(b) == 2 for b in report["blocks"])
+    if target == "onnx":
+        assert any(r["local_sqnr_db"] is not None for r in layers)
+
+
+def test_quant_report_refuses_float_artifact(tmp_path):
+    art = export(ExportOptions(model="mobilevit_xxs", target="onnx", out_dir=tmp_path), run_parity=False).artifact
+    result = run_cli("quant-report", str(art))
+    assert result.returncode == 2 and "not a quantized artifact" in result.stderr
+
+
+def _hf_top(image_path):
+    from transformers import MobileViTImageProcessorPil
+
+    proc = MobileViTImageProcessorPil(size={"shortest_edge": 288}, crop_size={"height": 256, "width": 256}, resample=2)
+    x = proc(images=Image.open(image_path).convert("RGB"), return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        return hf_reference("mobilevit_xxs")(pixel_values=x).logits[0].numpy()
+
+
+def test_eval_on_synset_folders_matches_hf_accuracy(tmp_path):
+    weights = tmp_path / "hf.safetensors"
+    save_file({k: v.contiguous() for k, v in hf_reference("mobilevit_xxs").state_dict().items()}, str(weights))
+    art = export(ExportOptions(model="mobilevit_xxs", target="onnx", weights=str(weights), out_dir=tmp_path / "a"), run_parity=False).artifact
+    data = tmp_path / "val"
+    synsets = [s for s, _ in imagenet1k()]
+    hits1 = hits5 = 0
+    for i, name in enumerate(PHOTOS):
+        src = f"mvit_deploy/calibration/photos/{name}.jpg"
+        logits = _hf_top(src)
+        order = np.argsort(-logits)
+        label = int(order[0]) if i < 2 else int(order[3]) if i == 2 else int(order[100])  # 2 top-1 hits, 1 top-5 hit, 1 miss
+        hits1 += label == order[0]
+        hits5 += label in order[:5]
+        (data / synsets[label]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, data / synsets[label] / f"{name}.jpg")
+    result = run_cli("eval", str(art), "--data", str(data), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["n_images"] == 4
+    assert report["reference"] == {"top1": hits1 / 4, "top5": hits5 / 4} == {"top1": 0.5, "top5": 0.75}
+    assert report["artifact_metrics"] == report["reference"]
+
+
+def test_eval_with_labels_file_and_bad_labels(tmp_path):
+    art = export(ExportOptions(model="mobilevit_xxs", target="onnx", out_dir=tmp_path / "a"), run_parity=False).artifact
+    data = tmp_path / "imgs"
+    data.mkdir()
+    for name in PHOTOS:
+        shutil.copy(f"mvit_deploy/calibration/photos/{name}.jpg", data / f"{name}.jpg")
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("".join(f"{n}.jpg\t{i}\n" for i, n in enumerate(PHOTOS)))
+    result = run_cli("eval", str(art), "--data", str(data), "--labels", str(labels), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["n_images"] == 4
+    (data / "cats").mkdir()
+    shutil.copy(data / "chelsea.jpg", data / "cats" / "c.jpg")
+    bad = run_cli("eval", str(art), "--data", str(data))
+    assert bad.returncode == 2 and "neither a class index nor a synset" in bad.stderr and "Traceback" not in bad.stderr
