@@ -289,5 +289,66 @@ def eval_cmd(artifact, data, labels, n, weights, threads, as_json):
         click.echo(f"{name:<12}{m['top1']:>8.2%}{m['top5']:>8.2%}")
 
 
+@main.command()
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--warmup", type=int, default=5, show_default=True)
+@click.option("--iters", type=int, default=50, show_default=True, help="Measured rounds (every artifact once per round).")
+@click.option("--device", default="local", show_default=True, help="local | ssh://user@host[:port] | adb[:serial]")
+@click.option("--reference", is_flag=True, help="Also time the PyTorch eager reference (needs torch; local only).")
+@click.option("--compute-units", type=click.Choice(["all", "cpu_only", "cpu_and_gpu", "cpu_and_ne"]), default="all", show_default=True, help="Core ML (macOS).")
+@click.option("--identity", type=click.Path(dir_okay=False, path_type=str), default=None, help="ssh: private key file.")
+@click.option("--ssh-option", "ssh_options", multiple=True, help="ssh: extra -o KEY=VALUE (repeatable).")
+@click.option("--remote-python", default="python3", show_default=True, help="ssh: the board's Python (with mvit-deploy[device] deps).")
+@click.option("--benchmark-binary", type=click.Path(dir_okay=False, path_type=str), default=None, help="adb: LiteRT's benchmark_model for Android.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), default=None, help="Write the result JSON here.")
+def bench(artifacts, threads, warmup, iters, device, reference, compute_units, identity, ssh_options, remote_python, benchmark_binary, json_out):
+    """Latency of ARTIFACTS on a device, with load time, percentiles, memory and size."""
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .artifact import staged
+    from .bench import run_on_device
+
+    result = run_on_device(
+        device, artifacts, threads, warmup, iters, reference=reference, compute_units=compute_units,
+        identity=identity, ssh_options=ssh_options, remote_python=remote_python, benchmark_binary=benchmark_binary,
+    )
+    dev = result["device"]
+    table = Table(title=f"{dev['name']} ({dev['kind']}): {dev['cpu']}, {dev['cores']} cores, {threads} threads")
+    for col in ("artifact", "runtime", "load ms", "min", "p50", "p90", "p99", "mean ± std ms", "img/s", "RSS+ MB", "MB"):
+        table.add_column(col, no_wrap=True)
+    for r in result["results"]:
+        lat = r["latency_ms"]
+        f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+        table.add_row(
+            Path(r["artifact"]).name, r["runtime"], f"{r['load_ms']:.0f}", f(lat["min"]), f(lat["p50"]), f(lat["p90"]), f(lat["p99"]),
+            f"{lat['mean']:.2f} ± {lat['std']:.2f}", f"{r['throughput_ips']:.1f}", "-" if r["rss_delta_mb"] is None else f"{r['rss_delta_mb']:.0f}",
+            "-" if r["bytes"] is None else f"{r['bytes'] / 1e6:.1f}",
+        )
+    console = Console(width=max(Console().width, 170))
+    console.print(table)
+    for s in result["skipped"]:
+        console.print(f"not measured: {Path(s['artifact']).name}: {s['reason']}", highlight=False)
+    if json_out:
+        with staged(Path(json_out)) as tmp:
+            tmp.write_text(json.dumps(result, indent=2))
+        console.print(f"wrote {json_out}", highlight=False)
+
+
+@main.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=str))
+def report(results, out_dir):
+    """Build report.md and a self-contained report.html from bench RESULTS (JSON)."""
+    from .report import write_report
+
+    md, page = write_report(results, out_dir)
+    click.echo(f"wrote {md}")
+    click.echo(f"wrote {page}")
+
+
 if __name__ == "__main__":
     main()

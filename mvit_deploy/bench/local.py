@@ -1,0 +1,216 @@
+"""Latency on this machine. Torch-free unless the PyTorch reference is asked for.
+
+Result schema ``mvit-deploy/bench/1`` (one JSON object):
+
+    schema        "mvit-deploy/bench/1"
+    device        {name, kind: local|ssh|adb, cpu, cores, os, machine, python, runtimes: {pkg: version}}
+    settings      {threads, warmup, iters, interleaved: true}
+    results[]     one per artifact (and per PyTorch reference when asked):
+      artifact, model, target, precision, runtime, input_size, bytes,
+      load_ms, latency_ms {min, p50, p90, p99, mean, std}, throughput_ips,
+      rss_delta_mb (resident memory added by loading + running it), parity (from its manifest, if any)
+    peak_rss_mb   the process's peak resident memory
+    skipped[]     {artifact, reason} for artifacts this device cannot run (e.g. Core ML off macOS)
+
+Artifacts are measured round by round (each artifact once per round, ``iters`` rounds),
+so a burst of load on a noisy machine hits every artifact alike.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+from .._deps import IS_MACOS
+from ..artifact import read_manifest, tree_bytes
+from ..errors import UsageError
+
+SCHEMA = "mvit-deploy/bench/1"
+RUNTIME_PACKAGES = ("numpy", "onnxruntime", "ai-edge-litert", "tflite-runtime", "coremltools", "torch", "mvit-deploy")
+
+
+def _rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return _peak_rss_mb()
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if IS_MACOS else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    if IS_MACOS:
+        import subprocess
+
+        out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True)
+        if out.returncode == 0:
+            return out.stdout.strip()
+    return platform.processor() or platform.machine()
+
+
+def device_info(kind: str = "local", name: str | None = None) -> dict:
+    runtimes = {}
+    for pkg in RUNTIME_PACKAGES:
+        try:
+            runtimes[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return {
+        "name": name or platform.node(),
+        "kind": kind,
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "os": f"{platform.system()} {platform.release()}",
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "runtimes": runtimes,
+    }
+
+
+def latency_stats(seconds: list[float]) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1e3
+    return {
+        "min": float(ms.min()),
+        "p50": float(np.percentile(ms, 50)),
+        "p90": float(np.percentile(ms, 90)),
+        "p99": float(np.percentile(ms, 99)),
+        "mean": float(ms.mean()),
+        "std": float(ms.std(ddof=1)) if len(ms) > 1 else 0.0,
+    }
+
+
+class _Subject:
+    """One thing to time: an artifact's runner, or the PyTorch reference."""
+
+    def __init__(self, label: str, manifest: dict, run, load_ms: float, rss_delta: float, size: int | None, runtime: str):
+        self.label, self.manifest, self.run = label, manifest, run
+        self.load_ms, self.rss_delta, self.size, self.runtime = load_ms, rss_delta, size, runtime
+        self.times: list[float] = []
+
+
+def _load_artifact(path: Path, threads: int, compute_units: str):
+    from ..runtimes import CoreMLRunner, load_runner
+
+    manifest = read_manifest(path)
+    before = _rss_mb()
+    t0 = time.perf_counter()
+    if manifest["target"] == "coreml":
+        if not IS_MACOS:
+            raise UsageError("Core ML latency needs a Mac", "run `mvit-deploy bench` on macOS for .mlpackage files")
+        runner = CoreMLRunner(path, manifest, threads, compute_units=compute_units, backend="native")
+    else:
+        runner = load_runner(path, manifest, threads)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    return manifest, runner, load_ms, before
+
+
+def _reference_subject(manifest: dict, threads: int) -> _Subject:
+    import torch
+
+    from ..parity import reference_model
+
+    torch.set_num_threads(threads)
+    before = _rss_mb()
+    t0 = time.perf_counter()
+    model = reference_model(manifest)
+    load_ms = (time.perf_counter() - t0) * 1e3
+
+    def run(x):
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).numpy()
+
+    subject = _Subject(f"pytorch:{manifest['model']}", {**manifest, "target": "pytorch", "precision": "fp32"}, run, load_ms, 0.0, None, "pytorch-eager")
+    subject.rss_before = before
+    return subject
+
+
+def bench(artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, reference: bool = False, compute_units: str = "all", on_round=None) -> dict:
+    """Measure every artifact on this machine, interleaved round by round."""
+    if warmup < 0 or iters < 2:
+        raise UsageError(f"--warmup {warmup} / --iters {iters}", "use warmup >= 0 and iters >= 2")
+    subjects: list[_Subject] = []
+    skipped = []
+    inputs: dict[str, np.ndarray] = {}
+    for path in map(Path, artifacts):
+        try:
+            manifest, runner, load_ms, before = _load_artifact(path, threads, compute_units)
+        except UsageError as e:
+            if "needs a Mac" in e.problem:
+                skipped.append({"artifact": str(path), "reason": e.one_line()})
+                continue
+            raise
+        subjects.append(_Subject(str(path), manifest, runner, load_ms, before, tree_bytes(path), runner.runtime))
+    if reference:
+        seen = set()
+        for s in list(subjects):
+            key = (s.manifest["model"], s.manifest["checkpoint"].get("sha256"), s.manifest["input"]["size"])
+            if key not in seen:
+                seen.add(key)
+                subjects.append(_reference_subject(s.manifest, threads))
+    if not subjects:
+        raise UsageError("nothing to benchmark on this device", skipped[0]["reason"] if skipped else "pass .onnx / .tflite artifacts")
+    rng = np.random.default_rng(0)
+    for s in subjects:
+        size = s.manifest["input"]["size"]
+        if size not in inputs:
+            inputs[size] = rng.random((1, 3, size, size), dtype=np.float32)
+        for _ in range(max(1, warmup)):
+            s.run(inputs[size])
+        before = getattr(s, "rss_before", s.rss_delta)
+        s.rss_delta = max(0.0, _rss_mb() - before)
+    for i in range(iters):
+        for s in subjects:
+            x = inputs[s.manifest["input"]["size"]]
+            t0 = time.perf_counter()
+            s.run(x)
+            s.times.append(time.perf_counter() - t0)
+        if on_round:
+            on_round(i + 1, iters)
+    results = []
+    for s in subjects:
+        stats = latency_stats(s.times)
+        results.append(
+            {
+                "artifact": s.label,
+                "model": s.manifest["model"],
+                "target": s.manifest["target"],
+                "precision": s.manifest["precision"],
+                "runtime": s.runtime,
+                "input_size": s.manifest["input"]["size"],
+                "bytes": s.size,
+                "load_ms": s.load_ms,
+                "latency_ms": stats,
+                "throughput_ips": 1e3 / stats["mean"],
+                "rss_delta_mb": round(s.rss_delta, 1),
+                "parity": s.manifest.get("parity"),
+            }
+        )
+    return {
+        "schema": SCHEMA,
+        "device": device_info(),
+        "settings": {"threads": threads, "warmup": warmup, "iters": iters, "interleaved": True},
+        "results": results,
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "skipped": skipped,
+        "argv": sys.argv[1:],
+    }
