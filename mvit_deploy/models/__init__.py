@@ -1,4 +1,8 @@
-"""PyTorch MobileViT, its registry and checkpoint loading (needs torch)."""
+"""PyTorch MobileViT, its registry and checkpoint loading.
+
+The registry (``models.config``) is torch-free; everything that builds a model imports
+torch on first use, so ``import mvit_deploy.models.config`` works on a board.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,20 @@ from pathlib import Path
 
 from ..preprocess import Preprocessing
 from .config import MODELS, ModelSpec, check_input_size, get_spec
-from .mobilevit import MobileViT
 
 
-def create_model(name: str, *, num_classes: int = 1000, features_only: bool = False) -> MobileViT:
+def __getattr__(name: str):
+    if name == "MobileViT":
+        from .mobilevit import MobileViT
+
+        return MobileViT
+    raise AttributeError(name)
+
+
+def create_model(name: str, *, num_classes: int = 1000, features_only: bool = False):
     """A randomly initialised, eval-mode model of a registered variant."""
+    from .mobilevit import MobileViT
+
     return MobileViT(get_spec(name).config, num_classes=num_classes, features_only=features_only).eval()
 
 
@@ -21,7 +34,7 @@ def load_model(
     num_classes: int = 1000,
     pretrained: str | None = None,
     features_only: bool = False,
-) -> MobileViT:
+) -> "MobileViT":  # noqa: F821
     """An eval-mode MobileViT mapping a preprocessed [B, 3, H, W] float tensor to logits.
 
     ``weights`` is a local checkpoint (timm, Hugging Face or ml-cvnets layout, detected);

@@ -1,0 +1,258 @@
+"""bench and report: local, a real sshd on loopback, adb command construction, a torch-free venv, Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import FIXTURES, ROOT, run_cli
+from mvit_deploy.bench.adb import AdbDevice, parse_benchmark_output
+from mvit_deploy.bench.ssh import SshDevice
+from mvit_deploy.export import export
+from mvit_deploy.targets import ExportOptions
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    onnx = export(ExportOptions(model="mobilevit_xxs", target="onnx", out_dir=out, parity_n=4)).artifact
+    tfl = export(ExportOptions(model="mobilevit_xxs", target="tflite", out_dir=out, parity_n=4)).artifact
+    cml = export(ExportOptions(model="mobilevit_xxs", target="coreml", out_dir=out), run_parity=False).artifact
+    return {"onnx": onnx, "tflite": tfl, "coreml": cml}
+
+
+def check_result(result: dict, n: int, kind: str):
+    assert result["schema"] == "mvit-deploy/bench/1"
+    dev = result["device"]
+    assert dev["kind"] == kind and dev["cores"] >= 1 and dev["cpu"] and dev["python"]
+    assert result["settings"]["interleaved"] is True and len(result["results"]) == n
+    for r in result["results"]:
+        lat = r["latency_ms"]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"]
+        assert lat["min"] <= lat["mean"] and lat["std"] >= 0
+        assert r["throughput_ips"] == pytest.approx(1e3 / lat["mean"])
+        assert r["load_ms"] > 0 and r["bytes"] > 1_000_000 and r["runtime"] in ("onnxruntime", "litert")
+        assert r["parity"]["passed"] is True
+
+
+def test_local_bench_table_and_json(artifacts, tmp_path):
+    out = tmp_path / "host.json"
+    result = run_cli("bench", str(artifacts["onnx"]), str(artifacts["tflite"]), str(artifacts["coreml"]), "--iters", "5", "--warmup", "1", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "mobilevit_xxs-onnx-fp32.onnx" in result.stdout and "p50" in result.stdout
+    data = json.loads(out.read_text())
+    check_result(data, 2, "local")
+    if sys.platform != "darwin":
+        assert "Core ML latency needs a Mac" in result.stdout and data["skipped"][0]["artifact"].endswith(".mlpackage")
+
+
+def test_bench_usage_errors(artifacts):
+    bad = run_cli("bench", str(artifacts["onnx"]), "--iters", "1")
+    assert bad.returncode == 2 and "iters" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run_cli("bench", str(artifacts["onnx"]), "--device", "ftp://x")
+    assert bad.returncode == 2 and "unknown device" in bad.stderr
+    bad = run_cli("bench", str(artifacts["tflite"]), "--device", "adb")
+    assert bad.returncode == 2 and "--benchmark-binary" in bad.stderr
+
+
+# ---------------------------------------------------------------------------- ssh
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    sshd_bin = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not Path(sshd_bin).exists() or os.geteuid() != 0:
+        pytest.skip("needs openssh-server and root (.ci/run installs it); CI runs this")
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "host")], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "client")], check=True)
+    (keys / "authorized_keys").write_text((keys / "client.pub").read_text())
+    port = _free_port()
+    config = tmp_path / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {keys / 'host'}\nAuthorizedKeysFile {keys / 'authorized_keys'}\n"
+        f"PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile {tmp_path / 'sshd.pid'}\n"
+        "PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n"
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)
+    proc = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    yield {"port": port, "key": str(keys / "client")}
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_ssh_bench_against_loopback_sshd(sshd, artifacts, tmp_path):
+    out = tmp_path / "pi.json"
+    result = run_cli(
+        "bench", str(artifacts["onnx"]), str(artifacts["tflite"]), "--iters", "4", "--warmup", "1",
+        "--device", f"ssh://root@127.0.0.1:{sshd['port']}", "--identity", sshd["key"],
+        "--ssh-option", "StrictHostKeyChecking=no", "--ssh-option", f"UserKnownHostsFile={tmp_path / 'known_hosts'}",
+        "--remote-python", sys.executable, "--json", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    check_result({**data, "settings": data["settings"]}, 2, "ssh")
+    assert data["device"]["name"] == "127.0.0.1"
+    assert {Path(r["artifact"]).name for r in data["results"]} == {artifacts["onnx"].name, artifacts["tflite"].name}
+
+
+def test_ssh_command_quotes_every_word():
+    dev = SshDevice.parse("ssh://pi@raspberrypi.local:2222", identity="/k ey", options=("ConnectTimeout=3",))
+    argv = dev.ssh_command(["python3", "-m", "x", "/tmp/a b;rm -rf ~"])
+    assert argv[:2] == ["ssh", "-o"] and "-i" in argv and "/k ey" in argv and argv[argv.index("-p") + 1] == "2222"
+    assert argv[-2] == "pi@raspberrypi.local"
+    assert argv[-1] == "python3 -m x '/tmp/a b;rm -rf ~'"
+
+
+def test_ssh_unreachable_is_one_line(artifacts):
+    result = run_cli("bench", str(artifacts["onnx"]), "--device", f"ssh://nobody@127.0.0.1:{_free_port()}", "--ssh-option", "ConnectTimeout=3")
+    assert result.returncode == 1 and "failed" in result.stderr and "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------------------- adb
+
+
+def test_benchmark_model_parser_on_recorded_output():
+    parsed = parse_benchmark_output((FIXTURES / "benchmark_model_android.txt").read_text())
+    assert parsed["runs"] == 50  # the measured summary, not the warm-up one
+    lat = parsed["latency_ms"]
+    assert lat["min"] == pytest.approx(23.402) and lat["mean"] == pytest.approx(24.0182) and lat["p50"] == pytest.approx(23.901)
+    assert lat["std"] == pytest.approx(0.612) and lat["p95"] == pytest.approx(25.209) and lat["p90"] is None
+    assert parsed["load_ms"] == pytest.approx(41.873) and parsed["memory_overall_mb"] == pytest.approx(21.3711)
+
+
+def test_adb_command_construction():
+    dev = AdbDevice.parse("adb:R58M12345")
+    cmd = dev.benchmark_command("/data/local/tmp/mvit-deploy/m.tflite", "/home/me/benchmark_model", 4, 5, 50)
+    assert cmd[:4] == ["adb", "-s", "R58M12345", "shell"]
+    assert cmd[4] == "/data/local/tmp/mvit-deploy/benchmark_model --graph=/data/local/tmp/mvit-deploy/m.tflite --num_threads=4 --warmup_runs=5 --num_runs=50 --use_xnnpack=true"
+    assert AdbDevice.parse("adb").adb("devices") == ["adb", "devices"]
+
+
+def test_adb_bench_end_to_end_with_a_fake_adb(artifacts, tmp_path):
+    """A stand-in `adb` on PATH records every call and answers like a phone would."""
+    log = tmp_path / "adb.log"
+    fake = tmp_path / "bin" / "adb"
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'printf "%s\\n" "$*" >> {log}\n'
+        'case "$*" in\n'
+        f'  *benchmark_model*--graph*) cat {FIXTURES / "benchmark_model_android.txt"} ;;\n'
+        '  *ro.product.model*) echo "SM-N975F" ;;\n'
+        '  *ro.board.platform*) echo "exynos9825" ;;\n'
+        '  *ro.build.version.release*) echo "12" ;;\n'
+        '  *ro.product.cpu.abi*) echo "arm64-v8a" ;;\n'
+        '  *nproc*) echo "8" ;;\n'
+        "esac\n"
+    )
+    fake.chmod(0o755)
+    binary = tmp_path / "benchmark_model"
+    binary.write_bytes(b"\x7fELF")
+    out = tmp_path / "phone.json"
+    env = {"PATH": f"{fake.parent}:{os.environ['PATH']}"}
+    result = run_cli("bench", str(artifacts["tflite"]), str(artifacts["onnx"]), "--device", "adb:R58M", "--benchmark-binary", str(binary), "--threads", "4", "--json", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["device"]["name"] == "SM-N975F" and data["device"]["cores"] == 8 and data["device"]["os"] == "Android 12"
+    (r,) = data["results"]
+    assert r["latency_ms"]["mean"] == pytest.approx(24.0182) and r["runtime"].startswith("litert")
+    assert data["skipped"][0]["reason"] == "adb devices run .tflite artifacts only"
+    calls = log.read_text().splitlines()
+    assert any(c.startswith("-s R58M push") and c.endswith("/data/local/tmp/mvit-deploy/benchmark_model") for c in calls)
+    assert any("--num_threads=4" in c and "--use_xnnpack=true" in c for c in calls)
+
+
+# ---------------------------------------------------------------------------- device venv (no torch)
+
+
+@pytest.mark.slow
+def test_device_extra_venv_benches_without_torch(artifacts, tmp_path):
+    venv = tmp_path / "device-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    pip = subprocess.run([str(py), "-m", "pip", "install", "-q", f"{ROOT}[device]"], capture_output=True, text=True, timeout=900)
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    no_torch = subprocess.run([str(py), "-c", "import torch"], capture_output=True)
+    assert no_torch.returncode != 0, "the [device] extra pulled in torch"
+    out = tmp_path / "device.json"
+    run = subprocess.run(
+        [str(venv / "bin" / "mvit-deploy"), "bench", str(artifacts["onnx"]), str(artifacts["tflite"]), "--iters", "3", "--warmup", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    check_result(json.loads(out.read_text()), 2, "local")
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def _bench_json(tmp_path, name, kind, ms):
+    from mvit_deploy.bench.local import SCHEMA
+
+    results = [
+        {"artifact": f"mobilevit_xxs-{t}-{p}.x", "model": "mobilevit_xxs", "target": t, "precision": p, "runtime": rt, "input_size": 256, "bytes": 5_400_000,
+         "load_ms": 40.0, "latency_ms": {"min": m * 0.9, "p50": m, "p90": m * 1.1, "p99": m * 1.2, "mean": m, "std": 0.3}, "throughput_ips": 1e3 / m,
+         "rss_delta_mb": 30.0, "parity": {"passed": psnr > 45, "metrics": {"psnr_db": psnr, "top1_agreement": 1.0}}}
+        for (t, p, rt, m, psnr) in [("onnx", "fp32", "onnxruntime", ms, 120.0), ("tflite", "int8", "litert", ms * 0.7, 36.0)]
+    ]  # fmt: skip
+    data = {"schema": SCHEMA, "device": {"name": name, "kind": kind, "cpu": "cpu", "cores": 4, "os": "Linux", "machine": "aarch64", "python": "3.11", "runtimes": {}},
+            "settings": {"threads": 2, "warmup": 5, "iters": 50, "interleaved": True}, "results": results, "peak_rss_mb": 300.0, "skipped": []}  # fmt: skip
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_report_builds_md_and_html_and_renders_in_chromium(tmp_path):
+    host, pi = _bench_json(tmp_path, "host", "local", 8.0), _bench_json(tmp_path, "raspberrypi", "ssh", 45.0)
+    result = run_cli("report", str(host), str(pi), "--out", str(tmp_path / "rep"))
+    assert result.returncode == 0, result.stderr
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert md.count("| raspberrypi (ssh) |") == 2 and "| 45.00 |" in md and "| 36.0 |" in md
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert page.count("<svg") == 2 and "<script" not in page and "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("needs Debian's chromium (.ci/run installs it); CI runs this")
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1100,1400",
+         f"--screenshot={shot}", (tmp_path / "rep" / "report.html").as_uri()],
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert shot.exists(), "chromium wrote no screenshot"
+    pixels = np.asarray(Image.open(shot).convert("RGB"), np.float32)
+    assert pixels.std() > 10, "the rendered report is blank"
+    colored = np.abs(pixels - pixels.mean(axis=2, keepdims=True)).max(axis=2) > 60
+    assert colored.mean() > 0.003, "no plot bars rendered"
+
+
+def test_report_rejects_non_bench_json(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text('{"schema": "other"}')
+    result = run_cli("report", str(bad), "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and "not a bench result" in result.stderr
