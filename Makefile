@@ -21,6 +21,8 @@ demo: venv
 	$(VENV)/bin/mvit-deploy models
 	$(VENV)/bin/mvit-deploy predict mvit_deploy/calibration/photos/chelsea.jpg --model mobilevit_xxs
 	$(VENV)/bin/mvit-deploy export --model mobilevit_xxs --target all --out demo-out
+	$(VENV)/bin/mvit-deploy bench demo-out/mobilevit_xxs-onnx-fp32.onnx demo-out/mobilevit_xxs-tflite-fp32.tflite --iters 30 --json demo-out/bench-host.json
+	$(VENV)/bin/mvit-deploy report demo-out/bench-host.json --out demo-out/report
 
 # pytest exits 5 when it collects nothing: say so and fail, a suite that tests nothing is not green.
 test: venv

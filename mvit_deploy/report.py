@@ -51,7 +51,7 @@ def rows(runs: list[dict]) -> list[dict]:
                     "mean": r["latency_ms"]["mean"],
                     "std": r["latency_ms"]["std"],
                     "load_ms": r["load_ms"],
-                    "mb": (r["bytes"] or 0) / 1e6,
+                    "mb": None if r["bytes"] is None else r["bytes"] / 1e6,
                     "psnr": metrics.get("psnr_db"),
                     "top1": metrics.get("top1_agreement"),
                     "parity": {True: "pass", False: "FAIL"}.get(parity.get("passed"), "-"),

@@ -139,7 +139,8 @@ def _reference_subject(manifest: dict, threads: int) -> _Subject:
         with torch.no_grad():
             return model(torch.from_numpy(x)).numpy()
 
-    subject = _Subject(f"pytorch:{manifest['model']}", {**manifest, "target": "pytorch", "precision": "fp32"}, run, load_ms, 0.0, None, "pytorch-eager")
+    ref_manifest = {**manifest, "target": "pytorch", "precision": "fp32", "parity": None}  # it is the reference
+    subject = _Subject(f"pytorch:{manifest['model']}", ref_manifest, run, load_ms, 0.0, None, "pytorch-eager")
     subject.rss_before = before
     return subject
 
