@@ -13,9 +13,7 @@ from .artifact import MANIFEST_SCHEMA, artifact_stem, manifest_path, staged, tre
 from .errors import MvitDeployError
 from .parity import ParityReport, check_bounds, parity_inputs, reference_logits
 from .targets import ExportOptions, get_target
-
-
-QUANTIZED = ("int8", "w8a8")
+from .targets.base import QUANTIZED
 
 
 def calibration_inputs(pre, size: int, images=None, samples: int = 64):

@@ -7,6 +7,10 @@ from pathlib import Path
 
 from ..errors import UsageError
 
+# Precisions that need calibration images: int8 (onnx/tflite: weights + activations; coreml:
+# weights only) and w8a8 (coreml: weights + activations).
+QUANTIZED = ("int8", "w8a8")
+
 
 @dataclass(frozen=True)
 class ExportOptions:

@@ -11,12 +11,11 @@ import numpy as np
 from .. import __version__
 from ..errors import UsageError
 from . import register_target
-from .base import Converted, ExportOptions, Target
+from .base import QUANTIZED, Converted, ExportOptions, Target
 
 MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
 # int8: weight-only per-channel int8 (fp16 activations; the size win on every iPhone).
 # w8a8: int8 weights and activations (int8 compute on A17 Pro / M4 Neural Engines; needs iOS17 ops).
-QUANTIZED = ("int8", "w8a8")
 
 
 def _weight_config():
