@@ -117,6 +117,13 @@ def test_ssh_bench_against_loopback_sshd(sshd, artifacts, tmp_path):
     check_result({**data, "settings": data["settings"]}, 2, "ssh")
     assert data["device"]["name"] == "127.0.0.1"
     assert {Path(r["artifact"]).name for r in data["results"]} == {artifacts["onnx"].name, artifacts["tflite"].name}
+    # the report joins a host run and the ssh run
+    host = tmp_path / "host.json"
+    assert run_cli("bench", str(artifacts["onnx"]), "--iters", "3", "--warmup", "1", "--json", str(host)).returncode == 0
+    rep = run_cli("report", str(host), str(out), "--out", str(tmp_path / "report"))
+    assert rep.returncode == 0, rep.stderr
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "(ssh)" in md and "(local)" in md and (tmp_path / "report" / "report.html").exists()
 
 
 def test_ssh_command_quotes_every_word():
