@@ -25,6 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+# PyTorch's OpenMP workers spin after each call by default and steal the cores from the
+# route timed next; interleaved rounds are only fair if they sleep instead.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def gemm_peak_gflops(threads: int, n: int = 1024, reps: int = 20) -> float:
     """Best fp32 GEMM throughput torch reaches here (the same BLAS family the runtimes use)."""

@@ -125,6 +125,8 @@ def _load_artifact(path: Path, threads: int, compute_units: str):
 
 
 def _reference_subject(manifest: dict, threads: int) -> _Subject:
+    # OpenMP workers that spin after each PyTorch call would slow the artifact timed next
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     from ..parity import reference_model
