@@ -7,6 +7,7 @@ what the artifact expects happen here, as an app would do them.
 
 from __future__ import annotations
 
+import abc
 import os
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from ._deps import IS_MACOS, has
 from .errors import DependencyError, UsageError
 
 
-class Runner:
+class Runner(abc.ABC):
     """Base: runs one image at a time (artifacts have a static batch of 1)."""
 
     runtime = "?"
@@ -27,8 +28,9 @@ class Runner:
         self.threads = threads or min(2, os.cpu_count() or 1)
         self.layout = manifest["input"]["layout"]
 
-    def _one(self, x: np.ndarray) -> np.ndarray:  # x: [1, 3, H, W] float32
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _one(self, x: np.ndarray) -> np.ndarray:
+        """x: [1, 3, H, W] float32 -> logits [1, classes]."""
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, np.float32)

@@ -78,7 +78,7 @@ def _free_port() -> int:
 def sshd(tmp_path):
     sshd_bin = shutil.which("sshd") or "/usr/sbin/sshd"
     if not Path(sshd_bin).exists() or os.geteuid() != 0:
-        pytest.skip("needs openssh-server and root (.ci/run installs it); CI runs this")
+        pytest.skip(reason="needs openssh-server and root (.ci/run installs it); CI runs this")
     keys = tmp_path / "keys"
     keys.mkdir()
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "host")], check=True)
@@ -243,7 +243,7 @@ def test_report_builds_md_and_html_and_renders_in_chromium(tmp_path):
     assert page.count("<svg") == 2 and "<script" not in page and "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
-        pytest.skip("needs Debian's chromium (.ci/run installs it); CI runs this")
+        pytest.skip(reason="needs Debian's chromium (.ci/run installs it); CI runs this")
     shot = tmp_path / "shot.png"
     subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -48,7 +49,7 @@ class Converted:
     versions: dict[str, str] = field(default_factory=dict)
 
 
-class Target:
+class Target(abc.ABC):
     """A deployment format. Subclasses set the class attributes and implement ``convert``."""
 
     name: str = ""
@@ -64,9 +65,9 @@ class Target:
         if opts.layout not in self.layouts:
             raise UsageError(f"{self.name} does not take input layout {opts.layout}", f"use one of {', '.join(self.layouts)}")
 
+    @abc.abstractmethod
     def convert(self, model, example, opts: ExportOptions, dest: Path, calibration=None) -> Converted:
         """Write the artifact to ``dest``; ``calibration`` ([N, 3, H, W] float32) is given for int8."""
-        raise NotImplementedError
 
     def check(self, path: Path) -> None:
         """Format-level validation after writing (e.g. onnx.checker)."""
