@@ -15,9 +15,11 @@ from .errors import UsageError
 MANIFEST_SCHEMA = "mvit-deploy/artifact/1"
 
 
-def artifact_stem(model: str, target: str, precision: str, layout: str = "nchw", input_size: int = 256, default_size: int = 256) -> str:
-    """``<model>-<target>-<precision>``, plus the layout / size when they are not the defaults."""
+def artifact_stem(model: str, target: str, precision: str, layout: str = "nchw", input_size: int = 256, default_size: int = 256, io: str = "float") -> str:
+    """``<model>-<target>-<precision>``, plus the I/O type / layout / size when they are not the defaults."""
     stem = f"{model}-{target}-{precision}"
+    if io != "float":
+        stem += f"-{io}io"
     if layout != "nchw":
         stem += f"-{layout}"
     if input_size != default_size:

@@ -166,12 +166,13 @@ def _print_parity_table(rows: list[dict]) -> None:
 @click.option("--calib-samples", type=int, default=64, show_default=True, help="int8: calibration crops to draw.")
 @click.option("--input-size", type=int, default=None, help="Multiple of 32; default 256.")
 @click.option("--layout", type=click.Choice(["nchw", "nhwc"]), default="nchw", show_default=True, help="tflite input layout.")
+@click.option("--io", type=click.Choice(["float", "int8"]), default="float", show_default=True, help="tflite int8: tensor type of input and logits.")
 @click.option("--min-target", type=click.Choice(["iOS16", "iOS17", "iOS18"]), default=None, help="coreml; default iOS16 (iOS17 for w8a8).")
 @click.option("--coreml-input", type=click.Choice(["image", "tensor"]), default="image", show_default=True, help="coreml input type.")
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=str), required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one machine-readable summary.")
-def export(model_name, weights, pretrained, num_classes, target_name, precision, calib, calib_samples, input_size, layout, min_target, coreml_input, threads, out_dir, as_json):
+def export(model_name, weights, pretrained, num_classes, target_name, precision, calib, calib_samples, input_size, layout, io, min_target, coreml_input, threads, out_dir, as_json):
     """Export a MobileViT and check the artifact against PyTorch."""
     from pathlib import Path
 
@@ -191,7 +192,7 @@ def export(model_name, weights, pretrained, num_classes, target_name, precision,
             model=model_name, target=name, out_dir=Path(out_dir), precision=prec, input_size=input_size,
             layout=layout if name == "tflite" else "nchw", weights=weights, pretrained=pretrained,
             num_classes=num_classes, min_target=ios, input_type=coreml_input, threads=threads,
-            calib=calib, calib_samples=calib_samples,
+            calib=calib, calib_samples=calib_samples, io=io if name == "tflite" else "float",
         )
         with console.status(f"{name}: starting") as status:
             result = run_export(opts, on_step=lambda s, n=name: status.update(f"{n}: {s}"))

@@ -62,7 +62,7 @@ def export(opts: ExportOptions, on_step: Callable[[str], None] = lambda s: None,
     model = load_model(opts.model, opts.weights, num_classes=opts.num_classes, pretrained=opts.pretrained)
     pre = model.preprocessing
 
-    stem = artifact_stem(opts.model, target.name, opts.precision, opts.layout, size, spec.input_size)
+    stem = artifact_stem(opts.model, target.name, opts.precision, opts.layout, size, spec.input_size, opts.io)
     final = Path(opts.out_dir) / f"{stem}{target.suffix}"
     manifest = {
         "schema": MANIFEST_SCHEMA,

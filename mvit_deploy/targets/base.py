@@ -33,6 +33,7 @@ class ExportOptions:
     parity_n: int | None = None
     calib: str | None = None  # int8: a directory of the user's images; None: the shipped calib photos
     calib_samples: int = 64  # int8: calibration crops drawn (deterministically)
+    io: str = "float"  # tflite int8: float I/O (quantize inside) | int8 I/O (camera pipelines feeding int8)
 
     def with_(self, **kw) -> "ExportOptions":
         return replace(self, **kw)
@@ -56,6 +57,7 @@ class Target(abc.ABC):
     suffix: str = ""
     precisions: tuple[str, ...] = ("fp32",)
     layouts: tuple[str, ...] = ("nchw",)
+    int8_io: bool = False  # can take and return int8 tensors (--io int8)
     is_directory: bool = False  # .mlpackage is a directory
     converter_packages: tuple[str, ...] = ()
 
@@ -64,6 +66,8 @@ class Target(abc.ABC):
             raise UsageError(f"{self.name} does not export precision {opts.precision}", f"use one of {', '.join(self.precisions)}")
         if opts.layout not in self.layouts:
             raise UsageError(f"{self.name} does not take input layout {opts.layout}", f"use one of {', '.join(self.layouts)}")
+        if opts.io != "float" and not (self.int8_io and opts.precision == "int8"):
+            raise UsageError(f"--io {opts.io} needs an int8 artifact of a target with integer I/O", "use --target tflite --precision int8, or drop --io")
 
     @abc.abstractmethod
     def convert(self, model, example, opts: ExportOptions, dest: Path, calibration=None) -> Converted:

@@ -49,17 +49,26 @@ class OnnxTarget(Target):
         return b"".join(t.name.encode() + t.raw_data for t in sorted(m.graph.initializer, key=lambda t: t.name))
 
 
-def quantize_static_int8(path: Path, calibration) -> None:
-    """Static QDQ int8, in place: per-channel int8 weights, uint8 activations, Conv nodes only.
+# The int8 recipe, chosen by measurement on MobileViT (benchmarks/quant.py): convolutions,
+# SiLU, residual adds, concat and the linear layers run as ORT's fused QLinearConv / QGemm /
+# QLinearSigmoid / QLinearMul / QLinearAdd, and the reshapes and transposes of unfold/fold
+# move uint8 instead of float. LayerNorm, softmax and the attention matmuls stay float:
+# quantizing them (onnxruntime's defaults) is both slower (QLinearSoftmax) and less faithful.
+INT8_OPS = ("Conv", "Gemm", "Sigmoid", "Mul", "Add", "Concat", "Transpose", "Reshape", "Slice", "Split", "Unsqueeze")
 
-    Chosen by measurement on MobileViT (benchmarks/quant.py): quantizing MatMul/Gemm too,
-    QOperator format, or int8 activations were all both slower and less faithful on ORT's
-    CPU provider; percentile calibration beat min-max and entropy on PSNR.
+
+def quantize_static_int8(path: Path, calibration) -> None:
+    """Static QDQ int8, in place: per-channel int8 weights, uint8 activations (:data:`INT8_OPS`).
+
+    Activation ranges: the 99.999th percentile of all calibration values (see
+    :mod:`mvit_deploy.quant_ranges` for the measurements behind that choice).
     """
     import tempfile
 
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from ..quant_ranges import PERCENTILE
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -76,9 +85,10 @@ def quantize_static_int8(path: Path, calibration) -> None:
             str(path),
             Reader(),
             quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=["Conv"],
+            op_types_to_quantize=list(INT8_OPS),
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.Percentile,
+            extra_options={"CalibPercentile": PERCENTILE},
         )
