@@ -4,7 +4,9 @@ For every activation both programs compute, SQNR = 10*log10(sum(ref^2) / sum((re
 over the same held-out photos. "cumulative" compares the int8 program's tensor with the
 float program's (all error up to that point); for ONNX, "local" also gives the error of that
 tensor's own quantize/dequantize step (onnxruntime's qdq_loss_debug). Layers are named by
-the PyTorch module they come from (torch.export's module stack).
+the PyTorch module they come from (torch.export's module stack; for .tflite, the module
+path litert-torch writes into every tensor name). Core ML and LiteRT intermediates come
+from our executor and from LiteRT's preserve-all-tensors mode, int8 tensors dequantized.
 """
 
 from __future__ import annotations
@@ -118,6 +120,54 @@ def _coreml_layers(float_path: Path, int8_path: Path, x: np.ndarray, scale: floa
     return [(n, float("inf") if e == 0 else float(10 * np.log10(max(p, 1e-30) / e)), None) for n, (p, e) in sums.items()]
 
 
+def _tflite_tensors(path: Path, x: np.ndarray, layout: str) -> dict[str, list[np.ndarray]]:
+    """Every float or (dequantized) int8 tensor an op writes, by name, one array per input."""
+    from .runtimes import _tflite_interpreter
+
+    it = _tflite_interpreter()(model_path=str(path), experimental_preserve_all_tensors=True, num_threads=2)
+    it.allocate_tensors()
+    written = {o for op in it._get_ops_details() for o in op["outputs"]}
+    details = [d for d in it.get_tensor_details() if d["index"] in written]
+    inp = it.get_input_details()[0]
+    out: dict[str, list[np.ndarray]] = {}
+    for i in range(len(x)):
+        xi = x[i : i + 1].transpose(0, 2, 3, 1) if layout == "nhwc" else x[i : i + 1]
+        scale, zero = inp["quantization"]
+        if inp["dtype"] == np.int8:
+            xi = np.clip(np.round(xi / scale + zero), -128, 127).astype(np.int8)
+        it.set_tensor(inp["index"], np.ascontiguousarray(xi, dtype=inp["dtype"]))
+        it.invoke()
+        for d in details:
+            v = it.get_tensor(d["index"])
+            scale, zero = d["quantization"]
+            if v.dtype == np.int8 and scale:
+                v = (v.astype(np.float32) - zero) * scale
+            elif v.dtype != np.float32:
+                continue
+            out.setdefault(d["name"], []).append(v)
+    return out
+
+
+def module_of_tflite_tensor(name: str) -> str:
+    """'...MobileViT/torch...Sequential_stages/torch...Sequential_2/...MobileViTBlock_1/...;5' -> 'stages.2.1'."""
+    parts = []
+    for segment in name.split(";")[0].split("/")[1:]:
+        cls_attr = segment.rsplit(".", 1)[-1]
+        if "_" in cls_attr:
+            parts.append(cls_attr.split("_", 1)[1])
+    return ".".join(parts)
+
+
+def _tflite_layers(float_path: Path, int8_path: Path, x: np.ndarray, layout: str) -> list[tuple[str, float, None]]:
+    ref, got = _tflite_tensors(float_path, x, layout), _tflite_tensors(int8_path, x, layout)
+    rows = []
+    for name, r in ref.items():
+        g = got.get(name)
+        if g is not None and all(a.shape == b.shape for a, b in zip(r, g)):
+            rows.append((name, sqnr_db(np.concatenate([a.ravel() for a in r]), np.concatenate([b.ravel() for b in g])), None))
+    return rows
+
+
 def quant_report(artifact: str | Path, n: int = 4, weights=None) -> list[LayerError]:
     """Layers sorted worst first (lowest cumulative SQNR)."""
     from .models import load_model
@@ -127,8 +177,6 @@ def quant_report(artifact: str | Path, n: int = 4, weights=None) -> list[LayerEr
     manifest = read_manifest(artifact)
     if manifest["precision"] not in ("int8", "w8a8"):
         raise UsageError(f"{artifact.name} is {manifest['precision']}, not a quantized artifact", "run quant-report on an int8 export")
-    if manifest["target"] == "tflite":
-        raise UsageError("quant-report does not read .tflite intermediates yet", "compare the onnx or coreml int8 export of the same model")
     x = parity_inputs(manifest, None, n)
     ckpt = manifest["checkpoint"]
     model = load_model(manifest["model"], None if ckpt["layout"] == "fixture" else (weights or ckpt["path"]), num_classes=manifest["output"]["classes"])
@@ -137,12 +185,15 @@ def quant_report(artifact: str | Path, n: int = 4, weights=None) -> list[LayerEr
         twin = _float_twin(manifest, Path(tmp), weights)
         if manifest["target"] == "onnx":
             rows = _onnx_layers(twin.artifact, artifact, x)
+        elif manifest["target"] == "tflite":
+            rows = _tflite_layers(twin.artifact, artifact, x, manifest["input"]["layout"])
         else:
             rows = _coreml_layers(twin.artifact, artifact, x, manifest["input"]["scale"], manifest["input"].get("type") == "image")
     out = []
     for name, cumulative, local in rows:
         base = re.sub(r"(_cast_fp16|_cast_fp32|_to_fp16|_to_fp32)+$", "", name)
-        out.append(LayerError(name, modules.get(base, ""), cumulative, local))
+        module = module_of_tflite_tensor(name) if manifest["target"] == "tflite" else modules.get(base, "")
+        out.append(LayerError(name, module, cumulative, local))
     return sorted(out, key=lambda r: r.cumulative_sqnr_db)
 
 

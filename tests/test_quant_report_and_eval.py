@@ -26,7 +26,7 @@ def test_sqnr_formula():
     assert sqnr_db(ref, ref + np.array([0.3, 0.4])) == pytest.approx(10 * np.log10(25 / 0.25))
 
 
-@pytest.mark.parametrize("target", ["onnx", "coreml"])
+@pytest.mark.parametrize("target", ["onnx", "tflite", "coreml"])
 def test_quant_report_names_modules_worst_first(target, tmp_path):
     art = export(ExportOptions(model="mobilevit_xxs", target=target, precision="int8", out_dir=tmp_path, calib_samples=8), run_parity=False).artifact
     result = run_cli("quant-report", str(art), "--n", "2", "--json")
@@ -40,6 +40,18 @@ def test_quant_report_names_modules_worst_first(target, tmp_path):
     assert report["blocks"] and all(len(b) == 2 for b in report["blocks"])
     if target == "onnx":
         assert any(r["local_sqnr_db"] is not None for r in layers)
+    assert 0 < values[0] < 40 and values[-1] > 40, "int8 error must show, and grow along the network"
+
+
+def test_tflite_tensor_names_map_to_modules():
+    from mvit_deploy.quant_report import module_of_tflite_tensor
+
+    name = (
+        "mvit_deploy.models.mobilevit.MobileViT/torch.nn.modules.container.Sequential_stages/torch.nn.modules.container.Sequential_2/"
+        "mvit_deploy.models.mobilevit.MobileViTBlock_1/mvit_deploy.models.mobilevit.ConvNormAct_conv_kxk/torch.nn.modules.activation.SiLU_act;1"
+    )
+    assert module_of_tflite_tensor(name) == "stages.2.1.conv_kxk.act"
+    assert module_of_tflite_tensor("mvit_deploy.models.mobilevit.MobileViT/mvit_deploy.models.mobilevit.ConvNormAct_conv1_1x1/x;") == "conv1_1x1"
 
 
 def test_quant_report_refuses_float_artifact(tmp_path):

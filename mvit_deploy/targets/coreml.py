@@ -32,28 +32,29 @@ def _weight_quantize(ml):
 
 
 def executor_activation_stats(ml, calibration_pixels) -> dict:
-    """Activation ranges of every non-const value, collected by the reference executor (no Mac needed)."""
+    """Activation ranges of every non-const value, collected by the reference executor (no Mac needed).
+
+    Ranges are the 99.999th percentile over all calibration values (:mod:`mvit_deploy.quant_ranges`).
+    """
     import tempfile
 
     from ..coreml_exec import MILExecutor
+    from ..quant_ranges import PercentileRanges
 
+    ranges = PercentileRanges(len(calibration_pixels))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "float.mlpackage"
         ml.save(str(path))
         ex = MILExecutor(path)
         outputs = set(ex.program.outputs)
-        stats: dict[str, dict[str, float]] = {}
         for x in calibration_pixels:
             feed = {ex.input_names[0]: x[None]}
             _, captured = ex.run(feed, capture="all")
             captured.update(feed)
             for name, v in captured.items():
-                if name in outputs or not isinstance(v, np.ndarray) or v.dtype.kind != "f":
-                    continue
-                lo, hi = float(v.min()), float(v.max())
-                s = stats.setdefault(name, {"rmin": lo, "rmax": hi})
-                s["rmin"], s["rmax"] = min(s["rmin"], lo), max(s["rmax"], hi)
-    return stats
+                if name not in outputs and isinstance(v, np.ndarray) and v.dtype.kind == "f":
+                    ranges.add(name, v)
+    return {name: dict(zip(("rmin", "rmax"), ranges.range(name))) for name in ranges.names()}
 
 
 def quantize_activations(ml, calibration_pixels):
