@@ -7,7 +7,10 @@ Routes, each on the same held-out photo crops (fidelity vs the PyTorch fp32 refe
   stock ORT int8               onnxruntime quantize_static defaults (QDQ, per-channel, MinMax) on our fp32 ONNX
   ours tflite fp32 / int8      mvit-deploy export (int8: ai-edge-quantizer full-integer)
   stock litert PT2E int8       litert-torch's documented PT2E route (symmetric, per-channel); slow to convert
-Latency: median of interleaved rounds (every route once per round), batch 1.
+Latency: batch 1; every round runs each route for a block of --block calls (after 3 warm-up
+calls, so each runtime's own thread pool is awake and the previous one's is asleep), and a
+route's latency is the median over rounds of its block medians. Ratios compare routes
+measured in the same rounds, so a noisy neighbour hits them alike.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import contextlib
 import io
 import os
+import sys
 import platform
 import tempfile
 import time
@@ -26,54 +30,42 @@ import numpy as np
 # PyTorch's OpenMP workers spin after each call by default and steal the cores from the
 # route timed next; interleaved rounds are only fair if they sleep instead.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, str(Path(__file__).parent))
+from stock import stock_ort_int8, stock_pt2e_int8  # noqa: E402
 
 
-def stock_ort_int8(fp32: Path, out: Path, calibration: np.ndarray) -> Path:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self._it = iter({"image": calibration[i : i + 1]} for i in range(len(calibration)))
-
-        def get_next(self):
-            return next(self._it, None)
-
-    quantize_static(str(fp32), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
-    return out
-
-
-def stock_pt2e_int8(model, out: Path, calibration: np.ndarray) -> Path:
-    import litert_torch
-    import torch
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
-    from litert_torch.quantize.quant_config import QuantConfig
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-    example = (torch.from_numpy(calibration[:1]),)
-    prepared = prepare_pt2e(torch.export.export(model, example).module(), quantizer)
-    with torch.no_grad():
-        for i in range(len(calibration)):
-            prepared(torch.from_numpy(calibration[i : i + 1]))
-    converted = convert_pt2e(prepared, fold_quantize=False)
-    edge = litert_torch.convert(converted, example, quant_config=QuantConfig(pt2e_quantizer=quantizer))
-    edge.export(str(out))
-    return out
+def block_latency(routes: dict, x: np.ndarray, rounds: int, block: int) -> dict[str, float]:
+    """ms per call: median over rounds of each route's block median."""
+    medians = {label: [] for label in routes}
+    for _ in range(rounds):
+        for label, run in routes.items():
+            for _ in range(3):
+                run(x)
+            times = []
+            for _ in range(block):
+                t0 = time.perf_counter()
+                run(x)
+                times.append(time.perf_counter() - t0)
+            medians[label].append(np.median(times))
+    return {label: float(np.median(m)) * 1e3 for label, m in medians.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["mobilevit_xxs", "mobilevit_s"])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--block", type=int, default=20)
     parser.add_argument("--calib-samples", type=int, default=64)
+    parser.add_argument("--crops-per-photo", type=int, default=12, help="held-out crops drawn from each eval photo for fidelity")
     parser.add_argument("--no-pt2e", action="store_true", help="skip the stock litert-torch PT2E route (minutes to convert)")
     args = parser.parse_args()
 
     from mvit_deploy import load_model
     from mvit_deploy.export import calibration_inputs, export
     from mvit_deploy.metrics import fidelity
-    from mvit_deploy.parity import parity_inputs, reference_logits
+    from mvit_deploy.calibration import photo_inputs
+    from mvit_deploy.parity import reference_logits
     from mvit_deploy.runtimes import LiteRTRunner, OnnxRunner
     from mvit_deploy.targets import ExportOptions
 
@@ -103,19 +95,10 @@ def main() -> None:
                 convert_s["stock litert PT2E int8"] = time.perf_counter() - t0
                 routes["stock litert PT2E int8"] = LiteRTRunner(pt2e, {**manifest, "input": {**manifest["input"], "layout": "nchw"}}, args.threads)
 
-            x = parity_inputs(manifest, None, None)
+            x = photo_inputs("eval", manifest["input"]["size"], load_model(name).preprocessing, crops_per_photo=args.crops_per_photo, seed=7)
             ref = reference_logits(load_model(name), x)
             fid = {label: fidelity(ref, run(x)) for label, run in routes.items()}
-            times = {label: [] for label in routes}
-            one = x[:1]
-            for run in routes.values():
-                run(one)
-            for _ in range(args.rounds):  # interleaved: a noisy neighbour hits every route alike
-                for label, run in routes.items():
-                    t0 = time.perf_counter()
-                    run(one)
-                    times[label].append(time.perf_counter() - t0)
-            med = {label: float(np.median(t)) * 1e3 for label, t in times.items()}
+            med = block_latency(routes, x[:1], args.rounds, args.block)
             print(f"\n{name} ({len(x)} held-out crops; ratios vs ours fp32 of the same runtime)")
             print(f"{'route':<26}{'ms':>8}{'vs fp32':>9}{'top-1':>8}{'PSNR dB':>9}{'convert s':>11}")
             for label in routes:

@@ -34,12 +34,12 @@ def _weight_quantize(ml):
 def executor_activation_stats(ml, calibration_pixels) -> dict:
     """Activation ranges of every non-const value, collected by the reference executor (no Mac needed).
 
-    Ranges are the 99.999th percentile over all calibration values (:mod:`mvit_deploy.quant_ranges`).
+    Ranges are the 99.999th percentile over all calibration values (:mod:`mvit_deploy.quantization`).
     """
     import tempfile
 
     from ..coreml_exec import MILExecutor
-    from ..quant_ranges import PercentileRanges
+    from ..quantization import PercentileRanges
 
     ranges = PercentileRanges(len(calibration_pixels))
     with tempfile.TemporaryDirectory() as tmp:

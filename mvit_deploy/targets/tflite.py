@@ -58,7 +58,8 @@ class TFLiteTarget(Target):
 
 
 # The int8 recipe, chosen by measurement on MobileViT (benchmarks/quant.py, docs in README):
-# convolutions, fully-connected layers and the pure data movement between them run in int8
+# after the high-resolution stages (mvit_deploy.quantization.FLOAT_MODULES, float),
+# convolutions, fully-connected layers, SiLU and the pure data movement between them run in int8
 # (XNNPACK's QS8 kernels); LayerNorm arithmetic, softmax, the attention matmuls and the
 # residual adds stay float. Quantizing those too (ai-edge-quantizer's static_wi8_ai8) made
 # XXS 3.5x slower than fp32 (TFLite's reference int8 kernels) and less faithful.
@@ -69,6 +70,9 @@ INT8_SCOPED_OPS = {"SiLU_act": ("LOGISTIC", "MUL")}
 
 def int8_recipe(io: str = "float"):
     from ai_edge_quantizer import qtyping, recipe_manager
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    from ..quantization import tflite_scope_regex
 
     manager = recipe_manager.RecipeManager()
     ops = [(".*", op) for op in INT8_OPS] + [(scope, op) for scope, names in INT8_SCOPED_OPS.items() for op in names]
@@ -76,6 +80,8 @@ def int8_recipe(io: str = "float"):
         ops += [(".*", "INPUT"), (".*", "OUTPUT")]
     for regex, op in ops:
         manager.add_static_config(regex=regex, operation_name=qtyping.TFLOperationName(op), activation_num_bits=8, weight_num_bits=8)
+    # FLOAT_MODULES stay float (the latest matching rule wins)
+    manager.add_quantization_config(tflite_scope_regex(), qtyping.TFLOperationName.ALL_SUPPORTED, algorithm_key=AlgorithmName.NO_QUANTIZE)
     return manager
 
 
@@ -83,7 +89,7 @@ def quantize_int8(path: Path, calibration, io: str = "float") -> None:
     """Static int8 (per-channel int8 weights, int8 activations), in place.
 
     Activation ranges are the 99.999th percentile over every calibration value
-    (:mod:`mvit_deploy.quant_ranges`, the range onnxruntime's Percentile calibrator sets):
+    (:mod:`mvit_deploy.quantization`, the range onnxruntime's Percentile calibrator sets):
     ai-edge-quantizer's default, a moving average of per-crop extremes, clips the rare large
     activations MobileViT depends on (XXS logits PSNR 20.7 dB vs 28.7 dB with full ranges).
     """
@@ -91,7 +97,7 @@ def quantize_int8(path: Path, calibration, io: str = "float") -> None:
     from ai_edge_quantizer import calibrator, quantizer
     from ai_edge_quantizer.utils import qsv_utils
 
-    from ..quant_ranges import PercentileRanges
+    from ..quantization import PercentileRanges
     from ..runtimes import _tflite_interpreter
 
     signature = _tflite_interpreter()(model_path=str(path)).get_signature_list()["serving_default"]
