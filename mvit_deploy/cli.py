@@ -192,7 +192,7 @@ def export(model_name, weights, pretrained, num_classes, target_name, precision,
             model=model_name, target=name, out_dir=Path(out_dir), precision=prec, input_size=input_size,
             layout=layout if name == "tflite" else "nchw", weights=weights, pretrained=pretrained,
             num_classes=num_classes, min_target=ios, input_type=coreml_input, threads=threads,
-            calib=calib, calib_samples=calib_samples, io=io if name == "tflite" else "float",
+            calib=calib, calib_samples=calib_samples, io=io if name == "tflite" or target_name != "all" else "float",
         )
         with console.status(f"{name}: starting") as status:
             result = run_export(opts, on_step=lambda s, n=name: status.update(f"{n}: {s}"))

@@ -89,10 +89,19 @@ def test_onnx_int8_runs_as_fused_integer_kernels_with_attention_in_float(int8_ex
     import onnx
     import onnxruntime as ort
 
+    import torch
+
+    from mvit_deploy.models import load_model
+    from mvit_deploy.quantization import in_float_modules
+
+    modules = dict(load_model("mobilevit_xxs").named_modules())
+    convs = [n for n, m in modules.items() if isinstance(m, torch.nn.Conv2d) and not in_float_modules(n)]
+    linears = [n for n, m in modules.items() if isinstance(m, torch.nn.Linear)]
+    assert 15 < len(convs) < 35 and len(linears) == 37
     path = int8_exports["onnx-int8"].artifact
     model = onnx.load(str(path))
     int8 = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
-    assert sum(len(t.dims) == 4 for t in int8) >= 30 and sum(len(t.dims) == 2 for t in int8) >= 30  # every conv and linear weight
+    assert sum(len(t.dims) == 4 for t in int8) == len(convs) and sum(len(t.dims) == 2 for t in int8) == len(linears)
     producer = {o: n for n in model.graph.node for o in n.output}
     consumers = {}
     for n in model.graph.node:
@@ -107,8 +116,8 @@ def test_onnx_int8_runs_as_fused_integer_kernels_with_attention_in_float(int8_ex
     ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     kinds = [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
     # what makes it faster than fp32: ORT fuses the QDQ pairs into integer kernels
-    assert kinds.count("QLinearConv") == 35 and kinds.count("QGemm") >= 30 and kinds.count("QLinearSigmoid") >= 30
-    assert "Conv" not in kinds and "Gemm" not in kinds
+    assert kinds.count("QLinearConv") == len(convs) and kinds.count("QGemm") == len(linears) and kinds.count("QLinearSigmoid") >= 20
+    assert "Gemm" not in kinds
 
 
 def test_tflite_int8_computes_in_int8_with_float_or_int8_io(int8_exports):
@@ -119,7 +128,8 @@ def test_tflite_int8_computes_in_int8_with_float_or_int8_io(int8_exports):
         it.allocate_tensors()
         tensors = {d["index"]: d for d in it.get_tensor_details()}
         convs = [op for op in it._get_ops_details() if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
-        assert len(convs) >= 70 and all(tensors[op["inputs"][0]]["dtype"] == np.int8 for op in convs)
+        int8 = [op for op in convs if tensors[op["inputs"][0]]["dtype"] == np.int8]
+        assert len(int8) >= 50 and len(convs) - len(int8) <= 16  # all but the high-resolution stages (FLOAT_MODULES)
         inp, out = it.get_input_details()[0], it.get_output_details()[0]
         assert inp["dtype"] == out["dtype"] == io_dtype
         assert int8_exports[case].manifest["input"]["dtype"] == np.dtype(io_dtype).name
