@@ -5,7 +5,7 @@
 Routes, each on the same held-out photo crops (fidelity vs the PyTorch fp32 reference):
   ours onnx fp32 / int8        mvit-deploy export (--precision int8: our QDQ recipe)
   stock ORT int8               onnxruntime quantize_static defaults (QDQ, per-channel, MinMax) on our fp32 ONNX
-  ours tflite fp32 / int8      mvit-deploy export (int8: ai-edge-quantizer full-integer)
+  ours tflite fp32 / int8      mvit-deploy export (int8: our ai-edge-quantizer recipe, percentile ranges)
   stock litert PT2E int8       litert-torch's documented PT2E route (symmetric, per-channel); slow to convert
 Latency: batch 1; every round runs each route for a block of --block calls (after 3 warm-up
 calls, so each runtime's own thread pool is awake and the previous one's is asleep), and a

@@ -57,13 +57,41 @@ def executor_activation_stats(ml, calibration_pixels) -> dict:
     return {name: dict(zip(("rmin", "rmax"), ranges.range(name))) for name in ranges.names()}
 
 
-def quantize_activations(ml, calibration_pixels):
-    """coremltools' activation quantization, with its Mac-only calibration replaced by the executor's."""
+def float_module_nodes(program) -> set[str]:
+    """torch.export node names inside :data:`mvit_deploy.quantization.FLOAT_MODULES` (Core ML names ops after them)."""
+    import re
+
+    from ..quantization import in_float_modules
+
+    names = set()
+    for node in program.graph.nodes:
+        stack = node.meta.get("nn_module_stack")
+        if stack:
+            module = re.sub(r"^L__self___|^L\['self'\]\.", "", str(list(stack.values())[-1][0]))
+            if in_float_modules(module):
+                names.add(node.name)
+    return names
+
+
+def quantize_activations(ml, calibration_pixels, float_nodes=frozenset()):
+    """coremltools' activation quantization, with its Mac-only calibration replaced by the executor's.
+
+    Ops whose output comes from ``float_nodes`` keep fp16 activations.
+    """
+    import re
+
     import coremltools.optimize.coreml as cto
     from coremltools.optimize.coreml import _post_training_quantization as ptq
 
     stats = executor_activation_stats(ml, calibration_pixels)
-    config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", weight_threshold=0))
+    skip = {}
+    for op in ml._mil_program.functions["main"].operations:
+        out = op.outputs[0].name if op.outputs else op.name
+        if re.sub(r"(_cast_fp16|_cast_fp32|_to_fp16|_to_fp32)+$", "", out) in float_nodes:
+            skip[op.name] = None
+    config = cto.OptimizationConfig(
+        global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", weight_threshold=0), op_name_configs=skip
+    )
     original = ptq._get_activation_calibration_stats
     ptq._get_activation_calibration_stats = lambda *a, **k: stats
     try:
@@ -121,7 +149,7 @@ class CoreMLTarget(Target):
             if opts.precision in QUANTIZED:
                 if opts.precision == "w8a8":
                     pixels = calibration / pre.scale if opts.input_type == "image" else calibration
-                    ml = quantize_activations(ml, pixels.astype(np.float32))
+                    ml = quantize_activations(ml, pixels.astype(np.float32), float_module_nodes(program))
                 ml = _weight_quantize(ml)
         ml.author = "mvit-deploy"
         ml.license = "see the source checkpoint's license"
