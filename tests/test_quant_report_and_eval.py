@@ -36,11 +36,11 @@ def test_quant_report_names_modules_worst_first(target, tmp_path):
     values = [r["cumulative_sqnr_db"] for r in layers if r["cumulative_sqnr_db"] is not None]
     assert len(values) > 50 and values == sorted(values)
     modules = {r["module"] for r in layers}
-    assert any(m.startswith("stages.2.1.") for m in modules) and any(m.startswith("stem") for m in modules)
+    assert any(m.startswith("stages.2.1.") for m in modules) and any(m.startswith("stages.4.") for m in modules)
     assert report["blocks"] and all(len(b) == 2 for b in report["blocks"])
     if target == "onnx":
         assert any(r["local_sqnr_db"] is not None for r in layers)
-    assert 0 < values[0] < 40 and values[-1] > 40, "int8 error must show, and grow along the network"
+    assert 0 < values[0] < 30 and values[-1] > values[0] + 15, "int8 error must show, and grow along the network"
 
 
 def test_tflite_tensor_names_map_to_modules():
