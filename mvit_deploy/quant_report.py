@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifact import read_manifest
+from .targets.coreml import fx_name_of_mil_value
 from .errors import UsageError
 
 
@@ -122,7 +123,7 @@ def _coreml_layers(float_path: Path, int8_path: Path, x: np.ndarray, scale: floa
 
 def _tflite_tensors(path: Path, x: np.ndarray, layout: str) -> dict[str, list[np.ndarray]]:
     """Every float or (dequantized) int8 tensor an op writes, by name, one array per input."""
-    from .runtimes import _tflite_interpreter
+    from .runtimes import _tflite_interpreter, tflite_dequantize, tflite_quantize
 
     it = _tflite_interpreter()(model_path=str(path), experimental_preserve_all_tensors=True, num_threads=2)
     it.allocate_tensors()
@@ -132,19 +133,12 @@ def _tflite_tensors(path: Path, x: np.ndarray, layout: str) -> dict[str, list[np
     out: dict[str, list[np.ndarray]] = {}
     for i in range(len(x)):
         xi = x[i : i + 1].transpose(0, 2, 3, 1) if layout == "nhwc" else x[i : i + 1]
-        scale, zero = inp["quantization"]
-        if inp["dtype"] == np.int8:
-            xi = np.clip(np.round(xi / scale + zero), -128, 127).astype(np.int8)
-        it.set_tensor(inp["index"], np.ascontiguousarray(xi, dtype=inp["dtype"]))
+        it.set_tensor(inp["index"], tflite_quantize(xi, inp))
         it.invoke()
         for d in details:
             v = it.get_tensor(d["index"])
-            scale, zero = d["quantization"]
-            if v.dtype == np.int8 and scale:
-                v = (v.astype(np.float32) - zero) * scale
-            elif v.dtype != np.float32:
-                continue
-            out.setdefault(d["name"], []).append(v)
+            if v.dtype == np.float32 or (v.dtype == np.int8 and d["quantization"][0]):
+                out.setdefault(d["name"], []).append(tflite_dequantize(v, d))
     return out
 
 
@@ -191,7 +185,7 @@ def quant_report(artifact: str | Path, n: int = 4, weights=None) -> list[LayerEr
             rows = _coreml_layers(twin.artifact, artifact, x, manifest["input"]["scale"], manifest["input"].get("type") == "image")
     out = []
     for name, cumulative, local in rows:
-        base = re.sub(r"(_cast_fp16|_cast_fp32|_to_fp16|_to_fp32)+$", "", name)
+        base = fx_name_of_mil_value(name)
         module = module_of_tflite_tensor(name) if manifest["target"] == "tflite" else modules.get(base, "")
         out.append(LayerError(name, module, cumulative, local))
     return sorted(out, key=lambda r: r.cumulative_sqnr_db)

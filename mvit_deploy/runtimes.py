@@ -82,21 +82,26 @@ class LiteRTRunner(Runner):
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
 
-    def _quantize(self, x):
-        scale, zero = self.input["quantization"]
-        if self.input["dtype"] in (np.int8, np.uint8) and scale:
-            info = np.iinfo(self.input["dtype"])
-            return np.clip(np.round(x / scale + zero), info.min, info.max).astype(self.input["dtype"])
-        return x.astype(self.input["dtype"])
-
     def _one(self, x):
-        self.interpreter.set_tensor(self.input["index"], self._quantize(self._to_layout(x)))
+        self.interpreter.set_tensor(self.input["index"], tflite_quantize(self._to_layout(x), self.input))
         self.interpreter.invoke()
-        y = self.interpreter.get_tensor(self.output["index"])
-        scale, zero = self.output["quantization"]
-        if self.output["dtype"] in (np.int8, np.uint8) and scale:
-            y = (y.astype(np.float32) - zero) * scale
-        return y.astype(np.float32).reshape(1, -1)
+        return tflite_dequantize(self.interpreter.get_tensor(self.output["index"]), self.output).reshape(1, -1)
+
+
+def tflite_quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Float array -> the tensor's dtype, with its quantization params if it is an integer tensor."""
+    scale, zero = detail["quantization"]
+    if detail["dtype"] in (np.int8, np.uint8) and scale:
+        info = np.iinfo(detail["dtype"])
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(detail["dtype"])
+    return np.ascontiguousarray(x, dtype=detail["dtype"])
+
+
+def tflite_dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail["quantization"]
+    if y.dtype in (np.int8, np.uint8) and scale:
+        return (y.astype(np.float32) - zero) * scale
+    return y.astype(np.float32)
 
 
 class CoreMLRunner(Runner):

@@ -57,6 +57,13 @@ def executor_activation_stats(ml, calibration_pixels) -> dict:
     return {name: dict(zip(("rmin", "rmax"), ranges.range(name))) for name in ranges.names()}
 
 
+def fx_name_of_mil_value(name: str) -> str:
+    """Core ML values are named after the torch.export node, plus cast suffixes coremltools adds."""
+    import re
+
+    return re.sub(r"(_cast_fp16|_cast_fp32|_to_fp16|_to_fp32)+$", "", name)
+
+
 def float_module_nodes(program) -> set[str]:
     """torch.export node names inside :data:`mvit_deploy.quantization.FLOAT_MODULES` (Core ML names ops after them)."""
     import re
@@ -78,8 +85,6 @@ def quantize_activations(ml, calibration_pixels, float_nodes=frozenset()):
 
     Ops whose output comes from ``float_nodes`` keep fp16 activations.
     """
-    import re
-
     import coremltools.optimize.coreml as cto
     from coremltools.optimize.coreml import _post_training_quantization as ptq
 
@@ -87,7 +92,7 @@ def quantize_activations(ml, calibration_pixels, float_nodes=frozenset()):
     skip = {}
     for op in ml._mil_program.functions["main"].operations:
         out = op.outputs[0].name if op.outputs else op.name
-        if re.sub(r"(_cast_fp16|_cast_fp32|_to_fp16|_to_fp32)+$", "", out) in float_nodes:
+        if fx_name_of_mil_value(out) in float_nodes:
             skip[op.name] = None
     config = cto.OptimizationConfig(
         global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", weight_threshold=0), op_name_configs=skip
