@@ -9,9 +9,18 @@ PYTEST_ARGS ?=
 
 .PHONY: venv demo test clean
 
+# torch==2.13.0+cpu is served by PyTorch's CPU wheel index, not PyPI. pip first tries the
+# configured sources alone (a wheel folder or mirror that has it installs with no further
+# lookup); only if that fails does it retry with the CPU index added, so machines that reach
+# only the package registries are neither slowed nor broken, and a fresh laptop installs too.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+PIP_INSTALL := $(PY) -m pip install -q --disable-pip-version-check
+
 $(STAMP):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	@$(PIP_INSTALL) -r requirements.lock 2>$(VENV)/.pip-first-try.log || { \
+	  echo "torch +cpu is not on the configured indexes: retrying with --extra-index-url $(TORCH_INDEX)"; \
+	  $(PIP_INSTALL) --extra-index-url $(TORCH_INDEX) -r requirements.lock; }
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 

@@ -9,7 +9,7 @@ import click
 
 from . import __version__
 from .errors import MvitDeployError
-from .models.config import MODELS
+from .models.config import MODELS, pretrained_names
 
 
 class _Group(click.Group):
@@ -51,11 +51,11 @@ weights_option = click.option(
 )
 pretrained_option = click.option(
     "--pretrained",
-    type=click.Choice(["hf", "timm"]),
+    type=click.Choice(pretrained_names()),
     default=None,
-    help="Download the published weights (needs a network or a filled hub cache).",
+    help="Named weights: fashion = our Fashion-MNIST model (shipped, 64 px; xxs and s); hf / timm = published ImageNet weights (network or a filled hub cache).",
 )
-num_classes_option = click.option("--num-classes", type=int, default=1000, show_default=True)
+num_classes_option = click.option("--num-classes", type=int, default=None, help="Default: the checkpoint's head (1000 for the fixture).")
 
 
 @main.command("models")
@@ -72,14 +72,14 @@ def models_cmd(as_json: bool):
         click.echo(json.dumps(cards, indent=2))
         return
     table = Table(title="MobileViT variants (params and GMACs counted at the default input)")
-    for col in ("model", "input", "params M", "GMACs", "dims", "exp", "weights (channel order)"):
+    for col in ("model", "input", "params M", "GMACs", "dims", "exp", "--pretrained (classes, input)"):
         table.add_column(col, no_wrap=True)
     for c in cards:
         cfg = c["config"]
-        sources = ", ".join(f"{s['layout']} ({s['preprocessing']['channel_order']})" for s in c["sources"])
+        sources = ", ".join(s["name"] + (f" ({s['num_classes']} classes, {s['input_size']} px)" if s["input_size"] else "") for s in c["sources"])
         dims = "/".join(map(str, cfg["transformer_dims"]))
         table.add_row(c["name"], str(c["input_size"]), f"{c['params_m']:.2f}", f"{c['gmacs']:.2f}", dims, f"{cfg['expand_ratio']:g}", sources)
-    Console(width=max(Console().width, 110)).print(table)  # never squeeze names when piped
+    Console(width=max(Console().width, 130)).print(table)  # never squeeze names when piped
 
 
 @main.command()
@@ -88,17 +88,17 @@ def models_cmd(as_json: bool):
 @weights_option
 @pretrained_option
 @num_classes_option
-@click.option("--input-size", type=int, default=None, help="Multiple of 32; default: the model's (256).")
+@click.option("--input-size", type=int, default=None, help="Multiple of 32; default: the weights' (256; 64 for --pretrained fashion).")
 @click.option("--top", type=int, default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def predict(image, model_name, weights, pretrained, num_classes, input_size, top, as_json):
     """Classify IMAGE and print the top-5 classes."""
-    from .models import check_input_size, get_spec, load_model
+    from .models import check_input_size, default_input_size, load_model
     from .predict import predict as run
 
     from .preprocess import load_rgb
 
-    size = check_input_size(input_size or get_spec(model_name).input_size)
+    size = check_input_size(input_size or default_input_size(model_name, weights, pretrained))
     photo = load_rgb(image)  # a bad image fails before the model is built
     model = load_model(model_name, weights, num_classes=num_classes, pretrained=pretrained)
     preds = run(photo, model, size, top)
@@ -106,7 +106,7 @@ def predict(image, model_name, weights, pretrained, num_classes, input_size, top
         click.echo(json.dumps({"model": model_name, "weights": model.source_layout, "top": [p.__dict__ for p in preds]}))
         return
     if model.source_layout == "fixture":
-        click.echo("note: no --weights/--pretrained given: using the untrained test fixture, so the classes are arbitrary", err=True)
+        click.echo("note: no --weights/--pretrained given: using the untrained test fixture, so the classes are arbitrary (try --pretrained fashion)", err=True)
     for rank, p in enumerate(preds, 1):
         click.echo(f"{rank}. {p.label:<32} {p.probability:7.2%}  (class {p.index})")
 
@@ -124,8 +124,8 @@ def _print_parity_table(rows: list[dict]) -> None:
     from pathlib import Path
 
     notes: list[str] = []
-    table = Table(title="parity vs PyTorch (real photos)")
-    for col in ("artifact", "max abs", "PSNR dB", "cosine", "top-1", "top-5", "result"):
+    table = Table(title="parity vs PyTorch")
+    for col in ("artifact", "images", "max rel", "PSNR dB", "top-1", "decisive top-1", "result"):
         table.add_column(col, no_wrap=True)
     for r in rows:
         m = r.get("metrics") or {}
@@ -136,14 +136,20 @@ def _print_parity_table(rows: list[dict]) -> None:
         psnr = m["psnr_db"]
         table.add_row(
             Path(r["artifact"]).name,
-            f"{m['max_abs']:.2e}",
+            str(r.get("n_images", "")),
+            f"{m['max_rel']:.1e}",
             "inf" if psnr is None else f"{psnr:.1f}",
-            f"{m['cosine']:.6f}",
-            f"{m['top1_agreement']:.0%}",
-            f"{m['top5_overlap']:.0%}",
+            f"{m['top1_agreement']:.1%}",
+            f"{m['decisive_top1_agreement']:.1%} of {m['n_decisive']}",
             "[green]pass[/]" if r["passed"] else "[red]FAIL[/]",
         )
         notes.extend(f"{Path(r['artifact']).name}: {f}" for f in r.get("failures", []))
+        for f in r.get("flips", []):
+            kind = "decisive" if f["decisive"] else "near-tie, not counted"
+            notes.append(
+                f"{Path(r['artifact']).name}: image {f['index']} flipped {f['reference']} -> {f['artifact']}, "
+                f"reference margin {f['margin']:.3g} ({f['margin_rel']:.1%} of peak; {kind} below {r.get('decisive_margin', 0):.1%})"
+            )
     console = Console(width=max(Console().width, 110))
     console.print(table)
     for note in notes:
@@ -267,27 +273,43 @@ def quant_report_cmd(artifact, n, top, weights, as_json):
 
 
 @main.command("eval")
-@click.argument("artifact", type=click.Path(path_type=str))
-@click.option("--data", required=True, type=click.Path(path_type=str), help="ImageNet-style folder (synset or index subfolders).")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option(
+    "--data", type=str, default=None,
+    help="ImageNet-style folder (synset or index subfolders), or fashion-mnist[:test|:subset]. "
+    "Default for Fashion-MNIST models: the full test set if Debian's dataset-fashion-mnist is installed, else the shipped 1,000 images.",
+)
 @click.option("--labels", type=click.Path(path_type=str), default=None, help="Optional `path<TAB>label` file instead of folder names.")
 @click.option("--n", "n", type=int, default=None, help="Use only the first N images.")
 @click.option("--weights", type=click.Path(path_type=str), default=None, help="Reference checkpoint, if it moved since export.")
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def eval_cmd(artifact, data, labels, n, weights, threads, as_json):
-    """Top-1 / top-5 of the PyTorch reference and of ARTIFACT on labeled images."""
+def eval_cmd(artifacts, data, labels, n, weights, threads, as_json):
+    """Top-1 / top-5 of the PyTorch reference and of each ARTIFACT on one labeled set (exit 1: an accuracy bound failed)."""
     from dataclasses import asdict
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
 
     from .evaluate import evaluate
 
-    report = evaluate(artifact, data, labels, n=n, threads=threads, weights=weights)
+    report = evaluate(artifacts, data, labels, n=n, threads=threads, weights=weights)
     if as_json:
-        click.echo(json.dumps(asdict(report), indent=2))
-        return
-    click.echo(f"{report.n_images} labeled images")
-    click.echo(f"{'':<12}{'top-1':>8}{'top-5':>8}")
-    for name, m in (("reference", report.reference), ("artifact", report.artifact_metrics)):
-        click.echo(f"{name:<12}{m['top1']:>8.2%}{m['top5']:>8.2%}")
+        click.echo(json.dumps({"data": report.data, "n_images": report.n_images, "passed": report.passed, "rows": [asdict(r) for r in report.rows]}, indent=2))
+    else:
+        table = Table(title=f"accuracy on {report.data}")
+        for col in ("artifact", "precision", "reference top-1", "artifact top-1", "drop (95% CI), points", "top-5", "agreement", "result"):
+            table.add_column(col, no_wrap=True)
+        for r in report.rows:
+            lo, hi = r.drop_ci95
+            verdict = "-" if r.bound is None else ("[green]pass[/]" if r.passed else f"[red]FAIL[/] (> {r.bound['value']:g})")
+            table.add_row(
+                Path(r.artifact).name, r.precision, f"{r.reference['top1']:.2%}", f"{r.artifact_metrics['top1']:.2%}",
+                f"{r.drop_points:+.2f} ({lo:+.2f}, {hi:+.2f})", f"{r.artifact_metrics['top5']:.2%}", f"{r.top1_agreement:.2%}", verdict,
+            )
+        Console(width=max(Console().width, 150)).print(table)
+    sys.exit(0 if report.passed else 1)
 
 
 @main.command()

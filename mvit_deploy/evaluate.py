@@ -9,6 +9,7 @@ Data layouts (ImageNet-style):
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +19,6 @@ import numpy as np
 from .calibration import IMAGE_SUFFIXES, image_files
 from .errors import UsageError
 from .labels import imagenet1k
-
-
-@dataclass
-class EvalReport:
-    artifact: str
-    n_images: int
-    reference: dict[str, float]
-    artifact_metrics: dict[str, float]
 
 
 def _class_index(label: str, num_classes: int) -> int:
@@ -70,17 +63,102 @@ def topk_accuracy(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
     }
 
 
-def evaluate(artifact: str | Path, data, labels=None, n: int | None = None, threads: int | None = None, weights=None) -> EvalReport:
+@dataclass
+class EvalRow:
+    artifact: str
+    target: str
+    precision: str
+    reference: dict[str, float]
+    artifact_metrics: dict[str, float]
+    drop_points: float  # reference top-1 minus artifact top-1, in percentage points
+    drop_ci95: tuple[float, float]  # paired 95 % interval of the drop
+    top1_agreement: float
+    bound: dict | None  # tolerances: accuracy drop allowed for this precision
+    passed: bool
+
+
+@dataclass
+class EvalReport:
+    data: str
+    n_images: int
+    rows: list[EvalRow]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.rows)
+
+
+FASHION_DATA = ("fashion-mnist", "fashion-mnist:test", "fashion-mnist:subset")
+
+
+def labeled_inputs(manifest: dict, data, labels=None, n: int | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """(inputs [N, 3, S, S], class indices [N], what they are) for ``--data``.
+
+    ``data`` is a folder (see the module docstring) or ``fashion-mnist[:test|:subset]``; None
+    means the artifact's own domain: the full Fashion-MNIST test set when Debian's package is
+    installed, else the 1,000 shipped test images.
+    """
+    from .datasets import fashion_mnist
+    from .parity import manifest_preprocessing
+    from .preprocess import preprocess
+
+    if n is not None and n < 1:
+        raise UsageError(f"--n {n} is not a positive number of images", "use e.g. --n 100, or drop --n")
+    pre, size = manifest_preprocessing(manifest), manifest["input"]["size"]
+    if data is None or data in FASHION_DATA:
+        if manifest.get("domain") != "fashion-mnist" and data is None:
+            raise UsageError("--data is needed for a model of the photo domain", "pass a folder of labeled images (see `eval --help`)")
+        split = "subset" if data == "fashion-mnist:subset" else "test"
+        if data is None and fashion_mnist.find_dir() is None:
+            split = "subset"
+        images, targets = fashion_mnist.load_fashion_mnist(split)
+        images, targets = images[:n], targets[:n]
+        what = "Fashion-MNIST test set" if split == "test" else "Fashion-MNIST shipped test subset (apt-get install dataset-fashion-mnist for all 10,000)"
+        return fashion_mnist.to_model_inputs(images, size, pre), targets, f"{what}, {len(targets)} images"
+    pairs = labeled_images(data, labels, manifest["output"]["classes"])[:n]
+    x = np.stack([preprocess(path, size, pre) for path, _ in pairs])
+    return x, np.array([t for _, t in pairs]), f"{data}, {len(pairs)} images"
+
+
+def _drop_ci95(ref_hit: np.ndarray, art_hit: np.ndarray) -> tuple[float, float]:
+    d = (ref_hit.astype(np.float64) - art_hit) * 100
+    half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("inf")
+    return float(d.mean() - half), float(d.mean() + half)
+
+
+def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: int | None = None, weights=None) -> EvalReport:
+    """Top-1/top-5 of each artifact and of its PyTorch reference on one labeled set.
+
+    The reference runs once per (checkpoint, input size, preprocessing); the set must be the
+    same for every artifact (one domain, one size).
+    """
     from .artifact import read_manifest
     from .parity import reference_logits, reference_model
-    from .preprocess import Preprocessing, preprocess
     from .runtimes import load_runner
+    from .tolerances import rule_for
 
-    manifest = read_manifest(artifact)
-    pairs = labeled_images(data, labels, manifest["output"]["classes"])[:n]
-    pre = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest["input"]["preprocessing"].items()})
-    x = np.stack([preprocess(path, manifest["input"]["size"], pre) for path, _ in pairs])
-    targets = np.array([t for _, t in pairs])
-    ref = reference_logits(reference_model(manifest, weights), x)
-    got = load_runner(artifact, manifest, threads)(x)
-    return EvalReport(str(artifact), len(pairs), topk_accuracy(ref, targets), topk_accuracy(got, targets))
+    artifacts = [artifacts] if isinstance(artifacts, (str, Path)) else list(artifacts)
+    manifests = [read_manifest(a) for a in artifacts]  # every path checked before any work
+    keys = {(m.get("domain"), m["input"]["size"], json.dumps(m["input"]["preprocessing"], sort_keys=True)) for m in manifests}
+    if len(keys) > 1:
+        raise UsageError("these artifacts need different evaluation inputs (domain, size or preprocessing)", "evaluate them in separate runs")
+    x, targets, what = labeled_inputs(manifests[0], data, labels, n)
+    references: dict[str, np.ndarray] = {}
+    rows = []
+    for artifact, manifest in zip(artifacts, manifests):
+        ckpt = manifest["checkpoint"]
+        key = f"{manifest['model']}:{ckpt.get('sha256') or ckpt['layout']}:{manifest['output']['classes']}"
+        if key not in references:
+            references[key] = reference_logits(reference_model(manifest, weights), x)
+        ref = references[key]
+        got = load_runner(artifact, manifest, threads)(x)
+        ref_acc, art_acc = topk_accuracy(ref, targets), topk_accuracy(got, targets)
+        drop = (ref_acc["top1"] - art_acc["top1"]) * 100
+        bound = rule_for(manifest["target"], manifest["precision"]).accuracy
+        passed = bound is None or bound.holds(drop)
+        rows.append(EvalRow(
+            str(artifact), manifest["target"], manifest["precision"], ref_acc, art_acc, drop,
+            _drop_ci95(ref.argmax(1) == targets, got.argmax(1) == targets), float(np.mean(ref.argmax(1) == got.argmax(1))),
+            None if bound is None else {"metric": bound.metric, "op": bound.op, "value": bound.value, "reason": bound.reason}, passed,
+        ))
+    return EvalReport(what, len(targets), rows)

@@ -11,21 +11,16 @@ from typing import Callable
 from . import __version__
 from .artifact import MANIFEST_SCHEMA, artifact_stem, manifest_path, staged, tree_bytes, tree_sha256, write_json_atomic
 from .errors import MvitDeployError
-from .parity import ParityReport, check_bounds, parity_inputs, reference_logits
+from .parity import ParityReport, judge, parity_inputs, reference_logits
 from .targets import ExportOptions, get_target
 from .targets.base import QUANTIZED
 
 
-def calibration_inputs(pre, size: int, images=None, samples: int = 64):
-    """Calibration crops: disjoint from the parity photos (the shipped ``calib`` split, or the user's folder)."""
-    from .calibration import image_files, photo_inputs, shipped_photos
-    from .errors import UsageError
+def calibration_inputs(pre, size: int, images=None, samples: int = 64, domain: str = "photos"):
+    """Calibration inputs of the model's domain, disjoint from its parity set (or the user's folder)."""
+    from .datasets import get_domain
 
-    if samples < 1:
-        raise UsageError(f"--calib-samples {samples} is not positive", "use e.g. 64")
-    n_photos = len(shipped_photos("calib")) if images is None else len(image_files(images))
-    per_photo = max(1, -(-samples // n_photos))  # ceil: every photo contributes
-    return photo_inputs("calib", size, pre, crops_per_photo=per_photo, seed=1, images=images, limit=samples)
+    return get_domain(domain).calibration_inputs(size, pre, images, samples)
 
 
 @dataclass
@@ -50,24 +45,25 @@ def export(opts: ExportOptions, on_step: Callable[[str], None] = lambda s: None,
     """Export one artifact; its parity result is in the manifest (failed parity still writes both)."""
     import torch
 
-    from .metrics import fidelity
-    from .models import check_input_size, get_spec, load_model
+    from .datasets import get_domain
+    from .models import check_input_size, default_input_size, load_model
     from .runtimes import load_runner
 
     target = get_target(opts.target)
     target.validate(opts)
-    spec = get_spec(opts.model)
-    size = check_input_size(opts.input_size or spec.input_size)
+    trained_size = default_input_size(opts.model, opts.weights, opts.pretrained)
+    size = check_input_size(opts.input_size or trained_size)
     on_step(f"loading {opts.model}")
     model = load_model(opts.model, opts.weights, num_classes=opts.num_classes, pretrained=opts.pretrained)
     pre = model.preprocessing
 
-    stem = artifact_stem(opts.model, target.name, opts.precision, opts.layout, size, spec.input_size, opts.io)
+    stem = artifact_stem(opts.model, target.name, opts.precision, opts.layout, size, trained_size, opts.io)
     final = Path(opts.out_dir) / f"{stem}{target.suffix}"
     manifest = {
         "schema": MANIFEST_SCHEMA,
         "artifact": final.name,
         "model": opts.model,
+        "domain": model.domain,
         "target": target.name,
         "precision": opts.precision,
         "input": {
@@ -83,7 +79,10 @@ def export(opts: ExportOptions, on_step: Callable[[str], None] = lambda s: None,
             "std": list(pre.std),
             "preprocessing": pre.to_dict(),
         },
-        "output": {"name": "logits", "shape": [1, opts.num_classes], "dtype": "float32", "classes": opts.num_classes},
+        "output": {
+            "name": "logits", "shape": [1, model.num_classes], "dtype": "float32", "classes": model.num_classes,
+            "labels": get_domain(model.domain).named_classes(model.num_classes),
+        },
         "checkpoint": {
             "layout": model.source_layout,
             "path": str(Path(opts.weights).resolve()) if opts.weights else None,
@@ -96,8 +95,8 @@ def export(opts: ExportOptions, on_step: Callable[[str], None] = lambda s: None,
     example = torch.from_numpy(x[:1])
     calibration = None
     if opts.precision in QUANTIZED:
-        calibration = calibration_inputs(pre, size, opts.calib, opts.calib_samples)
-        manifest["calibration"] = {"source": opts.calib or "shipped calib photos", "samples": len(calibration)}
+        calibration = calibration_inputs(pre, size, opts.calib, opts.calib_samples, model.domain)
+        manifest["calibration"] = {"source": opts.calib or f"shipped {model.domain} calibration split", "samples": len(calibration)}
     with staged(final) as tmp:
         on_step(f"converting to {target.name} ({opts.precision})")
         converted = target.convert(model, example, opts, tmp, calibration)
@@ -112,9 +111,7 @@ def export(opts: ExportOptions, on_step: Callable[[str], None] = lambda s: None,
             except MvitDeployError as e:  # a runtime missing on this machine: say so, never pass
                 manifest["parity"] = {"passed": None, "skipped": e.one_line()}
             else:
-                metrics = fidelity(reference_logits(model, x), runner(x))
-                rows, failures = check_bounds(target.name, opts.precision, metrics)
-                report = ParityReport(str(final), target.name, opts.precision, len(x), metrics, runner.runtime, rows, failures)
+                report = judge(final, target.name, opts.precision, reference_logits(model, x), runner(x), runner.runtime)
                 manifest["parity"] = report.to_dict()
         manifest["sha256"] = tree_sha256(tmp)
         manifest["bytes"] = tree_bytes(tmp)

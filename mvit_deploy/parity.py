@@ -11,8 +11,8 @@ import numpy as np
 
 from .artifact import read_manifest
 from .errors import MvitDeployError, UsageError
-from .metrics import fidelity
-from .tolerances import bounds_for
+from .metrics import fidelity, flipped
+from .tolerances import rule_for
 
 
 class ParityFailed(MvitDeployError):
@@ -29,6 +29,8 @@ class ParityReport:
     runtime: str = ""
     bounds: list[dict] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    decisive_margin: float = 0.0  # fraction of peak |logit| (tolerances.Rule)
+    flips: list[dict] = field(default_factory=list)  # every changed top-1, with its reference margin
 
     @property
     def passed(self) -> bool:
@@ -56,7 +58,7 @@ class ParityReport:
 
 def check_bounds(target: str, precision: str, metrics: dict[str, float]) -> tuple[list[dict], list[str]]:
     rows, failures = [], []
-    for bound in bounds_for(target, precision):
+    for bound in rule_for(target, precision).bounds:
         value = float(metrics[bound.metric])
         ok = bool(bound.holds(value))
         message = f"{bound.metric} = {value:.6g}, bound {bound.describe()} ({bound.reason})"
@@ -66,12 +68,25 @@ def check_bounds(target: str, precision: str, metrics: dict[str, float]) -> tupl
     return rows, failures
 
 
-def parity_inputs(manifest: dict, images: str | Path | None = None, n: int | None = None) -> np.ndarray:
-    from .calibration import photo_inputs
+def judge(artifact, target: str, precision: str, ref: np.ndarray, got: np.ndarray, runtime: str = "") -> ParityReport:
+    """Metrics, bounds and flipped samples of artifact logits ``got`` against reference ``ref``."""
+    margin = rule_for(target, precision).decisive_margin
+    metrics = fidelity(ref, got, margin)
+    rows, failures = check_bounds(target, precision, metrics)
+    return ParityReport(str(artifact), target, precision, len(ref), metrics, runtime, rows, failures, margin, flipped(ref, got, margin))
+
+
+def manifest_preprocessing(manifest: dict):
     from .preprocess import Preprocessing
 
-    pre = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest["input"]["preprocessing"].items()})
-    x = photo_inputs("eval", manifest["input"]["size"], pre, crops_per_photo=4, images=images)
+    return Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest["input"]["preprocessing"].items()})
+
+
+def parity_inputs(manifest: dict, images: str | Path | None = None, n: int | None = None) -> np.ndarray:
+    """The parity set of the artifact's domain (64 photo crops, 128 Fashion-MNIST test images), or the user's folder."""
+    from .datasets import get_domain
+
+    x = get_domain(manifest.get("domain")).parity_inputs(manifest["input"]["size"], manifest_preprocessing(manifest), images)
     if n is not None:
         if n < 1:
             raise UsageError(f"--n {n} is not a positive number of images", "use e.g. --n 8")
@@ -86,6 +101,11 @@ def reference_model(manifest: dict, weights: str | Path | None = None):
     ckpt = manifest["checkpoint"]
     if ckpt["layout"] == "fixture":
         return load_model(manifest["model"], num_classes=manifest["output"]["classes"])
+    if weights is None and ckpt.get("pretrained"):
+        model = load_model(manifest["model"], pretrained=ckpt["pretrained"], num_classes=manifest["output"]["classes"])
+        if model.checkpoint_sha256 != ckpt["sha256"]:
+            raise UsageError(f"the {ckpt['pretrained']} weights changed since this artifact was exported (sha256 differs)", "re-export it")
+        return model
     path = Path(weights or ckpt["path"])
     if not path.exists():
         raise UsageError(f"the reference checkpoint {path} is gone", "pass it with --weights PATH")
@@ -111,6 +131,4 @@ def parity(artifact: str | Path, images=None, n: int | None = None, weights=None
     runner = load_runner(artifact, manifest, threads)
     x = parity_inputs(manifest, images, n)
     ref = reference_logits(model if model is not None else reference_model(manifest, weights), x)
-    metrics = fidelity(ref, runner(x))
-    rows, failures = check_bounds(manifest["target"], manifest["precision"], metrics)
-    return ParityReport(str(artifact), manifest["target"], manifest["precision"], len(x), metrics, runner.runtime, rows, failures)
+    return judge(artifact, manifest["target"], manifest["precision"], ref, runner(x), runner.runtime)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .labels import class_names
 from .preprocess import preprocess
 
 
@@ -23,9 +22,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
-def top_k(logits: np.ndarray, k: int = 5) -> list[Prediction]:
+def top_k(logits: np.ndarray, k: int = 5, domain: str = "photos") -> list[Prediction]:
+    from .datasets import get_domain
+
     probs = softmax(logits.astype(np.float64))
-    names = class_names(len(logits))
+    names = get_domain(domain).class_names(len(logits))
     order = np.argsort(-logits, kind="stable")[:k]
     return [Prediction(int(i), names[i], float(probs[i])) for i in order]
 
@@ -36,4 +37,4 @@ def predict(image: str | Path, model, input_size: int, k: int = 5) -> list[Predi
     x = preprocess(image, input_size, model.preprocessing)
     with torch.no_grad():
         logits = model(torch.from_numpy(x)[None])[0].numpy()
-    return top_k(logits, k)
+    return top_k(logits, k, getattr(model, "domain", "photos"))

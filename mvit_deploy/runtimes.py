@@ -148,10 +148,8 @@ class CoreMLRunner(Runner):
             out = self.model.run({name: self._feed(x)})[0][self.manifest["output"]["name"]]
         else:
             out = self.model.predict({name: self._feed(x)})[self.manifest["output"]["name"]]
-        if isinstance(out, dict):  # classifier models return {label: logit}
-            from .labels import unique_class_names
-
-            out = [out[n] for n in unique_class_names(self.manifest["output"]["classes"])]
+        if isinstance(out, dict):  # classifier models return {label: logit}, labels in the manifest's order
+            out = [out[n] for n in self.manifest["output"]["labels"]]
         return np.asarray(out, np.float32).reshape(1, -1)
 
 

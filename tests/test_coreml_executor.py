@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import hf_logits, hf_reference
+from mvit_deploy.tolerances import bounds_for
 from mvit_deploy import load_model
 from mvit_deploy.coreml_exec import MILExecutor
 from mvit_deploy.export import export
@@ -29,15 +30,16 @@ def test_fp32_program_matches_pytorch(name, size, tmp_path):
     result = export(ExportOptions(model=name, target="coreml", precision="fp32", input_size=size, out_dir=tmp_path, parity_n=8))
     report = result.parity
     assert report.runtime in ("coreml-reference-executor", "coreml")
-    assert report.metrics["max_abs"] <= 1e-4, report.metrics
+    assert report.metrics["max_rel"] <= 1e-4, report.metrics
     assert report.passed
 
 
+@pytest.mark.verdict
 @pytest.mark.parametrize("name", ["mobilevit_xxs", pytest.param("mobilevit_xs", marks=pytest.mark.slow), pytest.param("mobilevit_s", marks=pytest.mark.slow)])
 def test_fp16_program_passes_fp16_row(name, tmp_path):
     report = export(ExportOptions(model=name, target="coreml", precision="fp16", out_dir=tmp_path)).parity
     assert report.passed, report.failures
-    assert report.metrics["top1_agreement"] == 1.0 and report.metrics["psnr_db"] >= 45
+    assert report.metrics["decisive_top1_agreement"] == 1.0 and report.metrics["psnr_db"] >= 45 and report.n_images >= 64
 
 
 def test_hf_weights_bgr_image_input_matches_hf_model(tmp_path, eval_photos):
@@ -48,7 +50,8 @@ def test_hf_weights_bgr_image_input_matches_hf_model(tmp_path, eval_photos):
     assert result.manifest["input"]["channel_order"] == "BGR" and result.manifest["input"]["type"] == "image"
     x = eval_photos[256][:4]
     got = CoreMLRunner(result.artifact, result.manifest, backend="executor")(x.numpy())
-    assert np.abs(got - hf_logits(hf_reference("mobilevit_xxs"), x).numpy()).max() <= 1e-4
+    expected = hf_logits(hf_reference("mobilevit_xxs"), x).numpy()
+    assert np.abs(got - expected).max() / np.abs(expected).max() <= bounds_for("*", "fp32")[0].value
 
 
 def test_tensor_input_program(tmp_path):

@@ -20,6 +20,23 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
+def checkpoint_source(name: str, weights=None, pretrained: str | None = None):
+    """The registry record of the weights asked for: ``--pretrained NAME``, or a local file that declares one."""
+    from .hub import declared_source
+
+    spec = get_spec(name)
+    if pretrained is not None:
+        return spec.source(pretrained)
+    declared = declared_source(weights) if weights is not None else None
+    return next((s for s in spec.sources if s.name == declared), None)
+
+
+def default_input_size(name: str, weights=None, pretrained: str | None = None) -> int:
+    """The input size the weights were trained at (64 for the Fashion-MNIST models), else the variant's (256)."""
+    source = checkpoint_source(name, weights, pretrained)
+    return (source.input_size if source else None) or get_spec(name).input_size
+
+
 def create_model(name: str, *, num_classes: int = 1000, features_only: bool = False):
     """A randomly initialised, eval-mode model of a registered variant."""
     from .mobilevit import MobileViT
@@ -31,17 +48,20 @@ def load_model(
     name: str,
     weights: str | Path | None = None,
     *,
-    num_classes: int = 1000,
+    num_classes: int | None = None,
     pretrained: str | None = None,
     features_only: bool = False,
 ) -> "MobileViT":  # noqa: F821
     """An eval-mode MobileViT mapping a preprocessed [B, 3, H, W] float tensor to logits.
 
     ``weights`` is a local checkpoint (timm, Hugging Face or ml-cvnets layout, detected);
-    ``pretrained`` ("hf" or "timm") downloads the published weights instead. With neither,
-    the deterministic test fixture is returned (seeded weights, realistic activations).
+    ``pretrained`` names registered weights instead ("fashion": our trained Fashion-MNIST
+    model, shipped; "hf" / "timm": the published ImageNet weights, downloaded). With
+    neither, the deterministic test fixture is returned (seeded weights, realistic
+    activations). ``num_classes`` defaults to the checkpoint's head (1000 for the fixture).
     The model carries ``.preprocessing`` (the checkpoint's training pipeline),
-    ``.source_layout`` and ``.checkpoint_sha256``.
+    ``.source_layout``, ``.checkpoint_sha256``, ``.pretrained`` (the source name or None),
+    ``.domain`` (what it classifies: ``datasets.DOMAINS``) and ``.default_input_size``.
     """
     from .checkpoints import apply_checkpoint, load_checkpoint
 
@@ -53,19 +73,24 @@ def load_model(
     if weights is None and pretrained is None:
         from .fixture import fixture_model
 
-        return fixture_model(name, num_classes=num_classes, features_only=features_only)
-    preprocessing: Preprocessing | None = None
+        return fixture_model(name, num_classes=1000 if num_classes is None else num_classes, features_only=features_only)
+    source = checkpoint_source(name, weights, pretrained)
     if pretrained is not None:
         from .hub import download
 
-        weights, source = download(spec, pretrained)
-        preprocessing = source.preprocessing
-    model = create_model(name, num_classes=num_classes, features_only=features_only)
+        weights = download(source)
     ckpt = load_checkpoint(weights)
+    if num_classes is None:
+        head = ckpt.state_dict.get("head.fc.weight")
+        num_classes = int(head.shape[0]) if head is not None and head.ndim == 2 else 1000
+    model = create_model(name, num_classes=num_classes, features_only=features_only)
     apply_checkpoint(model, ckpt, spec, MODELS.values())
-    model.preprocessing = preprocessing or preprocessing_for_layout(ckpt.layout)
+    model.preprocessing = source.preprocessing if source else preprocessing_for_layout(ckpt.layout)
     model.source_layout = ckpt.layout
     model.checkpoint_sha256 = ckpt.sha256
+    model.pretrained = source.name if source else None
+    model.domain = source.domain if source else "photos"
+    model.default_input_size = (source.input_size if source else None) or spec.input_size
     return model.eval()
 
 
@@ -75,4 +100,6 @@ def preprocessing_for_layout(layout: str) -> Preprocessing:
     return {"hf": HF_PREPROCESSING, "cvnets": CVNETS_PREPROCESSING, "timm": TIMM_PREPROCESSING}[layout]
 
 
-__all__ = ["MODELS", "ModelSpec", "MobileViT", "check_input_size", "create_model", "get_spec", "load_model"]
+__all__ = [
+    "MODELS", "ModelSpec", "MobileViT", "check_input_size", "checkpoint_source", "create_model", "default_input_size", "get_spec", "load_model",
+]

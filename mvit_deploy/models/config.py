@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from ..errors import UsageError
 from ..preprocess import Preprocessing
@@ -32,12 +32,17 @@ TIMM_PREPROCESSING = Preprocessing(channel_order="RGB", crop_pct=0.9, interpolat
 
 @dataclass(frozen=True)
 class CheckpointSource:
-    """Where a variant's published weights live, and the preprocessing they were trained with."""
+    """Where a variant's weights live (a hub repo, or a file shipped in this package) and what they expect."""
 
+    name: str  # the --pretrained value
     layout: str  # "hf", "timm" or "cvnets"
-    repo_id: str
+    repo_id: str | None  # None: shipped in mvit_deploy/models/weights/
     filenames: tuple[str, ...]  # tried in order
     preprocessing: Preprocessing
+    num_classes: int = 1000
+    input_size: int | None = None  # None: the variant's default
+    domain: str = "photos"  # datasets.DOMAINS: what parity, calibration and class names use
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -47,25 +52,37 @@ class ModelSpec:
     input_size: int = 256
     sources: tuple[CheckpointSource, ...] = ()
     paper_params_m: float = 0.0  # the paper's Table, kept beside the counted number for comparison
-    default_preprocessing: Preprocessing = field(default=TIMM_PREPROCESSING)
 
-    def source(self, layout: str) -> CheckpointSource:
+    def source(self, name: str) -> CheckpointSource:
         for s in self.sources:
-            if s.layout == layout:
+            if s.name == name:
                 return s
-        raise UsageError(f"{self.name} has no published '{layout}' checkpoint", f"known: {[s.layout for s in self.sources]}")
+        raise UsageError(f"{self.name} has no '{name}' weights", f"--pretrained for {self.name}: {', '.join(s.name for s in self.sources)}")
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["default_preprocessing"] = self.default_preprocessing.to_dict()
-        return d
+        return asdict(self)
 
 
-def _sources(hf_repo: str, timm_name: str) -> tuple[CheckpointSource, ...]:
-    return (
-        CheckpointSource("hf", hf_repo, ("model.safetensors", "pytorch_model.bin"), HF_PREPROCESSING),
-        CheckpointSource("timm", f"timm/{timm_name}.cvnets_in1k", ("model.safetensors", "pytorch_model.bin"), TIMM_PREPROCESSING),
+# Our own reference models, trained on Fashion-MNIST by scripts/train_reference.py (model card:
+# mvit_deploy/models/weights/README.md); the preprocessing is datasets.fashion_mnist's.
+FASHION_PREPROCESSING = Preprocessing(channel_order="RGB", crop_pct=1.0, interpolation="bilinear")
+
+
+def _sources(hf_repo: str, timm_name: str, fashion: bool = False) -> tuple[CheckpointSource, ...]:
+    published = (
+        CheckpointSource("hf", "hf", hf_repo, ("model.safetensors", "pytorch_model.bin"), HF_PREPROCESSING, description="ImageNet-1k, Hugging Face hub"),
+        CheckpointSource(
+            "timm", "timm", f"timm/{timm_name}.cvnets_in1k", ("model.safetensors", "pytorch_model.bin"), TIMM_PREPROCESSING,
+            description="ImageNet-1k, timm on the Hugging Face hub",
+        ),
     )
+    if not fashion:
+        return published
+    trained = CheckpointSource(
+        "fashion", "timm", None, (f"{timm_name}-fashion_mnist.safetensors",), FASHION_PREPROCESSING, num_classes=10, input_size=64,
+        domain="fashion-mnist", description="Fashion-MNIST, trained here, shipped (no network)",
+    )
+    return (trained, *published)
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -82,7 +99,7 @@ register(
     ModelSpec(
         "mobilevit_xxs",
         MobileViTConfig(channels=(16, 16, 24, 48, 64, 80, 320), transformer_dims=(64, 80, 96), expand_ratio=2.0),
-        sources=_sources("apple/mobilevit-xx-small", "mobilevit_xxs"),
+        sources=_sources("apple/mobilevit-xx-small", "mobilevit_xxs", fashion=True),
         paper_params_m=1.3,
     )
 )
@@ -98,7 +115,7 @@ register(
     ModelSpec(
         "mobilevit_s",
         MobileViTConfig(channels=(16, 32, 64, 96, 128, 160, 640), transformer_dims=(144, 192, 240)),
-        sources=_sources("apple/mobilevit-small", "mobilevit_s"),
+        sources=_sources("apple/mobilevit-small", "mobilevit_s", fashion=True),
         paper_params_m=5.6,
     )
 )
@@ -109,6 +126,11 @@ def get_spec(name: str) -> ModelSpec:
         return MODELS[name]
     except KeyError:
         raise UsageError(f"unknown model {name!r}", f"choose one of {', '.join(MODELS)}") from None
+
+
+def pretrained_names() -> list[str]:
+    """Every --pretrained value some variant has, in registry order."""
+    return list(dict.fromkeys(s.name for spec in MODELS.values() for s in spec.sources))
 
 
 def check_input_size(size: int) -> int:

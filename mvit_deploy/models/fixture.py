@@ -91,4 +91,7 @@ def fixture_model(name: str, *, num_classes: int = 1000, features_only: bool = F
     model.preprocessing = TIMM_PREPROCESSING
     model.source_layout = "fixture"
     model.checkpoint_sha256 = None
+    model.pretrained = None
+    model.domain = "photos"
+    model.default_input_size = get_spec(name).input_size
     return model.eval()

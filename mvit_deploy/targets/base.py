@@ -25,7 +25,7 @@ class ExportOptions:
     layout: str = "nchw"  # tflite: nchw | nhwc
     weights: str | None = None
     pretrained: str | None = None
-    num_classes: int = 1000
+    num_classes: int | None = None  # None: the checkpoint's head (1000 for the fixture)
     min_target: str = "iOS16"  # coreml
     input_type: str = "image"  # coreml: image | tensor
     threads: int = 2

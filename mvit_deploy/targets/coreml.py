@@ -126,7 +126,7 @@ class CoreMLTarget(Target):
         import coremltools as ct
         import torch
 
-        from ..labels import unique_class_names
+        from ..datasets import get_domain
 
         pre = model.preprocessing
         size = example.shape[-1]
@@ -138,9 +138,9 @@ class CoreMLTarget(Target):
         else:
             inputs = [ct.TensorType(name="image", shape=(1, 3, size, size))]
         program = torch.export.export(model, (example,)).run_decompositions({})
-        names = unique_class_names(model.num_classes)
-        # ImageNet head: labels embedded, so Vision returns class names; the dict output keeps the logits
-        classifier = ct.ClassifierConfig(names, predicted_feature_name="classLabel") if model.num_classes == 1000 else None
+        names = get_domain(getattr(model, "domain", "photos")).named_classes(model.num_classes)
+        # a head with named classes: labels embedded, so Vision returns class names; the dict output keeps the logits
+        classifier = ct.ClassifierConfig(names, predicted_feature_name="classLabel") if names else None
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             ml = ct.convert(
                 program,
@@ -165,18 +165,18 @@ class CoreMLTarget(Target):
                 "source_model": opts.model,
                 "source_checkpoint": str(opts.weights or opts.pretrained or "fixture"),
                 "channel_order": pre.channel_order,
-                "labels": "imagenet-1k" if model.num_classes == 1000 else "class_<i>",
+                "labels": getattr(model, "domain", "photos") if classifier else "class_<i>",
             }
         )
-        if model.num_classes == 1000:
+        if classifier:
             ml.user_defined_metadata["com.apple.coreml.model.preview.type"] = "imageClassifier"
         ml.input_description["image"] = f"{size}x{size} {pre.channel_order} image" if opts.input_type == "image" else "preprocessed float tensor"
         desc = ml.get_spec().description
         # with labels, coremltools turns the logits into a {label: logit} dictionary output
         logits_name = desc.predictedProbabilitiesName if classifier else "logits"
-        ml.output_description[logits_name] = f"{len(names)} class logits (not softmaxed)"
+        ml.output_description[logits_name] = f"{model.num_classes} class logits (not softmaxed)"
         ml.save(str(dest))
-        output = {"labels": "embedded", "label_output": desc.predictedFeatureName} if classifier else {}
+        output = {"labels_embedded": True, "label_output": desc.predictedFeatureName} if classifier else {}
         return Converted(input_name="image", output_name=logits_name, input={"type": opts.input_type, "dtype": "uint8" if opts.input_type == "image" else "float32"}, output=output)
 
     def weight_bytes(self, path: Path) -> bytes:
