@@ -26,12 +26,19 @@ $(STAMP):
 
 venv: $(STAMP)
 
+# The main job on the shipped, trained Fashion-MNIST XXS (no network): classify a shipped test
+# image, export every target in fp32/fp16 and int8, parity for each, fp32 vs int8 accuracy, a report.
+DEMO := $(VENV)/bin/mvit-deploy
+DEMO_MODEL := --model mobilevit_xxs --pretrained fashion
 demo: venv
-	$(VENV)/bin/mvit-deploy models
-	$(VENV)/bin/mvit-deploy predict mvit_deploy/calibration/photos/chelsea.jpg --model mobilevit_xxs
-	$(VENV)/bin/mvit-deploy export --model mobilevit_xxs --target all --out demo-out
-	$(VENV)/bin/mvit-deploy bench demo-out/mobilevit_xxs-onnx-fp32.onnx demo-out/mobilevit_xxs-tflite-fp32.tflite --iters 30 --json demo-out/bench-host.json
-	$(VENV)/bin/mvit-deploy report demo-out/bench-host.json --out demo-out/report
+	$(DEMO) models
+	$(DEMO) predict mvit_deploy/datasets/fashion_sample_ankle_boot.png $(DEMO_MODEL) --top 3
+	$(DEMO) export $(DEMO_MODEL) --target all --out demo-out
+	$(DEMO) export $(DEMO_MODEL) --target all --precision int8 --out demo-out
+	$(DEMO) export $(DEMO_MODEL) --target coreml --precision w8a8 --out demo-out
+	$(DEMO) eval demo-out/*.onnx demo-out/*.tflite demo-out/*.mlpackage --data fashion-mnist:subset
+	$(DEMO) bench demo-out/mobilevit_xxs-onnx-fp32.onnx demo-out/mobilevit_xxs-onnx-int8.onnx demo-out/mobilevit_xxs-tflite-fp32.tflite demo-out/mobilevit_xxs-tflite-int8.tflite --iters 30 --json demo-out/bench-host.json
+	$(DEMO) report demo-out/bench-host.json --out demo-out/report
 
 # pytest exits 5 when it collects nothing: say so and fail, a suite that tests nothing is not green.
 test: venv

@@ -78,12 +78,30 @@ def test_intermediate_tensors_by_name(tmp_path):
 
 
 def test_classifier_label_output_is_the_argmax(tmp_path):
-    result = export(ExportOptions(model="mobilevit_xxs", target="coreml", precision="fp16", out_dir=tmp_path), run_parity=False)
-    ex = MILExecutor(result.artifact)
-    x = np.full((1, 3, 256, 256), 128.0, np.float32)
-    outputs, _ = ex.run({"image": x})
-    probs = outputs["classLabel_probs"]
-    assert outputs["classLabel"] == max(probs, key=probs.get)
+    """A converted classifier whose head is the identity: classify sees exactly the scores built here."""
+    import coremltools as ct
+
+    labels = [f"class_{i}" for i in range(10)]
+    head = torch.nn.Linear(10, 10).eval()
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(10))
+        head.bias.zero_()
+    program = torch.export.export(head, (torch.zeros(1, 10),)).run_decompositions({})
+    model = ct.convert(program, inputs=[ct.TensorType(name="x", shape=(1, 10))], convert_to="mlprogram",
+                       classifier_config=ct.ClassifierConfig(labels), compute_precision=ct.precision.FLOAT32)  # fmt: skip
+    model.save(str(tmp_path / "cls.mlpackage"))
+    ex = MILExecutor(tmp_path / "cls.mlpackage")
+    assert "classify" in {o.type for o in ex.program.operations}
+    scores = np.random.default_rng(0).normal(0, 3, (5, 10)).astype(np.float32)
+    scores[1, 0], scores[2, -1], scores[3] = 20.0, 20.0, -np.abs(scores[3]) - 1
+    expected = [labels[i] for i in np.argmax(scores, axis=1)]
+    assert len(set(expected)) >= 4 and expected[1] == "class_0" and expected[2] == "class_9"
+    label_name, probs_name = ex.program.outputs
+    for row, label in zip(scores, expected):
+        outputs, _ = ex.run({"x": row[None]})
+        assert outputs[label_name] == label
+        assert list(outputs[probs_name]) == labels
+        np.testing.assert_array_equal(np.array(list(outputs[probs_name].values()), np.float32), row)
 
 
 @pytest.mark.skipif(sys.platform != "darwin", reason="the native Core ML runtime exists only on macOS")

@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 from conftest import hf_reference, run_cli
 from mvit_deploy.export import export
 from mvit_deploy.labels import imagenet1k
+from mvit_deploy.models import load_model
 from mvit_deploy.quant_report import sqnr_db
 from mvit_deploy.targets import ExportOptions
 
@@ -40,7 +41,16 @@ def test_quant_report_names_modules_worst_first(target, tmp_path):
     assert report["blocks"] and all(len(b) == 2 for b in report["blocks"])
     if target == "onnx":
         assert any(r["local_sqnr_db"] is not None for r in layers)
-    assert 0 < values[0] < 30 and values[-1] > values[0] + 15, "int8 error must show, and grow along the network"
+    assert 0 < values[0] < 30, "int8 error must show"
+    order = {name: i for i, (name, _) in enumerate(load_model("mobilevit_xxs").named_modules())}
+    assert modules - {""} <= set(order)
+    placed = [(order[r["module"]], r["cumulative_sqnr_db"]) for r in layers if r["module"] and r["cumulative_sqnr_db"] is not None]
+    along = [s for _, s in sorted(placed, key=lambda t: t[0])]
+    third = len(along) // 3
+    assert third >= 50, len(along)
+    early, late = np.mean(along[:third]), np.mean(along[-third:])
+    # measured early - late (n=2, calib_samples=8): onnx 24.2 - 15.8 = 8.5 dB, tflite 25.9 - 18.7 = 7.2, coreml 35.5 - 28.2 = 7.3
+    assert early > late + 4.0, f"int8 error must grow along the network: first third {early:.1f} dB, last third {late:.1f} dB"
 
 
 def test_tflite_tensor_names_map_to_modules():
@@ -88,9 +98,10 @@ def test_eval_on_synset_folders_matches_hf_accuracy(tmp_path):
     result = run_cli("eval", str(art), "--data", str(data), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
+    row = report["rows"][0]
     assert report["n_images"] == 4
-    assert report["reference"] == {"top1": hits1 / 4, "top5": hits5 / 4} == {"top1": 0.5, "top5": 0.75}
-    assert report["artifact_metrics"] == report["reference"]
+    assert row["reference"] == {"top1": hits1 / 4, "top5": hits5 / 4} == {"top1": 0.5, "top5": 0.75}
+    assert row["artifact_metrics"] == row["reference"] and row["drop_points"] == 0 and row["passed"]
 
 
 def test_eval_with_labels_file_and_bad_labels(tmp_path):
@@ -104,6 +115,8 @@ def test_eval_with_labels_file_and_bad_labels(tmp_path):
     result = run_cli("eval", str(art), "--data", str(data), "--labels", str(labels), "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["n_images"] == 4
+    missing = run_cli("eval", str(art))
+    assert missing.returncode == 2 and "--data is needed" in missing.stderr
     (data / "cats").mkdir()
     shutil.copy(data / "chelsea.jpg", data / "cats" / "c.jpg")
     bad = run_cli("eval", str(art), "--data", str(data))

@@ -7,13 +7,16 @@ that parity applies the int8 bounds honestly (passed <=> every bound holds).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
 from conftest import run_cli
-from mvit_deploy.calibration import shipped_photos
+from mvit_deploy.calibration import photo_inputs, shipped_photos
 from mvit_deploy.export import calibration_inputs, export
 from mvit_deploy.models.config import TIMM_PREPROCESSING
+from mvit_deploy.runtimes import load_runner
 from mvit_deploy.targets import ExportOptions
 from mvit_deploy.tolerances import bounds_for
 
@@ -43,15 +46,42 @@ def int8_exports(tmp_path_factory):
     return {c: export(ExportOptions(model="mobilevit_xxs", out_dir=out, calib_samples=28, **kw)) for c, kw in QUANT_CASES.items()}
 
 
+@functools.lru_cache(maxsize=None)
+def photo_reference(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """64 held-out photo crops and the PyTorch fp32 model's logits on them, computed here."""
+    import torch
+
+    from mvit_deploy.models import load_model
+
+    x = photo_inputs("eval", size, TIMM_PREPROCESSING, crops_per_photo=16)
+    with torch.no_grad():
+        return x, load_model("mobilevit_xxs").eval()(torch.from_numpy(x)).numpy().astype(np.float64)
+
+
+# measured (64 crops, calib_samples=28): PSNR dB / top-1 agreement vs the PyTorch fp32 model
+INT8_FLOORS = {
+    "onnx-int8": (31.0, 0.60),  # 34.85 dB, 0.703
+    "tflite-int8": (31.0, 0.65),  # 35.08 dB, 0.750
+    "tflite-int8-nhwc-int8io": (25.0, 0.35),  # 28.55 dB, 0.453
+    "coreml-int8": (39.0, 0.70),  # 42.95 dB, 0.813
+    "coreml-w8a8": (29.0, 0.50),  # 32.79 dB, 0.594
+}
+
+
 @pytest.mark.parametrize("case", list(QUANT_CASES))
 def test_int8_parity_uses_the_int8_row_and_reports_honestly(case, int8_exports):
     result = int8_exports[case]
     p = result.manifest["parity"]
     assert result.manifest["calibration"]["samples"] == 28
-    assert [(b["metric"], b["op"], b["value"]) for b in p["bounds"]] == [(b.metric, b.op, b.value) for b in bounds_for(QUANT_CASES[case]["target"], QUANT_CASES[case]["precision"])]
+    assert [(b["metric"], b["op"], b["value"]) for b in p["bounds"]] == [(b.metric, b.op, b.value) for b in bounds_for(QUANT_CASES[case]["target"], "int8")]
+    x, ref = photo_reference(result.manifest["input"]["size"])
+    got = load_runner(result.artifact, result.manifest)(x).astype(np.float64)
+    psnr = 20 * np.log10(np.abs(ref).max() / np.sqrt(np.mean((got - ref) ** 2)))
+    agreement = np.mean(ref.argmax(1) == got.argmax(1))
+    psnr_floor, agreement_floor = INT8_FLOORS[case]
+    assert psnr > psnr_floor and agreement >= agreement_floor, (psnr, agreement)
     m = p["metrics"]
-    assert p["passed"] == (m["top1_agreement"] >= 0.98 and m["psnr_db"] >= 35)
-    assert 0 < m["cosine"] <= 1 and m["psnr_db"] > 10, "the int8 artifact does not compute the model at all"
+    assert m["psnr_db"] == pytest.approx(psnr, abs=0.1) and m["top1_agreement"] == pytest.approx(agreement, abs=2 / 64)
 
 
 def test_coreml_weight_only_int8_is_small_and_faithful(int8_exports, tmp_path):

@@ -159,3 +159,56 @@ def test_eval_prints_reference_and_artifact_accuracy(trained_onnx, subset):
     assert abs(row["artifact_metrics"]["top1"] - expected) <= 0.001 and row["passed"]
     text = run_cli("eval", str(trained_onnx.artifact), "--data", "fashion-mnist:subset", "--n", "200")
     assert text.returncode == 0 and "reference top-1" in text.stdout and "200 images" in text.stdout
+
+
+INT8 = {"onnx-int8": ("onnx", "int8"), "tflite-int8": ("tflite", "int8"), "coreml-int8": ("coreml", "int8"), "coreml-w8a8": ("coreml", "w8a8")}
+
+
+@pytest.fixture(scope="module")
+def reference_subset(subset):
+    """Trained XXS logits on the 1,000 shipped test images, straight from torch."""
+    x, labels = subset
+    model = load_model("mobilevit_xxs", pretrained="fashion")
+    with torch.no_grad():
+        return torch.cat([model(x[i : i + 250]) for i in range(0, len(x), 250)]).numpy()
+
+
+@pytest.mark.verdict
+@pytest.mark.parametrize("case", list(INT8))
+def test_int8_on_the_trained_model_keeps_accuracy(case, subset, reference_subset, tmp_path):
+    """int8 judged on accuracy: within 0.5 points of fp32 on 1,000 test images, PSNR >= 35 dB (numpy here)."""
+    from mvit_deploy.runtimes import load_runner
+
+    target, precision = INT8[case]
+    result = export(ExportOptions(model="mobilevit_xxs", target=target, precision=precision, pretrained="fashion", out_dir=tmp_path,
+                                  min_target="iOS17" if precision == "w8a8" else "iOS16"))
+    assert result.parity.passed, result.parity.failures
+    x, labels = subset
+    got = load_runner(result.artifact, result.manifest)(x.numpy())
+    ref = reference_subset
+    drop = (np.mean(ref.argmax(1) == labels) - np.mean(got.argmax(1) == labels)) * 100
+    psnr = 20 * np.log10(np.abs(ref).max() / np.sqrt(np.mean((got - ref) ** 2)))
+    assert drop <= 0.5 and psnr >= 35, (drop, psnr)
+    assert np.mean(ref.argmax(1) == got.argmax(1)) >= 0.98
+
+
+def test_full_test_set_is_read_from_the_idx_files_or_named_how_to_install(tmp_path):
+    import gzip
+
+    from mvit_deploy.errors import UsageError
+
+    with pytest.raises(UsageError, match="apt-get install dataset-fashion-mnist"):
+        load_fashion_mnist("test", tmp_path)
+    images, labels = load_fashion_mnist("subset")
+    header = bytes((0, 0, 8, 3)) + (10000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+    body = np.zeros((10000, 28, 28), np.uint8)
+    body[:1000] = images
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + body.tobytes()))
+    lab = np.zeros(10000, np.uint8)
+    lab[:1000] = labels
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(bytes((0, 0, 8, 1)) + (10000).to_bytes(4, "big") + lab.tobytes())
+    x, y = load_fashion_mnist("test", tmp_path)
+    assert x.shape == (10000, 28, 28) and np.array_equal(x[:1000], images) and np.array_equal(y[:1000], labels)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(bytes((0, 0, 8, 1)) + (10000).to_bytes(4, "big") + lab.tobytes()[:500])
+    with pytest.raises(UsageError, match="header says"):
+        load_fashion_mnist("test", tmp_path)
