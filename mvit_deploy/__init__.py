@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 from .errors import CheckpointError, DependencyError, MvitDeployError, UsageError  # noqa: E402
 
 
-def load_model(name, weights=None, *, num_classes=1000, pretrained=None, features_only=False):
+def load_model(name, weights=None, *, num_classes=None, pretrained=None, features_only=False):
     """See :func:`mvit_deploy.models.load_model` (imports torch)."""
     from .models import load_model as _load
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from .errors import UsageError
 
 MANIFEST_SCHEMA = "mvit-deploy/artifact/1"
+# What every reader of a manifest (parity, eval, bench, quant-report, the runners) looks up.
+MANIFEST_KEYS = ("artifact", "model", "target", "precision", "input", "output", "checkpoint", "sha256")
 
 
 def artifact_stem(model: str, target: str, precision: str, layout: str = "nchw", input_size: int = 256, default_size: int = 256, io: str = "float") -> str:
@@ -31,7 +33,17 @@ def manifest_path(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + ".json") if artifact.suffix == ".mlpackage" else artifact.with_suffix(".json")
 
 
+def parse_json(text: str):
+    """json.loads, refusing the NaN / Infinity that Python writes but JSON does not allow."""
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def read_manifest(artifact: str | Path) -> dict:
+    """The artifact's sidecar manifest, once it is sure to describe exactly this file (sha256)."""
     artifact = Path(artifact)
     if not artifact.exists():
         raise UsageError(f"artifact {artifact} does not exist", "check the path, or run `mvit-deploy export` first")
@@ -39,12 +51,34 @@ def read_manifest(artifact: str | Path) -> dict:
     if not path.exists():
         raise UsageError(f"{artifact} has no manifest {path.name} beside it", "keep the .json that `mvit-deploy export` wrote next to the artifact")
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UsageError(f"manifest {path} is not valid JSON ({e.msg})", "re-export the artifact") from None
-    if manifest.get("schema") != MANIFEST_SCHEMA:
-        raise UsageError(f"manifest {path} has schema {manifest.get('schema')!r}", f"re-export with this version ({MANIFEST_SCHEMA})")
+        manifest = parse_json(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UsageError(f"manifest {path} is not valid JSON ({getattr(e, 'msg', e)})", "re-export the artifact") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
+        schema = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
+        raise UsageError(f"manifest {path} has schema {schema!r}", f"re-export with this version ({MANIFEST_SCHEMA})")
+    missing = [k for k in MANIFEST_KEYS if k not in manifest]
+    if missing:
+        raise UsageError(f"manifest {path} lacks {', '.join(missing)}", "re-export the artifact")
+    check_artifact_matches(artifact, manifest, path)
     return manifest
+
+
+def check_artifact_matches(artifact: Path, manifest: dict, path: Path) -> None:
+    """Refuse a sidecar written for another file, and a file changed since its sidecar was written."""
+    described = str(manifest["artifact"])
+    other = f"this manifest is not this artifact's: {path.name} describes {described} ({manifest['model']} {manifest['target']} {manifest['precision']})"
+    fix = "keep each artifact with the .json export wrote beside it, or re-export"
+    if Path(described).suffix != artifact.suffix:
+        raise UsageError(other, fix)
+    actual = tree_sha256(artifact)
+    if actual != manifest["sha256"]:
+        if described != artifact.name:  # a renamed pair keeps its name in the manifest, but also its sha256
+            raise UsageError(other, fix)
+        raise UsageError(
+            f"{artifact} does not match its manifest (sha256 {actual[:12]}…, the manifest says {str(manifest['sha256'])[:12]}…)",
+            "re-export it or restore the file",
+        )
 
 
 def tree_sha256(path: Path) -> str:
@@ -84,4 +118,4 @@ def staged(final: Path):
 
 def write_json_atomic(path: Path, data: dict) -> None:
     with staged(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")

@@ -8,28 +8,73 @@ import sys
 import click
 
 from . import __version__
-from .errors import MvitDeployError
-from .models.config import MODELS, pretrained_names
+from .errors import MvitDeployError, UsageError
+from .models.config import MAX_INPUT_SIZE, MODELS, pretrained_names
 
 
 class _Group(click.Group):
-    """Turns every error a user can cause into one line and a non-zero exit, no traceback."""
+    """Ends every command with the exit-code table of ``main``'s help: one line on stderr, never a traceback."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:
+            _fail(f"{e.format_message()} — see `mvit-deploy --help`", 2)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except MvitDeployError as e:
-            click.secho(f"error: {e.one_line()}", err=True, fg="red")
-            sys.exit(e.exit_code)
+            _fail(e.one_line(), e.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except click.exceptions.Exit:
+            raise
+        except click.ClickException as e:  # click's own parsing: unknown option, not an integer, ...
+            where = e.ctx.command_path if getattr(e, "ctx", None) else "mvit-deploy"
+            _fail(f"{e.format_message()} — see `{where} --help`", 2)
+        except BrokenPipeError:
+            raise  # `| head`: click closes quietly
+        except Exception as e:
+            _fail(f"internal error: {type(e).__name__}: {e} — please report it; {_write_crash_log()}", 3)
+
+
+def _fail(message: str, code: int):
+    click.secho("error: " + " ".join(message.split()), err=True, fg="red")
+    sys.exit(code)
+
+
+def _write_crash_log() -> str:
+    """Write the current exception's traceback to a log file; say where, or why not."""
+    import os
+    import platform
+    import tempfile
+    import traceback
+    from pathlib import Path
+
+    log = Path(tempfile.gettempdir()) / f"mvit-deploy-{os.getpid()}.log"
+    try:
+        log.write_text(f"mvit-deploy {__version__}, Python {platform.python_version()}, {platform.platform()}\nargv: {sys.argv}\n\n{traceback.format_exc()}")
+    except OSError as e:
+        return f"no traceback log: cannot write {log} ({e.strerror})"
+    return f"full traceback in {log}"
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mvit-deploy")
 def main():
-    """Deploy MobileViT to ONNX, Core ML and LiteRT, checked against PyTorch."""
+    """Deploy MobileViT to ONNX, Core ML and LiteRT, checked against PyTorch.
+
+    \b
+    Exit codes, the same for every command:
+      0  ok
+      1  a bound or check failed (parity, eval, export's parity)
+      2  usage or input error: bad flag, file or folder (one line names it and the fix)
+      3  internal error: one line, and the traceback in a log file to report
+    """
     _quiet_converters()
 
 
@@ -45,6 +90,23 @@ def _quiet_converters() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _at_least(minimum: int, example: int):
+    """A click callback refusing a value below ``minimum`` while the flags are parsed, before any work."""
+
+    def check(ctx, param, value):
+        if value is not None and value < minimum:
+            flag = param.opts[0]
+            raise UsageError(f"{flag} {value} is out of range: it must be at least {minimum}", f"use e.g. {flag} {example}")
+        return value
+
+    return check
+
+
+def _echo_json(data, indent: int | None = 2) -> None:
+    """JSON has no NaN or Infinity: a non-finite number reaching this point is a bug (exit 3), never invalid output."""
+    click.echo(json.dumps(data, indent=indent, allow_nan=False))
+
+
 model_option = click.option("--model", "model_name", type=click.Choice(list(MODELS)), default="mobilevit_xxs", show_default=True)
 weights_option = click.option(
     "--weights", type=click.Path(path_type=str), default=None, help="Local checkpoint: timm, Hugging Face or ml-cvnets layout."
@@ -55,7 +117,14 @@ pretrained_option = click.option(
     default=None,
     help="Named weights: fashion = our Fashion-MNIST model (shipped, 64 px; xxs and s); hf / timm = published ImageNet weights (network or a filled hub cache).",
 )
-num_classes_option = click.option("--num-classes", type=int, default=None, help="Default: the checkpoint's head (1000 for the fixture).")
+num_classes_option = click.option(
+    "--num-classes", type=int, default=None, callback=_at_least(1, 10), help="Default: the checkpoint's head (1000 for the fixture)."
+)
+threads_option = click.option("--threads", type=int, default=2, show_default=True, callback=_at_least(1, 2))
+reference_weights_option = click.option(
+    "--weights", type=click.Path(exists=True, dir_okay=False, path_type=str), default=None, help="Reference checkpoint, if it moved since export."
+)
+INPUT_SIZE_HELP = f"Multiple of 64 up to {MAX_INPUT_SIZE} (memory grows with the square of the pixel count)"
 
 
 @main.command("models")
@@ -69,7 +138,7 @@ def models_cmd(as_json: bool):
 
     cards = all_cards()
     if as_json:
-        click.echo(json.dumps(cards, indent=2))
+        _echo_json(cards)
         return
     table = Table(title="MobileViT variants (params and GMACs counted at the default input)")
     for col in ("model", "input", "params M", "GMACs", "dims", "exp", "--pretrained (classes, input)"):
@@ -88,8 +157,8 @@ def models_cmd(as_json: bool):
 @weights_option
 @pretrained_option
 @num_classes_option
-@click.option("--input-size", type=int, default=None, help="Multiple of 32; default: the weights' (256; 64 for --pretrained fashion).")
-@click.option("--top", type=int, default=5, show_default=True)
+@click.option("--input-size", type=int, default=None, help=f"{INPUT_SIZE_HELP}; default: the weights' (256; 64 for --pretrained fashion).")
+@click.option("--top", type=int, default=5, show_default=True, callback=_at_least(1, 5))
 @click.option("--json", "as_json", is_flag=True)
 def predict(image, model_name, weights, pretrained, num_classes, input_size, top, as_json):
     """Classify IMAGE and print the top-5 classes."""
@@ -98,12 +167,12 @@ def predict(image, model_name, weights, pretrained, num_classes, input_size, top
 
     from .preprocess import load_rgb
 
-    size = check_input_size(input_size or default_input_size(model_name, weights, pretrained))
+    size = check_input_size(default_input_size(model_name, weights, pretrained) if input_size is None else input_size, model_name)
     photo = load_rgb(image)  # a bad image fails before the model is built
     model = load_model(model_name, weights, num_classes=num_classes, pretrained=pretrained)
     preds = run(photo, model, size, top)
     if as_json:
-        click.echo(json.dumps({"model": model_name, "weights": model.source_layout, "top": [p.__dict__ for p in preds]}))
+        _echo_json({"model": model_name, "weights": model.source_layout, "top": [p.__dict__ for p in preds]}, indent=None)
         return
     if model.source_layout == "fixture":
         click.echo("note: no --weights/--pretrained given: using the untrained test fixture, so the classes are arbitrary (try --pretrained fashion)", err=True)
@@ -169,13 +238,13 @@ def _print_parity_table(rows: list[dict]) -> None:
     help="Default: fp16 for coreml, fp32 otherwise. int8: onnx/tflite static int8, coreml weight-only int8; w8a8: coreml int8 weights+activations.",
 )
 @click.option("--calib", type=click.Path(file_okay=False, path_type=str), default=None, help="int8: folder of your own calibration images.")
-@click.option("--calib-samples", type=int, default=64, show_default=True, help="int8: calibration crops to draw.")
-@click.option("--input-size", type=int, default=None, help="Multiple of 32; default 256.")
+@click.option("--calib-samples", type=int, default=64, show_default=True, callback=_at_least(1, 64), help="int8: calibration crops to draw.")
+@click.option("--input-size", type=int, default=None, help=f"{INPUT_SIZE_HELP}; default: the weights' (256; 64 for --pretrained fashion).")
 @click.option("--layout", type=click.Choice(["nchw", "nhwc"]), default="nchw", show_default=True, help="tflite input layout.")
 @click.option("--io", type=click.Choice(["float", "int8"]), default="float", show_default=True, help="tflite int8: tensor type of input and logits.")
 @click.option("--min-target", type=click.Choice(["iOS16", "iOS17", "iOS18"]), default=None, help="coreml; default iOS16 (iOS17 for w8a8).")
 @click.option("--coreml-input", type=click.Choice(["image", "tensor"]), default="image", show_default=True, help="coreml input type.")
-@click.option("--threads", type=int, default=2, show_default=True)
+@threads_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=str), required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one machine-readable summary.")
 def export(model_name, weights, pretrained, num_classes, target_name, precision, calib, calib_samples, input_size, layout, io, min_target, coreml_input, threads, out_dir, as_json):
@@ -183,6 +252,14 @@ def export(model_name, weights, pretrained, num_classes, target_name, precision,
     from pathlib import Path
 
     from rich.console import Console
+
+    from .calibration import image_files
+    from .models import check_input_size
+
+    if input_size is not None:
+        check_input_size(input_size, model_name)
+    if calib is not None:
+        image_files(calib)  # an empty or missing folder is refused now, not after loading the model
 
     from .export import export as run_export
     from .targets import ExportOptions, get_target
@@ -205,7 +282,7 @@ def export(model_name, weights, pretrained, num_classes, target_name, precision,
         results.append(result)
     rows = [{"artifact": str(r.artifact), **(r.manifest.get("parity") or {})} for r in results]
     if as_json:
-        click.echo(json.dumps({"artifacts": [{"artifact": str(r.artifact), "manifest": str(r.manifest_path), "parity": r.manifest.get("parity")} for r in results]}, indent=2))
+        _echo_json({"artifacts": [{"artifact": str(r.artifact), "manifest": str(r.manifest_path), "parity": r.manifest.get("parity")} for r in results]})
     else:
         _print_parity_table(rows)
     if any(r.get("passed") is False for r in rows):
@@ -215,9 +292,9 @@ def export(model_name, weights, pretrained, num_classes, target_name, precision,
 @main.command("parity")
 @click.argument("artifact", type=click.Path(path_type=str))
 @click.option("--images", type=click.Path(path_type=str), default=None, help="Folder of photos (default: the shipped held-out set).")
-@click.option("--n", "n", type=int, default=None, help="Use only the first N images.")
-@click.option("--weights", type=click.Path(path_type=str), default=None, help="Reference checkpoint, if it moved since export.")
-@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--n", "n", type=int, default=None, callback=_at_least(1, 8), help="Use only the first N images.")
+@reference_weights_option
+@threads_option
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--junit-xml", type=click.Path(dir_okay=False, path_type=str), default=None, help="Write a JUnit report for CI.")
 def parity_cmd(artifact, images, n, weights, threads, as_json, junit_xml):
@@ -233,7 +310,7 @@ def parity_cmd(artifact, images, n, weights, threads, as_json, junit_xml):
         with staged(Path(junit_xml)) as tmp:
             tmp.write_text(report.to_junit_xml())
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        _echo_json(report.to_dict())
     else:
         _print_parity_table([{**report.to_dict(), "artifact": artifact}])
     sys.exit(0 if report.passed else 1)
@@ -241,20 +318,21 @@ def parity_cmd(artifact, images, n, weights, threads, as_json, junit_xml):
 
 @main.command("quant-report")
 @click.argument("artifact", type=click.Path(path_type=str))
-@click.option("--n", "n", type=int, default=4, show_default=True, help="Held-out photo crops to compare on.")
-@click.option("--top", type=int, default=15, show_default=True, help="Rows to print.")
-@click.option("--weights", type=click.Path(path_type=str), default=None, help="Reference checkpoint, if it moved since export.")
+@click.option("--n", "n", type=int, default=4, show_default=True, callback=_at_least(1, 4), help="Held-out photo crops to compare on.")
+@click.option("--top", type=int, default=15, show_default=True, callback=_at_least(1, 15), help="Rows to print.")
+@reference_weights_option
 @click.option("--json", "as_json", is_flag=True)
 def quant_report_cmd(artifact, n, top, weights, as_json):
     """Per-layer SQNR of an int8 ARTIFACT vs its float twin, worst first."""
     from rich.console import Console
     from rich.table import Table
 
+    from .metrics import finite_or_none
     from .quant_report import blocks_summary, quant_report, to_dict
 
     layers = quant_report(artifact, n=n, weights=weights)
     if as_json:
-        click.echo(json.dumps({"layers": to_dict(layers), "blocks": blocks_summary(layers)}, indent=2))
+        _echo_json({"layers": to_dict(layers), "blocks": finite_or_none(blocks_summary(layers))})  # SQNR of identical tensors: null
         return
     console = Console(width=max(Console().width, 110))
     blocks = Table(title="worst SQNR per block: keep the first ones in float")
@@ -280,13 +358,12 @@ def quant_report_cmd(artifact, n, top, weights, as_json):
     "Default for Fashion-MNIST models: the full test set if Debian's dataset-fashion-mnist is installed, else the shipped 1,000 images.",
 )
 @click.option("--labels", type=click.Path(path_type=str), default=None, help="Optional `path<TAB>label` file instead of folder names.")
-@click.option("--n", "n", type=int, default=None, help="Use only the first N images.")
-@click.option("--weights", type=click.Path(path_type=str), default=None, help="Reference checkpoint, if it moved since export.")
-@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--n", "n", type=int, default=None, callback=_at_least(1, 100), help="Use only the first N images.")
+@reference_weights_option
+@threads_option
 @click.option("--json", "as_json", is_flag=True)
 def eval_cmd(artifacts, data, labels, n, weights, threads, as_json):
     """Top-1 / top-5 of the PyTorch reference and of each ARTIFACT on one labeled set (exit 1: an accuracy bound failed)."""
-    from dataclasses import asdict
     from pathlib import Path
 
     from rich.console import Console
@@ -296,7 +373,7 @@ def eval_cmd(artifacts, data, labels, n, weights, threads, as_json):
 
     report = evaluate(artifacts, data, labels, n=n, threads=threads, weights=weights)
     if as_json:
-        click.echo(json.dumps({"data": report.data, "n_images": report.n_images, "passed": report.passed, "rows": [asdict(r) for r in report.rows]}, indent=2))
+        _echo_json(report.to_dict())
     else:
         table = Table(title=f"accuracy on {report.data}")
         for col in ("artifact", "precision", "reference top-1", "artifact top-1", "drop (95% CI), points", "top-5", "agreement", "result"):
@@ -314,9 +391,9 @@ def eval_cmd(artifacts, data, labels, n, weights, threads, as_json):
 
 @main.command()
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option("--threads", type=int, default=2, show_default=True)
-@click.option("--warmup", type=int, default=5, show_default=True)
-@click.option("--iters", type=int, default=50, show_default=True, help="Measured rounds (every artifact once per round).")
+@threads_option
+@click.option("--warmup", type=int, default=5, show_default=True, callback=_at_least(0, 5))
+@click.option("--iters", type=int, default=50, show_default=True, callback=_at_least(2, 50), help="Measured rounds (every artifact once per round).")
 @click.option("--device", default="local", show_default=True, help="local | ssh://user@host[:port] | adb[:serial]")
 @click.option("--reference", is_flag=True, help="Also time the PyTorch eager reference (needs torch; local only).")
 @click.option("--compute-units", type=click.Choice(["all", "cpu_only", "cpu_and_gpu", "cpu_and_ne"]), default="all", show_default=True, help="Core ML (macOS).")
@@ -357,7 +434,7 @@ def bench(artifacts, threads, warmup, iters, device, reference, compute_units, i
         console.print(f"not measured: {Path(s['artifact']).name}: {s['reason']}", highlight=False)
     if json_out:
         with staged(Path(json_out)) as tmp:
-            tmp.write_text(json.dumps(result, indent=2))
+            tmp.write_text(json.dumps(result, indent=2, allow_nan=False))
         console.print(f"wrote {json_out}", highlight=False)
 
 

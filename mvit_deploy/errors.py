@@ -4,7 +4,12 @@ from __future__ import annotations
 
 
 class MvitDeployError(Exception):
-    """Base class for every error the CLI turns into one line and a non-zero exit."""
+    """Base class for every error the CLI turns into one line and a non-zero exit.
+
+    Exit codes, one table for every command: 0 ok, 1 a bound or check failed (the verdict
+    of parity, eval, export), 2 a usage or input error (the default here), 3 an internal
+    error (any other exception; the CLI logs its traceback).
+    """
 
     exit_code = 2
 
@@ -14,7 +19,8 @@ class MvitDeployError(Exception):
         super().__init__(self.one_line())
 
     def one_line(self) -> str:
-        return f"{self.problem} — {self.fix}" if self.fix else self.problem
+        text = f"{self.problem} — {self.fix}" if self.fix else self.problem
+        return " ".join(text.split())  # a wrapped library message must not break the one line
 
 
 class CheckpointError(MvitDeployError):
@@ -27,3 +33,7 @@ class UsageError(MvitDeployError):
 
 class DependencyError(MvitDeployError):
     """An optional package needed for this step is not installed."""
+
+
+class NonFiniteError(MvitDeployError):
+    """A weight, input or output tensor holding NaN or infinity: nothing computed from it means anything."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +87,12 @@ class EvalReport:
     def passed(self) -> bool:
         return all(r.passed for r in self.rows)
 
+    def to_dict(self) -> dict:
+        from .metrics import finite_or_none
+
+        # one image has no confidence interval: (-inf, inf) becomes null
+        return finite_or_none({"data": self.data, "n_images": self.n_images, "passed": self.passed, "rows": [asdict(r) for r in self.rows]})
+
 
 FASHION_DATA = ("fashion-mnist", "fashion-mnist:test", "fashion-mnist:subset")
 
@@ -133,12 +139,14 @@ def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: i
     same for every artifact (one domain, one size).
     """
     from .artifact import read_manifest
-    from .parity import reference_logits, reference_model
+    from .parity import check_reference_weights, reference_logits, reference_model
     from .runtimes import load_runner
     from .tolerances import rule_for
 
     artifacts = [artifacts] if isinstance(artifacts, (str, Path)) else list(artifacts)
     manifests = [read_manifest(a) for a in artifacts]  # every path checked before any work
+    for manifest in manifests:
+        check_reference_weights(manifest, weights)
     keys = {(m.get("domain"), m["input"]["size"], json.dumps(m["input"]["preprocessing"], sort_keys=True)) for m in manifests}
     if len(keys) > 1:
         raise UsageError("these artifacts need different evaluation inputs (domain, size or preprocessing)", "evaluate them in separate runs")

@@ -52,7 +52,7 @@ def export(opts: ExportOptions, on_step: Callable[[str], None] = lambda s: None,
     target = get_target(opts.target)
     target.validate(opts)
     trained_size = default_input_size(opts.model, opts.weights, opts.pretrained)
-    size = check_input_size(opts.input_size or trained_size)
+    size = check_input_size(trained_size if opts.input_size is None else opts.input_size, opts.model)
     on_step(f"loading {opts.model}")
     model = load_model(opts.model, opts.weights, num_classes=opts.num_classes, pretrained=opts.pretrained)
     pre = model.preprocessing

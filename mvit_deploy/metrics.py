@@ -10,6 +10,8 @@ the precision's noise (``decisive``; the margin, as a fraction of the peak, come
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -53,6 +55,21 @@ def fidelity(ref: np.ndarray, got: np.ndarray, decisive_margin: float = 0.0) -> 
         "n_decisive": int(decisive.sum()),
         "top5_overlap": float(np.mean(overlap)),
     }
+
+
+def finite_or_none(value):
+    """``value`` with every NaN or infinite float replaced by None: JSON has no NaN or Infinity.
+
+    Where a metric is undefined (the PSNR of identical outputs, a confidence interval from one
+    image) null says so; a NaN from a broken artifact is named in its failure message.
+    """
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def flipped(ref: np.ndarray, got: np.ndarray, decisive_margin: float = 0.0) -> list[dict]:

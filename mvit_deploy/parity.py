@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
@@ -10,8 +9,8 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 from .artifact import read_manifest
-from .errors import MvitDeployError, UsageError
-from .metrics import fidelity, flipped
+from .errors import MvitDeployError, NonFiniteError, UsageError
+from .metrics import fidelity, finite_or_none, flipped
 from .tolerances import rule_for
 
 
@@ -37,10 +36,7 @@ class ParityReport:
         return not self.failures
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["passed"] = self.passed
-        d["metrics"] = {k: (None if math.isinf(v) else v) for k, v in self.metrics.items()}  # JSON has no inf
-        return d
+        return finite_or_none({**asdict(self), "passed": self.passed})  # JSON has no inf / NaN: null
 
     def to_junit_xml(self) -> str:
         cases = []
@@ -73,6 +69,9 @@ def judge(artifact, target: str, precision: str, ref: np.ndarray, got: np.ndarra
     margin = rule_for(target, precision).decisive_margin
     metrics = fidelity(ref, got, margin)
     rows, failures = check_bounds(target, precision, metrics)
+    broken = int(np.count_nonzero(~np.isfinite(got)))
+    if broken:
+        failures.insert(0, f"logits: {broken} of {got.size} values from the artifact are NaN or infinite")
     return ParityReport(str(artifact), target, precision, len(ref), metrics, runtime, rows, failures, margin, flipped(ref, got, margin))
 
 
@@ -94,10 +93,21 @@ def parity_inputs(manifest: dict, images: str | Path | None = None, n: int | Non
     return x
 
 
+def check_reference_weights(manifest: dict, weights: str | Path | None) -> None:
+    """Refuse a --weights that cannot be the artifact's reference, before any model loads."""
+    if weights is None:
+        return
+    if manifest["checkpoint"]["layout"] == "fixture":
+        raise UsageError(f"{manifest['artifact']} was exported from the untrained test fixture, so --weights does not apply", "drop --weights")
+    if not Path(weights).is_file():
+        raise UsageError(f"the reference checkpoint {weights} does not exist", "pass the checkpoint the artifact was exported from")
+
+
 def reference_model(manifest: dict, weights: str | Path | None = None):
     """The PyTorch model the artifact was exported from (needs torch)."""
     from .models import load_model
 
+    check_reference_weights(manifest, weights)
     ckpt = manifest["checkpoint"]
     if ckpt["layout"] == "fixture":
         return load_model(manifest["model"], num_classes=manifest["output"]["classes"])
@@ -115,11 +125,22 @@ def reference_model(manifest: dict, weights: str | Path | None = None):
     return model
 
 
+# Activation memory one reference batch may take: 8 images up to 512 px, fewer above (1 at 1024 px).
+REFERENCE_BATCH_BYTES = 2 * 10**9
+
+
 def reference_logits(model, x: np.ndarray) -> np.ndarray:
     import torch
 
+    from .models.config import forward_bytes
+
+    step = int(max(1, min(8, REFERENCE_BATCH_BYTES // forward_bytes(model.cfg, x.shape[-1]))))
     with torch.no_grad():
-        return torch.cat([model(torch.from_numpy(x[i : i + 8])) for i in range(0, len(x), 8)]).numpy()
+        logits = torch.cat([model(torch.from_numpy(x[i : i + step])) for i in range(0, len(x), step)]).numpy()
+    broken = int(np.count_nonzero(~np.isfinite(logits)))
+    if broken:
+        raise NonFiniteError(f"the PyTorch reference's logits hold {broken} NaN or infinite values of {logits.size}", "check the checkpoint's weights")
+    return logits
 
 
 def parity(artifact: str | Path, images=None, n: int | None = None, weights=None, threads: int | None = None, model=None) -> ParityReport:
@@ -128,7 +149,8 @@ def parity(artifact: str | Path, images=None, n: int | None = None, weights=None
 
     artifact = Path(artifact)
     manifest = read_manifest(artifact)
+    check_reference_weights(manifest, weights)
+    x = parity_inputs(manifest, images, n)  # a bad --images folder or --n is refused before any model loads
     runner = load_runner(artifact, manifest, threads)
-    x = parity_inputs(manifest, images, n)
     ref = reference_logits(model if model is not None else reference_model(manifest, weights), x)
     return judge(artifact, manifest["target"], manifest["precision"], ref, runner(x), runner.runtime)

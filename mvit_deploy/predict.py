@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import NonFiniteError
 from .preprocess import preprocess
 
 
@@ -37,4 +38,7 @@ def predict(image: str | Path, model, input_size: int, k: int = 5) -> list[Predi
     x = preprocess(image, input_size, model.preprocessing)
     with torch.no_grad():
         logits = model(torch.from_numpy(x)[None])[0].numpy()
+    broken = int(np.count_nonzero(~np.isfinite(logits)))
+    if broken:
+        raise NonFiniteError(f"the model's logits hold {broken} NaN or infinite values of {logits.size}", "check the weights: they overflow on this image")
     return top_k(logits, k, getattr(model, "domain", "photos"))

@@ -44,6 +44,8 @@ def load_rgb(path: str | Path):
             return im.convert("RGB")
     except FileNotFoundError:
         raise UsageError(f"image {path} does not exist", "check the path") from None
+    except Image.DecompressionBombError as e:  # Pillow's guard against images that decode to gigabytes
+        raise UsageError(f"image {path} is too large to decode safely ({e})", "downscale it first") from None
     except (UnidentifiedImageError, OSError) as e:
         raise UsageError(f"cannot read image {path}: {e}", "pass a JPEG or PNG file") from None
 

@@ -165,12 +165,13 @@ def _tflite_layers(float_path: Path, int8_path: Path, x: np.ndarray, layout: str
 def quant_report(artifact: str | Path, n: int = 4, weights=None) -> list[LayerError]:
     """Layers sorted worst first (lowest cumulative SQNR)."""
     from .models import load_model
-    from .parity import parity_inputs
+    from .parity import check_reference_weights, parity_inputs
 
     artifact = Path(artifact)
     manifest = read_manifest(artifact)
     if manifest["precision"] not in ("int8", "w8a8"):
         raise UsageError(f"{artifact.name} is {manifest['precision']}, not a quantized artifact", "run quant-report on an int8 export")
+    check_reference_weights(manifest, weights)
     x = parity_inputs(manifest, None, n)
     ckpt = manifest["checkpoint"]
     model = load_model(manifest["model"], None if ckpt["layout"] == "fixture" else (weights or ckpt["path"]), num_classes=manifest["output"]["classes"])

@@ -3,32 +3,77 @@
 from __future__ import annotations
 
 import html
-import json
 import math
 from pathlib import Path
 
-from .artifact import staged
+from .artifact import parse_json, staged
 from .bench.local import SCHEMA
 from .errors import UsageError
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
 
+FROM_BENCH = "pass files written by `mvit-deploy bench --json FILE`"
+# The numbers a report reads from each result (bench/local.py documents the whole schema); None: not measured.
+RESULT_NUMBERS = {"load_ms": False, "bytes": True}
+LATENCY_NUMBERS = {"mean": False, "std": False, "p50": True, "p90": True}
+
+
 def load_results(paths) -> list[dict]:
     runs = []
     for p in map(Path, paths):
+        if p.is_dir():
+            raise UsageError(f"result file {p} is a directory", FROM_BENCH)
         try:
-            data = json.loads(p.read_text())
+            data = parse_json(p.read_text())
         except FileNotFoundError:
-            raise UsageError(f"result file {p} does not exist", "pass files written by `mvit-deploy bench --json FILE`") from None
-        except json.JSONDecodeError as e:
-            raise UsageError(f"{p} is not valid JSON ({e.msg})", "pass files written by `mvit-deploy bench --json FILE`") from None
-        if data.get("schema") != SCHEMA:
-            raise UsageError(f"{p} is not a bench result (schema {data.get('schema')!r})", f"expected {SCHEMA}")
+            raise UsageError(f"result file {p} does not exist", FROM_BENCH) from None
+        except (ValueError, UnicodeDecodeError) as e:
+            raise UsageError(f"{p} is not valid JSON ({getattr(e, 'msg', e)})", FROM_BENCH) from None
+        schema = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        if schema != SCHEMA:
+            raise UsageError(f"{p} is not a bench result (schema {schema!r})", f"expected {SCHEMA}")
+        problem = _incomplete(data)
+        if problem:
+            raise UsageError(f"{p} is not a complete bench result: {problem}", FROM_BENCH)
         runs.append(data)
     if not runs:
         raise UsageError("no result files given", "pass one or more bench JSON files")
     return runs
+
+
+def _incomplete(run: dict) -> str | None:
+    """The first thing the report needs that ``run`` lacks, or None."""
+
+    def is_number(v, none_ok: bool) -> bool:
+        return (v is None and none_ok) or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    device, settings, results = run.get("device"), run.get("settings"), run.get("results")
+    if not isinstance(device, dict) or not {"name", "kind"} <= device.keys():
+        return "no device {name, kind}"
+    if not isinstance(settings, dict) or not is_number(settings.get("threads"), False):
+        return "no settings.threads"
+    if not isinstance(results, list):
+        return "no results list"
+    for i, r in enumerate(results):
+        if not isinstance(r, dict):
+            return f"results[{i}] is not an object"
+        missing = [k for k in ("artifact", "model", "target", "precision", "runtime", "latency_ms", *RESULT_NUMBERS) if k not in r]
+        if missing:
+            return f"results[{i}] has no {', '.join(missing)}"
+        latency = r["latency_ms"]
+        if not isinstance(latency, dict) or not all(is_number(latency.get(k), none_ok) for k, none_ok in LATENCY_NUMBERS.items()):
+            return f"results[{i}].latency_ms needs the numbers {', '.join(LATENCY_NUMBERS)}"
+        bad = [k for k, none_ok in RESULT_NUMBERS.items() if not is_number(r[k], none_ok)]
+        if bad:
+            return f"results[{i}].{bad[0]} is not a number"
+        parity = r.get("parity")
+        if parity is not None and not (isinstance(parity, dict) and isinstance(parity.get("metrics") or {}, dict)):
+            return f"results[{i}].parity is not an object with metrics"
+    skipped = run.get("skipped", [])
+    if not isinstance(skipped, list) or not all(isinstance(s, dict) and {"artifact", "reason"} <= s.keys() for s in skipped):
+        return "skipped is not a list of {artifact, reason}"
+    return None
 
 
 def rows(runs: list[dict]) -> list[dict]:

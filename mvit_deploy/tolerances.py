@@ -67,7 +67,8 @@ _FP16 = Rule(
     0.05,
     "fp16 worst max_rel 3.5e-3 (XXS), 3.9e-3 (S), 5.0e-3 (fixture); a flip needs a margin < 2 x max_rel = 0.01; "
     "0.05 is 5x that, for accumulation on the Neural Engine that the executor does not model",
-    Bound("accuracy_drop_points", "<=", 0.2, "fp16: measured drop 0.00 points on the 1,000-image subset (XXS)"),
+    Bound("accuracy_drop_points", "<=", 0.2, "fp16: measured drop 0.03 points on 10,000 test images (XXS, Core ML executor); "
+          "0.2 leaves room for the Neural Engine's accumulation"),
 )
 _INT8 = Rule(
     (

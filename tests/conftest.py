@@ -59,9 +59,21 @@ def eval_photos():
     return {size: torch.from_numpy(photo_inputs("eval", size, HF_PREPROCESSING, crops_per_photo=2)) for size in (256, 320)}
 
 
-def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the installed console script the way a person would."""
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, memory_cap: int | None = None) -> subprocess.CompletedProcess:
+    """Run the installed console script the way a person would.
+
+    ``memory_cap`` (bytes) limits its address space (RLIMIT_AS, as `prlimit --as`), so a run
+    that allocates without bound fails instead of exhausting the machine.
+    """
     exe = Path(sys.executable).with_name("mvit-deploy")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mvit_deploy.cli"]
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run(cmd + list(args), capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600)
+
+    def cap():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory_cap, memory_cap))
+
+    return subprocess.run(
+        cmd + list(args), capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600, preexec_fn=cap if memory_cap else None
+    )

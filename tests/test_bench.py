@@ -136,7 +136,7 @@ def test_ssh_command_quotes_every_word():
 
 def test_ssh_unreachable_is_one_line(artifacts):
     result = run_cli("bench", str(artifacts["onnx"]), "--device", f"ssh://nobody@127.0.0.1:{_free_port()}", "--ssh-option", "ConnectTimeout=3")
-    assert result.returncode == 1 and "failed" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "failed" in result.stderr and "Traceback" not in result.stderr
 
 
 # ---------------------------------------------------------------------------- adb

@@ -97,7 +97,7 @@ def test_pretrained_offline_one_line(tmp_path):
     [
         (["predict", "missing.jpg"], "does not exist"),
         (["predict", "mvit_deploy/calibration/photos/manifest.json"], "cannot read image"),
-        (["predict", PHOTO, "--input-size", "300"], "multiple of 32"),
+        (["predict", PHOTO, "--input-size", "300"], "multiple of 64"),
         (["predict", "mvit_deploy/calibration/photos"], "is a directory"),
     ],
 )

@@ -24,7 +24,7 @@ DEVICE_MODULES = ("__init__.py", "errors.py", "_deps.py", "artifact.py", "runtim
 
 
 class RemoteError(UsageError):
-    exit_code = 1
+    """The device could not be reached or its run failed: an input error (exit 2), not a failed bound."""
 
 
 @dataclass

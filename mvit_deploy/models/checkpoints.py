@@ -209,9 +209,19 @@ def to_our_layout(raw: dict, source: str) -> tuple[dict, str]:
     return rename(raw, layout), layout
 
 
+def check_finite(state_dict: dict, source: str) -> None:
+    """Refuse NaN or infinite weights, naming the tensors: a model built from them computes nothing meaningful."""
+    broken = [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        more = f" (+{len(broken) - 3} more)" if len(broken) > 3 else ""
+        raise CheckpointError(f"{source} holds NaN or infinite values in {', '.join(broken[:3])}{more}", "re-download it, or retrain from a good checkpoint")
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
-    state_dict, layout = to_our_layout(read_state_dict(path), str(path))
+    raw = read_state_dict(path)
+    check_finite(raw, f"checkpoint {path}")
+    state_dict, layout = to_our_layout(raw, str(path))
     return Checkpoint(state_dict, layout, path, sha256_of(path))
 
 

@@ -133,7 +133,34 @@ def pretrained_names() -> list[str]:
     return list(dict.fromkeys(s.name for spec in MODELS.values() for s in spec.sources))
 
 
-def check_input_size(size: int) -> int:
-    if size < 32 or size % 32:
-        raise UsageError(f"input size {size} is not a positive multiple of 32", "use e.g. 256 (default), 320 or 512")
+# Peak memory of one eager forward pass above the 64 px run, measured with `/usr/bin/time -f %M
+# mvit-deploy predict --pretrained fashion --input-size N` (x86-64, torch 2.13, 2026-11-23):
+#   XXS 17 / 160 / 739 / 2239 MB,  S 23 / 208 / 775 / 2310 MB  at 256 / 512 / 768 / 1024 px;
+#   forward_bytes estimates 28 / 213 / 856 / 2462 MB for both.
+# The stride-8 MobileViT block explains almost all of it from 512 px on: its attention scores
+# and their softmax, two [B*4, heads, N, N] float32 tensors with N = (size / 16)^2 patches, grow
+# with the square of the pixel count (2.1 GB at 1024 px, 34 GB at 2048 px). The convolutions
+# add at most 300 bytes a pixel. 1024 px is the largest size a laptop runs with room to spare.
+MAX_INPUT_SIZE = 1024
+CONV_BYTES_PER_PIXEL = 300
+
+
+def forward_bytes(cfg: MobileViTConfig, size: int, batch: int = 1) -> int:
+    """Estimated peak activation memory of one eager forward pass at ``size`` x ``size`` px."""
+    patches = (size // 16) ** 2  # the stride-8 block: a 2x2 patch covers 16 x 16 input pixels
+    attention = 2 * 4 * batch * 4 * cfg.num_heads * patches**2  # two float32 [B*4, heads, N, N]
+    return attention + CONV_BYTES_PER_PIXEL * batch * size * size
+
+
+def check_input_size(size: int, model: str = "mobilevit_xxs") -> int:
+    """Refuse a size the network cannot take, or one whose forward pass would not fit in memory."""
+    if size > MAX_INPUT_SIZE:
+        gb = forward_bytes(get_spec(model).config, size) / 1e9
+        raise UsageError(
+            f"input size {size} is above the maximum {MAX_INPUT_SIZE}: one {model} forward pass would need about {gb:,.{0 if gb >= 10 else 1}f} GB "
+            "(attention memory grows with the square of the pixel count)",
+            f"use --input-size {MAX_INPUT_SIZE} or less",
+        )
+    if size < 64 or size % 64:  # the stride-32 block unfolds 2x2 patches of a (size/32)^2 grid: size/32 even
+        raise UsageError(f"input size {size} is not a multiple of 64 (64, 128, ... {MAX_INPUT_SIZE})", "use e.g. 256 (default), 320 or 512")
     return size

@@ -9,7 +9,7 @@ Export rules kept here by construction:
 - ``forward`` does no Python arithmetic on tensor shapes: unfold uses strided slices,
   fold uses ``reshape_as`` against tensors of the target shape, reshapes use only
   module constants and -1;
-- any input whose height and width are multiples of 32.
+- any input whose height and width are multiples of 64 (the stride-32 block unfolds 2x2 patches).
 """
 
 from __future__ import annotations
