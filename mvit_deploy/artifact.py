@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import UsageError
 
+_IMPORTED_AT = time.time()  # fallback for the process start time
 MANIFEST_SCHEMA = "mvit-deploy/artifact/1"
 # What every reader of a manifest (parity, eval, bench, quant-report, the runners) looks up.
 MANIFEST_KEYS = ("artifact", "model", "target", "precision", "input", "output", "checkpoint", "sha256")
@@ -98,14 +101,19 @@ def tree_bytes(path: Path) -> int:
     return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+STAGING_MARK = ".tmp-"  # staging entries are ".<final name>.tmp-<pid>-<random>"
+_STAGING = re.compile(r"^\..+\.tmp-(?:(\d+)-)?[A-Za-z0-9_]+$")
+
+
 @contextmanager
 def staged(final: Path):
     """Yield a temporary path beside ``final``; only a clean exit renames it into place.
 
-    A crash or kill leaves at most a ``.tmp-*`` entry, never a half-written ``final``.
+    A crash, an exception, Ctrl-C or (inside ``interruptible``) SIGTERM removes the staging
+    entry; a SIGKILL leaves a ``.<name>.tmp-<pid>-*`` entry that ``sweep_staging`` removes later.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{final.name}{STAGING_MARK}{os.getpid()}-", dir=final.parent))
     tmp = tmpdir / final.name
     try:
         yield tmp
@@ -114,6 +122,96 @@ def staged(final: Path):
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _process_start_time() -> float:
+    """When this process started (epoch seconds), from /proc where there is one."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return _IMPORTED_AT
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_staging(folder: Path, started: float | None = None) -> list[Path]:
+    """Remove staging entries a killed run left in ``folder``: only our ``.….tmp-*`` names, older than this process.
+
+    An entry naming a live process (its pid) is kept even if older: another export may be writing it.
+    """
+    folder = Path(folder)
+    started = _process_start_time() if started is None else started
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        m = _STAGING.match(entry.name)
+        if not m or (m.group(1) and (int(m.group(1)) == os.getpid() or _alive(int(m.group(1))))):
+            continue
+        try:
+            if entry.lstat().st_mtime >= started:
+                continue
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove
+        removed.append(entry)
+    return removed
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every ``finally`` (staging cleanup) runs; exit 128 + signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+@contextmanager
+def interruptible():
+    """Turn SIGTERM into ``Terminated`` for the block's duration (main thread only; elsewhere a no-op)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum, frame):
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def output_folder(folder: Path):
+    """Yield ``folder`` (created); if this call created it and the block fails, leave no empty folder behind."""
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    ok = False
+    try:
+        yield folder
+        ok = True
+    finally:
+        if created and (not ok or not any(folder.iterdir())):
+            try:
+                folder.rmdir()  # only when empty: never removes what anyone wrote
+            except OSError:
+                pass
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

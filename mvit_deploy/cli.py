@@ -28,9 +28,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except MvitDeployError as e:
             _fail(e.one_line(), e.exit_code)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM during an export (artifact.Terminated)
             click.echo("interrupted", err=True)
-            sys.exit(130)
+            sys.exit(128 + getattr(e, "signum", 2))
         except click.exceptions.Exit:
             raise
         except click.ClickException as e:  # click's own parsing: unknown option, not an integer, ...
@@ -74,6 +74,7 @@ def main():
       1  a bound or check failed (parity, eval, export's parity)
       2  usage or input error: bad flag, file or folder (one line names it and the fix)
       3  internal error: one line, and the traceback in a log file to report
+      130/143  interrupted (Ctrl-C / SIGTERM); an export leaves nothing partial
     """
     _quiet_converters()
 
@@ -165,10 +166,10 @@ def predict(image, model_name, weights, pretrained, num_classes, input_size, top
     from .models import check_input_size, default_input_size, load_model
     from .predict import predict as run
 
-    from .preprocess import load_rgb
+    from .images import load_image
 
     size = check_input_size(default_input_size(model_name, weights, pretrained) if input_size is None else input_size, model_name)
-    photo = load_rgb(image)  # a bad image fails before the model is built
+    photo = load_image(image)  # a bad image fails before the model is built
     model = load_model(model_name, weights, num_classes=num_classes, pretrained=pretrained)
     preds = run(photo, model, size, top)
     if as_json:
@@ -246,20 +247,24 @@ def _print_parity_table(rows: list[dict]) -> None:
 @click.option("--coreml-input", type=click.Choice(["image", "tensor"]), default="image", show_default=True, help="coreml input type.")
 @threads_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=str), required=True)
+@click.option("--keep-failed", is_flag=True, help="Keep an artifact whose parity failed (default: none is written, exit 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print one machine-readable summary.")
-def export(model_name, weights, pretrained, num_classes, target_name, precision, calib, calib_samples, input_size, layout, io, min_target, coreml_input, threads, out_dir, as_json):
+def export(
+    model_name, weights, pretrained, num_classes, target_name, precision, calib, calib_samples, input_size, layout, io, min_target, coreml_input, threads,
+    out_dir, keep_failed, as_json,
+):
     """Export a MobileViT and check the artifact against PyTorch."""
     from pathlib import Path
 
     from rich.console import Console
 
-    from .calibration import image_files
+    from .images import image_files
     from .models import check_input_size
 
     if input_size is not None:
         check_input_size(input_size, model_name)
     if calib is not None:
-        image_files(calib)  # an empty or missing folder is refused now, not after loading the model
+        image_files(calib, check=True)  # an empty folder or a bad file is refused now, not after loading the model
 
     from .export import export as run_export
     from .targets import ExportOptions, get_target
@@ -275,16 +280,21 @@ def export(model_name, weights, pretrained, num_classes, target_name, precision,
             model=model_name, target=name, out_dir=Path(out_dir), precision=prec, input_size=input_size,
             layout=layout if name == "tflite" else "nchw", weights=weights, pretrained=pretrained,
             num_classes=num_classes, min_target=ios, input_type=coreml_input, threads=threads,
-            calib=calib, calib_samples=calib_samples, io=io if name == "tflite" or target_name != "all" else "float",
+            calib=calib, calib_samples=calib_samples, io=io if name == "tflite" or target_name != "all" else "float", keep_failed=keep_failed,
         )
         with console.status(f"{name}: starting") as status:
             result = run_export(opts, on_step=lambda s, n=name: status.update(f"{n}: {s}"))
         results.append(result)
     rows = [{"artifact": str(r.artifact), **(r.manifest.get("parity") or {})} for r in results]
     if as_json:
-        _echo_json({"artifacts": [{"artifact": str(r.artifact), "manifest": str(r.manifest_path), "parity": r.manifest.get("parity")} for r in results]})
+        _echo_json({"artifacts": [
+            {"artifact": str(r.artifact), "manifest": str(r.manifest_path), "kept": r.kept, "parity": r.manifest.get("parity")} for r in results
+        ]})  # fmt: skip
     else:
         _print_parity_table(rows)
+        for r in results:
+            if not r.kept:
+                click.echo(f"{r.artifact.name}: parity failed, so no artifact was written (--keep-failed keeps it)", err=True)
     if any(r.get("passed") is False for r in rows):
         sys.exit(1)
 

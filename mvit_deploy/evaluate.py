@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import IMAGE_SUFFIXES, image_files
+from .images import image_files
 from .errors import UsageError
 from .labels import imagenet1k
 
@@ -51,8 +51,7 @@ def labeled_images(data: str | Path, labels: str | Path | None, num_classes: int
         if not out:
             raise UsageError(f"labels file {labels} has no entries", "one `path<TAB>label` line per image")
         return out
-    files = image_files(data)
-    return [(f, _class_index(f.parent.name, num_classes)) for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
+    return [(f, _class_index(f.parent.name, num_classes)) for f in image_files(data, check=True)]
 
 
 def topk_accuracy(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:

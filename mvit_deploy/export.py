@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__
-from .artifact import MANIFEST_SCHEMA, artifact_stem, manifest_path, staged, tree_bytes, tree_sha256, write_json_atomic
+from .artifact import (
+    MANIFEST_SCHEMA, artifact_stem, interruptible, manifest_path, output_folder, staged, sweep_staging, tree_bytes, tree_sha256, write_json_atomic,
+)
 from .errors import MvitDeployError
 from .parity import ParityReport, judge, parity_inputs, reference_logits
 from .targets import ExportOptions, get_target
@@ -29,6 +31,11 @@ class ExportResult:
     manifest_path: Path
     manifest: dict
     parity: ParityReport | None
+    kept: bool = True  # False: parity failed and the artifact was removed (ExportOptions.keep_failed keeps it)
+
+
+class _Discard(Exception):
+    """Leave the staged artifact unrenamed: ``staged`` then removes it."""
 
 
 def _versions(packages) -> dict[str, str]:
@@ -42,15 +49,30 @@ def _versions(packages) -> dict[str, str]:
 
 
 def export(opts: ExportOptions, on_step: Callable[[str], None] = lambda s: None, run_parity: bool = True) -> ExportResult:
-    """Export one artifact; its parity result is in the manifest (failed parity still writes both)."""
+    """Export one artifact; its parity result is in the manifest.
+
+    Failed parity writes nothing unless ``opts.keep_failed`` (the result says ``kept=False``).
+    Ctrl-C, SIGTERM or an error leave no staging entry, and no ``out_dir`` this call created;
+    entries a killed run left in ``out_dir`` are swept first.
+    """
+    with interruptible(), output_folder(Path(opts.out_dir)) as out:
+        sweep_staging(out)
+        return _export(opts, on_step, run_parity)
+
+
+def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: bool) -> ExportResult:
     import torch
 
     from .datasets import get_domain
+    from .images import image_files
     from .models import check_input_size, default_input_size, load_model
     from .runtimes import load_runner
 
     target = get_target(opts.target)
     target.validate(opts)
+    for folder in (opts.calib if opts.precision in QUANTIZED else None, opts.parity_images):
+        if folder is not None:
+            image_files(folder, check=True)  # a bad folder is refused before the model loads
     trained_size = default_input_size(opts.model, opts.weights, opts.pretrained)
     size = check_input_size(trained_size if opts.input_size is None else opts.input_size, opts.model)
     on_step(f"loading {opts.model}")
@@ -97,23 +119,28 @@ def export(opts: ExportOptions, on_step: Callable[[str], None] = lambda s: None,
     if opts.precision in QUANTIZED:
         calibration = calibration_inputs(pre, size, opts.calib, opts.calib_samples, model.domain)
         manifest["calibration"] = {"source": opts.calib or f"shipped {model.domain} calibration split", "samples": len(calibration)}
-    with staged(final) as tmp:
-        on_step(f"converting to {target.name} ({opts.precision})")
-        converted = target.convert(model, example, opts, tmp, calibration)
-        target.check(tmp)
-        manifest["input"].update(name=converted.input_name, **converted.input)
-        manifest["output"].update(name=converted.output_name, **converted.output)
-        report = None
-        if run_parity:
-            on_step(f"parity on {len(x)} photo crops")
-            try:
-                runner = load_runner(tmp, manifest, opts.threads)
-            except MvitDeployError as e:  # a runtime missing on this machine: say so, never pass
-                manifest["parity"] = {"passed": None, "skipped": e.one_line()}
-            else:
-                report = judge(final, target.name, opts.precision, reference_logits(model, x), runner(x), runner.runtime)
-                manifest["parity"] = report.to_dict()
-        manifest["sha256"] = tree_sha256(tmp)
-        manifest["bytes"] = tree_bytes(tmp)
+    try:
+        with staged(final) as tmp:
+            on_step(f"converting to {target.name} ({opts.precision})")
+            converted = target.convert(model, example, opts, tmp, calibration)
+            target.check(tmp)
+            manifest["input"].update(name=converted.input_name, **converted.input)
+            manifest["output"].update(name=converted.output_name, **converted.output)
+            report = None
+            if run_parity:
+                on_step(f"parity on {len(x)} photo crops")
+                try:
+                    runner = load_runner(tmp, manifest, opts.threads)
+                except MvitDeployError as e:  # a runtime missing on this machine: say so, never pass
+                    manifest["parity"] = {"passed": None, "skipped": e.one_line()}
+                else:
+                    report = judge(final, target.name, opts.precision, reference_logits(model, x), runner(x), runner.runtime)
+                    manifest["parity"] = report.to_dict()
+            manifest["sha256"] = tree_sha256(tmp)
+            manifest["bytes"] = tree_bytes(tmp)
+            if report is not None and not report.passed and not opts.keep_failed:
+                raise _Discard  # staged() removes it; a previous artifact at ``final`` stays as it was
+    except _Discard:
+        return ExportResult(final, manifest_path(final), manifest, report, kept=False)
     write_json_atomic(manifest_path(final), manifest)
     return ExportResult(final, manifest_path(final), manifest, report)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError
+from .images import load_image
 
 
 @dataclass(frozen=True)
@@ -30,24 +30,6 @@ class Preprocessing:
 
 
 _RESAMPLE = {"bilinear": 2, "bicubic": 3}  # PIL.Image.Resampling values
-
-
-def load_rgb(path: str | Path):
-    """Open an image file as an RGB PIL image, with a one-line error on failure."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if path.is_dir():
-        raise UsageError(f"{path} is a directory, not an image", "pass an image file (JPEG, PNG, ...)")
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except FileNotFoundError:
-        raise UsageError(f"image {path} does not exist", "check the path") from None
-    except Image.DecompressionBombError as e:  # Pillow's guard against images that decode to gigabytes
-        raise UsageError(f"image {path} is too large to decode safely ({e})", "downscale it first") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise UsageError(f"cannot read image {path}: {e}", "pass a JPEG or PNG file") from None
 
 
 def resize_center_crop(image, size: int, pre: Preprocessing):
@@ -75,5 +57,5 @@ def to_input(image, pre: Preprocessing) -> np.ndarray:
 def preprocess(image, size: int, pre: Preprocessing) -> np.ndarray:
     """Path or PIL image -> float32 [3, size, size] ready for the model."""
     if isinstance(image, (str, Path)):
-        image = load_rgb(image)
+        image = load_image(image)
     return to_input(resize_center_crop(image.convert("RGB"), size, pre), pre)

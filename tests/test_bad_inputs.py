@@ -4,6 +4,9 @@ Each case runs the console script under a memory cap, in an empty directory, and
 exit 2, exactly one line on stderr naming the problem, nothing on stdout, no traceback, and
 nothing written. All of them are refused before a model is built (the one exception, overflowing
 weights, builds the 1.3 M-parameter XXS), so the corpus stays fast.
+
+Below the corpus: the one image loader's rule per mode (16-bit, alpha, palette, CMYK, animated,
+EXIF), and exports that are interrupted or fail parity leaving nothing behind.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_cli
-from mvit_deploy.artifact import MANIFEST_SCHEMA
+from mvit_deploy.artifact import MANIFEST_SCHEMA, tree_sha256
 from mvit_deploy.bench.local import SCHEMA as BENCH_SCHEMA
 from mvit_deploy.models.hub import WEIGHTS_DIR
 
@@ -68,6 +71,27 @@ def _png_header(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
+def _images(d: Path) -> None:
+    """Image files and folders the one image loader must refuse by name."""
+    from PIL import Image
+
+    good = Image.new("RGB", (64, 64), (200, 30, 30))
+    Image.new("RGB", (8, 8)).save(d / "tiny.png")
+    Image.new("F", (64, 64)).save(d / "float.tif")
+    good.save(d / "good.png")
+    (d / "truncated.png").write_bytes((d / "good.png").read_bytes()[:60])
+    for folder in ("calib-corrupt", "calib-tiny"):  # one good image, then one bad one: the bad one is named
+        (d / folder).mkdir()
+        good.save(d / folder / "a-good.jpg")
+    (d / "calib-corrupt" / "not-an-image.jpg").write_text("a text file wearing a .jpg suffix\n")
+    Image.new("RGB", (8, 8)).save(d / "calib-tiny" / "tiny.png")
+    (d / "labeled" / "3").mkdir(parents=True)
+    good.save(d / "labeled" / "3" / "good.png")
+    (d / "labeled" / "3" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    (d / "gif-only").mkdir()
+    good.save(d / "gif-only" / "only.gif")
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     """The bad files, made once: artifacts beside sidecars that are not theirs, broken JSON, images and weights."""
@@ -100,6 +124,14 @@ def corpus(tmp_path_factory) -> Path:
     (d / "binary.json").write_bytes(b"\xff\xfe" + rng.bytes(100))
 
     (d / "bomb.png").write_bytes(_png_header(20000, 20000))
+    (d / "big.png").write_bytes(_png_header(10000, 10000))  # between Pillow's warning and its error
+    _images(d)
+    (d / "random.pt").write_bytes(rng.bytes(4096))
+    (d / "random.bin").write_bytes(rng.bytes(4096))
+    # artifacts whose sidecar matches their bytes, so parity / eval get as far as reading images
+    for name in ("matching.onnx",):
+        (d / name).write_bytes(rng.bytes(1000))
+        (d / name).with_suffix(".json").write_text(json.dumps(_sidecar(name, sha256=tree_sha256(d / name))))
     (d / "not-an-image.jpg").write_text("a text file wearing a .jpg suffix\n")
     (d / "empty.png").write_bytes(b"")
     (d / "empty-folder").mkdir()
@@ -129,7 +161,14 @@ CASES = [
     pytest.param(["predict", PHOTO, "--top", "-2"], "--top -2 is out of range", id="predict-top-negative"),
     pytest.param(["predict", PHOTO, "--top", "abc"], "'abc' is not a valid integer", id="predict-top-text"),
     pytest.param(["predict", PHOTO, "--num-classes", "0"], "--num-classes 0 is out of range", id="predict-num-classes-0"),
-    pytest.param(["predict", "{d}/bomb.png"], "too large to decode safely", id="predict-decompression-bomb"),
+    pytest.param(["predict", "{d}/bomb.png"], "too large to decode safely: 400,000,000 pixels, the limit is 89,478,485", id="predict-decompression-bomb"),
+    pytest.param(["predict", "{d}/big.png"], "10000 x 10000 = 100,000,000 pixels, the limit is 89,478,485", id="predict-above-pixel-limit"),
+    pytest.param(["predict", "{d}/tiny.png"], "is 8 x 8 pixels, smaller than 16 on a side", id="predict-tiny-image"),
+    pytest.param(["predict", "{d}/float.tif"], "floating-point pixels (mode F)", id="predict-float-image"),
+    pytest.param(["predict", "{d}/truncated.png"], "cannot read image", id="predict-truncated-png"),
+    pytest.param(["predict", "{d}/gif-only"], "is a directory, not an image", id="predict-folder-as-image"),
+    pytest.param(["predict", PHOTO, "--weights", "{d}/random.pt"], "not a PyTorch checkpoint (neither a zip archive nor a pickle)", id="predict-random-pt"),
+    pytest.param(["predict", PHOTO, "--weights", "{d}/random.bin"], "not a PyTorch checkpoint (neither a zip archive nor a pickle)", id="predict-random-bin"),
     pytest.param(["predict", "{d}/not-an-image.jpg"], "cannot read image", id="predict-text-as-jpg"),
     pytest.param(["predict", "{d}/empty.png"], "cannot read image", id="predict-empty-png"),
     pytest.param(["predict", "{d}/missing.jpg"], "does not exist", id="predict-missing-image"),
@@ -148,6 +187,9 @@ CASES = [
     pytest.param(["export", "--target", "onnx", "--precision", "int8", "--calib", "{d}/empty-folder", "--out", "{out}"], "no images in", id="export-calib-empty"),
     pytest.param(["export", "--target", "onnx", "--precision", "int8", "--calib", "{d}/text-only", "--out", "{out}"], "no images in", id="export-calib-no-images"),
     pytest.param(["export", "--target", "onnx", "--precision", "int8", "--calib", "{d}/nowhere", "--out", "{out}"], "is not a directory", id="export-calib-missing"),
+    pytest.param(["export", "--target", "onnx", "--precision", "int8", "--calib", "{d}/calib-corrupt", "--out", "{out}"], "calib-corrupt/not-an-image.jpg", id="export-calib-corrupt-file"),
+    pytest.param(["export", "--target", "onnx", "--precision", "int8", "--calib", "{d}/calib-tiny", "--out", "{out}"], "calib-tiny/tiny.png is 8 x 8 pixels", id="export-calib-tiny-file"),
+    pytest.param(["export", "--target", "onnx", "--weights", "{d}/random.pt", "--out", "{out}"], "not a PyTorch checkpoint", id="export-random-pt"),
     pytest.param(["export", "--target", "onnx", "--precision", "fp16", "--out", "{out}"], "onnx does not export precision fp16", id="export-onnx-fp16"),
     pytest.param(["export", "--target", "bogus", "--out", "{out}"], "Invalid value for '--target'", id="export-unknown-target"),
     pytest.param(["export", "--target", "onnx"], "Missing option '--out'", id="export-no-out"),
@@ -166,11 +208,16 @@ CASES = [
     pytest.param(["parity", "{d}/random.onnx", "--threads", "0"], "--threads 0 is out of range", id="parity-threads-0"),
     pytest.param(["parity", "{d}/random.onnx", "--weights", "{d}/does-not-exist.safetensors"], "does not exist", id="parity-missing-weights"),
     pytest.param(["parity", "{d}/random.onnx", "--junit-xml", "{out}/parity.xml"], "does not match its manifest", id="parity-junit-not-written"),
+    pytest.param(["parity", "{d}/matching.onnx", "--images", "{d}/calib-corrupt"], "calib-corrupt/not-an-image.jpg", id="parity-images-corrupt-file"),
+    pytest.param(["parity", "{d}/matching.onnx", "--images", "{d}/text-only"], "no images in", id="parity-images-none"),
+    pytest.param(["parity", "{d}/matching.onnx", "--images", "{d}/calib-tiny"], "smaller than 16 on a side", id="parity-images-tiny"),
     # eval
     pytest.param(["eval", "{d}/random.onnx", "--n", "0"], "--n 0 is out of range", id="eval-n-0"),
     pytest.param(["eval", "{d}/random.onnx", "--data", "fashion-mnist:subset"], "does not match its manifest", id="eval-random-onnx"),
     pytest.param(["eval", "{d}/empty.tflite", "--threads", "-1"], "--threads -1 is out of range", id="eval-threads-negative"),
     pytest.param(["eval", "{d}/other.onnx"], "this manifest is not this artifact's", id="eval-other-models-manifest"),
+    pytest.param(["eval", "{d}/matching.onnx", "--data", "{d}/labeled"], "labeled/3/broken.png", id="eval-data-corrupt-file"),
+    pytest.param(["eval", "{d}/matching.onnx", "--data", "{d}/text-only"], "no images in", id="eval-data-no-images"),
     # bench
     pytest.param(["bench", "{d}/random.onnx"], "does not match its manifest", id="bench-random-onnx"),
     pytest.param(["bench", "{d}/empty.tflite"], "does not match its manifest", id="bench-empty-tflite"),
@@ -279,3 +326,210 @@ def test_a_sidecar_copied_with_its_renamed_artifact_still_reads(tmp_path):
     art.write_bytes(b"not a real model, but the bytes the manifest was written for")
     (tmp_path / "renamed.json").write_text(json.dumps(_sidecar("mobilevit_xxs-onnx-fp32.onnx", sha256=tree_sha256(art))))
     assert read_manifest(art)["model"] == "mobilevit_xxs"
+
+
+# ---- the one image loader (mvit_deploy/images.py): every mode decodes to the picture it shows ----
+
+
+def test_16_bit_greyscale_decodes_to_the_same_input_as_its_8_bit_version(tmp_path):
+    """Pillow's own convert("L") clips 16-bit values to 255 (an all-white image); the loader scales them."""
+    from PIL import Image
+
+    from mvit_deploy.models.config import HF_PREPROCESSING
+    from mvit_deploy.preprocess import preprocess
+
+    ramp = np.tile(np.arange(256, dtype=np.uint8), (256, 1))  # [256, 256] left-to-right gradient
+    Image.fromarray(ramp, "L").save(tmp_path / "g8.png")
+    Image.fromarray(ramp.astype(np.uint16) * 257).save(tmp_path / "g16.png")  # 0..65535, the same picture
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    x8, x16 = (preprocess(tmp_path / f, 64, HF_PREPROCESSING) for f in ("g8.png", "g16.png"))
+    np.testing.assert_array_equal(x8, x16)
+    assert x16.max() - x16.min() > 0.8 and 0.45 < x16.mean() < 0.55  # a ramp (less the crop), not a white square
+
+
+@pytest.mark.parametrize(
+    "mode, make, expected",
+    [
+        ("RGBA transparent", lambda I: I.new("RGBA", (32, 32), (255, 0, 0, 0)), (255, 255, 255)),  # alpha on white
+        ("RGBA opaque", lambda I: I.new("RGBA", (32, 32), (255, 0, 0, 255)), (255, 0, 0)),
+        ("LA half", lambda I: I.new("LA", (32, 32), (0, 128)), (127, 127, 127)),
+        ("CMYK", lambda I: I.new("CMYK", (32, 32), (0, 255, 255, 0)), (255, 0, 0)),
+        ("I;16 mid grey", lambda I: I.new("I;16", (32, 32), 32896), (128, 128, 128)),
+        ("1 bit", lambda I: I.new("1", (32, 32), 1), (255, 255, 255)),
+    ],
+)
+def test_every_image_mode_becomes_the_rgb_it_shows(mode, make, expected):
+    from PIL import Image
+
+    from mvit_deploy.images import to_rgb
+
+    rgb = to_rgb(make(Image))
+    assert rgb.mode == "RGB" and tuple(np.asarray(rgb)[0, 0]) == expected, (mode, np.asarray(rgb)[0, 0])
+
+
+def test_palette_transparency_animation_and_exif_rotation(tmp_path):
+    from PIL import Image
+
+    from mvit_deploy.images import load_image
+
+    pal = Image.new("P", (32, 32), 0)
+    pal.putpalette([0, 0, 255] * 256)
+    pal.save(tmp_path / "p.gif", transparency=0)
+    assert tuple(np.asarray(load_image(tmp_path / "p.gif"))[0, 0]) == (255, 255, 255)  # transparent index on white
+    frames = [Image.new("RGB", (32, 32), c) for c in ((255, 0, 0), (0, 255, 0))]
+    for suffix in ("gif", "webp"):
+        frames[0].save(tmp_path / f"anim.{suffix}", save_all=True, append_images=frames[1:], lossless=True)
+        assert tuple(np.asarray(load_image(tmp_path / f"anim.{suffix}"))[0, 0]) == (255, 0, 0), suffix  # the first frame
+    wide = Image.new("RGB", (40, 20), (0, 0, 0))
+    exif = wide.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    wide.save(tmp_path / "rot.jpg", exif=exif)
+    assert load_image(tmp_path / "rot.jpg").size == (20, 40)
+
+
+def test_folder_scanning_and_the_single_file_loader_accept_the_same_suffixes(tmp_path):
+    from PIL import Image
+
+    from mvit_deploy.images import IMAGE_SUFFIXES, image_files, load_image
+
+    for suffix in IMAGE_SUFFIXES:
+        Image.new("RGB", (32, 32), (1, 2, 3)).save(tmp_path / f"img{suffix}")
+        assert load_image(tmp_path / f"img{suffix}").size == (32, 32)
+    (tmp_path / "._img.jpg").write_bytes(b"macOS resource fork")  # hidden: skipped, not refused
+    assert [p.suffix for p in image_files(tmp_path, check=True)] == sorted(IMAGE_SUFFIXES, key=lambda s: f"img{s}")
+    only_gif = tmp_path / "gif-only"
+    only_gif.mkdir()
+    Image.new("RGB", (32, 32)).save(only_gif / "a.gif")
+    assert image_files(only_gif) == [only_gif / "a.gif"]
+
+
+# ---- interrupted exports: nothing partial left behind ----
+
+
+def test_a_stale_staging_entry_of_a_dead_process_is_swept(tmp_path):
+    import os
+    import subprocess
+    import time
+
+    from mvit_deploy.artifact import sweep_staging
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # its pid now names no running process (reuse within the test is harmless: then nothing is swept)
+    old = time.time() - 3600
+    stale = tmp_path / f".mobilevit_xxs-onnx-fp32.onnx.tmp-{dead.pid}-abc123"
+    stale.mkdir()
+    (stale / "mobilevit_xxs-onnx-fp32.onnx").write_bytes(b"half an artifact")
+    legacy = tmp_path / ".mobilevit_xxs-onnx-fp32.json.tmp-k2j4h5"  # before pids were in the name
+    legacy.write_text("{}")
+    live = tmp_path / f".other.onnx.tmp-{os.getppid()}-xyz"  # a running process's: kept even if old
+    live.mkdir()
+    fresh = tmp_path / f".new.onnx.tmp-{dead.pid}-new"  # written after this process started: kept
+    fresh.mkdir()
+    mine = [tmp_path / ".hidden-notes.tmp", tmp_path / "model.onnx.tmp-1-a", tmp_path / "result.onnx"]  # not our names
+    for p in mine:
+        p.write_text("user data")
+    for p in (stale, legacy, live, *mine):
+        os.utime(p, (old, old))
+    removed = sweep_staging(tmp_path, started=time.time() - 60)
+    assert sorted(removed) == sorted([stale, legacy])
+    assert not stale.exists() and not legacy.exists() and live.exists() and fresh.exists() and all(p.exists() for p in mine)
+
+
+def test_output_folder_created_by_a_failed_run_is_removed(tmp_path):
+    from mvit_deploy.artifact import output_folder
+
+    with pytest.raises(RuntimeError), output_folder(tmp_path / "new"):
+        raise RuntimeError("conversion failed")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(RuntimeError), output_folder(tmp_path / "kept"):
+        raise RuntimeError("conversion failed")
+    assert (tmp_path / "kept").is_dir(), "a folder the user made is never removed"
+
+
+@pytest.mark.parametrize("signame, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_an_interrupted_export_leaves_nothing(signame, code, tmp_path):
+    """Ctrl-C or SIGTERM while the converter writes into its staging folder: exit 128+n, no staging, no --out."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    exe = Path(sys.executable).with_name("mvit-deploy")
+    proc = subprocess.Popen(
+        [str(exe), "export", "--target", "onnx", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not list(out.glob(".*.tmp-*")):
+        time.sleep(0.05)
+    assert proc.poll() is None, f"export ended before it could be interrupted: {proc.communicate()[1][-500:]}"
+    time.sleep(0.5)  # the converter is at work
+    proc.send_signal(getattr(signal, signame))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err[-1000:]
+    assert "Traceback" not in err and err.strip().endswith("interrupted")
+    assert not out.exists(), f"left behind: {sorted(p.name for p in out.rglob('*'))}"
+
+
+def test_a_failed_export_keeps_no_artifact_unless_asked(monkeypatch, tmp_path):
+    """Parity FAIL: nothing written (and no --out this run created), unless keep_failed."""
+    from mvit_deploy import runtimes
+    from mvit_deploy.export import export
+    from mvit_deploy.targets import ExportOptions, get_target
+    from mvit_deploy.targets.base import Converted
+
+    target = type(get_target("onnx"))
+
+    def fake_convert(self, model, example, opts, dest, calibration=None):
+        dest.write_bytes(b"a converted model")
+        return Converted()
+
+    class WrongRunner:
+        runtime = "fake"
+
+        def __call__(self, x):
+            return np.random.default_rng(0).normal(size=(len(x), 10)).astype(np.float32)
+
+    monkeypatch.setattr(target, "convert", fake_convert)
+    monkeypatch.setattr(target, "check", lambda self, path: None)
+    monkeypatch.setattr(runtimes, "load_runner", lambda path, manifest, threads=None: WrongRunner())
+    opts = ExportOptions(model="mobilevit_xxs", target="onnx", out_dir=tmp_path / "out", pretrained="fashion", parity_n=4)  # shipped: loads fast
+    result = export(opts)
+    assert not result.kept and not result.parity.passed
+    assert not (tmp_path / "out").exists()
+    kept = export(opts.with_(keep_failed=True))
+    assert kept.kept and kept.artifact.read_bytes() == b"a converted model" and kept.manifest_path.exists()
+    assert json.loads(kept.manifest_path.read_text())["parity"]["passed"] is False
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mobilevit_xxs-onnx-fp32.json", "mobilevit_xxs-onnx-fp32.onnx"]
+
+
+def test_hub_weights_not_cached_fail_fast_when_offline_or_unreachable(monkeypatch, tmp_path):
+    import socket
+    import time
+
+    from huggingface_hub import constants
+
+    from mvit_deploy.errors import CheckpointError
+    from mvit_deploy.models import hub
+    from mvit_deploy.models.config import get_spec
+
+    source = get_spec("mobilevit_xxs").source("hf")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(CheckpointError, match="not in the Hugging Face cache and HF_HUB_OFFLINE is set.*hf download apple/mobilevit-xx-small"):
+        hub.download(source)
+
+    def no_route(*args, **kwargs):
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(socket, "create_connection", no_route)
+    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    start = time.monotonic()
+    with pytest.raises(CheckpointError, match="huggingface.co cannot be reached \\(Network is unreachable\\)"):
+        hub.download(source)
+    assert time.monotonic() - start < 2.0

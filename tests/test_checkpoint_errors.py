@@ -42,6 +42,10 @@ def _bad_files(tmp_path, hf_xxs_file):
     directory = tmp_path / "hf_dir"
     directory.mkdir()
     (directory / "model.safetensors").write_bytes(hf_xxs_file.read_bytes())
+    evil_proto0 = tmp_path / "evil0.pt"
+    evil_proto0.write_bytes(pickle.dumps({"stem.conv.weight": Payload()}, protocol=0))  # torch fails on its opcodes first
+    random_pt = tmp_path / "random.pt"
+    random_pt.write_bytes(bytes(range(256)) * 16)
     not_mvit = tmp_path / "other.safetensors"
     save_file({"fc.weight": torch.zeros(2, 2)}, str(not_mvit))
     return {
@@ -49,6 +53,8 @@ def _bad_files(tmp_path, hf_xxs_file):
         "truncated torch zip": (truncated_pt, "truncated or corrupt"),
         "pickle with __reduce__": (evil, "carries code"),
         "torch.save'd object with code": (evil_zip, "carries code"),
+        "protocol-0 pickle with code": (evil_proto0, "carries code"),
+        "random bytes named .pt": (random_pt, "not a PyTorch checkpoint"),  # (neither a zip archive nor a pickle)
         "directory": (directory, "is a directory"),
         "not MobileViT": (not_mvit, "not a MobileViT checkpoint"),
         "missing file": (tmp_path / "nope.safetensors", "does not exist"),
@@ -61,6 +67,8 @@ CASES = [
     "truncated torch zip",
     "pickle with __reduce__",
     "torch.save'd object with code",
+    "protocol-0 pickle with code",
+    "random bytes named .pt",
     "directory",
     "not MobileViT",
     "missing file",
@@ -105,3 +113,18 @@ def test_partial_checkpoint_lists_missing_keys_and_layout(tmp_path, hf_xxs_file)
     save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
     with pytest.raises(CheckpointError, match=r"detected layout: hf.*missing: stages\.4"):
         load_model("mobilevit_xxs", path)
+
+
+def test_state_dict_under_a_prefix_beside_other_tensors_loads(tmp_path):
+    """tests/fixtures holds timm's state dict under ``model.`` beside reference pixels and logits."""
+    from safetensors.torch import load_file
+
+    from conftest import FIXTURES
+    from mvit_deploy.models.checkpoints import load_checkpoint
+
+    bundle = load_file(str(FIXTURES / "timm_mobilevit_xxs.safetensors"))
+    ckpt = load_checkpoint(FIXTURES / "timm_mobilevit_xxs.safetensors")
+    assert ckpt.layout == "timm"
+    assert set(ckpt.state_dict) == {k[len("model.") :] for k in bundle if k.startswith("model.")}
+    model = load_model("mobilevit_xxs", FIXTURES / "timm_mobilevit_xxs.safetensors")
+    torch.testing.assert_close(model.state_dict()["stem.conv.weight"], bundle["model.stem.conv.weight"].float())

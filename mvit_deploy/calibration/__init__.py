@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
-from ..preprocess import Preprocessing, load_rgb, preprocess, resize_center_crop, to_input
+from ..images import image_files, load_image
+from ..preprocess import Preprocessing, preprocess, resize_center_crop, to_input
 
 PHOTO_DIR = Path(__file__).parent / "photos"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 @dataclass(frozen=True)
@@ -32,17 +31,6 @@ def shipped_photos(split: str | None = None) -> list[Photo]:
     manifest = json.loads((PHOTO_DIR / "manifest.json").read_text())
     photos = [Photo(PHOTO_DIR / p["file"], p["split"], p["license"], p["description"]) for p in manifest["photos"]]
     return [p for p in photos if split is None or p.split == split]
-
-
-def image_files(directory: str | Path) -> list[Path]:
-    """Image files in a user's directory, sorted, with a one-line error when there are none."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise UsageError(f"{directory} is not a directory", "pass a folder of JPEG/PNG images")
-    files = sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise UsageError(f"no images in {directory}", f"put {', '.join(IMAGE_SUFFIXES)} files there")
-    return files
 
 
 def _random_crop(image, size: int, rng: np.random.Generator, pre: Preprocessing):
@@ -71,7 +59,7 @@ def photo_inputs(
     rng = np.random.default_rng(seed)
     out = []
     for path in paths:
-        image = load_rgb(path)
+        image = load_image(path)
         out.append(preprocess(image, size, pre))
         for _ in range(crops_per_photo - 1):
             out.append(to_input(_random_crop(image, size, rng, pre), pre))
@@ -79,4 +67,4 @@ def photo_inputs(
     return batch[:limit] if limit else batch
 
 
-__all__ = ["PHOTO_DIR", "Photo", "image_files", "photo_inputs", "resize_center_crop", "shipped_photos"]
+__all__ = ["PHOTO_DIR", "Photo", "photo_inputs", "resize_center_crop", "shipped_photos"]

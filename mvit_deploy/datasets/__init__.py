@@ -42,7 +42,8 @@ class Domain:
 
     def calibration_inputs(self, size: int, pre: Preprocessing, images: str | Path | None = None, samples: int = 64) -> np.ndarray:
         """Calibration inputs, disjoint from the parity set (shipped split, or the user's folder)."""
-        from ..calibration import image_files, photo_inputs, shipped_photos
+        from ..calibration import photo_inputs, shipped_photos
+        from ..images import image_files
 
         if samples < 1:
             raise UsageError(f"--calib-samples {samples} is not positive", "use e.g. 64")

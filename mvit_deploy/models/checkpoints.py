@@ -8,6 +8,7 @@ projections are brought to our fused ``qkv``.
 from __future__ import annotations
 
 import hashlib
+import pickletools
 import re
 import zipfile
 from dataclasses import dataclass
@@ -124,22 +125,56 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({e})", "re-download or re-save it") from None
 
 
+# Opcodes that import or call a Python object: the only way a pickle runs code.
+_CALLING_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}
+
+
+def _pickle_opcodes(head: bytes) -> list[str] | None:
+    """Opcode names of the pickles these first bytes of a file hold, or None when they do not start one."""
+    import io
+
+    stream, names = io.BytesIO(head), []
+    try:
+        while stream.tell() < len(head):
+            for op, _, _ in pickletools.genops(stream):  # one pickle, up to its STOP
+                names.append(op.name)
+    except Exception:  # an unknown opcode, or the data ends mid-opcode (we read only the head)
+        pass
+    started = len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5  # PROTO n: every torch.save since 2017
+    return names if started or "STOP" in names else None
+
+
+def _zip_pickle_head(path: Path) -> bytes:
+    """The first bytes of the pickle inside a torch.save zip (``<name>/data.pkl``)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            name = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+            return z.open(name).read(1 << 16) if name else b""
+    except (zipfile.BadZipFile, OSError):
+        return b""
+
+
 def _read_torch(path: Path) -> dict[str, torch.Tensor]:
     with open(path, "rb") as f:
-        is_zip_header = f.read(4) == b"PK\x03\x04"
-    if is_zip_header and not zipfile.is_zipfile(path):  # torch.save's zip lost its central directory
+        head = f.read(1 << 16)
+    is_zip = head[:4] == b"PK\x03\x04"
+    if is_zip and not zipfile.is_zipfile(path):  # torch.save's zip lost its central directory
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt", "re-download or re-save it")
+    opcodes = _pickle_opcodes(_zip_pickle_head(path) if is_zip else head)
+    if not is_zip and opcodes is None:
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither a zip archive nor a pickle)", "pass a file torch.save wrote; re-download it if it is corrupt")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError depending on the damage
         msg = str(e)
-        if "Weights only load failed" in msg or "Unsupported global" in msg or "Unsupported operand" in msg:
+        # torch names the non-allowlisted global; an old-protocol pickle fails earlier on its GLOBAL opcode
+        if "unsupported global" in msg.lower() or ("Weights only load failed" in msg and _CALLING_OPCODES & set(opcodes or ())):
             raise CheckpointError(
                 f"refusing to load {path}: it is a pickle that carries code, not only tensors",
                 "convert it to .safetensors from a trusted environment",
             ) from None
-        if isinstance(e, (EOFError, OSError, zipfile.BadZipFile)) or "PytorchStreamReader" in msg or "truncated" in msg.lower():
-            raise CheckpointError(f"checkpoint {path} is truncated or corrupt", "re-download or re-save it") from None
+        if isinstance(e, (EOFError, OSError, zipfile.BadZipFile)) or "PytorchStreamReader" in msg or "truncated" in msg.lower() or "Weights only load failed" in msg:
+            raise CheckpointError(f"checkpoint {path} is truncated or corrupt (not a readable PyTorch checkpoint)", "re-download or re-save it") from None
         raise CheckpointError(f"cannot read checkpoint {path}: {msg.splitlines()[0][:200]}", "re-save it as .safetensors") from None
     return _unwrap(obj, path)
 
@@ -200,6 +235,12 @@ def _fuse_qkv(state_dict: dict) -> dict:
 def to_our_layout(raw: dict, source: str) -> tuple[dict, str]:
     raw = strip_wrappers(raw)
     layout = detect_layout(raw)
+    if layout is None:  # a state dict under one prefix beside other tensors (EMA copies, reference logits)
+        for prefix in ("module.", "model.", "encoder."):
+            inner = {k[len(prefix) :]: v for k, v in raw.items() if k.startswith(prefix)}
+            if detect_layout(inner) is not None:
+                raw, layout = inner, detect_layout(inner)
+                break
     if layout is None:
         sample = ", ".join(sorted(raw)[:3])
         raise CheckpointError(

@@ -34,6 +34,8 @@ class ExportOptions:
     calib: str | None = None  # int8: a directory of the user's images; None: the shipped calib photos
     calib_samples: int = 64  # int8: calibration crops drawn (deterministically)
     io: str = "float"  # tflite int8: float I/O (quantize inside) | int8 I/O (camera pipelines feeding int8)
+    keep_failed: bool = False  # keep an artifact whose parity failed (to inspect it); by default none is written
+    keep_failed: bool = False  # keep an artifact whose parity failed (to inspect it); by default it is removed
 
     def with_(self, **kw) -> "ExportOptions":
         return replace(self, **kw)
