@@ -110,9 +110,11 @@ def staged(final: Path):
     """Yield a temporary path beside ``final``; only a clean exit renames it into place.
 
     A crash, an exception, Ctrl-C or (inside ``interruptible``) SIGTERM removes the staging
-    entry; a SIGKILL leaves a ``.<name>.tmp-<pid>-*`` entry that ``sweep_staging`` removes later.
+    entry; a SIGKILL leaves a ``.<name>.tmp-<pid>-*`` entry, which the next write of the same
+    ``final`` (and ``sweep_staging``, for a whole export folder) removes.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
+    sweep_staging(final.parent, only=final.name)
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{final.name}{STAGING_MARK}{os.getpid()}-", dir=final.parent))
     tmp = tmpdir / final.name
     try:
@@ -144,10 +146,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def sweep_staging(folder: Path, started: float | None = None) -> list[Path]:
+def sweep_staging(folder: Path, started: float | None = None, only: str | None = None) -> list[Path]:
     """Remove staging entries a killed run left in ``folder``: only our ``.….tmp-*`` names, older than this process.
 
     An entry naming a live process (its pid) is kept even if older: another export may be writing it.
+    ``only``: just the entries staged for this final name.
     """
     folder = Path(folder)
     started = _process_start_time() if started is None else started
@@ -155,6 +158,8 @@ def sweep_staging(folder: Path, started: float | None = None) -> list[Path]:
     if not folder.is_dir():
         return removed
     for entry in folder.iterdir():
+        if only is not None and not entry.name.startswith(f".{only}{STAGING_MARK}"):
+            continue
         m = _STAGING.match(entry.name)
         if not m or (m.group(1) and (int(m.group(1)) == os.getpid() or _alive(int(m.group(1))))):
             continue

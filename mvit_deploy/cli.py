@@ -24,11 +24,14 @@ class _Group(click.Group):
             _fail(f"{e.format_message()} — see `mvit-deploy --help`", 2)
 
     def invoke(self, ctx):
+        from .artifact import interruptible
+
         try:
-            return super().invoke(ctx)
+            with interruptible():  # SIGTERM unwinds like Ctrl-C: every staged write removes its staging entry
+                return super().invoke(ctx)
         except MvitDeployError as e:
             _fail(e.one_line(), e.exit_code)
-        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM during an export (artifact.Terminated)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (artifact.Terminated)
             click.echo("interrupted", err=True)
             sys.exit(128 + getattr(e, "signum", 2))
         except click.exceptions.Exit:
@@ -74,7 +77,7 @@ def main():
       1  a bound or check failed (parity, eval, export's parity)
       2  usage or input error: bad flag, file or folder (one line names it and the fix)
       3  internal error: one line, and the traceback in a log file to report
-      130/143  interrupted (Ctrl-C / SIGTERM); an export leaves nothing partial
+      130/143  interrupted (Ctrl-C / SIGTERM); nothing partial is left behind
     """
     _quiet_converters()
 

@@ -6,7 +6,7 @@ import html
 import math
 from pathlib import Path
 
-from .artifact import parse_json, staged
+from .artifact import output_folder, parse_json, staged
 from .bench.local import SCHEMA
 from .errors import UsageError
 
@@ -206,10 +206,10 @@ th {{ background: #eef2f7; }}
 def write_report(result_files, out_dir) -> tuple[Path, Path]:
     runs = load_results(result_files)
     table = rows(runs)
-    out_dir = Path(out_dir)
-    md, page = out_dir / "report.md", out_dir / "report.html"
-    with staged(md) as tmp:
-        tmp.write_text(markdown(table))
-    with staged(page) as tmp:
-        tmp.write_text(html_report(table, runs))
+    with output_folder(Path(out_dir)) as out:  # a run that fails leaves no folder it created
+        md, page = out / "report.md", out / "report.html"
+        with staged(md) as tmp:
+            tmp.write_text(markdown(table))
+        with staged(page) as tmp:
+            tmp.write_text(html_report(table, runs))
     return md, page

@@ -258,6 +258,8 @@ def test_bad_input_is_refused_in_one_line(args, message, corpus, tmp_path):
     assert "Traceback" not in result.stdout + result.stderr
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert message in result.stderr, result.stderr
+    problem, _, fix = result.stderr.partition(" — ")
+    assert len(fix.split()) >= 2, f"the message names no fix: {result.stderr}"
     assert result.stdout == ""
     assert not out.exists() or not any(out.iterdir()), f"left behind: {sorted(p.name for p in out.iterdir())}"
     assert [p.name for p in tmp_path.iterdir() if p.name != "out"] == [], "wrote into the working directory"
@@ -433,6 +435,46 @@ def test_a_stale_staging_entry_of_a_dead_process_is_swept(tmp_path):
     removed = sweep_staging(tmp_path, started=time.time() - 60)
     assert sorted(removed) == sorted([stale, legacy])
     assert not stale.exists() and not legacy.exists() and live.exists() and fresh.exists() and all(p.exists() for p in mine)
+
+
+def test_a_write_sweeps_stale_staging_of_the_same_file_only(tmp_path):
+    """bench --json, parity --junit-xml and report go through ``staged``: a SIGKILLed write of the same file is swept."""
+    import os
+    import subprocess
+    import time
+
+    from mvit_deploy.artifact import staged
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    old = time.time() - 3600
+    stale = tmp_path / f".bench.json.tmp-{dead.pid}-abc123"
+    stale.mkdir()
+    other = tmp_path / f".report.md.tmp-{dead.pid}-abc123"  # another file's: left for its own next write
+    other.mkdir()
+    for p in (stale, other):
+        os.utime(p, (old, old))
+    with staged(tmp_path / "bench.json") as tmp:
+        tmp.write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "bench.json"]
+
+
+def test_sigterm_during_a_staged_write_removes_the_staging_entry(tmp_path):
+    """Every command runs inside ``interruptible``: SIGTERM unwinds through ``staged`` like Ctrl-C."""
+    import os
+    import signal
+
+    from mvit_deploy.artifact import Terminated, interruptible, staged
+
+    final = tmp_path / "report.html"
+    with pytest.raises(Terminated) as e, interruptible(), staged(final) as tmp:
+        tmp.write_text("half a report")
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # the handler runs at the next bytecode boundary
+            pass
+    assert e.value.signum == signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, "the previous handler is restored"
 
 
 def test_output_folder_created_by_a_failed_run_is_removed(tmp_path):
