@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from mvit_deploy.calibration import photo_inputs
-    from mvit_deploy.coreml_exec import MILExecutor
+    from mvit_deploy.targets.coreml_exec import MILExecutor
     from mvit_deploy.export import export
     from mvit_deploy.targets import ExportOptions
 

@@ -83,7 +83,7 @@ def main() -> None:
     from mvit_deploy import load_model
     from mvit_deploy.export import export
     from mvit_deploy.models.card import count
-    from mvit_deploy.runtimes import _tflite_interpreter
+    from mvit_deploy.targets.tflite import interpreter_class
     from mvit_deploy.targets import ExportOptions
 
     torch.set_num_threads(args.threads)
@@ -98,7 +98,7 @@ def main() -> None:
         return lambda x: s.run(None, {name: x})
 
     def tfl_run(path):
-        it = _tflite_interpreter()(model_path=str(path), num_threads=args.threads)
+        it = interpreter_class()(model_path=str(path), num_threads=args.threads)
         it.allocate_tensors()
         inp, out = it.get_input_details()[0], it.get_output_details()[0]
 

@@ -15,17 +15,12 @@ import numpy as np
 
 
 def stock_ort_int8(fp32: Path, out: Path, calibration: np.ndarray) -> Path:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+    from onnxruntime.quantization import QuantFormat, quantize_static
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self._it = iter({"image": calibration[i : i + 1]} for i in range(len(calibration)))
-
-        def get_next(self):
-            return next(self._it, None)
+    from mvit_deploy.targets.onnx import calibration_reader
 
     with contextlib.redirect_stdout(io.StringIO()):
-        quantize_static(str(fp32), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
+        quantize_static(str(fp32), str(out), calibration_reader(calibration), quant_format=QuantFormat.QDQ, per_channel=True)
     return out
 
 

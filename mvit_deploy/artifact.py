@@ -20,20 +20,33 @@ MANIFEST_SCHEMA = "mvit-deploy/artifact/1"
 MANIFEST_KEYS = ("artifact", "model", "target", "precision", "input", "output", "checkpoint", "sha256")
 
 
-def artifact_stem(model: str, target: str, precision: str, layout: str = "nchw", input_size: int = 256, default_size: int = 256, io: str = "float") -> str:
-    """``<model>-<target>-<precision>``, plus the I/O type / layout / size when they are not the defaults."""
-    stem = f"{model}-{target}-{precision}"
-    if io != "float":
-        stem += f"-{io}io"
-    if layout != "nchw":
-        stem += f"-{layout}"
+def artifact_stem(model: str, target: str, precision: str, tags=(), input_size: int = 256, default_size: int = 256) -> str:
+    """``<model>-<target>-<precision>``, plus the target's tags for non-default options (``int8io``,
+    ``nhwc``, a delegate) and the input size when it is not the weights' own."""
+    stem = "-".join((model, target, precision, *tags))
     if input_size != default_size:
         stem += f"-{input_size}"
     return stem
 
 
 def manifest_path(artifact: Path) -> Path:
-    return artifact.with_name(artifact.name + ".json") if artifact.suffix == ".mlpackage" else artifact.with_suffix(".json")
+    """``x.onnx`` -> ``x.json``; a directory artifact (a bundle such as ``x.mlpackage``) -> ``x.mlpackage.json``."""
+    artifact = Path(artifact)
+    bundle = artifact.with_name(artifact.name + ".json")
+    return bundle if artifact.is_dir() or bundle.exists() else artifact.with_suffix(".json")
+
+
+def package_versions(packages) -> dict[str, str]:
+    """pip name -> installed version, for the packages that are installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in packages:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
 
 
 def parse_json(text: str):

@@ -10,6 +10,7 @@ import click
 from . import __version__
 from .errors import MvitDeployError, UsageError
 from .models.config import MAX_INPUT_SIZE, MODELS, pretrained_names
+from .targets import all_precisions
 
 
 class _Group(click.Group):
@@ -86,12 +87,15 @@ def _quiet_converters() -> None:
     """Converters narrate through warnings and loggers; the CLI shows its own progress instead."""
     import logging
     import os
+    import re
     import warnings
 
-    warnings.filterwarnings("ignore")
+    from .targets import TARGETS
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    for name in ("torch", "coremltools", "absl", "torchao", "litert_torch"):
+    for name in dict.fromkeys(("torch", "torchao", *(n for t in TARGETS.values() for n in t.noisy_loggers))):
         logging.getLogger(name).setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", module=rf"{re.escape(name)}(\.|$)")  # only the named converters' warnings
 
 
 def _at_least(minimum: int, example: int):
@@ -190,6 +194,48 @@ def _target_names() -> list[str]:
     return list(TARGETS)
 
 
+def _precision_help() -> str:
+    from .targets import TARGETS
+
+    def word(t, p):
+        notes = [n for n in (t.precision_notes.get(p), "default" if p == t.default_precision else None) if n]
+        return p + (f" ({', '.join(notes)})" if notes else "")
+
+    each = "; ".join(f"{t.name}: " + ", ".join(word(t, p) for p in t.precisions) for t in TARGETS.values())
+    return f"{each}. Quantized precisions calibrate on --calib images."
+
+
+def _target_options(kind: str):
+    """The flags the targets add to ``export`` or ``bench`` (``Target.export_options`` / ``bench_options``)."""
+    from .targets import options_of
+
+    def decorate(f):
+        for flag, (opt, targets) in reversed(options_of(kind).items()):
+            names = ", ".join(t.name for t in targets)
+            default = f" (default {opt.default})" if opt.default is not None else ""
+            f = click.option(flag, opt.field, type=click.Choice(opt.choices), default=None, help=f"{names}: {opt.help}{default}")(f)
+        return f
+
+    return decorate
+
+
+def _options_for(target, kind: str, given: dict, strict: bool) -> dict:
+    """The given target flags this target takes; with ``strict`` (one target named), a flag it does not take is an error."""
+    from .targets import options_of
+
+    mine = {o.field for o in getattr(target, f"{kind}_options")}
+    for flag, (opt, targets) in options_of(kind).items():
+        if given.get(opt.field) is not None and opt.field not in mine and strict:
+            raise UsageError(f"{flag} applies to {', '.join(t.name for t in targets)}, not {target.name}", f"drop {flag}, or use --target {targets[0].name}")
+    return {k: v for k, v in given.items() if k in mine and v is not None}
+
+
+def _adb_help() -> str:
+    from .targets import TARGETS
+
+    return "adb: the runtime's Android benchmark binary, repeatable (" + "; ".join(f"{t.suffix}: {t.adb.where}" for t in TARGETS.values() if t.adb) + ")."
+
+
 def _print_parity_table(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -235,26 +281,18 @@ def _print_parity_table(rows: list[dict]) -> None:
 @pretrained_option
 @num_classes_option
 @click.option("--target", "target_name", required=True, type=click.Choice([*_target_names(), "all"]))
-@click.option(
-    "--precision",
-    type=click.Choice(["fp32", "fp16", "int8", "w8a8"]),
-    default=None,
-    help="Default: fp16 for coreml, fp32 otherwise. int8: onnx/tflite static int8, coreml weight-only int8; w8a8: coreml int8 weights+activations.",
-)
+@click.option("--precision", type=click.Choice(all_precisions()), default=None, help=_precision_help())
 @click.option("--calib", type=click.Path(file_okay=False, path_type=str), default=None, help="int8: folder of your own calibration images.")
 @click.option("--calib-samples", type=int, default=64, show_default=True, callback=_at_least(1, 64), help="int8: calibration crops to draw.")
 @click.option("--input-size", type=int, default=None, help=f"{INPUT_SIZE_HELP}; default: the weights' (256; 64 for --pretrained fashion).")
-@click.option("--layout", type=click.Choice(["nchw", "nhwc"]), default="nchw", show_default=True, help="tflite input layout.")
-@click.option("--io", type=click.Choice(["float", "int8"]), default="float", show_default=True, help="tflite int8: tensor type of input and logits.")
-@click.option("--min-target", type=click.Choice(["iOS16", "iOS17", "iOS18"]), default=None, help="coreml; default iOS16 (iOS17 for w8a8).")
-@click.option("--coreml-input", type=click.Choice(["image", "tensor"]), default="image", show_default=True, help="coreml input type.")
+@_target_options("export")
 @threads_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=str), required=True)
 @click.option("--keep-failed", is_flag=True, help="Keep an artifact whose parity failed (default: none is written, exit 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print one machine-readable summary.")
 def export(
-    model_name, weights, pretrained, num_classes, target_name, precision, calib, calib_samples, input_size, layout, io, min_target, coreml_input, threads,
-    out_dir, keep_failed, as_json,
+    model_name, weights, pretrained, num_classes, target_name, precision, calib, calib_samples, input_size, threads, out_dir, keep_failed, as_json,
+    **target_options,
 ):
     """Export a MobileViT and check the artifact against PyTorch."""
     from pathlib import Path
@@ -263,30 +301,30 @@ def export(
 
     from .images import image_files
     from .models import check_input_size
+    from .targets import ExportOptions, get_target
 
+    names = _target_names() if target_name == "all" else [target_name]
+    per_target = {name: _options_for(get_target(name), "export", target_options, strict=target_name != "all") for name in names}
     if input_size is not None:
         check_input_size(input_size, model_name)
     if calib is not None:
         image_files(calib, check=True)  # an empty folder or a bad file is refused now, not after loading the model
+    opts = {
+        name: get_target(name).resolve(ExportOptions(
+            model=model_name, target=name, out_dir=Path(out_dir), precision=precision, input_size=input_size, weights=weights,
+            pretrained=pretrained, num_classes=num_classes, threads=threads, calib=calib, calib_samples=calib_samples,
+            keep_failed=keep_failed, **per_target[name],
+        ))
+        for name in names
+    }  # fmt: skip  (every target's flags are checked before the first export starts)
 
     from .export import export as run_export
-    from .targets import ExportOptions, get_target
 
-    names = _target_names() if target_name == "all" else [target_name]
     results = []
     console = Console(stderr=True)
     for name in names:
-        target = get_target(name)
-        prec = precision or ("fp16" if name == "coreml" else "fp32")
-        ios = min_target or ("iOS17" if prec == "w8a8" else "iOS16")
-        opts = ExportOptions(
-            model=model_name, target=name, out_dir=Path(out_dir), precision=prec, input_size=input_size,
-            layout=layout if name == "tflite" else "nchw", weights=weights, pretrained=pretrained,
-            num_classes=num_classes, min_target=ios, input_type=coreml_input, threads=threads,
-            calib=calib, calib_samples=calib_samples, io=io if name == "tflite" or target_name != "all" else "float", keep_failed=keep_failed,
-        )
         with console.status(f"{name}: starting") as status:
-            result = run_export(opts, on_step=lambda s, n=name: status.update(f"{n}: {s}"))
+            result = run_export(opts[name], on_step=lambda s, n=name: status.update(f"{n}: {s}"))
         results.append(result)
     rows = [{"artifact": str(r.artifact), **(r.manifest.get("parity") or {})} for r in results]
     if as_json:
@@ -296,6 +334,9 @@ def export(
     else:
         _print_parity_table(rows)
         for r in results:
+            d = r.manifest.get("delegation")
+            if d:  # a target that lowers to delegates records the share each took
+                click.echo(f"{r.artifact.name}: {d['nodes_delegated']} of {d['nodes_total']} graph nodes ({d['share']:.1%}) delegated to {d['backend']} in {d['subgraphs']} subgraph(s)")
             if not r.kept:
                 click.echo(f"{r.artifact.name}: parity failed, so no artifact was written (--keep-failed keeps it)", err=True)
     if any(r.get("passed") is False for r in rows):
@@ -409,13 +450,13 @@ def eval_cmd(artifacts, data, labels, n, weights, threads, as_json):
 @click.option("--iters", type=int, default=50, show_default=True, callback=_at_least(2, 50), help="Measured rounds (every artifact once per round).")
 @click.option("--device", default="local", show_default=True, help="local | ssh://user@host[:port] | adb[:serial]")
 @click.option("--reference", is_flag=True, help="Also time the PyTorch eager reference (needs torch; local only).")
-@click.option("--compute-units", type=click.Choice(["all", "cpu_only", "cpu_and_gpu", "cpu_and_ne"]), default="all", show_default=True, help="Core ML (macOS).")
+@_target_options("bench")
 @click.option("--identity", type=click.Path(dir_okay=False, path_type=str), default=None, help="ssh: private key file.")
 @click.option("--ssh-option", "ssh_options", multiple=True, help="ssh: extra -o KEY=VALUE (repeatable).")
 @click.option("--remote-python", default="python3", show_default=True, help="ssh: the board's Python (with mvit-deploy[device] deps).")
-@click.option("--benchmark-binary", type=click.Path(dir_okay=False, path_type=str), default=None, help="adb: LiteRT's benchmark_model for Android.")
+@click.option("--benchmark-binary", type=click.Path(dir_okay=False, path_type=str), multiple=True, help=_adb_help())
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), default=None, help="Write the result JSON here.")
-def bench(artifacts, threads, warmup, iters, device, reference, compute_units, identity, ssh_options, remote_python, benchmark_binary, json_out):
+def bench(artifacts, threads, warmup, iters, device, reference, identity, ssh_options, remote_python, benchmark_binary, json_out, **runtime_options):
     """Latency of ARTIFACTS on a device, with load time, percentiles, memory and size."""
     from pathlib import Path
 
@@ -426,7 +467,7 @@ def bench(artifacts, threads, warmup, iters, device, reference, compute_units, i
     from .bench import run_on_device
 
     result = run_on_device(
-        device, artifacts, threads, warmup, iters, reference=reference, compute_units=compute_units,
+        device, artifacts, threads, warmup, iters, reference=reference, runtime_options={k: v for k, v in runtime_options.items() if v is not None},
         identity=identity, ssh_options=ssh_options, remote_python=remote_python, benchmark_binary=benchmark_binary,
     )
     dev = result["device"]

@@ -35,5 +35,9 @@ class DependencyError(MvitDeployError):
     """An optional package needed for this step is not installed."""
 
 
+class NotOnThisDevice(UsageError):
+    """This machine cannot run the artifact's runtime at all (Core ML off macOS): bench skips it, naming why."""
+
+
 class NonFiniteError(MvitDeployError):
     """A weight, input or output tensor holding NaN or infinity: nothing computed from it means anything."""

@@ -161,7 +161,7 @@ def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: i
         got = load_runner(artifact, manifest, threads)(x)
         ref_acc, art_acc = topk_accuracy(ref, targets), topk_accuracy(got, targets)
         drop = (ref_acc["top1"] - art_acc["top1"]) * 100
-        bound = rule_for(manifest["target"], manifest["precision"]).accuracy
+        bound = rule_for(manifest["precision"]).accuracy
         passed = bound is None or bound.holds(drop)
         rows.append(EvalRow(
             str(artifact), manifest["target"], manifest["precision"], ref_acc, art_acc, drop,

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable
 
 from . import __version__
 from .artifact import (
-    MANIFEST_SCHEMA, artifact_stem, interruptible, manifest_path, output_folder, staged, sweep_staging, tree_bytes, tree_sha256, write_json_atomic,
+    MANIFEST_SCHEMA, artifact_stem, interruptible, manifest_path, output_folder, package_versions, staged, sweep_staging, tree_bytes, tree_sha256, write_json_atomic,
 )
-from .errors import MvitDeployError
+from .errors import DependencyError, NotOnThisDevice
 from .parity import ParityReport, judge, parity_inputs, reference_logits
 from .targets import ExportOptions, get_target
 from .targets.base import QUANTIZED
@@ -39,13 +38,7 @@ class _Discard(Exception):
 
 
 def _versions(packages) -> dict[str, str]:
-    out = {"mvit-deploy": __version__, "python": platform.python_version()}
-    for pkg in ("torch", *packages):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
+    return {"mvit-deploy": __version__, "python": platform.python_version(), **package_versions(("torch", *packages))}
 
 
 def export(opts: ExportOptions, on_step: Callable[[str], None] = lambda s: None, run_parity: bool = True) -> ExportResult:
@@ -69,7 +62,7 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
     from .runtimes import load_runner
 
     target = get_target(opts.target)
-    target.validate(opts)
+    opts = target.resolve(opts)  # the target's defaults, one set for the library and the CLI
     for folder in (opts.calib if opts.precision in QUANTIZED else None, opts.parity_images):
         if folder is not None:
             image_files(folder, check=True)  # a bad folder is refused before the model loads
@@ -79,7 +72,7 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
     model = load_model(opts.model, opts.weights, num_classes=opts.num_classes, pretrained=opts.pretrained)
     pre = model.preprocessing
 
-    stem = artifact_stem(opts.model, target.name, opts.precision, opts.layout, size, trained_size, opts.io)
+    stem = artifact_stem(opts.model, target.name, opts.precision, target.stem_tags(opts), size, trained_size)
     final = Path(opts.out_dir) / f"{stem}{target.suffix}"
     manifest = {
         "schema": MANIFEST_SCHEMA,
@@ -126,12 +119,13 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
             target.check(tmp)
             manifest["input"].update(name=converted.input_name, **converted.input)
             manifest["output"].update(name=converted.output_name, **converted.output)
+            manifest.update(converted.extra)
             report = None
             if run_parity:
                 on_step(f"parity on {len(x)} photo crops")
                 try:
                     runner = load_runner(tmp, manifest, opts.threads)
-                except MvitDeployError as e:  # a runtime missing on this machine: say so, never pass
+                except (DependencyError, NotOnThisDevice) as e:  # a runtime missing here: say so, never pass (other errors propagate)
                     manifest["parity"] = {"passed": None, "skipped": e.one_line()}
                 else:
                     report = judge(final, target.name, opts.precision, reference_logits(model, x), runner(x), runner.runtime)

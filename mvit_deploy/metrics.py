@@ -83,3 +83,13 @@ def flipped(ref: np.ndarray, got: np.ndarray, decisive_margin: float = 0.0) -> l
          "margin_rel": float(m[i] / peak), "decisive": bool(m[i] > decisive_margin * peak)}
         for i in np.flatnonzero(a != b)
     ]
+
+
+def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio, 10*log10(sum(ref^2) / sum((ref - got)^2)), in float64."""
+    ref = np.asarray(ref, np.float64)
+    noise = np.sum((ref - np.asarray(got, np.float64)) ** 2)
+    power = np.sum(ref**2)
+    if noise == 0:
+        return float("inf")
+    return float(10 * np.log10(max(power, 1e-30) / noise))

@@ -9,13 +9,9 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 from .artifact import read_manifest
-from .errors import MvitDeployError, NonFiniteError, UsageError
+from .errors import NonFiniteError, UsageError
 from .metrics import fidelity, finite_or_none, flipped
 from .tolerances import rule_for
-
-
-class ParityFailed(MvitDeployError):
-    exit_code = 1
 
 
 @dataclass
@@ -54,7 +50,7 @@ class ParityReport:
 
 def check_bounds(target: str, precision: str, metrics: dict[str, float]) -> tuple[list[dict], list[str]]:
     rows, failures = [], []
-    for bound in rule_for(target, precision).bounds:
+    for bound in rule_for(precision).bounds:
         value = float(metrics[bound.metric])
         ok = bool(bound.holds(value))
         message = f"{bound.metric} = {value:.6g}, bound {bound.describe()} ({bound.reason})"
@@ -66,7 +62,7 @@ def check_bounds(target: str, precision: str, metrics: dict[str, float]) -> tupl
 
 def judge(artifact, target: str, precision: str, ref: np.ndarray, got: np.ndarray, runtime: str = "") -> ParityReport:
     """Metrics, bounds and flipped samples of artifact logits ``got`` against reference ``ref``."""
-    margin = rule_for(target, precision).decisive_margin
+    margin = rule_for(precision).decisive_margin
     metrics = fidelity(ref, got, margin)
     rows, failures = check_bounds(target, precision, metrics)
     broken = int(np.count_nonzero(~np.isfinite(got)))

@@ -34,13 +34,14 @@ def in_float_modules(module: str, prefixes=FLOAT_MODULES) -> bool:
     return any(module == p or module.startswith(p + ".") for p in prefixes)
 
 
-def tflite_scope_regex(prefixes=FLOAT_MODULES) -> str:
-    """Regex over litert-torch tensor names ('<root>/<Class>_<attr>/...') for these module paths."""
-    alternatives = []
-    for prefix in prefixes:
-        parts = "/".join(f"[^/]*_{re.escape(p)}" for p in prefix.split("."))
-        alternatives.append(f"^[^/]*/{parts}(/|;|$)")
-    return "|".join(alternatives)
+def fx_module_paths(program) -> dict[str, str]:
+    """torch.export node name -> the dotted path of the module it runs in (from ``nn_module_stack``)."""
+    out = {}
+    for node in program.graph.nodes:
+        stack = node.meta.get("nn_module_stack")
+        if stack:
+            out[node.name] = re.sub(r"^L__self___|^L\['self'\]\.", "", str(list(stack.values())[-1][0]))
+    return out
 
 
 class PercentileRanges:

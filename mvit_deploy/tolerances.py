@@ -55,7 +55,7 @@ _FP32 = Rule(
     2e-4,
     "a flip needs a margin < 2 x max_rel; 2e-4 is 2x the max_rel bound, 70x the measured 2.97e-6",
     Bound("accuracy_drop_points", "<=", 0.05,
-          "fp32 changes no top-1 on 10,000 test images (measured 0.00 points, XXS and S, onnx and tflite)"),
+          "fp32 changes no top-1 on 10,000 test images (measured 0.00 points, XXS and S, ONNX Runtime and LiteRT)"),
 )
 _FP16 = Rule(
     (
@@ -73,34 +73,30 @@ _FP16 = Rule(
 _INT8 = Rule(
     (
         Bound("psnr_db", ">=", 35.0,
-              "8-bit weights/activations on the trained models: measured 44.7-47.9 dB (onnx/tflite int8), "
-              "55.2-56.7 (coreml weight-only int8), 42.3-43.1 (coreml w8a8); 35 dB is what the best recipe "
+              "8-bit weights/activations on the trained models: measured 44.7-47.9 dB (ONNX Runtime / LiteRT int8), "
+              "55.2-56.7 (Core ML weight-only int8), 42.3-43.1 (Core ML w8a8); 35 dB is what the best recipe "
               "reaches on the untrained photo fixture (34.4-35.1) and 7 dB below the worst trained artifact"),
         Bound("decisive_top1_agreement", ">=", 0.99, "int8 may flip a near-tie, not a clear prediction; measured: 0 decisive flips"),
     ),
     0.15,
-    "int8 worst max_rel 0.061 (XXS onnx), 0.055 (S); a flip needs a margin < 2 x max_rel = 0.12; 0.15 is above "
+    "int8 worst max_rel 0.061 (XXS, ONNX Runtime), 0.055 (S); a flip needs a margin < 2 x max_rel = 0.12; 0.15 is above "
     "that, and the fixture's worst flipped margin is 0.08",
     Bound("accuracy_drop_points", "<=", 0.5,
           "the issue's bound; the best published W8A8 MobileViT PTQ loses 0.64 points (HyQ, ImageNet XS); "
           "measured on 10,000 test images: see README, int8"),
 )
 
-# (target, precision) -> rule; "*" matches every target.
-RULES: dict[tuple[str, str], Rule] = {
-    ("*", "fp32"): _FP32,
-    ("*", "fp16"): _FP16,
-    ("*", "int8"): _INT8,  # onnx / tflite: weights and activations int8; coreml: weight-only int8
-    ("coreml", "w8a8"): _INT8,
-}
+# precision -> rule, the same for every target (int8 is weights and activations on ONNX Runtime and
+# LiteRT, weight-only on Core ML; w8a8 is Core ML's weights-and-activations int8).
+RULES: dict[str, Rule] = {"fp32": _FP32, "fp16": _FP16, "int8": _INT8, "w8a8": _INT8}
 
 
-def rule_for(target: str, precision: str) -> Rule:
-    for key in ((target, precision), ("*", precision)):
-        if key in RULES:
-            return RULES[key]
-    raise KeyError(f"no parity bounds for {target} {precision}")
+def rule_for(precision: str) -> Rule:
+    try:
+        return RULES[precision]
+    except KeyError:
+        raise KeyError(f"no parity bounds for precision {precision}") from None
 
 
-def bounds_for(target: str, precision: str) -> tuple[Bound, ...]:
-    return rule_for(target, precision).bounds
+def bounds_for(precision: str) -> tuple[Bound, ...]:
+    return rule_for(precision).bounds

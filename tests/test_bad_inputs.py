@@ -11,6 +11,7 @@ EXIF), and exports that are interrupted or fail parity leaving nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import struct
@@ -542,7 +543,7 @@ def test_a_failed_export_keeps_no_artifact_unless_asked(monkeypatch, tmp_path):
     result = export(opts)
     assert not result.kept and not result.parity.passed
     assert not (tmp_path / "out").exists()
-    kept = export(opts.with_(keep_failed=True))
+    kept = export(dataclasses.replace(opts, keep_failed=True))
     assert kept.kept and kept.artifact.read_bytes() == b"a converted model" and kept.manifest_path.exists()
     assert json.loads(kept.manifest_path.read_text())["parity"]["passed"] is False
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mobilevit_xxs-onnx-fp32.json", "mobilevit_xxs-onnx-fp32.onnx"]

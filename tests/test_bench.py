@@ -16,7 +16,9 @@ import pytest
 from PIL import Image
 
 from conftest import FIXTURES, ROOT, run_cli
-from mvit_deploy.bench.adb import AdbDevice, parse_benchmark_output
+from mvit_deploy.bench.adb import AdbDevice
+from mvit_deploy.targets import get_target
+from mvit_deploy.targets.tflite import parse_benchmark_output
 from mvit_deploy.bench.ssh import SshDevice
 from mvit_deploy.export import export
 from mvit_deploy.targets import ExportOptions
@@ -153,7 +155,7 @@ def test_benchmark_model_parser_on_recorded_output():
 
 def test_adb_command_construction():
     dev = AdbDevice.parse("adb:R58M12345")
-    cmd = dev.benchmark_command("/data/local/tmp/mvit-deploy/m.tflite", "/home/me/benchmark_model", 4, 5, 50)
+    cmd = dev.benchmark_command(get_target("tflite"), "/data/local/tmp/mvit-deploy/m.tflite", "/home/me/benchmark_model", 4, 5, 50)
     assert cmd[:4] == ["adb", "-s", "R58M12345", "shell"]
     assert cmd[4] == "/data/local/tmp/mvit-deploy/benchmark_model --graph=/data/local/tmp/mvit-deploy/m.tflite --num_threads=4 --warmup_runs=5 --num_runs=50 --use_xnnpack=true"
     assert AdbDevice.parse("adb").adb("devices") == ["adb", "devices"]
@@ -187,7 +189,7 @@ def test_adb_bench_end_to_end_with_a_fake_adb(artifacts, tmp_path):
     assert data["device"]["name"] == "SM-N975F" and data["device"]["cores"] == 8 and data["device"]["os"] == "Android 12"
     (r,) = data["results"]
     assert r["latency_ms"]["mean"] == pytest.approx(24.0182) and r["runtime"].startswith("litert")
-    assert data["skipped"][0]["reason"] == "adb devices run .tflite artifacts only"
+    assert data["skipped"][0]["reason"] == "adb devices run .tflite (benchmark_model) artifacts only"
     calls = log.read_text().splitlines()
     assert any(c.startswith("-s R58M push") and c.endswith("/data/local/tmp/mvit-deploy/benchmark_model") for c in calls)
     assert any("--num_threads=4" in c and "--use_xnnpack=true" in c for c in calls)

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 ct = pytest.importorskip("coremltools")
 from coremltools.converters.mil import Builder as mb  # noqa: E402
 
-from mvit_deploy.coreml_exec import MILExecutor, UnsupportedOpError  # noqa: E402
-from mvit_deploy.coreml_exec.ops import OPS  # noqa: E402
+from mvit_deploy.targets.coreml_exec import MILExecutor, UnsupportedOpError  # noqa: E402
+from mvit_deploy.targets.coreml_exec.ops import OPS  # noqa: E402
 
 RNG = np.random.default_rng(0)
 

@@ -54,7 +54,7 @@ def test_quant_report_names_modules_worst_first(target, tmp_path):
 
 
 def test_tflite_tensor_names_map_to_modules():
-    from mvit_deploy.quant_report import module_of_tflite_tensor
+    from mvit_deploy.targets.tflite import module_of_tflite_tensor
 
     name = (
         "mvit_deploy.models.mobilevit.MobileViT/torch.nn.modules.container.Sequential_stages/torch.nn.modules.container.Sequential_2/"

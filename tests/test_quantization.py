@@ -43,7 +43,8 @@ QUANT_CASES = {
 @pytest.fixture(scope="module")
 def int8_exports(tmp_path_factory):
     out = tmp_path_factory.mktemp("int8")
-    return {c: export(ExportOptions(model="mobilevit_xxs", out_dir=out, calib_samples=28, **kw)) for c, kw in QUANT_CASES.items()}
+    # the photo fixture is untrained: its int8 parity may FAIL (34-35 dB); these tests inspect the artifacts anyway
+    return {c: export(ExportOptions(model="mobilevit_xxs", out_dir=out, calib_samples=28, keep_failed=True, **kw)) for c, kw in QUANT_CASES.items()}
 
 
 @functools.lru_cache(maxsize=None)
@@ -73,7 +74,7 @@ def test_int8_parity_uses_the_int8_row_and_reports_honestly(case, int8_exports):
     result = int8_exports[case]
     p = result.manifest["parity"]
     assert result.manifest["calibration"]["samples"] == 28
-    assert [(b["metric"], b["op"], b["value"]) for b in p["bounds"]] == [(b.metric, b.op, b.value) for b in bounds_for(QUANT_CASES[case]["target"], "int8")]
+    assert [(b["metric"], b["op"], b["value"]) for b in p["bounds"]] == [(b.metric, b.op, b.value) for b in bounds_for("int8")]
     x, ref = photo_reference(result.manifest["input"]["size"])
     got = load_runner(result.artifact, result.manifest)(x).astype(np.float64)
     psnr = 20 * np.log10(np.abs(ref).max() / np.sqrt(np.mean((got - ref) ** 2)))
@@ -85,7 +86,7 @@ def test_int8_parity_uses_the_int8_row_and_reports_honestly(case, int8_exports):
 
 
 def test_coreml_weight_only_int8_is_small_and_faithful(int8_exports, tmp_path):
-    from mvit_deploy.coreml_exec import MILExecutor
+    from mvit_deploy.targets.coreml_exec import MILExecutor
 
     result = int8_exports["coreml-int8"]
     ops = {o.type for o in MILExecutor(result.artifact).program.operations}
@@ -96,7 +97,7 @@ def test_coreml_weight_only_int8_is_small_and_faithful(int8_exports, tmp_path):
 
 
 def test_coreml_ios18_int8_uses_blockwise_op(tmp_path):
-    from mvit_deploy.coreml_exec import MILExecutor
+    from mvit_deploy.targets.coreml_exec import MILExecutor
 
     r = export(ExportOptions(model="mobilevit_xxs", target="coreml", precision="int8", min_target="iOS18", out_dir=tmp_path, calib_samples=4, parity_n=4))
     assert "constexpr_blockwise_shift_scale" in {o.type for o in MILExecutor(r.artifact).program.operations}
@@ -104,7 +105,7 @@ def test_coreml_ios18_int8_uses_blockwise_op(tmp_path):
 
 
 def test_coreml_w8a8_quantizes_activations(int8_exports):
-    from mvit_deploy.coreml_exec import MILExecutor
+    from mvit_deploy.targets.coreml_exec import MILExecutor
 
     ops = [o.type for o in MILExecutor(int8_exports["coreml-w8a8"].artifact).program.operations]
     assert ops.count("quantize") > 50 and ops.count("dequantize") > 50
@@ -168,7 +169,9 @@ def test_tflite_int8_computes_in_int8_with_float_or_int8_io(int8_exports):
 
 def test_io_int8_is_refused_where_it_does_not_apply(tmp_path):
     result = run_cli("export", "--target", "onnx", "--precision", "int8", "--io", "int8", "--out", str(tmp_path))
-    assert result.returncode == 2 and "--io int8" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "--io applies to tflite, not onnx" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("export", "--target", "tflite", "--precision", "fp32", "--io", "int8", "--out", str(tmp_path))
+    assert result.returncode == 2 and "--io int8 needs an int8 artifact" in result.stderr and "Traceback" not in result.stderr
     assert not list(tmp_path.iterdir())
 
 
@@ -177,7 +180,7 @@ def test_int8_is_more_faithful_than_stock_onnxruntime(int8_exports, tmp_path):
     from mvit_deploy.metrics import fidelity
     from mvit_deploy.models import load_model
     from mvit_deploy.parity import parity_inputs, reference_logits
-    from mvit_deploy.runtimes import OnnxRunner
+    from mvit_deploy.targets.onnx import OnnxRunner
 
     ours = int8_exports["onnx-int8"]
     fp32 = export(ExportOptions(model="mobilevit_xxs", target="onnx", out_dir=tmp_path), run_parity=False)
@@ -195,7 +198,7 @@ def test_tflite_int8_is_more_faithful_than_stock_pt2e(int8_exports, tmp_path):
     from mvit_deploy.metrics import fidelity
     from mvit_deploy.models import load_model
     from mvit_deploy.parity import parity_inputs, reference_logits
-    from mvit_deploy.runtimes import LiteRTRunner
+    from mvit_deploy.targets.tflite import LiteRTRunner
 
     ours = int8_exports["tflite-int8"]
     calib = calibration_inputs(TIMM_PREPROCESSING, 256, None, 28)

@@ -12,7 +12,7 @@ def run_on_device(device: str, artifacts, threads: int = 2, warmup: int = 5, ite
     from ..errors import UsageError
 
     if device == "local":
-        return bench(artifacts, threads, warmup, iters, reference=kw.get("reference", False), compute_units=kw.get("compute_units", "all"))
+        return bench(artifacts, threads, warmup, iters, reference=kw.get("reference", False), **kw.get("runtime_options", {}))
     if device.startswith("ssh://"):
         from .ssh import SshDevice
 
@@ -20,8 +20,8 @@ def run_on_device(device: str, artifacts, threads: int = 2, warmup: int = 5, ite
     if device == "adb" or device.startswith("adb:"):
         from .adb import AdbDevice
 
-        binary = kw.get("benchmark_binary")
-        if not binary:
-            raise UsageError("adb devices run LiteRT's benchmark_model", "pass --benchmark-binary PATH (the android_aarch64 build)")
-        return AdbDevice.parse(device).bench(artifacts, binary, threads, warmup, iters)
+        binaries = kw.get("benchmark_binary") or ()
+        if not binaries:
+            raise UsageError("adb devices run each runtime's own benchmark binary", "pass --benchmark-binary PATH (an android_aarch64 build)")
+        return AdbDevice.parse(device).bench(artifacts, binaries, threads, warmup, iters)
     raise UsageError(f"unknown device {device!r}", "use local, ssh://user@host[:port] or adb[:serial]")

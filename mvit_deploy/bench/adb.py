@@ -1,14 +1,13 @@
-"""Benchmark a .tflite on an Android phone with LiteRT's ``benchmark_model`` over adb.
+"""Benchmark artifacts on an Android phone over adb, with each runtime's own benchmark binary.
 
-The user supplies the ``benchmark_model`` binary (the android_aarch64 build). We push it
-and the artifact, run it with the same thread / warm-up / iteration settings, and parse
-its log into the bench schema. Its summary line gives min / avg / std / p5 / median / p95
-(microseconds); p90 and p99 are not reported by the tool and stay null.
+A target that has one declares it (``Target.adb``: the binary's name, its command line and a
+parser of its output). The user supplies the binaries (android_aarch64 builds); we push them
+and the artifacts, run each with the same thread / warm-up / iteration settings, and parse
+its log into the bench schema. A statistic a binary does not report stays null.
 """
 
 from __future__ import annotations
 
-import re
 import shlex
 import subprocess
 from dataclasses import dataclass
@@ -19,38 +18,6 @@ from ..errors import UsageError
 from .local import SCHEMA
 
 REMOTE_DIR = "/data/local/tmp/mvit-deploy"
-
-_COUNT = re.compile(r"count=(\d+) first=(\d+) curr=(\d+) min=([\d.]+) max=([\d.]+) avg=([\d.]+) std=([\d.]+)(?: p5=([\d.]+) median=([\d.]+) p95=([\d.]+))?")
-_TIMINGS = re.compile(r"Inference timings in us: Init: ([\d.]+), First inference: ([\d.]+), Warmup \(avg\): ([\d.]+), Inference \(avg\): ([\d.]+)")
-_MEMORY = re.compile(r"(?:Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\): init=([\d.]+) overall=([\d.]+)")
-
-
-def parse_benchmark_output(text: str) -> dict:
-    """benchmark_model's log -> latency (ms), load (ms) and memory (MB)."""
-    counts = _COUNT.findall(text)
-    timings = _TIMINGS.search(text)
-    if not counts or not timings:
-        raise UsageError("benchmark_model printed no timing summary", "run it by hand on the device to see its error")
-    count, _first, _curr, mn, _mx, avg, std, _p5, median, _p95 = counts[-1]  # the last summary: the measured runs
-    us = 1e-3
-    latency = {
-        "min": float(mn) * us,
-        "p50": float(median) * us if median else None,
-        "p90": None,
-        "p99": None,
-        "mean": float(avg) * us,
-        "std": float(std) * us,
-        "p95": float(_p95) * us if _p95 else None,
-    }
-    memory = _MEMORY.search(text)
-    return {
-        "runs": int(count),
-        "latency_ms": latency,
-        "load_ms": float(timings.group(1)) * us,
-        "first_inference_ms": float(timings.group(2)) * us,
-        "memory_overall_mb": float(memory.group(2)) if memory else None,
-    }
-
 
 @dataclass
 class AdbDevice:
@@ -67,26 +34,18 @@ class AdbDevice:
         """An ``adb shell`` command; the device shell sees each word quoted."""
         return self.adb("shell", " ".join(shlex.quote(a) for a in argv))
 
-    def benchmark_command(self, remote_model: str, binary: str, threads: int, warmup: int, iters: int) -> list[str]:
-        return self.shell(
-            [
-                f"{REMOTE_DIR}/{Path(binary).name}",
-                f"--graph={remote_model}",
-                f"--num_threads={threads}",
-                f"--warmup_runs={warmup}",
-                f"--num_runs={iters}",
-                "--use_xnnpack=true",
-            ]
-        )
+    def benchmark_command(self, target, remote_model: str, binary: str, threads: int, warmup: int, iters: int) -> list[str]:
+        return self.shell(target.adb.command(remote_model, f"{REMOTE_DIR}/{Path(binary).name}", threads, warmup, iters))
 
-    def _run(self, argv: list[str], what: str) -> str:
+    def _run(self, argv: list[str], what: str, both: bool = False) -> str:
+        """Run a local adb command; ``both``: return stdout and stderr (benchmark binaries log to either)."""
         try:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=900)
         except FileNotFoundError:
             raise UsageError("adb is not installed here", "install Android platform-tools (adb) and connect the phone") from None
         if out.returncode != 0:
             raise UsageError(f"{what} failed: {(out.stderr.strip().splitlines() or ['no message'])[-1]}", "check `adb devices`")
-        return out.stdout
+        return out.stdout + out.stderr if both else out.stdout
 
     def device_info(self) -> dict:
         def prop(name):
@@ -101,33 +60,49 @@ class AdbDevice:
             "os": f"Android {prop('ro.build.version.release')}",
             "machine": prop("ro.product.cpu.abi"),
             "python": None,
-            "runtimes": {"benchmark_model": Path(self.binary_name).name},
+            "runtimes": {name: name for name in self.binary_names},
         }
 
-    def bench(self, artifacts, binary: str, threads: int, warmup: int, iters: int) -> dict:
-        binary = Path(binary)
-        if not binary.is_file():
-            raise UsageError(f"benchmark binary {binary} does not exist", "download LiteRT's android_aarch64 benchmark_model")
-        self.binary_name = binary.name
+    def bench(self, artifacts, binaries, threads: int, warmup: int, iters: int) -> dict:
+        from ..targets import TARGETS, get_target
+
+        binaries = [Path(b) for b in ([binaries] if isinstance(binaries, (str, Path)) else binaries)]
+        for b in binaries:
+            if not b.is_file():
+                raise UsageError(f"benchmark binary {b} does not exist", "pass the runtime's android_aarch64 benchmark binary")
+        manifests = [(Path(p), read_manifest(p)) for p in artifacts]  # every artifact checked before the phone is touched
+        kinds = {m["target"] for _, m in manifests if get_target(m["target"]).adb}
+        choice = {}
+        for name in kinds:
+            spec = get_target(name).adb
+            named = [b for b in binaries if spec.binary in b.name]
+            choice[name] = named[0] if named else (binaries[0] if len(binaries) == 1 and len(kinds) == 1 else None)
+        self.binary_names = sorted({b.name for b in choice.values() if b})
         self._run(self.shell(["mkdir", "-p", REMOTE_DIR]), "creating the work directory")
-        self._run(self.adb("push", str(binary), f"{REMOTE_DIR}/{binary.name}"), "pushing benchmark_model")
-        self._run(self.shell(["chmod", "755", f"{REMOTE_DIR}/{binary.name}"]), "making benchmark_model executable")
+        for b in {b for b in choice.values() if b}:
+            self._run(self.adb("push", str(b), f"{REMOTE_DIR}/{b.name}"), f"pushing {b.name}")
+            self._run(self.shell(["chmod", "755", f"{REMOTE_DIR}/{b.name}"]), f"making {b.name} executable")
+        with_adb = ", ".join(f"{t.suffix} ({t.adb.binary})" for t in TARGETS.values() if t.adb)
         results, skipped = [], []
-        for path in map(Path, artifacts):
-            manifest = read_manifest(path)
-            if manifest["target"] != "tflite":
-                skipped.append({"artifact": str(path), "reason": "adb devices run .tflite artifacts only"})
+        for path, manifest in manifests:
+            target = get_target(manifest["target"])
+            if not target.adb:
+                skipped.append({"artifact": str(path), "reason": f"adb devices run {with_adb} artifacts only"})
+                continue
+            binary = choice[target.name]
+            if binary is None:
+                skipped.append({"artifact": str(path), "reason": f"no benchmark binary for {path.name}: pass --benchmark-binary PATH to {target.adb.where}"})
                 continue
             remote = f"{REMOTE_DIR}/{path.name}"
             self._run(self.adb("push", str(path), remote), f"pushing {path.name}")
-            parsed = parse_benchmark_output(self._run(self.benchmark_command(remote, str(binary), threads, warmup, iters), "benchmark_model"))
+            parsed = target.adb.parse(self._run(self.benchmark_command(target, remote, str(binary), threads, warmup, iters), binary.name, both=True))
             results.append(
                 {
                     "artifact": path.name,
                     "model": manifest["model"],
-                    "target": "tflite",
+                    "target": target.name,
                     "precision": manifest["precision"],
-                    "runtime": "litert-benchmark_model-xnnpack",
+                    "runtime": target.adb.runtime,
                     "input_size": manifest["input"]["size"],
                     "bytes": tree_bytes(path),
                     "load_ms": parsed["load_ms"],

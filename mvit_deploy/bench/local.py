@@ -21,20 +21,17 @@ from __future__ import annotations
 import os
 import platform
 import resource
-import statistics
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 
 from .._deps import IS_MACOS
-from ..artifact import read_manifest, tree_bytes
-from ..errors import UsageError
+from ..artifact import package_versions, read_manifest, tree_bytes
+from ..errors import NotOnThisDevice, UsageError
 
 SCHEMA = "mvit-deploy/bench/1"
-RUNTIME_PACKAGES = ("numpy", "onnxruntime", "ai-edge-litert", "tflite-runtime", "coremltools", "torch", "mvit-deploy")
 
 
 def _rss_mb() -> float:
@@ -69,12 +66,9 @@ def cpu_model() -> str:
 
 
 def device_info(kind: str = "local", name: str | None = None) -> dict:
-    runtimes = {}
-    for pkg in RUNTIME_PACKAGES:
-        try:
-            runtimes[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
+    from ..targets import packages
+
+    runtimes = package_versions(["numpy", *packages("runtime"), "torch", "mvit-deploy"])
     return {
         "name": name or platform.node(),
         "kind": kind,
@@ -108,18 +102,16 @@ class _Subject:
         self.times: list[float] = []
 
 
-def _load_artifact(path: Path, threads: int, compute_units: str):
-    from ..runtimes import CoreMLRunner, load_runner
+def _load_artifact(path: Path, threads: int, runtime_options: dict):
+    from ..targets import get_target
 
     manifest = read_manifest(path)
+    target = get_target(manifest["target"])
+    known = {o.field for o in target.bench_options}
+    target.import_runtime()
     before = _rss_mb()
     t0 = time.perf_counter()
-    if manifest["target"] == "coreml":
-        if not IS_MACOS:
-            raise UsageError("Core ML latency needs a Mac", "run `mvit-deploy bench` on macOS for .mlpackage files")
-        runner = CoreMLRunner(path, manifest, threads, compute_units=compute_units, backend="native")
-    else:
-        runner = load_runner(path, manifest, threads)
+    runner = target.bench_runner(path, manifest, threads, **{k: v for k, v in runtime_options.items() if k in known})
     load_ms = (time.perf_counter() - t0) * 1e3
     return manifest, runner, load_ms, before
 
@@ -147,8 +139,11 @@ def _reference_subject(manifest: dict, threads: int) -> _Subject:
     return subject
 
 
-def bench(artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, reference: bool = False, compute_units: str = "all", on_round=None) -> dict:
-    """Measure every artifact on this machine, interleaved round by round."""
+def bench(artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, reference: bool = False, on_round=None, **runtime_options) -> dict:
+    """Measure every artifact on this machine, interleaved round by round.
+
+    ``runtime_options``: the targets' ``bench_options`` (each target takes its own, ignores the others').
+    """
     if warmup < 0 or iters < 2:
         raise UsageError(f"--warmup {warmup} / --iters {iters}", "use warmup >= 0 and iters >= 2")
     subjects: list[_Subject] = []
@@ -156,12 +151,10 @@ def bench(artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, referen
     inputs: dict[str, np.ndarray] = {}
     for path in map(Path, artifacts):
         try:
-            manifest, runner, load_ms, before = _load_artifact(path, threads, compute_units)
-        except UsageError as e:
-            if "needs a Mac" in e.problem:
-                skipped.append({"artifact": str(path), "reason": e.one_line()})
-                continue
-            raise
+            manifest, runner, load_ms, before = _load_artifact(path, threads, runtime_options)
+        except NotOnThisDevice as e:
+            skipped.append({"artifact": str(path), "reason": e.one_line()})
+            continue
         subjects.append(_Subject(str(path), manifest, runner, load_ms, before, tree_bytes(path), runner.runtime))
     if reference:
         seen = set()
@@ -171,7 +164,7 @@ def bench(artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, referen
                 seen.add(key)
                 subjects.append(_reference_subject(s.manifest, threads))
     if not subjects:
-        raise UsageError("nothing to benchmark on this device", skipped[0]["reason"] if skipped else "pass .onnx / .tflite artifacts")
+        raise UsageError("nothing to benchmark on this device", skipped[0]["reason"] if skipped else "pass exported artifacts")
     rng = np.random.default_rng(0)
     for s in subjects:
         size = s.manifest["input"]["size"]

@@ -20,7 +20,7 @@ from ..artifact import manifest_path
 from ..errors import UsageError
 
 PACKAGE = Path(__file__).resolve().parents[1]  # mvit_deploy/
-DEVICE_MODULES = ("__init__.py", "errors.py", "_deps.py", "artifact.py", "runtimes.py", "bench", "labels")
+DEVICE_MODULES = ("__init__.py", "errors.py", "_deps.py", "artifact.py", "metrics.py", "runtimes.py", "targets", "bench", "labels")
 
 
 class RemoteError(UsageError):

@@ -7,7 +7,6 @@ projections are brought to our fused ``qkv``.
 
 from __future__ import annotations
 
-import hashlib
 import pickletools
 import re
 import zipfile
@@ -92,11 +91,9 @@ class Checkpoint:
 
 
 def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from ..artifact import tree_sha256
+
+    return tree_sha256(Path(path))
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -1,9 +1,9 @@
-"""Export targets, one registry: each target registers itself with ``@register_target``."""
+"""Export targets, one registry: each target is one file here and registers itself with ``@register_target``."""
 
 from __future__ import annotations
 
 from ..errors import UsageError
-from .base import ExportOptions, Target
+from .base import QUANTIZED, AdbBenchmark, ExportOptions, Option, Runner, Target
 
 TARGETS: dict[str, Target] = {}
 
@@ -22,17 +22,24 @@ def get_target(name: str) -> Target:
         raise UsageError(f"unknown target {name!r}", f"choose one of {', '.join(TARGETS)}") from None
 
 
-def target_for_path(path) -> Target:
-    """The target that writes files like ``path`` (by suffix)."""
-    from pathlib import Path
-
-    suffix = Path(path).suffix
+def options_of(kind: str) -> dict[str, tuple[Option, list[Target]]]:
+    """flag -> (the option, the targets that declare it), for ``kind`` "export" or "bench"."""
+    out: dict[str, tuple[Option, list[Target]]] = {}
     for target in TARGETS.values():
-        if target.suffix == suffix:
-            return target
-    raise UsageError(f"{path} is not an artifact this tool makes", f"expected one of {', '.join(t.suffix for t in TARGETS.values())}")
+        for opt in getattr(target, f"{kind}_options"):
+            out.setdefault(opt.flag, (opt, []))[1].append(target)
+    return out
+
+
+def all_precisions() -> list[str]:
+    return list(dict.fromkeys(p for t in TARGETS.values() for p in t.precisions))
+
+
+def packages(kind: str) -> list[str]:
+    """pip names every target needs: ``kind`` "converter" (the host) or "device" (a board)."""
+    return list(dict.fromkeys(p for t in TARGETS.values() for p in getattr(t, f"{kind}_packages")))
 
 
 from . import onnx, tflite, coreml  # noqa: E402,F401,I001  (registration order = CLI order)
 
-__all__ = ["TARGETS", "ExportOptions", "Target", "get_target", "register_target", "target_for_path"]
+__all__ = ["QUANTIZED", "TARGETS", "AdbBenchmark", "ExportOptions", "Option", "Runner", "Target", "all_precisions", "get_target", "options_of", "packages", "register_target"]

@@ -1,44 +1,68 @@
-"""What a target is: the few things that differ between ONNX, TFLite and Core ML."""
+"""What a target is: everything that differs between ONNX, LiteRT, Core ML and ExecuTorch.
+
+A target is one file in this folder. Its ``Target`` subclass declares the file suffix, the
+precisions and their default, the flags it adds to ``export`` and ``bench``, the packages a
+device needs, and implements conversion, running (``runner``, torch-free: the device side),
+per-layer tensors for ``quant-report`` and, where the runtime has one, the Android benchmark
+binary. The CLI, parity, quant-report, bench and report ask the registry; no module outside
+``targets/`` names a target.
+"""
 
 from __future__ import annotations
 
 import abc
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 from ..errors import UsageError
 
-# Precisions that need calibration images: int8 (onnx/tflite: weights + activations; coreml:
-# weights only) and w8a8 (coreml: weights + activations).
+# Precisions that need calibration images: int8 (weights + activations, or weight-only where a
+# target says so) and w8a8 (weights + activations on a target that also has weight-only int8).
 QUANTIZED = ("int8", "w8a8")
 
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """Everything an export needs, frozen: the CLI builds one, the library reads it."""
+    """Everything an export needs, frozen: the CLI builds one, the library reads it.
+
+    ``None`` means "the target's default" (``Target.resolve`` fills it in), so the library and
+    the CLI share one set of defaults.
+    """
 
     model: str
     target: str
     out_dir: Path
-    precision: str = "fp32"
+    precision: str | None = None  # None: the target's default_precision
     input_size: int | None = None  # None: the model's default
-    layout: str = "nchw"  # tflite: nchw | nhwc
     weights: str | None = None
     pretrained: str | None = None
     num_classes: int | None = None  # None: the checkpoint's head (1000 for the fixture)
-    min_target: str = "iOS16"  # coreml
-    input_type: str = "image"  # coreml: image | tensor
     threads: int = 2
     parity_images: str | None = None  # a directory; None: the shipped eval photos
     parity_n: int | None = None
     calib: str | None = None  # int8: a directory of the user's images; None: the shipped calib photos
     calib_samples: int = 64  # int8: calibration crops drawn (deterministically)
-    io: str = "float"  # tflite int8: float I/O (quantize inside) | int8 I/O (camera pipelines feeding int8)
     keep_failed: bool = False  # keep an artifact whose parity failed (to inspect it); by default none is written
-    keep_failed: bool = False  # keep an artifact whose parity failed (to inspect it); by default it is removed
+    # Options a target adds (its ``export_options`` name these fields); others ignore them.
+    layout: str = "nchw"  # tflite: nchw | nhwc
+    io: str = "float"  # tflite int8: float I/O | int8 I/O (camera pipelines feeding int8)
+    min_target: str | None = None  # coreml: None = the lowest that has the precision's ops
+    input_type: str = "image"  # coreml: image | tensor
 
-    def with_(self, **kw) -> "ExportOptions":
-        return replace(self, **kw)
+
+@dataclass(frozen=True)
+class Option:
+    """A flag a target adds to ``export`` (an ExportOptions field) or to ``bench`` (a runner keyword)."""
+
+    flag: str
+    field: str
+    choices: tuple[str, ...]
+    default: str
+    help: str
 
 
 @dataclass
@@ -49,27 +73,77 @@ class Converted:
     output_name: str = "logits"
     input: dict = field(default_factory=dict)  # additions to the manifest's input record
     output: dict = field(default_factory=dict)  # additions to the manifest's output record
-    versions: dict[str, str] = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # additions to the manifest itself (e.g. delegation)
+
+
+class Runner(abc.ABC):
+    """Runs one artifact: a float32 NCHW batch [N, 3, H, W] -> float32 logits [N, classes].
+
+    Layout and dtype conversions to what the artifact expects happen in the subclass, as an app
+    would do them. Artifacts have a static batch of 1, so images run one at a time.
+    """
+
+    runtime = "?"
+
+    def __init__(self, path: Path, manifest: dict, threads: int | None = None):
+        self.path = Path(path)
+        self.manifest = manifest
+        self.threads = threads or min(2, os.cpu_count() or 1)
+        self.layout = manifest["input"]["layout"]
+
+    @abc.abstractmethod
+    def _one(self, x: np.ndarray) -> np.ndarray:
+        """x: [1, 3, H, W] float32 -> logits [1, classes]."""
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch, np.float32)
+        return np.concatenate([self._one(batch[i : i + 1]) for i in range(len(batch))])
+
+    def _to_layout(self, x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if self.layout == "nhwc" else x
+
+
+@dataclass(frozen=True)
+class AdbBenchmark:
+    """A runtime's own benchmark binary for Android, pushed and run over adb (user-supplied)."""
+
+    binary: str  # the binary's usual file name, e.g. benchmark_model
+    where: str  # where users get it (one line)
+    runtime: str  # the runtime label in bench results
+    command: Callable[[str, str, int, int, int], list[str]]  # (remote model, remote binary, threads, warmup, iters) -> argv
+    parse: Callable[[str], dict]  # the binary's output -> {load_ms, latency_ms{min,p50,...,mean,std}, memory_overall_mb}
 
 
 class Target(abc.ABC):
-    """A deployment format. Subclasses set the class attributes and implement ``convert``."""
+    """A deployment format. Subclasses set the class attributes and implement ``convert`` and ``runner``."""
 
     name: str = ""
     suffix: str = ""
     precisions: tuple[str, ...] = ("fp32",)
-    layouts: tuple[str, ...] = ("nchw",)
+    default_precision: str = "fp32"  # also the float twin quant-report compares an int8 artifact with
+    precision_notes: dict[str, str] = {}  # what a precision means here, where the name alone does not say
     int8_io: bool = False  # can take and return int8 tensors (--io int8)
-    is_directory: bool = False  # .mlpackage is a directory
-    converter_packages: tuple[str, ...] = ()
+    converter_packages: tuple[str, ...] = ()  # pip names, for the manifest's versions and the [export] extra
+    device_packages: tuple[str, ...] = ()  # pip names a board needs to run the artifact (the [device] extra)
+    runtime_packages: tuple[str, ...] = ()  # pip names whose versions a bench result records (runtimes and fallbacks)
+    noisy_loggers: tuple[str, ...] = ()  # loggers / warning modules the CLI quiets while converting
+    export_options: tuple[Option, ...] = ()
+    bench_options: tuple[Option, ...] = ()
+    adb: AdbBenchmark | None = None
 
-    def validate(self, opts: ExportOptions) -> None:
+    def resolve(self, opts: ExportOptions) -> ExportOptions:
+        """Fill in this target's defaults (``None`` fields) and refuse what it cannot export."""
+        opts = replace(opts, precision=opts.precision or self.default_precision)
         if opts.precision not in self.precisions:
             raise UsageError(f"{self.name} does not export precision {opts.precision}", f"use one of {', '.join(self.precisions)}")
-        if opts.layout not in self.layouts:
-            raise UsageError(f"{self.name} does not take input layout {opts.layout}", f"use one of {', '.join(self.layouts)}")
-        if opts.io != "float" and not (self.int8_io and opts.precision == "int8"):
-            raise UsageError(f"--io {opts.io} needs an int8 artifact of a target with integer I/O", "use --target tflite --precision int8, or drop --io")
+        for opt in self.export_options:
+            if getattr(opts, opt.field) not in opt.choices:
+                raise UsageError(f"{self.name} does not take {opt.flag} {getattr(opts, opt.field)}", f"use one of {', '.join(opt.choices)}")
+        return opts
+
+    def stem_tags(self, opts: ExportOptions) -> list[str]:
+        """Words the file name carries for non-default options (``<model>-<target>-<precision>-<tags>``)."""
+        return []
 
     @abc.abstractmethod
     def convert(self, model, example, opts: ExportOptions, dest: Path, calibration=None) -> Converted:
@@ -81,3 +155,29 @@ class Target(abc.ABC):
     def weight_bytes(self, path: Path) -> bytes:
         """The artifact's weights, for determinism checks."""
         return path.read_bytes()
+
+    @abc.abstractmethod
+    def runner(self, path: Path, manifest: dict, threads: int | None = None) -> Runner:
+        """Load the artifact in its runtime (torch-free); a missing runtime is a DependencyError."""
+
+    def import_runtime(self) -> None:
+        """Import the runtime's modules, so that ``bench``'s load time is the artifact's, not the import's."""
+
+    def bench_runner(self, path: Path, manifest: dict, threads: int, **options) -> Runner:
+        """The runner ``bench`` times (``options``: this target's ``bench_options``).
+
+        Raise :class:`~mvit_deploy.errors.NotOnThisDevice` when this machine cannot time it.
+        """
+        return self.runner(path, manifest, threads)
+
+    def twin_options(self, manifest: dict) -> dict:
+        """ExportOptions fields that make the float twin of a quantized artifact (quant-report)."""
+        return {}
+
+    def layer_errors(self, float_path: Path, int8_path: Path, x: np.ndarray, manifest: dict) -> list[tuple[str, float, float | None]]:
+        """(tensor, cumulative SQNR dB, local SQNR dB or None) for every tensor both artifacts compute."""
+        raise UsageError(f"quant-report does not read {self.name} artifacts yet", "use an int8 artifact of another target")
+
+    def layer_module(self, tensor: str, fx_modules: dict[str, str]) -> str:
+        """The PyTorch module a tensor comes from (``fx_modules``: torch.export node -> module path)."""
+        return fx_modules.get(tensor, "")

@@ -9,13 +9,74 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..errors import UsageError
+from .._deps import IS_MACOS, has
+from ..errors import NotOnThisDevice, UsageError
 from . import register_target
-from .base import QUANTIZED, Converted, ExportOptions, Target
+from .base import QUANTIZED, Converted, ExportOptions, Option, Runner, Target
 
 MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
+COMPUTE_UNITS = ("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne")
 # int8: weight-only per-channel int8 (fp16 activations; the size win on every iPhone).
 # w8a8: int8 weights and activations (int8 compute on A17 Pro / M4 Neural Engines; needs iOS17 ops).
+
+
+class CoreMLRunner(Runner):
+    """Core ML: the native framework on macOS, the numpy reference executor elsewhere.
+
+    ``backend``: "native" | "executor" | None (native on macOS, executor elsewhere).
+    """
+
+    runtime = "coreml"
+
+    def __init__(self, path, manifest, threads=None, compute_units: str = "all", backend: str | None = None):
+        super().__init__(path, manifest, threads)
+        self.backend = backend or ("native" if IS_MACOS else "executor")
+        if self.backend == "native":
+            if not IS_MACOS:
+                raise UsageError("the native Core ML runtime exists only on macOS", "use the reference executor (backend='executor')")
+            import coremltools as ct
+
+            units = {"all": ct.ComputeUnit.ALL, "cpu_only": ct.ComputeUnit.CPU_ONLY, "cpu_and_gpu": ct.ComputeUnit.CPU_AND_GPU, "cpu_and_ne": ct.ComputeUnit.CPU_AND_NE}
+            self.model = ct.models.MLModel(str(self.path), compute_units=units[compute_units])
+            self.runtime = "coreml"
+        else:
+            from .coreml_exec import MILExecutor
+
+            self.model = MILExecutor(self.path)
+            self.runtime = "coreml-reference-executor"
+
+    def __call__(self, batch):
+        if self.backend != "executor" or not has("threadpoolctl"):
+            return super().__call__(batch)
+        from threadpoolctl import threadpool_limits
+
+        # The executor's matmuls are small (64-256 px, batch 1): one BLAS thread measured
+        # 55 ms/image for XXS fp16 at 64 px vs 313 ms with two threads beside a busy core.
+        with threadpool_limits(limits=1, user_api="blas"):
+            return super().__call__(batch)
+
+    def _feed(self, x):
+        """What an app hands Core ML: an image of 0..255 pixels, or the float tensor."""
+        inp = self.manifest["input"]
+        if inp["type"] != "image":
+            return x
+        pixels = np.clip(np.rint(x[0] / inp["scale"]), 0, 255)  # [3, H, W] in the model's channel order
+        if self.backend == "executor":
+            return pixels[None].astype(np.float32)  # the program's input tensor, channels already in model order
+        from PIL import Image
+
+        rgb = pixels[::-1] if inp["channel_order"] == "BGR" else pixels  # apps pass RGB; Core ML reorders
+        return Image.fromarray(np.ascontiguousarray(rgb.transpose(1, 2, 0)).astype(np.uint8))
+
+    def _one(self, x):
+        name = self.manifest["input"]["name"]
+        if self.backend == "executor":
+            out = self.model.run({name: self._feed(x)})[0][self.manifest["output"]["name"]]
+        else:
+            out = self.model.predict({name: self._feed(x)})[self.manifest["output"]["name"]]
+        if isinstance(out, dict):  # classifier models return {label: logit}, labels in the manifest's order
+            out = [out[n] for n in self.manifest["output"]["labels"]]
+        return np.asarray(out, np.float32).reshape(1, -1)
 
 
 def _weight_config():
@@ -38,7 +99,7 @@ def executor_activation_stats(ml, calibration_pixels) -> dict:
     """
     import tempfile
 
-    from ..coreml_exec import MILExecutor
+    from .coreml_exec import MILExecutor
     from ..quantization import PercentileRanges
 
     ranges = PercentileRanges(len(calibration_pixels))
@@ -66,18 +127,9 @@ def fx_name_of_mil_value(name: str) -> str:
 
 def float_module_nodes(program) -> set[str]:
     """torch.export node names inside :data:`mvit_deploy.quantization.FLOAT_MODULES` (Core ML names ops after them)."""
-    import re
+    from ..quantization import fx_module_paths, in_float_modules
 
-    from ..quantization import in_float_modules
-
-    names = set()
-    for node in program.graph.nodes:
-        stack = node.meta.get("nn_module_stack")
-        if stack:
-            module = re.sub(r"^L__self___|^L\['self'\]\.", "", str(list(stack.values())[-1][0]))
-            if in_float_modules(module):
-                names.add(node.name)
-    return names
+    return {node for node, module in fx_module_paths(program).items() if in_float_modules(module)}
 
 
 def quantize_activations(ml, calibration_pixels, float_nodes=frozenset()):
@@ -109,18 +161,61 @@ def quantize_activations(ml, calibration_pixels, float_nodes=frozenset()):
 class CoreMLTarget(Target):
     name = "coreml"
     suffix = ".mlpackage"
-    precisions = ("fp16", "fp32", *QUANTIZED)
-    is_directory = True
+    precisions = ("fp16", "fp32", *QUANTIZED)  # int8: weight-only; w8a8: weights and activations
+    default_precision = "fp16"  # what the Neural Engine runs
+    precision_notes = {"int8": "weight-only", "w8a8": "int8 weights and activations"}
     converter_packages = ("coremltools",)
+    device_packages = ()  # Core ML is part of macOS / iOS; off macOS the reference executor (numpy) runs it
+    runtime_packages = ("coremltools",)
+    noisy_loggers = ("coremltools",)
+    export_options = (
+        Option("--min-target", "min_target", MIN_TARGETS, None, "deployment target; iOS16, or iOS17 for w8a8 (its ops need it)."),
+        Option("--coreml-input", "input_type", ("image", "tensor"), "image", "input type: an image (0-255 pixels, as Vision passes it) or a float tensor."),
+    )
+    bench_options = (Option("--compute-units", "compute_units", COMPUTE_UNITS, "all", "compute units (macOS)."),)
 
-    def validate(self, opts: ExportOptions) -> None:
-        super().validate(opts)
-        if opts.min_target not in MIN_TARGETS:
-            raise UsageError(f"unknown --min-target {opts.min_target}", f"use one of {', '.join(MIN_TARGETS)}")
+    def resolve(self, opts: ExportOptions) -> ExportOptions:
+        from dataclasses import replace
+
+        if opts.min_target is None:
+            opts = replace(opts, min_target="iOS17" if opts.precision == "w8a8" else "iOS16")
+        opts = super().resolve(opts)
         if opts.precision == "w8a8" and opts.min_target == "iOS16":
             raise UsageError("w8a8 needs the quantize/dequantize ops of iOS17", "pass --min-target iOS17 (or iOS18)")
-        if opts.input_type not in ("image", "tensor"):
-            raise UsageError(f"unknown Core ML input type {opts.input_type}", "use image or tensor")
+        return opts
+
+    def runner(self, path, manifest, threads=None):
+        return CoreMLRunner(path, manifest, threads)
+
+    def bench_runner(self, path, manifest, threads, compute_units="all", **_):
+        if not IS_MACOS:  # the executor is a reference, not a latency anyone ships
+            raise NotOnThisDevice("Core ML latency needs a Mac", "run `mvit-deploy bench` on macOS for .mlpackage files")
+        return CoreMLRunner(path, manifest, threads, compute_units=compute_units, backend="native")
+
+    def twin_options(self, manifest):
+        return {"input_type": manifest["input"].get("type", "tensor"), "min_target": "iOS17" if manifest["precision"] == "w8a8" else "iOS16"}
+
+    def layer_errors(self, float_path, int8_path, x, manifest):
+        """Every float tensor of both programs, from the reference executor."""
+        from .coreml_exec import MILExecutor
+
+        scale, image_input = manifest["input"]["scale"], manifest["input"].get("type") == "image"
+        ref_ex, q_ex = MILExecutor(float_path), MILExecutor(int8_path)
+        sums: dict[str, list[float]] = {}
+        for i in range(len(x)):
+            feed = x[i : i + 1] / scale if image_input else x[i : i + 1]
+            _, ref = ref_ex.run({ref_ex.input_names[0]: feed}, capture="all")
+            _, got = q_ex.run({q_ex.input_names[0]: feed}, capture="all")
+            for name, r in ref.items():
+                g = got.get(name)
+                if isinstance(r, np.ndarray) and isinstance(g, np.ndarray) and r.shape == g.shape and r.dtype.kind == "f":
+                    acc = sums.setdefault(name, [0.0, 0.0])
+                    acc[0] += float(np.sum(r.astype(np.float64) ** 2))
+                    acc[1] += float(np.sum((r.astype(np.float64) - g) ** 2))
+        return [(n, float("inf") if e == 0 else float(10 * np.log10(max(p, 1e-30) / e)), None) for n, (p, e) in sums.items()]
+
+    def layer_module(self, tensor, fx_modules):
+        return fx_modules.get(fx_name_of_mil_value(tensor), "")
 
     def convert(self, model, example, opts: ExportOptions, dest: Path, calibration=None) -> Converted:
         import coremltools as ct

@@ -6,10 +6,45 @@ import contextlib
 import io
 from pathlib import Path
 
+from ..errors import DependencyError
 from . import register_target
-from .base import Converted, ExportOptions, Target
+from .base import Converted, ExportOptions, Runner, Target
 
 OPSET = 18
+
+
+class OnnxRunner(Runner):
+    runtime = "onnxruntime"
+
+    def __init__(self, path, manifest, threads=None):
+        super().__init__(path, manifest, threads)
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise DependencyError("running .onnx needs onnxruntime", "pip install 'mvit-deploy[device]'") from None
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def _one(self, x):
+        return self.session.run(None, {self.input_name: self._to_layout(x)})[0]
+
+
+def calibration_reader(x, input_name: str = "image"):
+    """onnxruntime's CalibrationDataReader over a [N, 3, H, W] batch, one image per call."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter({input_name: x[i : i + 1]} for i in range(len(x)))
+
+        def get_next(self):
+            return next(self._it, None)
+
+    return Reader()
 
 
 @register_target
@@ -18,6 +53,33 @@ class OnnxTarget(Target):
     suffix = ".onnx"
     precisions = ("fp32", "int8")
     converter_packages = ("onnx", "onnxscript", "onnxruntime")
+    device_packages = ("onnxruntime",)
+    runtime_packages = ("onnxruntime",)
+    noisy_loggers = ("onnxscript", "onnx_ir")
+
+    def runner(self, path, manifest, threads=None):
+        return OnnxRunner(path, manifest, threads)
+
+    def layer_errors(self, float_path, int8_path, x, manifest):
+        """ORT's qdq_loss_debug: cumulative error vs the float graph, and each tensor's own quantize/dequantize error."""
+        from onnxruntime.quantization.qdq_loss_debug import (
+            collect_activations,
+            compute_activation_error,
+            create_activation_matching,
+            modify_model_output_intermediate_tensors,
+        )
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        tmp = Path(float_path).parent
+        pre = tmp / "pre.onnx"
+        quant_pre_process(str(float_path), str(pre))  # the same graph the int8 model was quantized from
+        modify_model_output_intermediate_tensors(str(pre), str(tmp / "float_aug.onnx"))
+        modify_model_output_intermediate_tensors(str(int8_path), str(tmp / "int8_aug.onnx"))
+        matching = create_activation_matching(
+            collect_activations(str(tmp / "int8_aug.onnx"), calibration_reader(x)), collect_activations(str(tmp / "float_aug.onnx"), calibration_reader(x))
+        )
+        errors = compute_activation_error(matching)
+        return [(name, float(e["xmodel_err"]), float(e["qdq_err"]) if "qdq_err" in e else None) for name, e in errors.items()]
 
     def convert(self, model, example, opts: ExportOptions, dest: Path, calibration=None) -> Converted:
         import torch
@@ -68,15 +130,8 @@ def quantize_static_int8(path: Path, calibration) -> None:
     """
     import tempfile
 
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self, x):
-            self._it = iter({"image": x[i : i + 1]} for i in range(len(x)))
-
-        def get_next(self):
-            return next(self._it, None)
 
     float_nodes = _nodes_in_float_modules(path)
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
@@ -86,7 +141,7 @@ def quantize_static_int8(path: Path, calibration) -> None:
         quantize_static(
             str(pre),
             str(path),
-            Reader(calibration[:1]),  # every range comes from the overrides; this pass only finds the tensors
+            calibration_reader(calibration[:1]),  # every range comes from the overrides; this pass only finds the tensors
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(INT8_OPS),
             nodes_to_exclude=float_nodes,

@@ -1,13 +1,134 @@
-"""TFLite / LiteRT: litert-torch conversion (no TensorFlow), NCHW or NHWC input."""
+"""TFLite / LiteRT: litert-torch conversion (no TensorFlow), NCHW or NHWC input.
+
+Run by ai-edge-litert (or tflite-runtime on old boards); on Android, timed by LiteRT's own
+``benchmark_model`` over adb.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import re
 from pathlib import Path
 
+import numpy as np
+
+from ..errors import DependencyError, UsageError
 from . import register_target
-from .base import Converted, ExportOptions, Target
+from .base import AdbBenchmark, Converted, ExportOptions, Option, Runner, Target
+
+
+def interpreter_class():
+    """ai-edge-litert (current), else tflite-runtime (old boards)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            raise DependencyError("running .tflite needs ai-edge-litert (or tflite-runtime)", "pip install 'mvit-deploy[device]'") from None
+    return Interpreter
+
+
+def tflite_quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Float array -> the tensor's dtype, with its quantization params if it is an integer tensor."""
+    scale, zero = detail["quantization"]
+    if detail["dtype"] in (np.int8, np.uint8) and scale:
+        info = np.iinfo(detail["dtype"])
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(detail["dtype"])
+    return np.ascontiguousarray(x, dtype=detail["dtype"])
+
+
+def tflite_dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail["quantization"]
+    if y.dtype in (np.int8, np.uint8) and scale:
+        return (y.astype(np.float32) - zero) * scale
+    return y.astype(np.float32)
+
+
+class LiteRTRunner(Runner):
+    runtime = "litert"
+
+    def __init__(self, path, manifest, threads=None):
+        super().__init__(path, manifest, threads)
+        self.interpreter = interpreter_class()(model_path=str(self.path), num_threads=self.threads)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+
+    def _one(self, x):
+        self.interpreter.set_tensor(self.input["index"], tflite_quantize(self._to_layout(x), self.input))
+        self.interpreter.invoke()
+        return tflite_dequantize(self.interpreter.get_tensor(self.output["index"]), self.output).reshape(1, -1)
+
+
+# benchmark_model's log (LiteRT tools/benchmark): a summary per phase, timings in microseconds.
+_COUNT = re.compile(r"count=(\d+) first=(\d+) curr=(\d+) min=([\d.]+) max=([\d.]+) avg=([\d.]+) std=([\d.]+)(?: p5=([\d.]+) median=([\d.]+) p95=([\d.]+))?")
+_TIMINGS = re.compile(r"Inference timings in us: Init: ([\d.]+), First inference: ([\d.]+), Warmup \(avg\): ([\d.]+), Inference \(avg\): ([\d.]+)")
+_MEMORY = re.compile(r"(?:Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\): init=([\d.]+) overall=([\d.]+)")
+
+
+def parse_benchmark_output(text: str) -> dict:
+    """benchmark_model's log -> latency (ms), load (ms) and memory (MB).
+
+    Its summary gives min / avg / std / p5 / median / p95; p90 and p99 are not reported and stay null.
+    """
+    counts = _COUNT.findall(text)
+    timings = _TIMINGS.search(text)
+    if not counts or not timings:
+        raise UsageError("benchmark_model printed no timing summary", "run it by hand on the device to see its error")
+    count, _first, _curr, mn, _mx, avg, std, _p5, median, p95 = counts[-1]  # the last summary: the measured runs
+    us = 1e-3
+    latency = {
+        "min": float(mn) * us,
+        "p50": float(median) * us if median else None,
+        "p90": None,
+        "p99": None,
+        "mean": float(avg) * us,
+        "std": float(std) * us,
+        "p95": float(p95) * us if p95 else None,
+    }
+    memory = _MEMORY.search(text)
+    return {
+        "runs": int(count),
+        "latency_ms": latency,
+        "load_ms": float(timings.group(1)) * us,
+        "first_inference_ms": float(timings.group(2)) * us,
+        "memory_overall_mb": float(memory.group(2)) if memory else None,
+    }
+
+
+def benchmark_command(remote_model: str, remote_binary: str, threads: int, warmup: int, iters: int) -> list[str]:
+    return [remote_binary, f"--graph={remote_model}", f"--num_threads={threads}", f"--warmup_runs={warmup}", f"--num_runs={iters}", "--use_xnnpack=true"]
+
+
+def module_of_tflite_tensor(name: str) -> str:
+    """'...MobileViT/torch...Sequential_stages/torch...Sequential_2/...MobileViTBlock_1/...;5' -> 'stages.2.1'."""
+    parts = []
+    for segment in name.split(";")[0].split("/")[1:]:
+        cls_attr = segment.rsplit(".", 1)[-1]
+        if "_" in cls_attr:
+            parts.append(cls_attr.split("_", 1)[1])
+    return ".".join(parts)
+
+
+def _tensors(path: Path, x: np.ndarray, layout: str) -> dict[str, list[np.ndarray]]:
+    """Every float or (dequantized) int8 tensor an op writes, by name, one array per input."""
+    it = interpreter_class()(model_path=str(path), experimental_preserve_all_tensors=True, num_threads=2)
+    it.allocate_tensors()
+    written = {o for op in it._get_ops_details() for o in op["outputs"]}
+    details = [d for d in it.get_tensor_details() if d["index"] in written]
+    inp = it.get_input_details()[0]
+    out: dict[str, list[np.ndarray]] = {}
+    for i in range(len(x)):
+        xi = x[i : i + 1].transpose(0, 2, 3, 1) if layout == "nhwc" else x[i : i + 1]
+        it.set_tensor(inp["index"], tflite_quantize(xi, inp))
+        it.invoke()
+        for d in details:
+            v = it.get_tensor(d["index"])
+            if v.dtype == np.float32 or (v.dtype == np.int8 and d["quantization"][0]):
+                out.setdefault(d["name"], []).append(tflite_dequantize(v, d))
+    return out
 
 
 def nhwc_wrapper(model):
@@ -30,9 +151,52 @@ class TFLiteTarget(Target):
     name = "tflite"
     suffix = ".tflite"
     precisions = ("fp32", "int8")
-    layouts = ("nchw", "nhwc")
     int8_io = True
     converter_packages = ("litert-torch", "ai-edge-litert")
+    device_packages = ("ai-edge-litert",)
+    runtime_packages = ("ai-edge-litert", "tflite-runtime")
+    noisy_loggers = ("litert_torch", "absl", "ai_edge_quantizer", "tensorflow")
+    export_options = (
+        Option("--layout", "layout", ("nchw", "nhwc"), "nchw", "input layout (nhwc: as camera pipelines hand images over)."),
+        Option("--io", "io", ("float", "int8"), "float", "int8 artifacts: tensor type of input and logits."),
+    )
+    adb = AdbBenchmark(
+        binary="benchmark_model",
+        where="LiteRT's android_aarch64 benchmark_model",
+        runtime="litert-benchmark_model-xnnpack",
+        command=benchmark_command,
+        parse=parse_benchmark_output,
+    )
+
+    def resolve(self, opts: ExportOptions) -> ExportOptions:
+        opts = super().resolve(opts)
+        if opts.io != "float" and opts.precision != "int8":
+            raise UsageError(f"--io {opts.io} needs an int8 artifact", "add --precision int8, or drop --io")
+        return opts
+
+    def stem_tags(self, opts):
+        return [f"{opts.io}io"] * (opts.io != "float") + [opts.layout] * (opts.layout != "nchw")
+
+    def runner(self, path, manifest, threads=None):
+        return LiteRTRunner(path, manifest, threads)
+
+    def twin_options(self, manifest):
+        return {"layout": manifest["input"]["layout"]}
+
+    def layer_errors(self, float_path, int8_path, x, manifest):
+        from ..metrics import sqnr_db
+
+        layout = manifest["input"]["layout"]
+        ref, got = _tensors(float_path, x, layout), _tensors(int8_path, x, layout)
+        rows = []
+        for name, r in ref.items():
+            g = got.get(name)
+            if g is not None and all(a.shape == b.shape for a, b in zip(r, g)):
+                rows.append((name, sqnr_db(np.concatenate([a.ravel() for a in r]), np.concatenate([b.ravel() for b in g])), None))
+        return rows
+
+    def layer_module(self, tensor, fx_modules):
+        return module_of_tflite_tensor(tensor)
 
     def convert(self, model, example, opts: ExportOptions, dest: Path, calibration=None) -> Converted:
         import litert_torch
@@ -49,9 +213,7 @@ class TFLiteTarget(Target):
         return Converted(input_name="serving_default_args_0:0", output_name="StatefulPartitionedCall:0", input=int8_io, output=int8_io)
 
     def check(self, path: Path) -> None:
-        from ..runtimes import _tflite_interpreter
-
-        _tflite_interpreter()(model_path=str(path)).allocate_tensors()
+        interpreter_class()(model_path=str(path)).allocate_tensors()
 
     def weight_bytes(self, path: Path) -> bytes:
         return path.read_bytes()  # flatbuffer: graph and buffers; deterministic as a whole
@@ -68,11 +230,20 @@ INT8_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE", "RES
 INT8_SCOPED_OPS = {"SiLU_act": ("LOGISTIC", "MUL")}
 
 
+def scope_regex(prefixes) -> str:
+    """Regex over litert-torch tensor names ('<root>/<Class>_<attr>/...') for these module paths."""
+    alternatives = []
+    for prefix in prefixes:
+        parts = "/".join(f"[^/]*_{re.escape(p)}" for p in prefix.split("."))
+        alternatives.append(f"^[^/]*/{parts}(/|;|$)")
+    return "|".join(alternatives)
+
+
 def int8_recipe(io: str = "float"):
     from ai_edge_quantizer import qtyping, recipe_manager
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
-    from ..quantization import tflite_scope_regex
+    from ..quantization import FLOAT_MODULES
 
     manager = recipe_manager.RecipeManager()
     ops = [(".*", op) for op in INT8_OPS] + [(scope, op) for scope, names in INT8_SCOPED_OPS.items() for op in names]
@@ -81,7 +252,7 @@ def int8_recipe(io: str = "float"):
     for regex, op in ops:
         manager.add_static_config(regex=regex, operation_name=qtyping.TFLOperationName(op), activation_num_bits=8, weight_num_bits=8)
     # FLOAT_MODULES stay float (the latest matching rule wins)
-    manager.add_quantization_config(tflite_scope_regex(), qtyping.TFLOperationName.ALL_SUPPORTED, algorithm_key=AlgorithmName.NO_QUANTIZE)
+    manager.add_quantization_config(scope_regex(FLOAT_MODULES), qtyping.TFLOperationName.ALL_SUPPORTED, algorithm_key=AlgorithmName.NO_QUANTIZE)
     return manager
 
 
@@ -93,14 +264,12 @@ def quantize_int8(path: Path, calibration, io: str = "float") -> None:
     ai-edge-quantizer's default, a moving average of per-crop extremes, clips the rare large
     activations MobileViT depends on (XXS logits PSNR 20.7 dB vs 28.7 dB with full ranges).
     """
-    import numpy as np
     from ai_edge_quantizer import calibrator, quantizer
     from ai_edge_quantizer.utils import qsv_utils
 
     from ..quantization import PercentileRanges
-    from ..runtimes import _tflite_interpreter
 
-    signature = _tflite_interpreter()(model_path=str(path)).get_signature_list()["serving_default"]
+    signature = interpreter_class()(model_path=str(path)).get_signature_list()["serving_default"]
     key = signature["inputs"][0]
     manager = int8_recipe(io)
     samples = [{key: np.ascontiguousarray(calibration[i : i + 1])} for i in range(len(calibration))]
@@ -109,7 +278,7 @@ def quantize_int8(path: Path, calibration, io: str = "float") -> None:
     qsvs = calib.get_model_qsvs()
 
     ranges = PercentileRanges(len(calibration))
-    it = _tflite_interpreter()(model_path=str(path), experimental_preserve_all_tensors=True, num_threads=2)
+    it = interpreter_class()(model_path=str(path), experimental_preserve_all_tensors=True, num_threads=2)
     it.allocate_tensors()
     activations = {o for op in it._get_ops_details() for o in op["outputs"]} | {d["index"] for d in it.get_input_details()}
     index = {d["name"]: d["index"] for d in it.get_tensor_details() if d["index"] in activations and d["name"] in qsvs}

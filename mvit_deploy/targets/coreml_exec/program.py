@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
+from ...errors import UsageError
 
 # MIL DataType enum value -> numpy dtype. Sub-byte ints are widened to (u)int8.
 _NUMPY = {

@@ -15,13 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MvitDeployError
+from ...errors import MvitDeployError
 from .ops import OPS, VARIADIC
 from .program import FLOAT16, Operation, Program, load_program, numpy_dtype
 
 
 class UnsupportedOpError(MvitDeployError):
-    """The program uses an op the executor does not implement: never skipped, never passed."""
+    """The program uses an op the executor does not implement: never skipped, never passed (exit 1: unverified)."""
+
+    exit_code = 1
 
 
 class MILExecutor:
@@ -34,7 +36,7 @@ class MILExecutor:
             o = unknown[0]
             raise UnsupportedOpError(
                 f"Core ML op '{o.type}' ({o.location}) is not implemented by the reference executor",
-                "run this model on macOS, or add the op to mvit_deploy/coreml_exec/ops.py",
+                "run this model on macOS, or add the op to mvit_deploy/targets/coreml_exec/ops.py",
             )
         self._constants = self._fold_constants()
 

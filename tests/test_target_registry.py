@@ -1,0 +1,130 @@
+"""A target is one file: nothing outside ``mvit_deploy/targets/`` names one, and the registry drives the rest."""
+
+from __future__ import annotations
+
+import ast
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+from mvit_deploy.targets import TARGETS, get_target, options_of, packages
+
+PACKAGE = ROOT / "mvit_deploy"
+# The runtimes' and converters' own modules: importing one is knowing a target.
+RUNTIME_MODULES = ("onnx", "onnxruntime", "onnxscript", "ai_edge_litert", "tflite_runtime", "litert_torch", "ai_edge_quantizer", "coremltools", "executorch")
+
+
+def _docstrings(tree) -> set[int]:
+    ids = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                ids.add(id(first.value))
+    return ids
+
+
+def target_mentions(path: Path) -> list[str]:
+    """Every place ``path``'s code names a registered target: strings (not docstrings), identifiers, imports."""
+    names = "|".join(re.escape(n) for n in TARGETS)
+    word = re.compile(rf"(?<![A-Za-z])({names})(?![a-z])")  # tflite_quantize, "coreml", OnnxRunner's onnx...
+    suffix = re.compile("|".join(re.escape(t.suffix) + r"\b" for t in TARGETS.values()))
+    tree = ast.parse(path.read_text())
+    docs = _docstrings(tree)
+    found = []
+    for node in ast.walk(tree):
+        where = f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name}:{getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+            if word.search(node.value) or suffix.search(node.value):
+                found.append(f"{where} string {node.value[:60]!r}")
+        elif isinstance(node, (ast.Name, ast.Attribute, ast.FunctionDef, ast.ClassDef, ast.arg)):
+            ident = getattr(node, "id", None) or getattr(node, "attr", None) or getattr(node, "name", None) or getattr(node, "arg", "")
+            if word.search(ident.lower()):
+                found.append(f"{where} identifier {ident}")
+        elif isinstance(node, ast.Import):
+            found += [f"{where} import {a.name}" for a in node.names if a.name.split(".")[0] in RUNTIME_MODULES]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] in RUNTIME_MODULES:
+            found.append(f"{where} import {node.module}")
+    return found
+
+
+def test_no_module_outside_targets_names_a_target():
+    outside = [p for p in sorted(PACKAGE.rglob("*.py")) if "targets" not in p.relative_to(PACKAGE).parts]
+    assert len(outside) > 20
+    found = [m for p in outside for m in target_mentions(p)]
+    assert found == [], "\n".join(found)
+
+
+def test_the_check_finds_what_it_looks_for(tmp_path):
+    """The scan above must fail on the code this refactor removed (a test that cannot fail proves nothing)."""
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        '"""A docstring may say onnx."""\n'
+        'import onnxruntime\n'
+        'from coremltools import models\n'
+        'def f(manifest):\n'
+        '    if manifest["target"] == "coreml":\n'
+        '        return _tflite_interpreter()\n'
+        '    return manifest["artifact"].endswith(".mlpackage")\n'
+    )  # fmt: skip
+    kinds = sorted(m.split(" ")[1] for m in target_mentions(bad))
+    assert kinds == ["identifier", "import", "import", "string", "string"]
+
+
+def test_every_target_declares_what_the_rest_of_the_tool_asks():
+    for name, target in TARGETS.items():
+        assert target.name == name and target.suffix.startswith(".")
+        assert target.default_precision in target.precisions
+        for opt in (*target.export_options, *target.bench_options):
+            assert opt.flag.startswith("--") and (opt.default is None or opt.default in opt.choices)
+    flags = [o.flag for t in TARGETS.values() for o in t.export_options]
+    fields = [o.field for t in TARGETS.values() for o in t.export_options]
+    assert len(flags) == len(set(flags)) and len(fields) == len(set(fields)), "two targets declare the same export flag"
+
+
+def test_pyproject_extras_carry_every_targets_packages():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+    def names(reqs):
+        return {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower() for r in reqs}
+
+    assert set(packages("device")) <= names(extras["device"])
+    assert set(packages("converter")) <= names(extras["export"])
+
+
+def test_library_and_cli_share_one_set_of_defaults(tmp_path):
+    """ExportOptions with no precision gets the target's default, as the CLI does (Core ML: fp16)."""
+    from mvit_deploy.targets import ExportOptions
+
+    for name, target in TARGETS.items():
+        opts = target.resolve(ExportOptions(model="mobilevit_xxs", target=name, out_dir=tmp_path))
+        assert opts.precision == target.default_precision
+    w8a8 = get_target("coreml").resolve(ExportOptions(model="mobilevit_xxs", target="coreml", out_dir=tmp_path, precision="w8a8"))
+    assert w8a8.min_target == "iOS17"
+
+
+@pytest.mark.parametrize("kind", ["export", "bench"])
+def test_help_lists_every_targets_flags(kind):
+    result = run_cli(kind, "--help")
+    assert result.returncode == 0
+    for flag, (opt, targets) in options_of(kind).items():
+        assert flag in result.stdout, flag
+        for choice in opt.choices:
+            assert choice in result.stdout
+
+
+def test_a_flag_of_another_target_is_refused_by_name(tmp_path):
+    result = run_cli("export", "--target", "onnx", "--io", "int8", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "error: --io applies to tflite, not onnx" in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_manifest_naming_an_unregistered_target_is_a_one_line_error(tmp_path):
+    from mvit_deploy.errors import UsageError
+    from mvit_deploy.runtimes import load_runner
+
+    with pytest.raises(UsageError, match="unknown target 'tensorrt'"):
+        load_runner(tmp_path / "m.plan", {"target": "tensorrt", "input": {"layout": "nchw"}})
