@@ -35,9 +35,10 @@ RUNNABLE_HERE = {"onnx", "tflite", "coreml"}  # Core ML: natively on macOS, thro
 
 
 def test_every_registered_target_precision_and_layout_has_a_case():
+    from test_executorch import CASES as EXECUTORCH_CASES
     from test_quantization import QUANT_CASES
 
-    covered = {(c["target"], c["precision"], c.get("layout", "nchw")) for c in [*CASES.values(), *QUANT_CASES.values()]}
+    covered = {(c["target"], c["precision"], c.get("layout", "nchw")) for c in [*CASES.values(), *QUANT_CASES.values(), *EXECUTORCH_CASES.values()]}
     for name, target in TARGETS.items():
         for precision in target.precisions:
             layouts = next((o.choices for o in target.export_options if o.field == "layout"), ("nchw",))
