@@ -26,7 +26,7 @@ _BLOB_READERS = {
     33: "read_uint32_data", 35: "read_uint4_data", 36: "read_uint2_data", 37: "read_uint1_data",
     38: "read_uint6_data", 39: "read_uint3_data",
 }  # fmt: skip
-FLOAT16, FLOAT32 = 10, 11
+FLOAT16 = 10  # MIL data type of fp16 tensors (the executor casts its inputs to it)
 
 
 def numpy_dtype(data_type: int):
