@@ -189,7 +189,7 @@ def test_adb_bench_end_to_end_with_a_fake_adb(artifacts, tmp_path):
     assert data["device"]["name"] == "SM-N975F" and data["device"]["cores"] == 8 and data["device"]["os"] == "Android 12"
     (r,) = data["results"]
     assert r["latency_ms"]["mean"] == pytest.approx(24.0182) and r["runtime"].startswith("litert")
-    assert data["skipped"][0]["reason"] == "adb devices run .tflite (benchmark_model) artifacts only"
+    assert data["skipped"][0]["reason"] == "adb devices run .tflite (benchmark_model), .pte (executor_runner) artifacts only"
     calls = log.read_text().splitlines()
     assert any(c.startswith("-s R58M push") and c.endswith("/data/local/tmp/mvit-deploy/benchmark_model") for c in calls)
     assert any("--num_threads=4" in c and "--use_xnnpack=true" in c for c in calls)
