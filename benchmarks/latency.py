@@ -1,17 +1,24 @@
-"""Our artifacts vs the stock routes, side by side in one run, with ratios and % of machine peak.
+"""Our artifacts vs the stock routes, side by side in one run: ratios, % of machine peak, graph size.
 
-    .venv/bin/python benchmarks/latency.py [--models mobilevit_xxs mobilevit_s] [--threads 2] [--rounds 30]
+    .venv/bin/python benchmarks/latency.py [--models mobilevit_xxs mobilevit_s] [--threads 2] [--rounds 12] [--block 20]
 
-Stock routes are what a user does by hand with the Hugging Face model (same config,
-seeded weights; latency does not depend on the weights):
+Stock routes (benchmarks/stock.py) are what a user does by hand with the Hugging Face model
+of the same variant, given the same kind of weights as ours: seeded, BatchNorm statistics
+re-estimated on photos (untrained seeded weights decay into denormals and make the stock
+routes look 15x slower on some CPUs — a speed-up that is not ours):
   stock PyTorch eager          transformers' MobileViTForImageClassification
   stock torch.onnx + ORT       torch.onnx.export(dynamo=True) of that model, onnxruntime CPU
   stock litert-torch           litert_torch.convert of that model, LiteRT + XNNPACK
-Ours: our PyTorch eager, and our exported onnx / tflite / executorch fp32 (+ int8) artifacts.
-ExecuTorch's ratio is against stock litert-torch: XNNPACK runs underneath both, so the ratio
-says which of the two a user should pick for the same engine.
-"% peak" = model FLOPs (counted) / latency / this machine's measured fp32 GEMM peak.
-Latency: median over interleaved rounds (every route once per round), batch 1.
+Ours: our PyTorch eager (the photo fixture), and our exported onnx / tflite (NCHW and NHWC) /
+executorch artifacts, fp32 and int8.
+
+Columns: p50 ms; "vs stock" = stock route of the same runtime / ours (>1 = ours faster;
+ExecuTorch against stock litert-torch: XNNPACK runs underneath both); "int8/fp32" = our int8
+over our fp32 of the same runtime (<1 = int8 faster); "% peak" = model FLOPs (counted) /
+latency / this machine's measured fp32 GEMM peak; "nodes" and "moves" = graph nodes and the
+data-movement ones among them (reshape, transpose, slice, split, concat, (un)squeeze, gather,
+space/depth) as the file holds them — for ONNX also after onnxruntime's own optimisations.
+Latency: blocks of calls per route, interleaved over rounds (benchmarks/timing.py), batch 1.
 """
 
 from __future__ import annotations
@@ -21,8 +28,8 @@ import contextlib
 import io
 import os
 import platform
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,53 +37,21 @@ import numpy as np
 # PyTorch's OpenMP workers spin after each call by default and steal the cores from the
 # route timed next; interleaved rounds are only fair if they sleep instead.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, str(Path(__file__).parent))
+from stock import hf_model, stock_litert, stock_onnx  # noqa: E402
+from timing import block_latency, data_movement, gemm_peak_gflops, onnx_ops, ort_optimized_ops, tflite_ops  # noqa: E402
 
-
-def gemm_peak_gflops(threads: int, n: int = 1024, reps: int = 20) -> float:
-    """Best fp32 GEMM throughput torch reaches here (the same BLAS family the runtimes use)."""
-    import torch
-
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
-
-
-def hf_model(name: str):
-    import torch
-    from transformers import MobileViTConfig, MobileViTForImageClassification
-
-    cfgs = {
-        "mobilevit_xxs": dict(hidden_sizes=[64, 80, 96], neck_hidden_sizes=[16, 16, 24, 48, 64, 80, 320], expand_ratio=2.0),
-        "mobilevit_xs": dict(hidden_sizes=[96, 120, 144], neck_hidden_sizes=[16, 32, 48, 64, 80, 96, 384]),
-        "mobilevit_s": dict(hidden_sizes=[144, 192, 240], neck_hidden_sizes=[16, 32, 64, 96, 128, 160, 640]),
-    }
-    torch.manual_seed(0)
-    model = MobileViTForImageClassification(MobileViTConfig(**cfgs[name])).eval()
-
-    class Logits(torch.nn.Module):  # what a user wraps around it to export
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, x):
-            return self.m(pixel_values=x).logits
-
-    return Logits(model).eval()
+SIZE = 256
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["mobilevit_xxs", "mobilevit_s"])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--block", type=int, default=20)
     parser.add_argument("--no-int8", action="store_true")
+    parser.add_argument("--no-executorch", action="store_true")
     args = parser.parse_args()
 
     import onnxruntime as ort
@@ -85,12 +60,13 @@ def main() -> None:
     from mvit_deploy import load_model
     from mvit_deploy.export import export
     from mvit_deploy.models.card import count
-    from mvit_deploy.targets.tflite import interpreter_class
     from mvit_deploy.targets import ExportOptions, get_target
+    from mvit_deploy.targets.tflite import interpreter_class, tflite_quantize
 
     torch.set_num_threads(args.threads)
     peak = gemm_peak_gflops(args.threads)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; threads={args.threads}; fp32 GEMM peak {peak:.1f} GFLOP/s")
+    print(f"machine: {platform.machine()}, {platform.processor() or '?'}, {os.cpu_count()} cores, {platform.platform()}")
+    print(f"threads={args.threads}; fp32 GEMM peak {peak:.1f} GFLOP/s; onnxruntime {ort.__version__}, torch {torch.__version__}")
 
     def ort_run(path):
         o = ort.SessionOptions()
@@ -99,16 +75,17 @@ def main() -> None:
         name = s.get_inputs()[0].name
         return lambda x: s.run(None, {name: x})
 
-    def tfl_run(path):
+    def tfl_run(path, nhwc=False):
         it = interpreter_class()(model_path=str(path), num_threads=args.threads)
         it.allocate_tensors()
         inp, out = it.get_input_details()[0], it.get_output_details()[0]
+        cache = {}
 
         def run(x):
-            if inp["dtype"] == np.int8:
-                s, z = inp["quantization"]
-                x = np.clip(np.round(x / s + z), -128, 127).astype(np.int8)
-            it.set_tensor(inp["index"], x)
+            if id(x) not in cache:  # the caller's layout and dtype, prepared once as a deployed app would
+                cache.clear()
+                cache[id(x)] = tflite_quantize(x.transpose(0, 2, 3, 1) if nhwc else x, inp)
+            it.set_tensor(inp["index"], cache[id(x)])
             it.invoke()
             return it.get_tensor(out["index"])
 
@@ -124,45 +101,57 @@ def main() -> None:
     for name in args.models:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
-            x = np.random.default_rng(0).random((1, 3, 256, 256), dtype=np.float32)
-            routes = {}
-            hf = hf_model(name)
-            routes["stock PyTorch eager (HF)"] = torch_run(hf)
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                torch.onnx.export(hf, (torch.from_numpy(x),), str(tmp / "hf.onnx"), dynamo=True, external_data=False)
-                import litert_torch
+            x = np.random.default_rng(0).random((1, 3, SIZE, SIZE), dtype=np.float32)
+            routes, family, nodes = {}, {}, {}
 
-                litert_torch.convert(hf, (torch.from_numpy(x),)).export(str(tmp / "hf.tflite"))
-            routes["stock torch.onnx + ORT"] = ort_run(tmp / "hf.onnx")
-            routes["stock litert-torch"] = tfl_run(tmp / "hf.tflite")
-            routes["ours PyTorch eager"] = torch_run(load_model(name))
+            def add(label, fam, run, ops=None):
+                routes[label], family[label], nodes[label] = run, fam, ops
+
+            hf = hf_model(name)
+            add("stock PyTorch eager (HF)", "torch", torch_run(hf))
+            add("ours PyTorch eager", "torch", torch_run(load_model(name)))
+            p = stock_onnx(hf, x, tmp / "hf.onnx")
+            add("stock torch.onnx + ORT", "onnx", ort_run(p), (onnx_ops(p), ort_optimized_ops(p, args.threads)))
+            p = stock_litert(hf, x, tmp / "hf.tflite")
+            add("stock litert-torch", "tflite", tfl_run(p), tflite_ops(p))
             precisions = ["fp32"] if args.no_int8 else ["fp32", "int8"]
-            for target in ("onnx", "tflite", "executorch"):
+            targets = [("onnx", {}), ("tflite", {}), ("tflite", {"layout": "nhwc"})] + ([] if args.no_executorch else [("executorch", {})])
+            for target, extra in targets:
                 for precision in precisions:
                     calib = 64 if target == "executorch" else 32  # XNNPACK refuses some requantization scales from fewer crops
-                    r = export(ExportOptions(model=name, target=target, precision=precision, out_dir=tmp, calib_samples=calib), run_parity=False)
-                    if target == "executorch":
-                        routes[f"ours {target} {precision}"] = get_target(target).bench_runner(r.artifact, r.manifest, args.threads)
+                    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                        r = export(ExportOptions(model=name, target=target, precision=precision, out_dir=tmp, calib_samples=calib, **extra), run_parity=False)
+                    label = f"ours {target} {precision}" + (" nhwc" if extra else "")
+                    if target == "onnx":
+                        add(label, "onnx", ort_run(r.artifact), (onnx_ops(r.artifact), ort_optimized_ops(r.artifact, args.threads)))
+                    elif target == "tflite":
+                        add(label, "tflite", tfl_run(r.artifact, nhwc=bool(extra)), tflite_ops(r.artifact))
                     else:
-                        routes[f"ours {target} {precision}"] = (ort_run if target == "onnx" else tfl_run)(r.artifact)
-            for run in routes.values():
-                for _ in range(3):
-                    run(x)
-            times = {k: [] for k in routes}
-            for _ in range(args.rounds):
-                for label, run in routes.items():
-                    t0 = time.perf_counter()
-                    run(x)
-                    times[label].append(time.perf_counter() - t0)
-            med = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
-            flops = count(name, 256)[1]
-            stock = {"PyTorch": med["stock PyTorch eager (HF)"], "onnx": med["stock torch.onnx + ORT"], "tflite": med["stock litert-torch"]}
-            print(f"\n{name}: {flops / 1e9:.2f} GFLOPs per image at 256")
-            print(f"{'route':<28}{'p50 ms':>9}{'vs stock':>10}{'% peak':>8}")
+                        d = r.manifest.get("delegation", {})
+                        add(label, "tflite", get_target(target).bench_runner(r.artifact, r.manifest, args.threads), (d.get("nodes_total"), d.get("nodes_delegated")))
+            med = block_latency(routes, x, args.rounds, args.block)
+            flops = count(name, SIZE)[1]
+            stock = {"torch": "stock PyTorch eager (HF)", "onnx": "stock torch.onnx + ORT", "tflite": "stock litert-torch"}
+            print(f"\n{name}: {flops / 1e9:.2f} GFLOPs per image at {SIZE}, batch 1")
+            print(f"{'route':<28}{'p50 ms':>8}{'vs stock':>10}{'int8/fp32':>10}{'% peak':>8}   graph")
             for label, ms in med.items():
-                family = "PyTorch" if "PyTorch" in label else "onnx" if ("onnx" in label or "ORT" in label) else "tflite"  # executorch: vs litert
                 pct = flops / (ms / 1e3) / (peak * 1e9) * 100
-                print(f"{label:<28}{ms:>9.2f}{stock[family] / ms:>9.2f}x{pct:>7.1f}%")
+                ratio = f"{med[stock[family[label]]] / ms:>9.2f}x" if not label.startswith("stock") else f"{'':>10}"
+                fp32 = label.replace("int8", "fp32")
+                vs32 = f"{ms / med[fp32]:>9.2f}x" if "int8" in label and fp32 in med else f"{'':>10}"
+                print(f"{label:<28}{ms:>8.2f}{ratio}{vs32}{pct:>7.1f}%   {_graph(label, nodes[label], family[label])}")
+
+
+def _graph(label: str, ops, fam: str) -> str:
+    if ops is None:
+        return ""
+    if "executorch" in label:
+        total, delegated = ops
+        return f"{total} nodes, {delegated} in XNNPACK" if total else ""
+    if fam == "onnx":
+        saved, run = ops
+        return f"{sum(saved.values())} nodes, {data_movement(saved, 'onnx')} moves (ORT runs {sum(run.values())}, {data_movement(run, 'onnx')} moves)"
+    return f"{sum(ops.values())} ops, {data_movement(ops, 'tflite')} moves"
 
 
 if __name__ == "__main__":

@@ -35,22 +35,7 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).parent))
 from stock import stock_ort_int8, stock_pt2e_int8  # noqa: E402
-
-
-def block_latency(routes: dict, x: np.ndarray, rounds: int, block: int) -> dict[str, float]:
-    """ms per call: median over rounds of each route's block median."""
-    medians = {label: [] for label in routes}
-    for _ in range(rounds):
-        for label, run in routes.items():
-            for _ in range(3):
-                run(x)
-            times = []
-            for _ in range(block):
-                t0 = time.perf_counter()
-                run(x)
-                times.append(time.perf_counter() - t0)
-            medians[label].append(np.median(times))
-    return {label: float(np.median(m)) * 1e3 for label, m in medians.items()}
+from timing import block_latency  # noqa: E402
 
 
 def main() -> None:

@@ -193,6 +193,14 @@ def test_reshape_transpose_expand_squeeze(tmp_path):
     close(run(tmp_path, lambda y: mb.squeeze(x=y, axes=[2]), {"y": y}), T(y).squeeze(2))
 
 
+def test_pixel_shuffle_and_unshuffle_match_torch(tmp_path):
+    """MobileViT's unfold/fold: channel c*f*f + i*f + j <-> pixel (f*h + i, f*w + j), as PyTorch defines it."""
+    x = rand(2, 12, 3, 5)
+    close(run(tmp_path, lambda x: mb.pixel_shuffle(x=x, upscale_factor=2), {"x": x}), F.pixel_shuffle(T(x), 2))
+    y = rand(1, 3, 6, 10)
+    close(run(tmp_path, lambda y: mb.pixel_unshuffle(x=y, downscale_factor=np.uint32(2)), {"y": y}, opset=ct.target.iOS16), F.pixel_unshuffle(T(y), 2))
+
+
 @pytest.mark.parametrize("interleave", [False, True])
 def test_concat(tmp_path, interleave):
     a, b = rand(2, 3, 4), rand(2, 3, 4)

@@ -6,9 +6,9 @@ so a timm state dict loads as it is and other layouts are renamed into it
 
 Export rules kept here by construction:
 - every tensor has rank <= 4 (Core ML allows 5, the Neural Engine prefers 4);
-- ``forward`` does no Python arithmetic on tensor shapes: unfold uses strided slices,
-  fold uses ``reshape_as`` against tensors of the target shape, reshapes use only
-  module constants and -1;
+- ``forward`` does no Python arithmetic on tensor shapes: unfold is ``pixel_unshuffle``,
+  fold ``pixel_shuffle`` after a ``reshape_as`` against the unfolded tensor, reshapes use
+  only module constants and -1;
 - any input whose height and width are multiples of 64 (the stride-32 block unfolds 2x2 patches).
 """
 
@@ -107,28 +107,31 @@ class TransformerBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-def unfold_patches(x: torch.Tensor) -> torch.Tensor:
-    """[B, C, H, W] -> [B*P, N, C]: one sequence of N patches per pixel position p in a 2x2 patch.
+def tokens_from_quads(quads: torch.Tensor) -> torch.Tensor:
+    """[B, C*P, H/2, W/2] (``pixel_unshuffle``: channel c*P + p) -> [B*P, N, C].
 
     Row b*P + p holds, for every patch n = i*(W/2) + j, the pixel (2i + p//2, 2j + p%2),
-    the same ordering as ml-cvnets / Hugging Face.
+    the same ordering as ml-cvnets / Hugging Face. One transpose moves the data; the
+    reshapes around it are free.
     """
-    quads = [x[:, :, ph::PATCH, pw::PATCH].flatten(2).unsqueeze(1) for ph in range(PATCH) for pw in range(PATCH)]
-    seq = torch.cat(quads, dim=1)  # [B, P, C, N]
-    return seq.transpose(2, 3).flatten(0, 1)  # [B*P, N, C]
+    seq = quads.flatten(2).unflatten(1, (-1, PATCH * PATCH))  # [B, C, P, N]
+    return seq.permute(0, 2, 3, 1).flatten(0, 1)  # [B*P, N, C]
+
+
+def quads_from_tokens(seq: torch.Tensor, quads: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`tokens_from_quads`; ``quads`` is a tensor of the target shape."""
+    p = seq.unflatten(0, (-1, PATCH * PATCH)).permute(0, 3, 1, 2)  # [B, C, P, N]
+    return p.flatten(1, 2).reshape_as(quads)
+
+
+def unfold_patches(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> [B*P, N, C]: one sequence of N patches per pixel position p in a 2x2 patch."""
+    return tokens_from_quads(nn.functional.pixel_unshuffle(x, PATCH))
 
 
 def fold_patches(seq: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`unfold_patches`; ``like`` is a [B, C, H, W] tensor of the target shape."""
-    p = seq.unflatten(0, (-1, PATCH * PATCH)).transpose(2, 3)  # [B, P, C, N]
-    half_rows = like[:, :, ::PATCH, :]  # [B, C, H/2, W]: only its shape is used
-    rows = []
-    for ph in range(PATCH):
-        # interleave the pw = 0, 1 sequences: [B, 2, C, N] -> [B, C, N, 2] -> [B, C, H/2, W]
-        pair = p[:, ph * PATCH : (ph + 1) * PATCH].permute(0, 2, 3, 1).flatten(2)
-        rows.append(pair.reshape_as(half_rows))
-    # interleave rows ph = 0, 1: [B, C, H/2, 2W] laid out row-major is [B, C, H, W]
-    return torch.cat(rows, dim=-1).reshape_as(like)
+    return nn.functional.pixel_shuffle(quads_from_tokens(seq, nn.functional.pixel_unshuffle(like, PATCH)), PATCH)
 
 
 class MobileViTBlock(nn.Module):
@@ -145,8 +148,13 @@ class MobileViTBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         local = self.conv_1x1(self.conv_kxk(x))  # [B, dim, H, W]
-        tokens = self.norm(self.transformer(unfold_patches(local)))  # [B*P, N, dim]
-        y = self.conv_proj(fold_patches(tokens, local))
+        # The patch rearrangement is pixel_unshuffle (space-to-depth) + one transpose, and back:
+        # the runtimes have a native op for each (ONNX SpaceToDepth/DepthToSpace, TFLite and
+        # XNNPACK space_to_depth/depth_to_space, Core ML pixel_unshuffle/pixel_shuffle), where
+        # four strided slices and interleaving concats cost LiteRT ~20 % of XXS (benchmarks/latency.py).
+        quads = nn.functional.pixel_unshuffle(local, PATCH)  # [B, dim*P, H/2, W/2]
+        tokens = self.norm(self.transformer(tokens_from_quads(quads)))  # [B*P, N, dim]
+        y = self.conv_proj(nn.functional.pixel_shuffle(quads_from_tokens(tokens, quads), PATCH))
         return self.conv_fusion(torch.cat([x, y], dim=1))
 
 

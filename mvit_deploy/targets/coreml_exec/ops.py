@@ -287,6 +287,22 @@ def transpose(x, perm):
     return np.transpose(x, [int(p) for p in np.ravel(perm)])
 
 
+@op("pixel_shuffle")
+def pixel_shuffle(x, upscale_factor):
+    """[n, C*f*f, H, W] -> [n, C, H*f, W*f]; channel c*f*f + i*f + j goes to pixel (H*f + i, W*f + j), as torch."""
+    f = int(upscale_factor)
+    n, c, h, w = x.shape
+    return x.reshape(n, c // (f * f), f, f, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(n, c // (f * f), h * f, w * f)
+
+
+@op("pixel_unshuffle")
+def pixel_unshuffle(x, downscale_factor):
+    """Inverse of :func:`pixel_shuffle`: [n, C, H*f, W*f] -> [n, C*f*f, H, W]."""
+    f = int(downscale_factor)
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // f, f, w // f, f).transpose(0, 1, 3, 5, 2, 4).reshape(n, c * f * f, h // f, w // f)
+
+
 @op("expand_dims")
 def expand_dims(x, axes):
     out_rank = x.ndim + np.size(axes)
