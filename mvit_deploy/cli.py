@@ -486,6 +486,16 @@ def bench(artifacts, threads, warmup, iters, device, reference, identity, ssh_op
     console.print(table)
     for s in result["skipped"]:
         console.print(f"not measured: {Path(s['artifact']).name}: {s['reason']}", highlight=False)
+    from .bench.local import DENORMAL_SLOWDOWN
+
+    for r in result["results"]:
+        slow = r.get("denormal_slowdown")
+        if slow is not None and slow >= DENORMAL_SLOWDOWN:
+            console.print(
+                f"warning: {Path(r['artifact']).name} runs {slow:.1f}x slower with denormal floats than with them flushed to zero: its "
+                "activations underflow (untrained or badly scaled weights?) — use trained weights, or time it as phones run it with --denormals flush",
+                highlight=False, soft_wrap=True,
+            )  # fmt: skip
     if json_out:
         with staged(Path(json_out)) as tmp:
             tmp.write_text(json.dumps(result, indent=2, allow_nan=False))

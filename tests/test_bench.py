@@ -54,6 +54,9 @@ def test_local_bench_table_and_json(artifacts, tmp_path):
     assert "mobilevit_xxs-onnx-fp32.onnx" in result.stdout and "p50" in result.stdout
     data = json.loads(out.read_text())
     check_result(data, 2, "local")
+    probe = {r["target"]: r["denormal_slowdown"] for r in data["results"]}
+    assert probe["tflite"] is None and 0.3 < probe["onnx"] < 1.5  # trained-like weights: no underflow, and a child process timed each mode
+    assert "denormal floats" not in result.stdout
     if sys.platform != "darwin":
         assert "Core ML latency needs a Mac" in result.stdout and data["skipped"][0]["artifact"].endswith(".mlpackage")
 
@@ -265,3 +268,32 @@ def test_report_rejects_non_bench_json(tmp_path):
     bad.write_text('{"schema": "other"}')
     result = run_cli("report", str(bad), "--out", str(tmp_path / "r"))
     assert result.returncode == 2 and "not a bench result" in result.stderr
+
+
+def test_onnx_denormals_flush_option_flushes(tmp_path):
+    """--denormals flush: a product that underflows to a denormal becomes 0, as on an NPU; keep: IEEE, as numpy.
+
+    onnxruntime applies the flag process-wide from its first session, so each mode runs in a fresh process.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["image", "tiny"], ["d"]), helper.make_node("Mul", ["d", "big"], ["logits"])], "underflow",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 4])], [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(np.array(1e-30, np.float32), "tiny"), numpy_helper.from_array(np.array(1e30, np.float32), "big")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 10
+    onnx.save(model, tmp_path / "u.onnx")
+    x = np.full((1, 4), 1e-10, np.float32)
+    d = x * np.float32(1e-30)
+    assert 0 < abs(d[0, 0]) < np.finfo(np.float32).tiny  # numpy: a denormal
+    code = (
+        "import sys, numpy as np; from mvit_deploy.targets import get_target; "
+        f"r = get_target('onnx').bench_runner({str(tmp_path / 'u.onnx')!r}, {{'input': {{'layout': 'nchw'}}}}, 1, denormals=sys.argv[1]); "
+        "print(float(r._one(np.full((1, 4), 1e-10, np.float32))[0, 0]))"
+    )
+    out = {mode: float(subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, check=True).stdout) for mode in ("keep", "flush")}
+    assert out["keep"] == pytest.approx(float(d[0, 0] * np.float32(1e30)), rel=1e-3)
+    assert out["flush"] == 0.0

@@ -1,4 +1,4 @@
-"""Device-side entry point: ``python -m mvit_deploy.bench ARTIFACT... --threads N --warmup W --iters I``.
+"""Device-side entry point: ``python -m mvit_deploy.bench ARTIFACT... --threads N --warmup W --iters I [--denormals flush]``.
 
 Prints one bench JSON (schema mvit-deploy/bench/1) on stdout. Needs only numpy and the
 runtimes (what ``pip install mvit-deploy[device]`` brings); used by the ssh device.
@@ -20,9 +20,10 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--iters", type=int, default=50)
+    parser.add_argument("--denormals", choices=("keep", "flush"), default="keep")
     args = parser.parse_args(argv)
     try:
-        result = bench(args.artifacts, args.threads, args.warmup, args.iters)
+        result = bench(args.artifacts, args.threads, args.warmup, args.iters, denormal_check=False, denormals=args.denormals)
     except MvitDeployError as e:
         print(f"error: {e.one_line()}", file=sys.stderr)
         return e.exit_code

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import DependencyError
 from . import register_target
-from .base import Converted, ExportOptions, Runner, Target
+from .base import Converted, ExportOptions, Option, Runner, Target
 
 OPSET = 18
 
@@ -16,7 +16,7 @@ OPSET = 18
 class OnnxRunner(Runner):
     runtime = "onnxruntime"
 
-    def __init__(self, path, manifest, threads=None):
+    def __init__(self, path, manifest, threads=None, denormals="keep"):
         super().__init__(path, manifest, threads)
         try:
             import onnxruntime as ort
@@ -26,6 +26,8 @@ class OnnxRunner(Runner):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
+        if denormals == "flush":  # onnxruntime sets flush-to-zero / denormals-are-zero on its threads
+            opts.add_session_config_entry("session.set_denormal_as_zero", "1")
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
@@ -56,9 +58,16 @@ class OnnxTarget(Target):
     device_packages = ("onnxruntime",)
     runtime_packages = ("onnxruntime",)
     noisy_loggers = ("onnxscript", "onnx_ir")
+    bench_options = (
+        Option("--denormals", "denormals", ("keep", "flush"), "keep",
+               "onnxruntime: keep denormal floats (IEEE, the default) or flush them to zero, as phones' NPUs and GPUs do."),
+    )  # fmt: skip
 
     def runner(self, path, manifest, threads=None):
         return OnnxRunner(path, manifest, threads)
+
+    def bench_runner(self, path, manifest, threads, denormals="keep", **_):
+        return OnnxRunner(path, manifest, threads, denormals=denormals)
 
     def layer_errors(self, float_path, int8_path, x, manifest):
         """ORT's qdq_loss_debug: cumulative error vs the float graph, and each tensor's own quantize/dequantize error."""
