@@ -60,7 +60,12 @@ class InvertedResidual(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with a fused qkv projection, written as plain matmuls."""
+    """Multi-head self-attention with a fused qkv projection, written as plain matmuls.
+
+    Tokens come flat, [S*N, C], so every projection is a plain 2-D GEMM (onnxruntime wraps a
+    3-D MatMul+Add in two reshapes per linear layer: 72 nodes on XXS, ~10 % of its latency);
+    ``like`` ([S, N, C]) only lends its leading shape to the per-sequence attention.
+    """
 
     def __init__(self, dim: int, num_heads: int):
         super().__init__()
@@ -72,13 +77,13 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # [S, N, C] -> [S, N, 3*C] -> [S, N, 3*heads, hd] -> [S, 3*heads, N, hd]
-        qkv = self.qkv(x).unflatten(-1, (3 * self.num_heads, self.head_dim)).transpose(1, 2)
+    def forward(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        # [S*N, C] -> [S*N, 3*C] -> [S, N, 3*heads, hd] -> [S, 3*heads, N, hd]
+        qkv = self.qkv(x).unflatten(0, like.shape[:2]).unflatten(-1, (3 * self.num_heads, self.head_dim)).transpose(1, 2)
         q, k, v = qkv.chunk(3, dim=1)  # each [S, heads, N, hd]
         attn = torch.matmul(q * self.scale, k.transpose(-2, -1)).softmax(dim=-1)
         out = torch.matmul(attn, v)  # [S, heads, N, hd]
-        return self.proj(out.transpose(1, 2).flatten(2))  # [S, N, C]
+        return self.proj(out.transpose(1, 2).flatten(2).flatten(0, 1))  # [S*N, C]
 
 
 class Mlp(nn.Module):
@@ -93,7 +98,7 @@ class Mlp(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm transformer encoder layer."""
+    """Pre-norm transformer encoder layer on flat tokens [S*N, C] (``like``: [S, N, C], for its shape)."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, eps: float):
         super().__init__()
@@ -102,8 +107,8 @@ class TransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
+    def forward(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), like)
         return x + self.mlp(self.norm2(x))
 
 
@@ -153,7 +158,11 @@ class MobileViTBlock(nn.Module):
         # XNNPACK space_to_depth/depth_to_space, Core ML pixel_unshuffle/pixel_shuffle), where
         # four strided slices and interleaving concats cost LiteRT ~20 % of XXS (benchmarks/latency.py).
         quads = nn.functional.pixel_unshuffle(local, PATCH)  # [B, dim*P, H/2, W/2]
-        tokens = self.norm(self.transformer(tokens_from_quads(quads)))  # [B*P, N, dim]
+        tokens = tokens_from_quads(quads)  # [B*P, N, dim]
+        flat = tokens.flatten(0, 1)  # [B*P*N, dim]: linear layers as plain GEMMs
+        for layer in self.transformer:
+            flat = layer(flat, tokens)
+        tokens = self.norm(flat).reshape_as(tokens)
         y = self.conv_proj(nn.functional.pixel_shuffle(quads_from_tokens(tokens, quads), PATCH))
         return self.conv_fusion(torch.cat([x, y], dim=1))
 
