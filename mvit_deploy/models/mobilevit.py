@@ -156,7 +156,7 @@ class MobileViTBlock(nn.Module):
         # The patch rearrangement is pixel_unshuffle (space-to-depth) + one transpose, and back:
         # the runtimes have a native op for each (ONNX SpaceToDepth/DepthToSpace, TFLite and
         # XNNPACK space_to_depth/depth_to_space, Core ML pixel_unshuffle/pixel_shuffle), where
-        # four strided slices and interleaving concats cost LiteRT ~20 % of XXS (benchmarks/latency.py).
+        # four strided slices and interleaving concats cost LiteRT ~20 % of XXS fp32 (benchmarks/latency.py).
         quads = nn.functional.pixel_unshuffle(local, PATCH)  # [B, dim*P, H/2, W/2]
         tokens = tokens_from_quads(quads)  # [B*P, N, dim]
         flat = tokens.flatten(0, 1)  # [B*P*N, dim]: linear layers as plain GEMMs
