@@ -240,3 +240,18 @@ def test_calibration_and_parity_photos_are_disjoint(tmp_path):
         Image.fromarray(np.full((80, 90, 3), 40 * i, np.uint8)).save(own / f"{i}.png")
     mine = calibration_inputs(TIMM_PREPROCESSING, 64, own, 6)
     assert mine.shape == (6, 3, 64, 64) and np.allclose(mine[0], 0) and not np.allclose(mine[-1], 0)
+
+
+def test_tflite_nhwc_int8_keeps_the_float_stages_float(tmp_path):
+    """The NHWC wrapper adds a level to litert-torch's tensor names ('.../NHWC/..._inner/...'); the
+    float stages must still match, or the whole net is quantized (regression: trained XXS 28.6 dB)."""
+    from mvit_deploy.targets.tflite import interpreter_class, module_of_tflite_tensor
+
+    nchw = export(ExportOptions(model="mobilevit_xxs", pretrained="fashion", target="tflite", precision="int8", out_dir=tmp_path / "a"))
+    nhwc = export(ExportOptions(model="mobilevit_xxs", pretrained="fashion", target="tflite", precision="int8", layout="nhwc", out_dir=tmp_path / "b"))
+    psnr = {k: r.manifest["parity"]["metrics"]["psnr_db"] for k, r in (("nchw", nchw), ("nhwc", nhwc))}
+    assert psnr["nhwc"] > 40.0 and abs(psnr["nhwc"] - psnr["nchw"]) < 2.0, psnr  # measured 45.3 / 44.7 dB
+    it = interpreter_class()(model_path=str(nhwc.artifact))
+    details = {d["index"]: d for d in it.get_tensor_details()}
+    stem_convs = [op for op in it._get_ops_details() if op["op_name"] == "CONV_2D" and module_of_tflite_tensor(details[op["outputs"][0]]["name"]).startswith("stem")]
+    assert stem_convs and all(details[op["outputs"][0]]["dtype"] == np.float32 for op in stem_convs)

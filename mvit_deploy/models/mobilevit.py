@@ -14,6 +14,8 @@ Export rules kept here by construction:
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -28,6 +30,25 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     if rounded < 0.9 * value:
         rounded += divisor
     return rounded
+
+
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` (same parameters and state dict) that can be written out as plain ops.
+
+    litert-torch lowers ``layer_norm`` through batch_norm_training with rank-3 reshapes: 16
+    TFLite ops and 5 RESHAPEs per norm. Spelled as mean / variance / rsqrt it is 10 ops and
+    one 1-element-per-token reshape, all XNNPACK kernels. onnxruntime and Core ML have a
+    LayerNormalization kernel of their own, so only the LiteRT export asks for this
+    (:func:`export_variant`).
+    """
+
+    decomposed = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.decomposed:
+            return super().forward(x)
+        d = x - x.mean(-1, keepdim=True)
+        return d * torch.rsqrt((d * d).mean(-1, keepdim=True) + self.eps) * self.weight + self.bias
 
 
 class ConvNormAct(nn.Module):
@@ -102,14 +123,23 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, eps: float):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.norm1 = LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, num_heads)
-        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.norm2 = LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), like)
         return x + self.mlp(self.norm2(x))
+
+
+class Transformer(nn.Sequential):
+    """The encoder layers, each called on flat tokens with the [S, N, C] view that lends its shape."""
+
+    def forward(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        for layer in self:
+            x = layer(x, like)
+        return x
 
 
 def tokens_from_quads(quads: torch.Tensor) -> torch.Tensor:
@@ -139,32 +169,77 @@ def fold_patches(seq: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return nn.functional.pixel_shuffle(quads_from_tokens(seq, nn.functional.pixel_unshuffle(like, PATCH)), PATCH)
 
 
+def tokens_channels_last(local: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, C, H, W] -> ([B*P, N, C], the rank-6 view fold needs): the ordering of
+    :func:`unfold_patches` through channels-last tensors, so that every transpose keeps C
+    innermost or moves it whole (one rank-6 transpose; for runtimes that allow rank 6)."""
+    six = local.permute(0, 2, 3, 1).unflatten(1, (-1, PATCH)).unflatten(3, (-1, PATCH))  # [B, H/2, 2, W/2, 2, C]
+    grid = six.permute(0, 2, 4, 1, 3, 5)  # [B, 2, 2, H/2, W/2, C]
+    return grid.flatten(0, 2).flatten(1, 2), grid
+
+
+def fold_channels_last(seq: torch.Tensor, grid: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`tokens_channels_last`; ``like`` is the [B, C, H, W] tensor that was unfolded."""
+    six = seq.reshape_as(grid).permute(0, 3, 1, 4, 2, 5)  # [B, H/2, 2, W/2, 2, C]
+    return six.flatten(3, 4).flatten(1, 2).permute(0, 3, 1, 2)  # [B, C, H, W]
+
+
 class MobileViTBlock(nn.Module):
     """Local 3x3 + 1x1 conv -> unfold -> transformer -> fold -> 1x1 proj -> concat -> 3x3 fusion."""
+
+    patches = "pixel_shuffle"  # or "channels_last" (rank 6; see export_variant)
 
     def __init__(self, channels: int, dim: int, depth: int, num_heads: int, mlp_ratio: float, eps: float):
         super().__init__()
         self.conv_kxk = ConvNormAct(channels, channels, 3)
         self.conv_1x1 = nn.Conv2d(channels, dim, 1, bias=False)
-        self.transformer = nn.Sequential(*[TransformerBlock(dim, num_heads, mlp_ratio, eps) for _ in range(depth)])
-        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.transformer = Transformer(*[TransformerBlock(dim, num_heads, mlp_ratio, eps) for _ in range(depth)])
+        self.norm = LayerNorm(dim, eps=eps)
         self.conv_proj = ConvNormAct(dim, channels, 1)
         self.conv_fusion = ConvNormAct(2 * channels, channels, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         local = self.conv_1x1(self.conv_kxk(x))  # [B, dim, H, W]
-        # The patch rearrangement is pixel_unshuffle (space-to-depth) + one transpose, and back:
-        # the runtimes have a native op for each (ONNX SpaceToDepth/DepthToSpace, TFLite and
-        # XNNPACK space_to_depth/depth_to_space, Core ML pixel_unshuffle/pixel_shuffle), where
-        # four strided slices and interleaving concats cost LiteRT ~20 % of XXS fp32 (benchmarks/latency.py).
-        quads = nn.functional.pixel_unshuffle(local, PATCH)  # [B, dim*P, H/2, W/2]
-        tokens = tokens_from_quads(quads)  # [B*P, N, dim]
-        flat = tokens.flatten(0, 1)  # [B*P*N, dim]: linear layers as plain GEMMs
-        for layer in self.transformer:
-            flat = layer(flat, tokens)
+        if self.patches == "channels_last":
+            tokens, grid = tokens_channels_last(local)
+        else:
+            # The patch rearrangement is pixel_unshuffle (space-to-depth) + one transpose, and back:
+            # the runtimes have a native op for each (ONNX SpaceToDepth/DepthToSpace, TFLite and
+            # XNNPACK space_to_depth/depth_to_space, Core ML pixel_unshuffle/pixel_shuffle), where
+            # four strided slices and interleaving concats cost LiteRT ~20 % of XXS fp32 (benchmarks/latency.py).
+            quads = nn.functional.pixel_unshuffle(local, PATCH)  # [B, dim*P, H/2, W/2]
+            tokens = tokens_from_quads(quads)  # [B*P, N, dim]
+        flat = self.transformer(tokens.flatten(0, 1), tokens)  # [B*P*N, dim]: linear layers as plain GEMMs
         tokens = self.norm(flat).reshape_as(tokens)
-        y = self.conv_proj(nn.functional.pixel_shuffle(quads_from_tokens(tokens, quads), PATCH))
-        return self.conv_fusion(torch.cat([x, y], dim=1))
+        if self.patches == "channels_last":
+            y = fold_channels_last(tokens, grid, local)
+        else:
+            y = nn.functional.pixel_shuffle(quads_from_tokens(tokens, quads), PATCH)
+        return self.conv_fusion(torch.cat([x, self.conv_proj(y)], dim=1))
+
+
+@contextlib.contextmanager
+def export_variant(model: nn.Module, patches: str | None = None, layer_norm: str | None = None):
+    """Temporarily write ``model``'s graph the way one runtime runs fastest; outputs are the same.
+
+    ``patches="channels_last"``: unfold/fold through rank-6 channels-last transposes (ONNX:
+    onnxruntime moves C-innermost data with its fast transpose and cancels the rest against
+    its NHWC int8 kernels). ``layer_norm="decomposed"``: :class:`LayerNorm` as plain ops (LiteRT).
+    Parameters and state dict are untouched; the default graph stays rank <= 4 for Core ML.
+    """
+    blocks = [m for m in model.modules() if isinstance(m, MobileViTBlock)] if patches else []
+    norms = [m for m in model.modules() if isinstance(m, LayerNorm)] if layer_norm else []
+    for m in blocks:
+        m.patches = patches
+    for m in norms:
+        m.decomposed = layer_norm == "decomposed"
+    try:
+        yield model
+    finally:
+        for m in blocks:
+            del m.patches
+        for m in norms:
+            del m.decomposed
 
 
 class MobileViT(nn.Module):

@@ -11,6 +11,7 @@ from . import register_target
 from .base import Converted, ExportOptions, Option, Runner, Target
 
 OPSET = 18
+PATCHES = "channels_last"  # mvit_deploy.models.mobilevit.export_variant
 
 
 class OnnxRunner(Runner):
@@ -93,7 +94,11 @@ class OnnxTarget(Target):
     def convert(self, model, example, opts: ExportOptions, dest: Path, calibration=None) -> Converted:
         import torch
 
-        with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates every step
+        from ..models.mobilevit import export_variant
+
+        # unfold/fold through channels-last rank-6 transposes: onnxruntime moves C-innermost data
+        # with its fast transpose (a pixel_unshuffle permutation takes its element-wise path)
+        with contextlib.redirect_stdout(io.StringIO()), export_variant(model, patches=PATCHES):  # the exporter narrates every step
             program = torch.onnx.export(
                 model,
                 (example,),

@@ -103,12 +103,17 @@ def benchmark_command(remote_model: str, remote_binary: str, threads: int, warmu
 
 
 def module_of_tflite_tensor(name: str) -> str:
-    """'...MobileViT/torch...Sequential_stages/torch...Sequential_2/...MobileViTBlock_1/...;5' -> 'stages.2.1'."""
+    """'...MobileViT/torch...Sequential_stages/torch...Sequential_2/...MobileViTBlock_1/...;5' -> 'stages.2.1'.
+
+    The NHWC wrapper's level ('.../NHWC/...MobileViT_inner/...') is not part of the model's path.
+    """
     parts = []
     for segment in name.split(";")[0].split("/")[1:]:
         cls_attr = segment.rsplit(".", 1)[-1]
         if "_" in cls_attr:
             parts.append(cls_attr.split("_", 1)[1])
+    if parts[:1] == [WRAPPED] and name.split("/", 1)[0].endswith(".NHWC"):
+        parts = parts[1:]
     return ".".join(parts)
 
 
@@ -131,6 +136,9 @@ def _tensors(path: Path, x: np.ndarray, layout: str) -> dict[str, list[np.ndarra
     return out
 
 
+WRAPPED = "inner"  # the NHWC wrapper's attribute holding the model: one more level in tensor names
+
+
 def nhwc_wrapper(model):
     """[B, H, W, C] input, as Android / Pi camera pipelines hand it over."""
     import torch
@@ -138,7 +146,7 @@ def nhwc_wrapper(model):
     class NHWC(torch.nn.Module):
         def __init__(self, inner):
             super().__init__()
-            self.inner = inner
+            self.inner = inner  # WRAPPED
 
         def forward(self, x):
             return self.inner(x.permute(0, 3, 1, 2))
@@ -203,7 +211,9 @@ class TFLiteTarget(Target):
 
         if opts.layout == "nhwc":
             model, example = nhwc_wrapper(model), example.permute(0, 2, 3, 1).contiguous()
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        from ..models.mobilevit import export_variant
+
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), export_variant(model, **VARIANT):
             edge = litert_torch.convert(model, (example,))
             edge.export(str(dest))
             if opts.precision == "int8":
@@ -219,6 +229,12 @@ class TFLiteTarget(Target):
         return path.read_bytes()  # flatbuffer: graph and buffers; deterministic as a whole
 
 
+# How the graph is written for LiteRT (mvit_deploy.models.mobilevit.export_variant): layer norms
+# as plain ops (10 TFLite ops each instead of 16 with 5 reshapes) and unfold/fold through
+# channels-last rank-6 transposes (XXS: 660 -> 561 ops, data movement 262 -> 169; fp32 -6 %,
+# int8 -5 % in one interleaved run of benchmarks/latency.py-style blocks).
+VARIANT = {"layer_norm": "decomposed", "patches": "channels_last"}
+
 # The int8 recipe, chosen by measurement on MobileViT (benchmarks/quant.py, docs in README):
 # after the high-resolution stages (mvit_deploy.quantization.FLOAT_MODULES, float),
 # convolutions, fully-connected layers, SiLU and the pure data movement between them run in int8
@@ -231,11 +247,12 @@ INT8_SCOPED_OPS = {"SiLU_act": ("LOGISTIC", "MUL")}
 
 
 def scope_regex(prefixes) -> str:
-    """Regex over litert-torch tensor names ('<root>/<Class>_<attr>/...') for these module paths."""
+    """Regex over litert-torch tensor names ('<root>/<Class>_<attr>/...') for these module paths,
+    with or without the NHWC wrapper's level ('<root>/<Class>_inner/...')."""
     alternatives = []
     for prefix in prefixes:
         parts = "/".join(f"[^/]*_{re.escape(p)}" for p in prefix.split("."))
-        alternatives.append(f"^[^/]*/{parts}(/|;|$)")
+        alternatives.append(f"^[^/]*/(?:[^/]*_{WRAPPED}/)?{parts}(/|;|$)")
     return "|".join(alternatives)
 
 
