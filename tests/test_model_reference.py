@@ -189,3 +189,27 @@ def test_fixture_is_deterministic_and_trained_like(eval_photos):
         logits = a(eval_photos[256])
     assert logits.std().item() > 1.5 and logits.std().item() < 6.0
     assert len(set(logits.argmax(1).tolist())) > 1, "every photo gets the same class: activations collapsed"
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 4, 4), (2, 5, 8, 12)])
+def test_channels_last_unfold_against_numpy(shape):
+    from mvit_deploy.models.mobilevit import fold_channels_last, tokens_channels_last
+
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    seq, grid = tokens_channels_last(x)
+    np.testing.assert_array_equal(seq.numpy(), hf_unfold_numpy(x.numpy()))
+    assert torch.equal(fold_channels_last(seq, grid, x), x)
+
+
+def test_export_variants_compute_the_same_model(eval_photos):
+    """Each runtime's spelling of the graph: same logits as the default (HF-checked) one; the model is restored after."""
+    from mvit_deploy.models.mobilevit import export_variant
+
+    model, x = load_model("mobilevit_xxs"), eval_photos[256][:4]
+    with torch.no_grad():
+        ref = model(x)
+        with export_variant(model, patches="channels_last"):
+            assert torch.equal(model(x), ref)  # a pure permutation
+        with export_variant(model, patches="channels_last", layer_norm="decomposed"):
+            assert (model(x) - ref).abs().max().item() <= 1e-4 * ref.abs().max().item()  # fp32 rounding only
+        assert torch.equal(model(x), ref)
