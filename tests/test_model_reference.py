@@ -198,7 +198,7 @@ def test_channels_last_unfold_against_numpy(shape):
     x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
     seq, grid = tokens_channels_last(x)
     np.testing.assert_array_equal(seq.numpy(), hf_unfold_numpy(x.numpy()))
-    assert torch.equal(fold_channels_last(seq, grid, x), x)
+    assert torch.equal(fold_channels_last(seq, grid), x)
 
 
 def test_export_variants_compute_the_same_model(eval_photos):

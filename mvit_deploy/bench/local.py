@@ -152,7 +152,7 @@ def denormal_slowdown(path: Path, manifest: dict, threads: int, rounds: int = 2)
     onnxruntime applies its flush setting process-wide, from the first session on, so each
     mode is timed alone in a child process (``python -m mvit_deploy.bench --denormals MODE``),
     the modes alternating over ``rounds`` so a noisy minute hits both. ``bench`` runs this
-    before it loads anything itself: idle thread pools of its own would spin against the children.
+    before any of its own runtimes has run: their idle thread pools would spin against the children.
     """
     import json
     import subprocess
@@ -186,10 +186,6 @@ def bench(artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, referen
     subjects: list[_Subject] = []
     skipped = []
     inputs: dict[str, np.ndarray] = {}
-    denormals = {}
-    if denormal_check and runtime_options.get("denormals", "keep") == "keep":
-        for path in map(Path, artifacts):
-            denormals[str(path)] = denormal_slowdown(path, read_manifest(path), threads)
     for path in map(Path, artifacts):
         try:
             manifest, runner, load_ms, before = _load_artifact(path, threads, runtime_options)
@@ -197,6 +193,10 @@ def bench(artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, referen
             skipped.append({"artifact": str(path), "reason": e.one_line()})
             continue
         subjects.append(_Subject(str(path), manifest, runner, load_ms, before, tree_bytes(path), runner.runtime))
+    # loaded runtimes have not run yet, so no idle pool of ours spins against the probe's children
+    denormals = {}
+    if denormal_check and runtime_options.get("denormals", "keep") == "keep":
+        denormals = {s.label: denormal_slowdown(Path(s.label), s.manifest, threads) for s in subjects}
     if reference:
         seen = set()
         for s in list(subjects):

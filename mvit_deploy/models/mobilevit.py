@@ -5,7 +5,8 @@ so a timm state dict loads as it is and other layouts are renamed into it
 (see ``checkpoints.py``).
 
 Export rules kept here by construction:
-- every tensor has rank <= 4 (Core ML allows 5, the Neural Engine prefers 4);
+- every tensor of the default graph has rank <= 4 (Core ML allows 5, the Neural Engine
+  prefers 4); the ONNX and LiteRT spellings of :func:`export_variant` use rank 6 on purpose;
 - ``forward`` does no Python arithmetic on tensor shapes: unfold is ``pixel_unshuffle``,
   fold ``pixel_shuffle`` after a ``reshape_as`` against the unfolded tensor, reshapes use
   only module constants and -1;
@@ -178,8 +179,8 @@ def tokens_channels_last(local: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return grid.flatten(0, 2).flatten(1, 2), grid
 
 
-def fold_channels_last(seq: torch.Tensor, grid: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`tokens_channels_last`; ``like`` is the [B, C, H, W] tensor that was unfolded."""
+def fold_channels_last(seq: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`tokens_channels_last` (``grid``: its rank-6 view, for the shape)."""
     six = seq.reshape_as(grid).permute(0, 3, 1, 4, 2, 5)  # [B, H/2, 2, W/2, 2, C]
     return six.flatten(3, 4).flatten(1, 2).permute(0, 3, 1, 2)  # [B, C, H, W]
 
@@ -212,7 +213,7 @@ class MobileViTBlock(nn.Module):
         flat = self.transformer(tokens.flatten(0, 1), tokens)  # [B*P*N, dim]: linear layers as plain GEMMs
         tokens = self.norm(flat).reshape_as(tokens)
         if self.patches == "channels_last":
-            y = fold_channels_last(tokens, grid, local)
+            y = fold_channels_last(tokens, grid)
         else:
             y = nn.functional.pixel_shuffle(quads_from_tokens(tokens, quads), PATCH)
         return self.conv_fusion(torch.cat([x, self.conv_proj(y)], dim=1))
