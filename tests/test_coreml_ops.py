@@ -167,6 +167,21 @@ def test_layer_norm_two_axes_no_affine(tmp_path):
     close(run(tmp_path, lambda x: mb.layer_norm(x=x, axes=[1, 2]), {"x": x}), F.layer_norm(T(x), (4, 5)), 1e-5)
 
 
+@pytest.mark.parametrize("axes", [[0, 2], [2, 0], [1], [0, 1, 3], [-3, -1]])
+def test_layer_norm_non_trailing_axes_with_affine(tmp_path, axes):
+    """gamma / beta have x's shape along the (sorted) axes; torch normalises trailing dims, so move the axes there."""
+    x = rand(3, 4, 5, 6) * 4 + 2
+    rank = x.ndim
+    ax = sorted(a % rank for a in axes)
+    shape = tuple(x.shape[a] for a in ax)
+    g, b = rand(*shape), rand(*shape)
+    got = run(tmp_path, lambda x: mb.layer_norm(x=x, axes=axes, gamma=g, beta=b, epsilon=1e-4), {"x": x})
+    rest = [a for a in range(rank) if a not in ax]
+    moved = T(x).permute(*rest, *ax)
+    ref = F.layer_norm(moved, shape, T(g), T(b), eps=1e-4).permute(*np.argsort(rest + ax).tolist())
+    close(got, ref, 2e-5)
+
+
 def test_batch_norm(tmp_path):
     x, m, v, g, b = rand(2, 3, 4, 4), rand(3), np.abs(rand(3)) + 0.1, rand(3), rand(3)
     got = run(tmp_path, lambda x: mb.batch_norm(x=x, mean=m, variance=v, gamma=g, beta=b, epsilon=1e-3), {"x": x})
@@ -321,7 +336,148 @@ def test_quantize_dequantize_per_channel(tmp_path):
     close(deq, ref.dequantize(), 1e-6)
 
 
+# ---------------------------------------------------------------------------- layout, padding, pooling, gathers
+
+
+def onnx_op(op_type: str, x: np.ndarray, **attrs) -> np.ndarray:
+    """One ONNX node run by onnxruntime: an implementation independent of ours and of coremltools."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    node = helper.make_node(op_type, ["x"], ["y"], **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"x": x})[0]
+
+
+def test_depth_to_space_and_space_to_depth_follow_tensorflow_order(tmp_path):
+    """Core ML's pair is TensorFlow's (ONNX mode DCR), unlike pixel_shuffle (CRD): C > 1 tells them apart."""
+    x = rand(1, 12, 3, 4)
+    close(run(tmp_path, lambda x: mb.depth_to_space(x=x, block_size=2), {"x": x}), onnx_op("DepthToSpace", x, blocksize=2, mode="DCR"), 0)
+    y = rand(2, 3, 6, 4)
+    close(run(tmp_path, lambda x: mb.space_to_depth(x=x, block_size=2), {"x": y}), onnx_op("SpaceToDepth", y, blocksize=2), 0)
+
+
+@pytest.mark.parametrize("mode, torch_mode", [("constant", "constant"), ("reflect", "reflect"), ("replicate", "replicate")])
+def test_pad_modes(tmp_path, mode, torch_mode):
+    x = rand(2, 3, 5, 6)
+    kw = dict(constant_val=np.float32(1.5)) if mode == "constant" else {}
+    got = run(tmp_path, lambda x: mb.pad(x=x, pad=np.array([1, 2, 3, 0], np.int32), mode=mode, **kw), {"x": x})
+    ref = F.pad(T(x), (3, 0, 1, 2), mode=torch_mode, **({"value": 1.5} if mode == "constant" else {}))
+    close(got, ref, 0)
+
+
+def test_stack_and_einsum(tmp_path):
+    a, b = rand(2, 3, 4, 5), rand(2, 5, 4, 6)
+    got = run(tmp_path, lambda a, b: mb.einsum(values=(a, b), equation="nchw,nwhu->nchu"), {"a": a, "b": b})
+    close(got, torch.einsum("nchw,nwhu->nchu", T(a), T(b)), 1e-4)
+    got = run(tmp_path, lambda a, b: mb.stack(values=[a, mb.mul(x=b, y=2.0)], axis=1), {"a": a, "b": a})
+    close(got, torch.stack([T(a), T(a) * 2], 1), 0)
+
+
+@pytest.mark.parametrize("ascending", [False, True])
+def test_topk_values_and_indices(tmp_path, ascending):
+    x = RNG.permutation(60).reshape(3, 4, 5).astype(np.float32)  # distinct values: indices are unambiguous
+    values, indices = run(tmp_path, lambda x: mb.topk(x=x, k=3, axis=1, ascending=ascending), {"x": x})
+    ref = torch.topk(T(x), 3, dim=1, largest=not ascending)
+    close(values, ref.values, 0)
+    np.testing.assert_array_equal(indices, ref.indices.numpy())
+
+
+def test_max_and_avg_pool_ceil_mode_and_padding(tmp_path):
+    x = rand(1, 2, 7, 8)
+    got = run(tmp_path, lambda x: mb.max_pool(x=x, kernel_sizes=[3, 3], strides=[2, 2], pad_type="custom", pad=[1, 1, 1, 1], ceil_mode=True), {"x": x})
+    close(got, F.max_pool2d(T(x), 3, 2, padding=1, ceil_mode=True), 0)
+    for exclude in (False, True):
+        got = run(tmp_path, lambda x: mb.avg_pool(x=x, kernel_sizes=[3, 3], strides=[2, 2], pad_type="custom", pad=[1, 1, 1, 1],
+                                                  exclude_padding_from_average=exclude, ceil_mode=True), {"x": x})  # fmt: skip
+        close(got, F.avg_pool2d(T(x), 3, 2, padding=1, ceil_mode=True, count_include_pad=not exclude), 1e-6)
+
+
+def test_conv_1d_3d_and_transpose(tmp_path):
+    x1, w1 = rand(2, 3, 11), rand(4, 3, 3)
+    close(run(tmp_path, lambda x: mb.conv(x=x, weight=w1, strides=[2], pad_type="same"), {"x": x1}), F.conv1d(F.pad(T(x1), (1, 1)), T(w1), stride=2), 1e-4)
+    x3, w3 = rand(1, 2, 4, 5, 6), rand(3, 2, 2, 3, 3)
+    close(run(tmp_path, lambda x: mb.conv(x=x, weight=w3, dilations=[1, 1, 2]), {"x": x3}), F.conv3d(T(x3), T(w3), dilation=(1, 1, 2)), 1e-4)
+    x, w, b = rand(1, 4, 5, 6), rand(4, 3, 3, 3), rand(6)
+    w2 = rand(4, 3, 3, 3)
+    got = run(tmp_path, lambda x: mb.conv_transpose(x=x, weight=w2, strides=[2, 2], pad_type="custom", pad=[1, 1, 1, 1]), {"x": x})
+    close(got, F.conv_transpose2d(T(x), T(w2), stride=2, padding=1), 1e-4)
+    got = run(tmp_path, lambda x: mb.conv_transpose(x=x, weight=w2, bias=b[:3], groups=1, dilations=[2, 1]), {"x": x})
+    close(got, F.conv_transpose2d(T(x), T(w2), T(b[:3]), dilation=(2, 1)), 1e-4)
+
+
+def test_gathers_against_numpy_indexing(tmp_path):
+    x = rand(3, 4, 5)
+    idx = np.array([[2, -1], [0, 3]], np.int32)
+    close(run(tmp_path, lambda x: mb.gather(x=x, indices=idx, axis=1), {"x": x}), x[:, [[2, 3], [0, 3]]], 0)
+    along = RNG.integers(0, 4, (3, 2, 5)).astype(np.int32)
+    close(run(tmp_path, lambda x: mb.gather_along_axis(x=x, indices=along, axis=1), {"x": x}), np.take_along_axis(x, along.astype(np.int64), 1), 0)
+    nd = np.array([[0, 1], [2, 3]], np.int32)
+    close(run(tmp_path, lambda x: mb.gather_nd(x=x, indices=nd), {"x": x}), x[[0, 2], [1, 3]], 0)
+    batched = np.array([[1, 0], [3, 3], [2, 1]], np.int32)  # batch_dims=1: row i gathers along axis 1 with batched[i]
+    got = run(tmp_path, lambda x: mb.gather(x=x, indices=batched, axis=1, batch_dims=1), {"x": x}, opset=ct.target.iOS16)
+    close(got, np.stack([x[i][batched[i]] for i in range(3)]), 0)
+
+
+def test_out_of_range_gather_is_refused_not_guessed(tmp_path):
+    x = rand(3, 4)
+    with pytest.raises(UnsupportedOpError, match=r"'gather' .*index out of range \[-4, 4\)"):
+        run(tmp_path, lambda x: mb.gather(x=x, indices=np.array([1, 4], np.int32), axis=1), {"x": x})
+
+
+# ---------------------------------------------------------------------------- flexible inputs
+
+
+def flexible_program(tmp_path, shape):
+    from coremltools.converters.mil.mil import get_new_symbol
+
+    prog = mb.program(input_specs=[mb.TensorSpec(shape=(1, get_new_symbol(), 4))], opset_version=ct.target.iOS17)(
+        lambda x: mb.layer_norm(x=x, axes=[1], epsilon=1e-5))
+    model = ct.convert(prog, convert_to="mlprogram", inputs=[ct.TensorType(name="x", shape=shape)], minimum_deployment_target=ct.target.iOS17,
+                       compute_precision=ct.precision.FLOAT32)
+    path = tmp_path / f"flex{len(list(tmp_path.iterdir()))}.mlpackage"
+    model.save(str(path))
+    return MILExecutor(path)
+
+
+def test_range_dim_takes_the_actual_shape_and_refuses_outside_the_range(tmp_path):
+    from mvit_deploy.targets.coreml_exec import InputShapeError
+
+    ex = flexible_program(tmp_path, (1, ct.RangeDim(2, 9), 4))
+    for n in (2, 7):
+        x = rand(1, n, 4)
+        close(ex.run({"x": x})[0][ex.program.outputs[0]], F.layer_norm(T(x).transpose(1, 2), (n,)).transpose(1, 2), 1e-5)
+    with pytest.raises(InputShapeError, match=r"dimension 1 = 10 is outside the declared range \[2, 9\]"):
+        ex.run({"x": rand(1, 10, 4)})
+    with pytest.raises(InputShapeError, match="has rank 2"):
+        ex.run({"x": rand(5, 4)})
+
+
+def test_enumerated_shapes_accept_only_the_set(tmp_path):
+    from mvit_deploy.targets.coreml_exec import InputShapeError
+
+    ex = flexible_program(tmp_path, ct.EnumeratedShapes(shapes=[(1, 3, 4), (1, 6, 4)]))
+    x = rand(1, 6, 4)
+    close(ex.run({"x": x})[0][ex.program.outputs[0]], F.layer_norm(T(x).transpose(1, 2), (6,)).transpose(1, 2), 1e-5)
+    with pytest.raises(InputShapeError, match=r"accepts only the enumerated shapes \[\(1, 3, 4\), \(1, 6, 4\)\]"):
+        ex.run({"x": rand(1, 5, 4)})
+
+
 # ---------------------------------------------------------------------------- errors and coverage
+
+
+def test_unknown_parameter_is_refused_by_name(tmp_path, monkeypatch):
+    """An op whose program passes a parameter the executor's function does not take is refused, never half-run."""
+    import mvit_deploy.targets.coreml_exec as executor
+
+    monkeypatch.setitem(executor.OPS, "softmax", lambda x: x)  # an implementation that knows no 'axis'
+    x = rand(2, 5)
+    with pytest.raises(UnsupportedOpError, match=r"'softmax' .*parameter\(s\) \['axis'\]"):
+        run(tmp_path, lambda x: mb.softmax(x=x, axis=0), {"x": x})
 
 
 def test_unknown_op_is_named(tmp_path):

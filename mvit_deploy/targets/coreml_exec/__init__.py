@@ -11,12 +11,14 @@ So it bounds the rounding the program's types impose, not a specific chip.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from pathlib import Path
 
 import numpy as np
 
-from ...errors import MvitDeployError
-from .ops import OPS, VARIADIC
+from ...errors import MvitDeployError, UsageError
+from .ops import OPS, VARIADIC, Unsupported
 from .program import FLOAT16, Operation, Program, load_program, numpy_dtype
 
 
@@ -24,6 +26,23 @@ class UnsupportedOpError(MvitDeployError):
     """The program uses an op the executor does not implement: never skipped, never passed (exit 1: unverified)."""
 
     exit_code = 1
+
+
+@functools.cache
+def _parameters(fn) -> frozenset[str]:
+    return frozenset(inspect.signature(fn).parameters)
+
+
+class InputShapeError(UsageError):
+    """An input outside the shapes the program declares (fixed, RangeDim or EnumeratedShapes): exit 2, a usage error."""
+
+    exit_code = 2
+
+
+class ExecutorError(MvitDeployError):
+    """The executor itself failed on an op it claims to implement: a defect, never a verdict (exit 3: internal)."""
+
+    exit_code = 3
 
 
 class MILExecutor:
@@ -42,7 +61,7 @@ class MILExecutor:
 
     @property
     def input_names(self) -> list[str]:
-        return [name for name, _, _ in self.program.inputs]
+        return [i.name for i in self.program.inputs]
 
     def _fold_constants(self) -> dict[str, object]:
         """Evaluate const and constexpr_* ops once, at load (as Core ML decompresses at load time)."""
@@ -69,12 +88,22 @@ class MILExecutor:
         return kwargs
 
     def _execute(self, o: Operation, env: dict) -> None:
+        fn = OPS[o.type]
+        kwargs = self._resolve(o, env)
+        unknown = sorted(set(kwargs) - _parameters(fn))
+        if unknown:
+            raise UnsupportedOpError(f"Core ML op '{o.type}' ({o.location}) has parameter(s) {unknown}, which the reference executor does not implement",
+                                     "run this model on macOS, or extend mvit_deploy/targets/coreml_exec/ops.py")  # fmt: skip
         try:
-            result = OPS[o.type](**self._resolve(o, env))
+            result = fn(**kwargs)
         except MvitDeployError:
             raise
-        except Exception as e:  # a bug or an unsupported attribute combination: name where
-            raise MvitDeployError(f"Core ML op '{o.type}' ({o.location}) failed in the reference executor: {e}", "report it with the model") from e
+        except Unsupported as e:  # an attribute combination the executor does not implement: refused by name
+            raise UnsupportedOpError(f"Core ML op '{o.type}' ({o.location}): {e}, which the reference executor does not implement",
+                                     "run this model on macOS, or extend mvit_deploy/targets/coreml_exec/ops.py") from None
+        except Exception as e:  # a defect of the executor: name where
+            raise ExecutorError(f"Core ML op '{o.type}' ({o.location}) failed in the reference executor: {type(e).__name__}: {e}",
+                                "report it with the model") from e
         results = result if isinstance(result, tuple) else (result,)
         for (name, dtype), value in zip(o.outputs, results):
             if dtype is not None and isinstance(value, (np.ndarray, np.generic, float, int)):
@@ -87,13 +116,14 @@ class MILExecutor:
         ``capture``: a list of value names, or "all" for every value the program computes.
         """
         env = dict(self._constants)
-        for name, dtype, shape in self.program.inputs:
-            if name not in inputs:
-                raise MvitDeployError(f"missing input '{name}'", f"pass {self.input_names}")
-            x = np.asarray(inputs[name])
-            if shape and tuple(x.shape) != tuple(shape):
-                raise MvitDeployError(f"input '{name}' has shape {tuple(x.shape)}, the program wants {tuple(shape)}", "resize the input")
-            env[name] = x.astype(numpy_dtype(dtype))
+        for spec in self.program.inputs:
+            if spec.name not in inputs:
+                raise MvitDeployError(f"missing input '{spec.name}'", f"pass {self.input_names}")
+            x = np.asarray(inputs[spec.name])
+            refusal = spec.refusal(x.shape)
+            if refusal:
+                raise InputShapeError(refusal, "resize the input to a shape the model declares")
+            env[spec.name] = x.astype(numpy_dtype(spec.data_type))
         for o in self.program.operations:
             if o.outputs and o.outputs[0][0] in self._constants:
                 continue
@@ -110,4 +140,4 @@ class MILExecutor:
         return [name for o in self.program.operations if o.outputs[0][0] not in self._constants for name, _ in o.outputs]
 
 
-__all__ = ["FLOAT16", "MILExecutor", "UnsupportedOpError"]
+__all__ = ["FLOAT16", "ExecutorError", "InputShapeError", "MILExecutor", "UnsupportedOpError"]

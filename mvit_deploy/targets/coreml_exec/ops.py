@@ -8,12 +8,17 @@ numpy arrays; the executor rounds each result to the dtype the program declares.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 
 OPS: dict[str, callable] = {}
 VARIADIC = {"values"}  # inputs that take a list of tensors (concat)
+
+
+class Unsupported(Exception):
+    """An op's attribute combination the executor does not implement: the executor refuses it by name."""
 
 
 def op(*names: str):
@@ -51,7 +56,10 @@ _CAST = {"fp16": np.float16, "fp32": np.float32, "fp64": np.float64, "int8": np.
 
 @op("cast")
 def cast(x, dtype):
-    target = _CAST[str(np.asarray(dtype).item())]
+    name = str(np.asarray(dtype).item())
+    if name not in _CAST:
+        raise Unsupported(f"cast to {name!r}")
+    target = _CAST[name]
     if np.issubdtype(target, np.integer) and np.issubdtype(np.asarray(x).dtype, np.floating):
         x = np.trunc(x)  # MIL cast truncates floats toward zero
     return np.asarray(x).astype(target)
@@ -168,61 +176,190 @@ def _same_padding(size: int, kernel: int, stride: int, dilation: int, lower: boo
     return (big, small) if lower else (small, big)
 
 
-def _pads(x_hw, k_hw, strides, dilations, pad_type, pad):
-    pad_type = "valid" if pad_type is None else str(np.asarray(pad_type).item())
+def _ints(v, n: int, default: int) -> list[int]:
+    return [default] * n if v is None else [int(a) for a in np.ravel(v)]
+
+
+def _pads(spatial, kernel, strides, dilations, pad_type, pad) -> list[tuple[int, int]]:
+    n = len(spatial)
+    pad_type = "valid" if pad_type is None else str(np.asarray(pad_type).item()).lower()
     if pad_type == "valid":
-        return [(0, 0), (0, 0)]
+        return [(0, 0)] * n
     if pad_type == "custom":
-        p = [int(v) for v in np.asarray(pad).ravel()] if pad is not None else [0, 0, 0, 0]
-        return [(p[0], p[1]), (p[2], p[3])]
+        p = _ints(pad, 2 * n, 0)
+        return [(p[2 * i], p[2 * i + 1]) for i in range(n)]
     if pad_type in ("same", "same_lower"):
-        return [_same_padding(x_hw[i], k_hw[i], strides[i], dilations[i], pad_type == "same_lower") for i in range(2)]
-    raise ValueError(f"conv pad_type {pad_type!r} is not supported")
+        return [_same_padding(spatial[i], kernel[i], strides[i], dilations[i], pad_type == "same_lower") for i in range(n)]
+    raise Unsupported(f"pad_type {pad_type!r}")
 
 
-def _windows(xp, k_hw, strides, dilations, out_hw):
-    """Yield (kh, kw, view [B, C, Ho, Wo]) for each kernel tap."""
-    for kh in range(k_hw[0]):
-        for kw in range(k_hw[1]):
-            h0, w0 = kh * dilations[0], kw * dilations[1]
-            yield kh, kw, xp[:, :, h0 : h0 + strides[0] * (out_hw[0] - 1) + 1 : strides[0], w0 : w0 + strides[1] * (out_hw[1] - 1) + 1 : strides[1]]
+def _taps(xp, kernel, strides, dilations, out):
+    """Yield (tap index, strided view [B, C, *out]) for every kernel tap, any number of spatial dims."""
+    for tap in itertools.product(*(range(k) for k in kernel)):
+        index = [slice(None), slice(None)]
+        for i, t in enumerate(tap):
+            start = t * dilations[i]
+            index.append(slice(start, start + strides[i] * (out[i] - 1) + 1, strides[i]))
+        yield tap, xp[tuple(index)]
+
+
+def _spatial(x, name: str) -> int:
+    n = x.ndim - 2
+    if not 1 <= n <= 3:
+        raise Unsupported(f"{name} on a rank-{x.ndim} input (1 to 3 spatial dimensions are defined)")
+    return n
 
 
 @op("conv")
 def conv(x, weight, bias=None, strides=None, pad_type=None, pad=None, dilations=None, groups=1):
-    if x.ndim != 4:
-        raise ValueError(f"conv on rank-{x.ndim} input: only 2-D convolutions are implemented")
+    n = _spatial(x, "conv")
     groups = int(groups)
-    k_hw = weight.shape[2:]
-    strides = [1, 1] if strides is None else [int(s) for s in np.ravel(strides)]
-    dilations = [1, 1] if dilations is None else [int(d) for d in np.ravel(dilations)]
-    pads = _pads(x.shape[2:], k_hw, strides, dilations, pad_type, pad)
+    kernel = weight.shape[2:]
+    strides, dilations = _ints(strides, n, 1), _ints(dilations, n, 1)
+    pads = _pads(x.shape[2:], kernel, strides, dilations, pad_type, pad)
     xp = np.pad(x, [(0, 0), (0, 0), *pads])
-    out_hw = [(xp.shape[2 + i] - (k_hw[i] - 1) * dilations[i] - 1) // strides[i] + 1 for i in range(2)]
+    out = [(xp.shape[2 + i] - (kernel[i] - 1) * dilations[i] - 1) // strides[i] + 1 for i in range(n)]
     b, cin = x.shape[:2]
     cout = weight.shape[0]
-    if groups == cin and weight.shape[1] == 1:  # depthwise (channel multiplier cout / cin)
+    if groups == cin and weight.shape[1] == 1 and cin > 1:  # depthwise (channel multiplier cout / cin)
         mult = cout // cin
         xr = np.repeat(xp, mult, axis=1) if mult > 1 else xp
-        out = np.zeros((b, cout, *out_hw), np.float32)
-        for kh, kw, view in _windows(xr, k_hw, strides, dilations, out_hw):
-            out += view * weight[None, :, 0, kh, kw, None, None]
+        y = np.zeros((b, cout, *out), np.float32)
+        for tap, view in _taps(xr, kernel, strides, dilations, out):
+            y += view * weight[(None, slice(None), 0, *tap) + (None,) * n]
     else:
         cin_g, cout_g = cin // groups, cout // groups
-        outs = []
+        ys = []
         for g in range(groups):
             xg = xp[:, g * cin_g : (g + 1) * cin_g]
-            wg = weight[g * cout_g : (g + 1) * cout_g].reshape(cout_g, -1)  # [Cout_g, Cin_g*kh*kw]
-            if k_hw == (1, 1) and strides == [1, 1]:
+            wg = weight[g * cout_g : (g + 1) * cout_g].reshape(cout_g, -1)  # [Cout_g, Cin_g * prod(kernel)]
+            if all(k == 1 for k in kernel) and all(st == 1 for st in strides):
                 cols = xg.reshape(b, cin_g, -1)
             else:
-                taps = [view for _, _, view in _windows(xg, k_hw, strides, dilations, out_hw)]
-                cols = np.stack(taps, axis=2).reshape(b, cin_g * len(taps), -1)  # [B, Cin_g*k*k, Ho*Wo]
-            outs.append(np.matmul(wg, cols).reshape(b, cout_g, *out_hw))
-        out = np.concatenate(outs, axis=1) if groups > 1 else outs[0]
+                taps = [view for _, view in _taps(xg, kernel, strides, dilations, out)]
+                cols = np.stack(taps, axis=2).reshape(b, cin_g * len(taps), -1)  # [B, Cin_g * taps, prod(out)]
+            ys.append(np.matmul(wg, cols).reshape(b, cout_g, *out))
+        y = np.concatenate(ys, axis=1) if groups > 1 else ys[0]
     if bias is not None:
-        out = out + bias[None, :, None, None]
-    return out
+        y = y + bias.reshape((1, -1) + (1,) * n)
+    return y
+
+
+@op("conv_transpose")
+def conv_transpose(x, weight, bias=None, pad=None, output_shape=None, pad_type=None, strides=None, dilations=None, groups=1):
+    """The adjoint of conv: each input pixel scatters weight * value into a full-size output, which
+    padding then crops (custom: pad[2i] before / pad[2i+1] after; same: to D_in * stride, the
+    extra row going after; output_shape: to that size, cropping after)."""
+    n = _spatial(x, "conv_transpose")
+    groups = int(groups)
+    kernel = weight.shape[2:]
+    strides, dilations = _ints(strides, n, 1), _ints(dilations, n, 1)
+    b, cin = x.shape[:2]
+    cin_g, cout_g = cin // groups, weight.shape[1]
+    full = [(x.shape[2 + i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 for i in range(n)]
+    y = np.zeros((b, cout_g * groups, *full), np.float32)
+    for g in range(groups):
+        xg = x[:, g * cin_g : (g + 1) * cin_g].reshape(b, cin_g, -1)  # [B, Cin_g, prod(D_in)]
+        wg = weight[g * cin_g : (g + 1) * cin_g]  # [Cin_g, Cout_g, *K]
+        for tap in itertools.product(*(range(k) for k in kernel)):
+            contrib = np.einsum("bip,io->bop", xg, wg[(slice(None), slice(None), *tap)]).reshape(b, cout_g, *x.shape[2:])
+            index = [slice(None), slice(g * cout_g, (g + 1) * cout_g)]
+            for i, t in enumerate(tap):
+                start = t * dilations[i]
+                index.append(slice(start, start + strides[i] * (x.shape[2 + i] - 1) + 1, strides[i]))
+            y[tuple(index)] += contrib
+    pad_type = "valid" if pad_type is None else str(np.asarray(pad_type).item()).lower()
+    if output_shape is not None:
+        want = [int(v) for v in np.ravel(output_shape)][-n:]
+        crops = [(0, full[i] - want[i]) for i in range(n)]
+    elif pad_type == "custom":
+        p = _ints(pad, 2 * n, 0)
+        crops = [(p[2 * i], p[2 * i + 1]) for i in range(n)]
+    elif pad_type == "same":
+        crops = [((full[i] - x.shape[2 + i] * strides[i]) // 2, (full[i] - x.shape[2 + i] * strides[i]) - (full[i] - x.shape[2 + i] * strides[i]) // 2) for i in range(n)]
+    elif pad_type == "valid":
+        crops = [(0, 0)] * n
+    else:
+        raise Unsupported(f"pad_type {pad_type!r}")
+    if any(lo < 0 or hi < 0 for lo, hi in crops):
+        raise Unsupported(f"an output larger than the full transposed convolution ({full})")
+    y = y[(slice(None), slice(None), *(slice(lo, full[i] - hi) for i, (lo, hi) in enumerate(crops)))]
+    if bias is not None:
+        y = y + bias.reshape((1, -1) + (1,) * n)
+    return y
+
+
+def _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, fill):
+    """(padded x, mask of real elements, mask of real+explicitly padded elements, output size, kernel, strides)."""
+    n = _spatial(x, "pooling")
+    kernel = _ints(kernel_sizes, n, 1)
+    strides = _ints(strides, n, 1)
+    pads = _pads(x.shape[2:], kernel, strides, [1] * n, pad_type, pad)
+    out = []
+    for i in range(n):
+        span = x.shape[2 + i] + sum(pads[i]) - kernel[i]
+        o = (-(-span // strides[i]) if _bool(ceil_mode) else span // strides[i]) + 1
+        if _bool(ceil_mode) and (o - 1) * strides[i] >= x.shape[2 + i] + pads[i][0]:
+            o -= 1  # a window may not start in the right padding (PyTorch's rule)
+        out.append(o)
+    extra = [max((out[i] - 1) * strides[i] + kernel[i] - (x.shape[2 + i] + sum(pads[i])), 0) for i in range(n)]
+    widths = [(0, 0), (0, 0)] + [(pads[i][0], pads[i][1] + extra[i]) for i in range(n)]
+    xp = np.pad(x, widths, constant_values=fill)
+    real = np.pad(np.ones(x.shape[2:], np.float32), widths[2:])
+    padded = np.pad(np.ones([x.shape[2 + i] + sum(pads[i]) for i in range(n)], np.float32), [(0, e) for e in extra])
+    return xp, real[None, None], padded[None, None], out, kernel, strides
+
+
+@op("max_pool")
+def max_pool(x, kernel_sizes, strides=None, pad_type=None, pad=None, ceil_mode=False):
+    xp, _, _, out, kernel, strides = _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, -np.inf)
+    y = None
+    for _, view in _taps(xp, kernel, strides, [1] * len(kernel), out):
+        y = view.copy() if y is None else np.maximum(y, view)
+    return y
+
+
+@op("avg_pool")
+def avg_pool(x, kernel_sizes, strides=None, pad_type=None, pad=None, exclude_padding_from_average=False, ceil_mode=False):
+    xp, real, padded, out, kernel, strides = _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, 0.0)
+    counted = real if _bool(exclude_padding_from_average) else padded
+    total = np.zeros(xp.shape[:2] + tuple(out), np.float32)
+    count = np.zeros((1, 1, *out), np.float32)
+    for _, view in _taps(xp, kernel, strides, [1] * len(kernel), out):
+        total += view
+    for _, view in _taps(counted, kernel, strides, [1] * len(kernel), out):
+        count += view
+    return total / count
+
+
+@op("l2_pool")
+def l2_pool(x, kernel_sizes, strides=None, pad_type=None, pad=None, ceil_mode=False):
+    xp, _, _, out, kernel, strides = _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, 0.0)
+    total = np.zeros(xp.shape[:2] + tuple(out), np.float32)
+    for _, view in _taps(xp, kernel, strides, [1] * len(kernel), out):
+        total += view * view
+    return np.sqrt(total)
+
+
+@op("einsum")
+def einsum(values, equation):
+    """MIL's einsum is one contraction: [*B, C, H, W1] x [*B, W1, H, W2] -> [*B, C, H, W2] (rank 3 or 4),
+    batch and H broadcast; any equation spelling that contraction is accepted, others are refused."""
+    a, b = values
+    eq = str(np.asarray(equation).item()).replace(" ", "")
+    lhs, out = eq.split("->") if "->" in eq else (eq, None)
+    ta, tb = lhs.split(",")
+    rank = len(ta)
+    if rank not in (3, 4) or len(tb) != rank or a.ndim != rank or b.ndim != rank:
+        raise Unsupported(f"einsum equation {eq!r} on ranks {a.ndim} and {b.ndim}")
+    lead = ta[:-3]  # the batch letter of rank 4
+    c, h, w1 = ta[-3:]
+    w1b, hb, w2 = tb[-3:]
+    if tb[:-3] != lead or w1b != w1 or hb != h or out not in (None, lead + c + h + w2) or len(set(ta + w2)) != rank + 1:
+        raise Unsupported(f"einsum equation {eq!r} (only the [*B, C, H, W1] x [*B, W1, H, W2] contraction is defined)")
+    # move H next to the batch: [*B, H, C, W1] @ [*B, H, W1, W2] -> [*B, H, C, W2]
+    y = np.matmul(np.swapaxes(a, -3, -2), np.swapaxes(b, -3, -2))
+    return np.swapaxes(y, -3, -2)
 
 
 # ---------------------------------------------------------------------------- normalization, reduction
@@ -230,14 +367,19 @@ def conv(x, weight, bias=None, strides=None, pad_type=None, pad=None, dilations=
 
 @op("layer_norm")
 def layer_norm(x, axes=None, gamma=None, beta=None, epsilon=1e-5):
+    """gamma / beta have the shape of ``x`` along ``axes`` in ascending axis order (the MIL spec),
+    whichever order ``axes`` lists them in, so they are placed on those axes, not broadcast from the right."""
     ax = _axes(axes, x.ndim) if axes is not None else tuple(range(x.ndim))
+    if len(set(ax)) != len(ax):
+        raise Unsupported(f"layer_norm axes {list(np.ravel(axes))} repeat an axis")
     mean = x.mean(axis=ax, keepdims=True)
     var = ((x - mean) ** 2).mean(axis=ax, keepdims=True)
     y = (x - mean) / np.sqrt(var + float(epsilon))
+    placed = [x.shape[i] if i in ax else 1 for i in range(x.ndim)]
     if gamma is not None:
-        y = y * gamma
+        y = y * np.reshape(gamma, placed)
     if beta is not None:
-        y = y + beta
+        y = y + np.reshape(beta, placed)
     return y
 
 
@@ -268,10 +410,40 @@ for _name, _fn in _REDUCE.items():
     op(_name)(lambda x, axes=None, keep_dims=False, _fn=_fn: _fn(x, axis=_axes(axes, x.ndim), keepdims=_bool(keep_dims)))
 
 
+_REDUCE_NORMS = {
+    "reduce_l1_norm": lambda x, ax, kd: np.sum(np.abs(x), axis=ax, keepdims=kd),
+    "reduce_l2_norm": lambda x, ax, kd: np.sqrt(np.sum(np.square(x), axis=ax, keepdims=kd)),
+    "reduce_sum_square": lambda x, ax, kd: np.sum(np.square(x), axis=ax, keepdims=kd),
+    "reduce_log_sum": lambda x, ax, kd: np.log(np.sum(x, axis=ax, keepdims=kd)),
+    "reduce_log_sum_exp": lambda x, ax, kd: _log_sum_exp(x, ax, kd),
+}
+
+
+def _log_sum_exp(x, ax, keep):
+    m = np.max(x, axis=ax, keepdims=True)
+    y = np.log(np.sum(np.exp(x - m), axis=ax, keepdims=True)) + m
+    return y if keep else np.squeeze(y, axis=ax if ax is not None else None)
+
+
+for _name, _fn in _REDUCE_NORMS.items():
+    op(_name)(lambda x, axes=None, keep_dims=False, _fn=_fn: _fn(x, _axes(axes, x.ndim), _bool(keep_dims)))
+
+
+def _arg(fn, x, axis, keep_dims, output_dtype):
+    axis = int(axis) % x.ndim
+    out = fn(x, axis=axis)
+    out = np.expand_dims(out, axis) if _bool(keep_dims) else out
+    return out.astype(_CAST[str(np.asarray(output_dtype).item())])
+
+
 @op("reduce_argmax")
-def reduce_argmax(x, axis=-1, keep_dims=False):
-    out = np.argmax(x, axis=int(axis))
-    return np.expand_dims(out, int(axis)).astype(np.int32) if _bool(keep_dims) else out.astype(np.int32)
+def reduce_argmax(x, axis=-1, keep_dims=False, output_dtype="int32"):
+    return _arg(np.argmax, x, axis, keep_dims, output_dtype)
+
+
+@op("reduce_argmin")
+def reduce_argmin(x, axis=-1, keep_dims=False, output_dtype="int32"):
+    return _arg(np.argmin, x, axis, keep_dims, output_dtype)
 
 
 # ---------------------------------------------------------------------------- shapes
@@ -376,9 +548,101 @@ def shape_op(x):
     return np.array(x.shape, np.int32)
 
 
+@op("space_to_depth")
+def space_to_depth(x, block_size):
+    """[n, C, H, W] -> [n, C*b*b, H/b, W/b], TensorFlow's order: channel (i*b + j)*C + c holds pixel (H*b + i, W*b + j)."""
+    bs = int(block_size)
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // bs, bs, w // bs, bs).transpose(0, 3, 5, 1, 2, 4).reshape(n, c * bs * bs, h // bs, w // bs)
+
+
+@op("depth_to_space")
+def depth_to_space(x, block_size):
+    """Inverse of :func:`space_to_depth` (TensorFlow's DCR order; pixel_shuffle is the CRD order)."""
+    bs = int(block_size)
+    n, c, h, w = x.shape
+    return x.reshape(n, bs, bs, c // (bs * bs), h, w).transpose(0, 3, 4, 1, 5, 2).reshape(n, c // (bs * bs), h * bs, w * bs)
+
+
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}
+
+
+@op("pad")
+def pad(x, pad, mode="constant", constant_val=0.0):
+    """pad[2i], pad[2i+1] pad the i-th of the last len(pad)/2 dimensions before / after."""
+    mode = str(np.asarray(mode).item())
+    if mode not in _PAD_MODES:
+        raise Unsupported(f"pad mode {mode!r}")
+    p = [int(v) for v in np.ravel(pad)]
+    if len(p) % 2 or len(p) // 2 > x.ndim:
+        raise Unsupported(f"a pad of {len(p)} values for a rank-{x.ndim} tensor")
+    widths = [(0, 0)] * (x.ndim - len(p) // 2) + [(p[2 * i], p[2 * i + 1]) for i in range(len(p) // 2)]
+    if mode == "constant":
+        return np.pad(x, widths, constant_values=np.asarray(constant_val).astype(x.dtype))
+    return np.pad(x, widths, mode=_PAD_MODES[mode])
+
+
+@op("stack")
+def stack(values, axis):
+    return np.stack(values, axis=int(axis))
+
+
+@op("topk")
+def topk(x, k=1, axis=-1, ascending=False, sort=True, return_indices=True, output_indices_dtype="int32"):
+    """Top (or bottom) k along ``axis``; ties keep the lower index first (a stable sort). k = -1: all."""
+    axis = int(axis) % x.ndim
+    k = int(k)
+    k = x.shape[axis] if k == -1 else k
+    key = x if _bool(ascending) else -x.astype(np.float64) if x.dtype.kind == "f" else -x.astype(np.int64)
+    order = np.argsort(key, axis=axis, kind="stable")
+    idx = np.take(order, np.arange(k), axis=axis)
+    values = np.take_along_axis(x, idx, axis=axis)
+    if not _bool(return_indices, True):
+        return values
+    return values, idx.astype(_CAST[str(np.asarray(output_indices_dtype).item())])
+
+
+def _indices(indices, size: int, what: str) -> np.ndarray:
+    """Negative indices count from the end; out-of-range ones are undefined in Core ML, so refused."""
+    idx = np.asarray(indices).astype(np.int64)
+    if idx.size and (idx.min() < -size or idx.max() >= size):
+        raise Unsupported(f"{what} index out of range [{-size}, {size}) (Core ML leaves the result undefined)")
+    return np.where(idx < 0, idx + size, idx)
+
+
 @op("gather")
 def gather(x, indices, axis=0, batch_dims=0, validate_indices=False):
-    return np.take(x, np.asarray(indices).astype(np.int64), axis=int(axis))
+    axis, bd = int(axis) % x.ndim, int(batch_dims)
+    bd = bd % np.ndim(indices) if bd < 0 else bd
+    idx = _indices(indices, x.shape[axis], "gather")
+    if bd == 0:
+        return np.take(x, idx, axis=axis)
+    batch = x.shape[:bd]
+    xs = x.reshape(-1, *x.shape[bd:])
+    ids = idx.reshape(-1, *idx.shape[bd:])
+    out = np.stack([np.take(xs[i], ids[i], axis=axis - bd) for i in range(xs.shape[0])])
+    return out.reshape(*batch, *out.shape[1:])
+
+
+@op("gather_along_axis")
+def gather_along_axis(x, indices, axis=0, validate_indices=False):
+    axis = int(axis) % x.ndim
+    return np.take_along_axis(x, _indices(indices, x.shape[axis], "gather_along_axis"), axis=axis)
+
+
+@op("gather_nd")
+def gather_nd(x, indices, batch_dims=0, validate_indices=False):
+    """indices [..., K] address the first K dimensions after ``batch_dims`` batch dimensions."""
+    bd = int(batch_dims)
+    idx = np.asarray(indices).astype(np.int64)
+    k = idx.shape[-1]
+    sizes = x.shape[bd : bd + k]
+    idx = np.stack([_indices(idx[..., j], sizes[j], "gather_nd") for j in range(k)], axis=-1) if k else idx
+    batch = x.shape[:bd]
+    xs = x.reshape(-1, *x.shape[bd:])
+    ids = idx.reshape(-1, *idx.shape[bd:])
+    out = np.stack([xs[i][tuple(np.moveaxis(ids[i], -1, 0))] for i in range(xs.shape[0])])
+    return out.reshape(*batch, *out.shape[1:])
 
 
 # ---------------------------------------------------------------------------- classifier
@@ -454,6 +718,25 @@ def constexpr_lut_to_dense(indices, lut, shape=None, vector_axis=None):
     shape = list(indices.shape)
     shape[axis] *= vector_size
     return values.reshape(shape)
+
+
+@op("constexpr_cast")
+def constexpr_cast(source_val, output_dtype):
+    return cast(source_val, output_dtype)
+
+
+@op("constexpr_sparse_to_dense")
+def constexpr_sparse_to_dense(nonzero_data, mask, shape=None):
+    """iOS16: ``mask`` is bits packed LSB first into bytes with an explicit ``shape``; iOS18: ``mask``
+    is a 0/1 tensor of the output shape. Set bits take ``nonzero_data`` in row-major order."""
+    if shape is not None:
+        shape = [int(v) for v in np.ravel(shape)]
+        bits = np.unpackbits(np.ravel(mask).astype(np.uint8), bitorder="little")[: int(np.prod(shape))].astype(bool).reshape(shape)
+    else:
+        bits = np.asarray(mask).astype(bool)
+    out = np.zeros(bits.shape, np.asarray(nonzero_data).dtype)
+    out[bits] = np.ravel(nonzero_data)
+    return out
 
 
 _QDTYPE = {"int8": np.int8, "uint8": np.uint8}

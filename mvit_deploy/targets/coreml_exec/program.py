@@ -26,7 +26,19 @@ _BLOB_READERS = {
     33: "read_uint32_data", 35: "read_uint4_data", 36: "read_uint2_data", 37: "read_uint1_data",
     38: "read_uint6_data", 39: "read_uint3_data",
 }  # fmt: skip
+_SUB_BYTE = {25: (4, True), 35: (4, False), 36: (2, False), 37: (1, False), 38: (6, False), 39: (3, False)}  # bits, signed
 FLOAT16 = 10  # MIL data type of fp16 tensors (the executor casts its inputs to it)
+
+
+def _unpack_sub_byte(raw: bytes, data_type: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Immediate int4 / uint1..uint6 values: packed least-significant bit first, element after element."""
+    nbits, signed = _SUB_BYTE[data_type]
+    count = int(np.prod(shape)) if shape else 1
+    bits = np.unpackbits(np.frombuffer(raw, np.uint8), bitorder="little")[: nbits * count].reshape(count, nbits)
+    values = (bits.astype(np.int16) << np.arange(nbits, dtype=np.int16)).sum(axis=1)
+    if signed:
+        values = np.where(values >= 1 << (nbits - 1), values - (1 << nbits), values)
+    return values.astype(np.int8 if signed else np.uint8).reshape(shape)
 
 
 def numpy_dtype(data_type: int):
@@ -50,9 +62,62 @@ class Operation:
 
 
 @dataclass
+class Input:
+    """A function input: its declared shape (None where symbolic) and the shapes the model accepts."""
+
+    name: str
+    data_type: int
+    shape: tuple[int | None, ...]
+    ranges: list[tuple[int, int]] | None = None  # per dimension (lower, upper); upper -1 = unbounded
+    enumerated: list[tuple[int, ...]] | None = None  # EnumeratedShapes
+
+    def refusal(self, shape: tuple[int, ...]) -> str | None:
+        """Why an input of ``shape`` is outside what the model declares (None: accepted)."""
+        shape = tuple(int(d) for d in shape)
+        if len(shape) != len(self.shape):
+            return f"input '{self.name}' has rank {len(shape)} (shape {shape}), the program wants rank {len(self.shape)}"
+        if self.enumerated:
+            if shape not in self.enumerated:
+                return f"input '{self.name}' has shape {shape}, the model accepts only the enumerated shapes {self.enumerated}"
+            return None
+        if self.ranges:
+            for i, (d, (lo, hi)) in enumerate(zip(shape, self.ranges)):
+                if d < lo or (hi != -1 and d > hi):
+                    span = f"[{lo}, {'unbounded' if hi == -1 else hi}]"
+                    return f"input '{self.name}' has shape {shape}: dimension {i} = {d} is outside the declared range {span}"
+            return None
+        for i, (d, want) in enumerate(zip(shape, self.shape)):
+            if want is not None and d != want:
+                return f"input '{self.name}' has shape {shape}, the program wants {tuple('?' if w is None else w for w in self.shape)}"
+        return None
+
+
+def _flexibility(description_input) -> tuple[list | None, list | None]:
+    """(ranges, enumerated shapes) from an input's feature description (multi-array or image)."""
+    kind = description_input.type.WhichOneof("Type")
+    if kind == "multiArrayType":
+        t = description_input.type.multiArrayType
+        which = t.WhichOneof("ShapeFlexibility")
+        if which == "shapeRange":
+            return [(r.lowerBound, r.upperBound) for r in t.shapeRange.sizeRanges], None
+        if which == "enumeratedShapes":
+            return None, [tuple(s.shape) for s in t.enumeratedShapes.shapes]
+    if kind == "imageType":
+        t = description_input.type.imageType
+        channels = 1 if t.colorSpace == 10 else 3  # GRAYSCALE = 10
+        which = t.WhichOneof("SizeFlexibility")
+        if which == "imageSizeRange":
+            h, w = t.imageSizeRange.heightRange, t.imageSizeRange.widthRange
+            return [(1, 1), (channels, channels), (h.lowerBound, h.upperBound), (w.lowerBound, w.upperBound)], None
+        if which == "enumeratedSizes":
+            return None, [(1, channels, s.height, s.width) for s in t.enumeratedSizes.sizes]
+    return None, None
+
+
+@dataclass
 class Program:
     opset: str
-    inputs: list[tuple[str, int, tuple[int, ...]]]  # name, data type, shape
+    inputs: list[Input]
     outputs: list[str]
     operations: list[Operation]
     spec: object  # the Model protobuf (description, metadata, classifier info)
@@ -99,8 +164,8 @@ class _Values:
             return np.zeros(shape, dtype)
         values = getattr(tensor, field_name).values
         if field_name == "bytes":
-            if ttype.dataType in (25, 35, 36, 37, 38, 39):
-                raise UsageError("sub-byte immediate values are not supported", "store them in the weight blob")
+            if ttype.dataType in _SUB_BYTE:
+                return _unpack_sub_byte(values, ttype.dataType, shape)
             arr = np.frombuffer(values, dtype=dtype).copy()
         elif field_name == "strings":
             arr = np.array(list(values), dtype=object)
@@ -121,7 +186,12 @@ def load_program(package: str | Path, function: str = "main") -> Program:
     fn = spec.mlProgram.functions[function]
     block = fn.block_specializations[fn.opset]
     values = _Values(package / "Data" / "com.apple.CoreML" / "weights")
-    inputs = [(i.name, i.type.tensorType.dataType, tuple(d.constant.size for d in i.type.tensorType.dimensions)) for i in fn.inputs]
+    described = {d.name: d for d in spec.description.input}
+    inputs = []
+    for i in fn.inputs:
+        dims = tuple(d.constant.size if d.WhichOneof("dimension") == "constant" else None for d in i.type.tensorType.dimensions)
+        ranges, enumerated = _flexibility(described[i.name]) if i.name in described else (None, None)
+        inputs.append(Input(i.name, i.type.tensorType.dataType, dims, ranges, enumerated))
     ops = []
     for index, op in enumerate(block.operations):
         bound = {}
