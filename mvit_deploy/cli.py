@@ -93,6 +93,7 @@ def _quiet_converters() -> None:
     from .targets import TARGETS
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TORCH_LOGS", "-all")  # torch's own log handler (set up at import) ignores the logger levels below
     for name in dict.fromkeys(("torch", "torchao", *(n for t in TARGETS.values() for n in t.noisy_loggers))):
         logging.getLogger(name).setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", module=rf"{re.escape(name)}(\.|$)")  # only the named converters' warnings
@@ -337,6 +338,10 @@ def export(
             d = r.manifest.get("delegation")
             if d:  # a target that lowers to delegates records the share each took
                 click.echo(f"{r.artifact.name}: {d['nodes_delegated']} of {d['nodes_total']} graph nodes ({d['share']:.1%}) delegated to {d['backend']} in {d['subgraphs']} subgraph(s)")
+            a = r.manifest.get("ane")
+            if a:  # Core ML: the static Neural Engine check
+                click.echo(f"{r.artifact.name}: Neural Engine check: {a['hard']} hard, {a['cost']} cost, {a['reported']} reported finding(s) "
+                           f"(`mvit-deploy ane-check {r.artifact}` lists them)")  # fmt: skip
             if not r.kept:
                 click.echo(f"{r.artifact.name}: parity failed, so no artifact was written (--keep-failed keeps it)", err=True)
     if any(r.get("passed") is False for r in rows):
@@ -500,6 +505,89 @@ def bench(artifacts, threads, warmup, iters, device, reference, identity, ssh_op
         with staged(Path(json_out)) as tmp:
             tmp.write_text(json.dumps(result, indent=2, allow_nan=False))
         console.print(f"wrote {json_out}", highlight=False)
+
+
+@main.command("ane-check")
+@click.argument("artifact", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print every rule and finding as JSON.")
+@click.option("--strict", is_flag=True, help="Exit 1 when a hard rule fires.")
+@click.option("--all", "show_all", is_flag=True, help="List every finding (default: the first 3 per rule).")
+@click.option("--compute-plan", "ask_core_ml", is_flag=True, help="macOS 14.4+: ask Core ML (MLComputePlan) where each op runs.")
+@click.option("--plan", "plan_file", type=click.Path(exists=True, dir_okay=False, path_type=str), default=None,
+              help="Compare with a compute plan recorded on a Mac (the JSON --save-plan writes).")  # fmt: skip
+@click.option("--save-plan", type=click.Path(dir_okay=False, path_type=str), default=None, help="With --compute-plan: record the plan as JSON.")
+@click.option("--compute-units", type=click.Choice(["cpu_and_ne", "all"]), default="cpu_and_ne", show_default=True)
+def ane_check_cmd(artifact, as_json, strict, show_all, ask_core_ml, plan_file, save_plan, compute_units):
+    """Predict whether a Core ML program stays on the Neural Engine (static rules; on a Mac, Core ML's own plan)."""
+    from pathlib import Path
+
+    from . import ane
+    from .targets.coreml_exec.program import load_program
+
+    from ._deps import IS_MACOS
+    from .errors import NotOnThisDevice
+
+    if ask_core_ml and not IS_MACOS:  # refused before the program loads
+        raise NotOnThisDevice("Core ML's compute plan exists only on macOS 14.4+", "run ane-check --compute-plan on a Mac, or pass a recorded plan with --plan FILE")
+    if save_plan and not ask_core_ml:
+        raise UsageError("--save-plan records the plan --compute-plan asks for", "add --compute-plan (macOS 14.4+)")
+    if ask_core_ml and plan_file:
+        raise UsageError("--compute-plan and --plan both give a plan", "pass one of them")
+    plan = None
+    if plan_file:
+        try:
+            plan = json.loads(Path(plan_file).read_text())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise UsageError(f"{plan_file} is not a recorded compute plan ({e})", "pass the JSON `ane-check --compute-plan --save-plan` wrote") from None
+        if not isinstance(plan, dict) or not all(isinstance(v, dict) and "device" in v for v in plan.values()):
+            raise UsageError(f"{plan_file} is not a recorded compute plan", "pass the JSON `ane-check --compute-plan --save-plan` wrote")
+    report = ane.check(artifact)
+    if ask_core_ml:
+        plan = ane.compute_plan(artifact, compute_units)
+        if save_plan:
+            from .artifact import staged
+
+            with staged(Path(save_plan)) as tmp:
+                tmp.write_text(json.dumps(plan, indent=1))
+    comparison = ane.compare_plan(report, load_program(artifact), plan) if plan is not None else None
+    if as_json:
+        _echo_json({**report.to_dict(), **({"compute_plan": comparison} if comparison else {})})
+    else:
+        _print_ane_report(report, comparison, show_all)
+    if strict and report.hard:
+        sys.exit(1)
+
+
+def _print_ane_report(report, comparison, show_all: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .ane import RULES
+
+    console = Console(width=max(Console().width, 150))
+    table = Table(title=f"Neural Engine check: {report.artifact} ({report.ops} ops)")
+    for col in ("rule", "severity", "found", "confidence", "source"):
+        table.add_column(col, overflow="fold")
+    counts = report.by_rule()
+    for r in RULES.values():
+        table.add_row(r.id, r.severity, str(counts[r.id]), r.confidence, r.source)
+    console.print(table)
+    for r in RULES.values():
+        found = [f for f in report.findings if f.rule == r.id]
+        for f in found if show_all else found[:3]:
+            console.print(f"  [{r.severity}] {r.id}: {f.op}: {f.detail} — {f.fix}", markup=False, highlight=False)
+        if len(found) > 3 and not show_all:
+            console.print(f"  ... {len(found) - 3} more {r.id} (--all lists them)", markup=False, highlight=False)
+    s = report.summary()
+    console.print(f"{s['hard']} hard, {s['cost']} cost, {s['reported']} reported; last-axis padding ~{s['last_axis_padding_bytes'] / 1e6:.2f} MB. "
+                  "These are predictions from public sources: on a Mac, --compute-plan asks Core ML.", highlight=False)  # fmt: skip
+    if comparison:
+        agree = comparison["agreement"]
+        console.print(f"Core ML's plan: {comparison['core_ml_on_ane']} of {comparison['ops']} ops on the Neural Engine; "
+                      f"the static rules agree on {'n/a' if agree is None else f'{agree:.0%}'} of them.", highlight=False)  # fmt: skip
+        for row in comparison["disagreements"][: None if show_all else 10]:
+            console.print(f"  {row['op']}: predicted {row['predicted']}{' (' + row['rule'] + ')' if row['rule'] else ''}, Core ML: {row['core_ml']}",
+                          markup=False, highlight=False)  # fmt: skip
 
 
 @main.command()

@@ -397,6 +397,24 @@ def test_max_and_avg_pool_ceil_mode_and_padding(tmp_path):
         close(got, F.avg_pool2d(T(x), 3, 2, padding=1, ceil_mode=True, count_include_pad=not exclude), 1e-6)
 
 
+def test_fp16_weights_in_fp32_program_round_once_from_the_stored_values(tmp_path):
+    """The op suite's 'fp16-data' cases: fp16 input and weights, fp16 output. Our output must equal the exact
+    (float64) convolution of the values the program holds, rounded once to fp16 — bit for bit."""
+    from coremltools.converters.mil.mil import types
+
+    w, b = rand(4, 1, 2, 2).astype(np.float16), rand(4).astype(np.float16)
+    x = RNG.random((1, 2, 5, 5)).astype(np.float16)
+    prog = mb.program(input_specs=[mb.TensorSpec(shape=x.shape, dtype=types.fp16)], opset_version=ct.target.iOS17)(
+        lambda x: mb.conv(x=x, weight=w, bias=b, pad=[2, 2, 2, 2], pad_type="custom", strides=[2, 1], groups=2))
+    model = ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17, compute_precision=ct.precision.FLOAT32)
+    model.save(str(tmp_path / "h.mlpackage"))
+    ex = MILExecutor(tmp_path / "h.mlpackage")
+    got = ex.run({ex.input_names[0]: x})[0][ex.program.outputs[0]]
+    exact = F.conv2d(T(x.astype(np.float64)), T(w.astype(np.float64)), T(b.astype(np.float64)), stride=(2, 1), padding=2, groups=2)
+    assert got.dtype == np.float16
+    np.testing.assert_array_equal(got, exact.numpy().astype(np.float16))
+
+
 def test_conv_1d_3d_and_transpose(tmp_path):
     x1, w1 = rand(2, 3, 11), rand(4, 3, 3)
     close(run(tmp_path, lambda x: mb.conv(x=x, weight=w1, strides=[2], pad_type="same"), {"x": x1}), F.conv1d(F.pad(T(x1), (1, 1)), T(w1), stride=2), 1e-4)

@@ -23,11 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory) -> list[dict]:
-    out = tmp_path_factory.mktemp("op_suite") / "cases.json"
+    out = tmp_path_factory.mktemp("op_suite") / "cases.jsonl"
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "coreml_op_suite.py"), "--subset", "fast", "--json", str(out)],
                           capture_output=True, text=True, timeout=1200, cwd=ROOT)  # fmt: skip
     assert out.exists(), f"the op suite wrote no results:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return json.loads(out.read_text())
+    return [json.loads(line) for line in out.read_text().splitlines()]
 
 
 def cases(suite, family: str, outcome: str | None = None) -> list[dict]:

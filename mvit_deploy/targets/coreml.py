@@ -16,8 +16,6 @@ from .base import QUANTIZED, Converted, ExportOptions, Option, Runner, Target
 
 MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
 COMPUTE_UNITS = ("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne")
-# int8: weight-only per-channel int8 (fp16 activations; the size win on every iPhone).
-# w8a8: int8 weights and activations (int8 compute on A17 Pro / M4 Neural Engines; needs iOS17 ops).
 
 
 class CoreMLRunner(Runner):
@@ -161,7 +159,9 @@ def quantize_activations(ml, calibration_pixels, float_nodes=frozenset()):
 class CoreMLTarget(Target):
     name = "coreml"
     suffix = ".mlpackage"
-    precisions = ("fp16", "fp32", *QUANTIZED)  # int8: weight-only; w8a8: weights and activations
+    # int8: weight-only per-channel int8 (fp16 activations; the size win on every iPhone).
+    # w8a8: int8 weights and activations (int8 compute on A17 Pro / M4 Neural Engines; needs iOS17 ops).
+    precisions = ("fp16", "fp32", *QUANTIZED)
     default_precision = "fp16"  # what the Neural Engine runs
     precision_notes = {"int8": "weight-only", "w8a8": "int8 weights and activations"}
     converter_packages = ("coremltools",)
@@ -272,7 +272,12 @@ class CoreMLTarget(Target):
         ml.output_description[logits_name] = f"{model.num_classes} class logits (not softmaxed)"
         ml.save(str(dest))
         output = {"labels_embedded": True, "label_output": desc.predictedFeatureName} if classifier else {}
-        return Converted(input_name="image", output_name=logits_name, input={"type": opts.input_type, "dtype": "uint8" if opts.input_type == "image" else "float32"}, output=output)
+        from ..ane import check_program
+        from .coreml_exec.program import load_program
+
+        ane = check_program(load_program(dest)).summary()  # the static Neural Engine check, kept in the manifest
+        return Converted(input_name="image", output_name=logits_name, input={"type": opts.input_type, "dtype": "uint8" if opts.input_type == "image" else "float32"},
+                         output=output, extra={"ane": ane})  # fmt: skip
 
     def weight_bytes(self, path: Path) -> bytes:
         return b"".join(p.read_bytes() for p in sorted(path.rglob("*.bin")))

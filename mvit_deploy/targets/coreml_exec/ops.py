@@ -90,7 +90,8 @@ def _sigmoid(x):
 
 _UNARY = {
     "abs": np.abs, "exp": np.exp, "exp2": np.exp2, "floor": np.floor, "ceil": np.ceil, "sign": np.sign,
-    "sin": np.sin, "cos": np.cos, "tan": np.tan, "tanh": np.tanh, "sqrt": np.sqrt, "square": np.square,
+    "sin": np.sin, "cos": np.cos, "tan": np.tan, "tanh": np.tanh, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan,
+    "sinh": np.sinh, "cosh": np.cosh, "atanh": np.arctanh, "sqrt": np.sqrt, "square": np.square,
     "round": np.rint, "logical_not": np.logical_not, "relu": lambda x: np.maximum(x, 0),
     "relu6": lambda x: np.clip(x, 0, 6), "sigmoid": _sigmoid, "silu": lambda x: x * _sigmoid(x),
     "softsign": lambda x: x / (1 + np.abs(x)), "erf": np.vectorize(math.erf, otypes=[np.float32]),
@@ -114,6 +115,11 @@ def inverse(x, epsilon=1e-4):
     return 1.0 / (x + epsilon)
 
 
+@op("threshold")
+def threshold(x, alpha):
+    return np.maximum(x, alpha)
+
+
 @op("clip")
 def clip(x, alpha, beta):
     return np.minimum(np.maximum(x, alpha), beta)
@@ -132,6 +138,48 @@ def gelu(x, mode="EXACT"):
     if mode == "SIGMOID_APPROXIMATION":
         return x * _sigmoid(1.702 * x)
     return 0.5 * x * (1 + _UNARY["erf"](x / math.sqrt(2)))
+
+
+@op("clamped_relu")
+def clamped_relu(x, alpha, beta):
+    return np.minimum(np.where(x >= 0, x, alpha * x), beta)
+
+
+@op("elu")
+def elu(x, alpha=1.0):
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+
+
+@op("linear_activation")
+def linear_activation(x, alpha, beta=0.0):
+    return x * alpha + beta
+
+
+@op("scaled_tanh")
+def scaled_tanh(x, alpha=1.0, beta=1.0):
+    return alpha * np.tanh(beta * x)
+
+
+@op("sigmoid_hard")
+def sigmoid_hard(x, alpha=0.2, beta=0.5):
+    return np.clip(alpha * x + beta, 0, 1)
+
+
+@op("thresholded_relu")
+def thresholded_relu(x, alpha=1.0):
+    return np.where(x >= alpha, x, 0).astype(x.dtype)
+
+
+@op("prelu")
+def prelu(x, alpha):
+    """Per-channel slope on axis 1 of [B, C, *spatial]."""
+    return np.where(x > 0, x, x * _along(alpha, 1, x.ndim))
+
+
+@op("softplus_parametric")
+def softplus_parametric(x, alpha, beta):
+    """alpha_c * log(1 + exp(beta_c * x)), channel axis 1."""
+    return _along(alpha, 1, x.ndim) * np.logaddexp(0, _along(beta, 1, x.ndim) * x)
 
 
 @op("softplus")
@@ -248,8 +296,7 @@ def conv(x, weight, bias=None, strides=None, pad_type=None, pad=None, dilations=
 @op("conv_transpose")
 def conv_transpose(x, weight, bias=None, pad=None, output_shape=None, pad_type=None, strides=None, dilations=None, groups=1):
     """The adjoint of conv: each input pixel scatters weight * value into a full-size output, which
-    padding then crops (custom: pad[2i] before / pad[2i+1] after; same: to D_in * stride, the
-    extra row going after; output_shape: to that size, cropping after)."""
+    padding then crops (custom: pad[2i] before / pad[2i+1] after; same: to D_in * stride)."""
     n = _spatial(x, "conv_transpose")
     groups = int(groups)
     kernel = weight.shape[2:]
@@ -269,21 +316,21 @@ def conv_transpose(x, weight, bias=None, pad=None, output_shape=None, pad_type=N
                 index.append(slice(start, start + strides[i] * (x.shape[2 + i] - 1) + 1, strides[i]))
             y[tuple(index)] += contrib
     pad_type = "valid" if pad_type is None else str(np.asarray(pad_type).item()).lower()
-    if output_shape is not None:
-        want = [int(v) for v in np.ravel(output_shape)][-n:]
-        crops = [(0, full[i] - want[i]) for i in range(n)]
-    elif pad_type == "custom":
+    if pad_type == "custom":
         p = _ints(pad, 2 * n, 0)
-        crops = [(p[2 * i], p[2 * i + 1]) for i in range(n)]
-    elif pad_type == "same":
-        crops = [((full[i] - x.shape[2 + i] * strides[i]) // 2, (full[i] - x.shape[2 + i] * strides[i]) - (full[i] - x.shape[2 + i] * strides[i]) // 2) for i in range(n)]
+        starts, sizes = [p[2 * i] for i in range(n)], [full[i] - p[2 * i] - p[2 * i + 1] for i in range(n)]
+    elif pad_type == "same":  # output D_in * stride; the odd extra is cropped after
+        sizes = [x.shape[2 + i] * strides[i] for i in range(n)]
+        starts = [(full[i] - sizes[i]) // 2 for i in range(n)]
     elif pad_type == "valid":
-        crops = [(0, 0)] * n
+        starts, sizes = [0] * n, list(full)
     else:
         raise Unsupported(f"pad_type {pad_type!r}")
-    if any(lo < 0 or hi < 0 for lo, hi in crops):
-        raise Unsupported(f"an output larger than the full transposed convolution ({full})")
-    y = y[(slice(None), slice(None), *(slice(lo, full[i] - hi) for i, (lo, hi) in enumerate(crops)))]
+    if output_shape is not None:  # the converter fills it in even for custom pads: the crop starts at the pad, output_shape sets the size
+        sizes = [int(v) for v in np.ravel(output_shape)][-n:]
+    if any(st < 0 or st + sz > full[i] for i, (st, sz) in enumerate(zip(starts, sizes))):
+        raise Unsupported(f"an output window {list(zip(starts, sizes))} outside the full transposed convolution {full}")
+    y = y[(slice(None), slice(None), *(slice(st, st + sz) for st, sz in zip(starts, sizes)))]
     if bias is not None:
         y = y + bias.reshape((1, -1) + (1,) * n)
     return y

@@ -55,6 +55,7 @@ class Operation:
     inputs: dict[str, list]  # name -> list of ("ref", var name) | ("value", ndarray / python value)
     outputs: list[tuple[str, int | None]]  # (name, MIL data type of a tensor output, else None)
     attributes: dict = field(default_factory=dict)
+    shapes: list[tuple[int | None, ...] | None] = field(default_factory=list)  # per output: dims (None: symbolic), None: not a tensor
 
     @property
     def location(self) -> str:
@@ -174,6 +175,10 @@ class _Values:
         return arr.reshape(shape) if shape else (arr.reshape(()) if arr.size == 1 else arr)
 
 
+def _dims(tensor_type) -> tuple[int | None, ...]:
+    return tuple(d.constant.size if d.WhichOneof("dimension") == "constant" else None for d in tensor_type.dimensions)
+
+
 def load_program(package: str | Path, function: str = "main") -> Program:
     import coremltools as ct
 
@@ -189,7 +194,7 @@ def load_program(package: str | Path, function: str = "main") -> Program:
     described = {d.name: d for d in spec.description.input}
     inputs = []
     for i in fn.inputs:
-        dims = tuple(d.constant.size if d.WhichOneof("dimension") == "constant" else None for d in i.type.tensorType.dimensions)
+        dims = _dims(i.type.tensorType)
         ranges, enumerated = _flexibility(described[i.name]) if i.name in described else (None, None)
         inputs.append(Input(i.name, i.type.tensorType.dataType, dims, ranges, enumerated))
     ops = []
@@ -198,6 +203,7 @@ def load_program(package: str | Path, function: str = "main") -> Program:
         for name, arg in op.inputs.items():
             bound[name] = [("ref", b.name) if b.WhichOneof("binding") == "name" else ("value", values.decode(b.value)) for b in arg.arguments]
         outputs = [(o.name, o.type.tensorType.dataType if o.type.WhichOneof("type") == "tensorType" else None) for o in op.outputs]
+        shapes = [_dims(o.type.tensorType) if o.type.WhichOneof("type") == "tensorType" else None for o in op.outputs]
         attributes = {k: values.decode(v) for k, v in op.attributes.items() if k != "name"}
-        ops.append(Operation(index, op.type, bound, outputs, attributes))
+        ops.append(Operation(index, op.type, bound, outputs, attributes, shapes))
     return Program(fn.opset, inputs, list(block.outputs), ops, spec)
