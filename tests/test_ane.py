@@ -135,6 +135,31 @@ def test_every_rule_is_exercised_here():
     assert not [r for r in ane.RULES if f'"{r}"' not in source]
 
 
+# ---------------------------------------------------------------------------- --coreml-layout ane
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_ane_layout_export_passes_parity_and_drops_the_attention_findings(tmp_path, precision):
+    from mvit_deploy.export import export
+    from mvit_deploy.targets import ExportOptions
+
+    reports = {}
+    for layout in ("standard", "ane"):
+        opts = ExportOptions(model="mobilevit_xxs", target="coreml", precision=precision, input_size=128, coreml_layout=layout, out_dir=tmp_path / layout)
+        result = export(opts)
+        assert result.manifest["parity"]["passed"] is True, result.manifest["parity"]
+        assert result.manifest["coreml_layout"] == layout
+        reports[layout] = ane.check(result.artifact)
+        assert reports[layout].summary() == result.manifest["ane"]  # the manifest keeps what ane-check reports
+    std, new = (reports[k].by_rule() for k in ("standard", "ane"))
+    assert std["attention-layout"] == 9 and new["attention-layout"] == 0  # 9 attention layers in XXS
+    assert new["rank>5"] == new["rank-5"] == 0
+    assert new["last-axis-move"] < std["last-axis-move"] / 1.5
+    # (last-axis padding depends on the size: N patches go last, so at 128 px, N = 16 / 4 in the late stages, the ANE
+    # layout pads more; at 256 px it halves it — benchmarks/coreml_layouts.py prints both)
+    assert (new["fp32-compute"] > 0) == (precision == "fp32")
+
+
 # ---------------------------------------------------------------------------- compute plan (macOS), recorded
 
 

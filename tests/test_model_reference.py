@@ -213,3 +213,11 @@ def test_export_variants_compute_the_same_model(eval_photos):
         with export_variant(model, patches="channels_last", layer_norm="decomposed"):
             assert (model(x) - ref).abs().max().item() <= 1e-4 * ref.abs().max().item()  # fp32 rounding only
         assert torch.equal(model(x), ref)
+    # the Neural Engine layout ([B, C, P, N], 1x1 convs, einsum per head, channel-axis norms) in float64: the same function
+    model64, x64 = model.double(), x.double()
+    with torch.no_grad():
+        ref64 = model64(x64)
+        with export_variant(model64, patches="ane"):
+            ane64 = model64(x64)
+    assert (ane64 - ref64).abs().max().item() <= 1e-12 * ref64.abs().max().item()
+    model.float()

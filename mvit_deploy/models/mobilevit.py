@@ -185,10 +185,44 @@ def fold_channels_last(seq: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return six.flatten(3, 4).flatten(1, 2).permute(0, 3, 1, 2)  # [B, C, H, W]
 
 
+# ---------------------------------------------------------------------------- the Neural Engine layout
+# Apple's ANE transformer recipe (apple/ml-ane-transformers, "Deploying Transformers on the Apple
+# Neural Engine", 2022) on MobileViT's own weights: tokens stay [B, C, P, N] (channels first, the
+# P = 4 pixel positions of a 2x2 patch where Apple has its singleton axis, the N patches last),
+# nn.Linear runs as a 1x1 convolution, attention is per head with einsum, softmax over the
+# channel axis (keys), layer norm over the channel axis. No tensor above rank 4, and the last
+# axis is the long one.
+
+
+def _ane_linear(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    return nn.functional.conv2d(x, linear.weight[:, :, None, None], linear.bias)
+
+
+def _ane_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    d = x - x.mean(1, keepdim=True)
+    return d * torch.rsqrt((d * d).mean(1, keepdim=True) + norm.eps) * norm.weight[:, None, None] + norm.bias[:, None, None]
+
+
+def _ane_attention(attn: "Attention", x: torch.Tensor) -> torch.Tensor:
+    q, k, v = _ane_linear(attn.qkv, x).chunk(3, dim=1)  # each [B, C, P, N]; head h = channels h*hd .. (h+1)*hd
+    k = k.transpose(1, 3)  # [B, N, P, C]: the one transpose, on the keys (as Apple's reference)
+    heads = []
+    for h in range(attn.num_heads):
+        sl = slice(h * attn.head_dim, (h + 1) * attn.head_dim)
+        scores = torch.einsum("bkpc,bcpq->bkpq", k[..., sl], q[:, sl] * attn.scale).softmax(dim=1)  # [B, N_k, P, N_q]
+        heads.append(torch.einsum("bcpk,bkpq->bcpq", v[:, sl], scores))  # [B, hd, P, N_q]
+    return _ane_linear(attn.proj, torch.cat(heads, dim=1))
+
+
+def _ane_transformer_block(block: "TransformerBlock", x: torch.Tensor) -> torch.Tensor:
+    x = x + _ane_attention(block.attn, _ane_norm(block.norm1, x))
+    return x + _ane_linear(block.mlp.fc2, block.mlp.act(_ane_linear(block.mlp.fc1, _ane_norm(block.norm2, x))))
+
+
 class MobileViTBlock(nn.Module):
     """Local 3x3 + 1x1 conv -> unfold -> transformer -> fold -> 1x1 proj -> concat -> 3x3 fusion."""
 
-    patches = "pixel_shuffle"  # or "channels_last" (rank 6; see export_variant)
+    patches = "pixel_shuffle"  # or "channels_last" (rank 6) or "ane" (the Neural Engine layout); see export_variant
 
     def __init__(self, channels: int, dim: int, depth: int, num_heads: int, mlp_ratio: float, eps: float):
         super().__init__()
@@ -201,6 +235,13 @@ class MobileViTBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         local = self.conv_1x1(self.conv_kxk(x))  # [B, dim, H, W]
+        if self.patches == "ane":
+            quads = nn.functional.pixel_unshuffle(local, PATCH)  # [B, dim*P, H/2, W/2]
+            seq = quads.flatten(2).unflatten(1, (-1, PATCH * PATCH))  # [B, dim, P, N]: no transpose at all
+            for layer in self.transformer:
+                seq = _ane_transformer_block(layer, seq)
+            y = nn.functional.pixel_shuffle(_ane_norm(self.norm, seq).flatten(1, 2).reshape_as(quads), PATCH)
+            return self.conv_fusion(torch.cat([x, self.conv_proj(y)], dim=1))
         if self.patches == "channels_last":
             tokens, grid = tokens_channels_last(local)
         else:
@@ -225,7 +266,9 @@ def export_variant(model: nn.Module, patches: str | None = None, layer_norm: str
 
     ``patches="channels_last"``: unfold/fold through rank-6 channels-last transposes (ONNX:
     onnxruntime moves C-innermost data with its fast transpose and cancels the rest against
-    its NHWC int8 kernels). ``layer_norm="decomposed"``: :class:`LayerNorm` as plain ops (LiteRT).
+    its NHWC int8 kernels). ``patches="ane"``: the transformer in Apple's Neural Engine layout
+    ([B, C, P, N], 1x1 convolutions, per-head einsum, softmax and layer norm over channels; Core
+    ML ``--coreml-layout ane``). ``layer_norm="decomposed"``: :class:`LayerNorm` as plain ops (LiteRT).
     Parameters and state dict are untouched; the default graph stays rank <= 4 for Core ML.
     """
     blocks = [m for m in model.modules() if isinstance(m, MobileViTBlock)] if patches else []

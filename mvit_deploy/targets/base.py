@@ -52,6 +52,7 @@ class ExportOptions:
     io: str = "float"  # tflite int8: float I/O | int8 I/O (camera pipelines feeding int8)
     min_target: str | None = None  # coreml: None = the lowest that has the precision's ops
     input_type: str = "image"  # coreml: image | tensor
+    coreml_layout: str = "standard"  # coreml: standard | ane (the Neural Engine layout, mvit_deploy.models.mobilevit)
     delegate: str = "xnnpack"  # executorch: xnnpack | coreml
 
 

@@ -16,6 +16,7 @@ from .base import QUANTIZED, Converted, ExportOptions, Option, Runner, Target
 
 MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
 COMPUTE_UNITS = ("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne")
+LAYOUTS = ("standard", "ane")  # --coreml-layout; "ane" = export_variant(patches="ane")
 
 
 class CoreMLRunner(Runner):
@@ -171,7 +172,9 @@ class CoreMLTarget(Target):
     export_options = (
         Option("--min-target", "min_target", MIN_TARGETS, None, "deployment target; iOS16, or iOS17 for w8a8 (its ops need it)."),
         Option("--coreml-input", "input_type", ("image", "tensor"), "image", "input type: an image (0-255 pixels, as Vision passes it) or a float tensor."),
-    )
+        Option("--coreml-layout", "coreml_layout", LAYOUTS, "standard",
+               "ane: the transformer in Apple's Neural Engine layout ([B, C, P, N], 1x1 convs, per-head einsum); same model, same parity."),
+    )  # fmt: skip
     bench_options = (Option("--compute-units", "compute_units", COMPUTE_UNITS, "all", "compute units (macOS)."),)
 
     def resolve(self, opts: ExportOptions) -> ExportOptions:
@@ -184,6 +187,9 @@ class CoreMLTarget(Target):
             raise UsageError("w8a8 needs the quantize/dequantize ops of iOS17", "pass --min-target iOS17 (or iOS18)")
         return opts
 
+    def stem_tags(self, opts):
+        return ["ane"] if opts.coreml_layout == "ane" else []
+
     def runner(self, path, manifest, threads=None):
         return CoreMLRunner(path, manifest, threads)
 
@@ -193,7 +199,8 @@ class CoreMLTarget(Target):
         return CoreMLRunner(path, manifest, threads, compute_units=compute_units, backend="native")
 
     def twin_options(self, manifest):
-        return {"input_type": manifest["input"].get("type", "tensor"), "min_target": "iOS17" if manifest["precision"] == "w8a8" else "iOS16"}
+        return {"input_type": manifest["input"].get("type", "tensor"), "min_target": "iOS17" if manifest["precision"] == "w8a8" else "iOS16",
+                "coreml_layout": manifest.get("coreml_layout", "standard")}  # fmt: skip
 
     def layer_errors(self, float_path, int8_path, x, manifest):
         """Every float tensor of both programs, from the reference executor."""
@@ -232,7 +239,10 @@ class CoreMLTarget(Target):
             inputs = [ct.ImageType(name="image", shape=(1, 3, size, size), scale=pre.scale, color_layout=order)]
         else:
             inputs = [ct.TensorType(name="image", shape=(1, 3, size, size))]
-        program = torch.export.export(model, (example,)).run_decompositions({})
+        from ..models.mobilevit import export_variant
+
+        with export_variant(model, patches="ane" if opts.coreml_layout == "ane" else None):
+            program = torch.export.export(model, (example,)).run_decompositions({})
         names = get_domain(getattr(model, "domain", "photos")).named_classes(model.num_classes)
         # a head with named classes: labels embedded, so Vision returns class names; the dict output keeps the logits
         classifier = ct.ClassifierConfig(names, predicted_feature_name="classLabel") if names else None
@@ -277,7 +287,7 @@ class CoreMLTarget(Target):
 
         ane = check_program(load_program(dest)).summary()  # the static Neural Engine check, kept in the manifest
         return Converted(input_name="image", output_name=logits_name, input={"type": opts.input_type, "dtype": "uint8" if opts.input_type == "image" else "float32"},
-                         output=output, extra={"ane": ane})  # fmt: skip
+                         output=output, extra={"ane": ane, "coreml_layout": opts.coreml_layout})  # fmt: skip
 
     def weight_bytes(self, path: Path) -> bytes:
         return b"".join(p.read_bytes() for p in sorted(path.rglob("*.bin")))
