@@ -144,7 +144,7 @@ def _range_dims(program):
     for i in program.inputs:
         if i.ranges and any(lo != hi for lo, hi in i.ranges):
             spans = [f"[{lo}, {'inf' if hi == -1 else hi}]" for lo, hi in i.ranges]
-            yield f"input '{i.name}'", f"RangeDim shape {' x '.join(spans)}", "export the sizes you use as EnumeratedShapes (mvit-deploy export --input-size 256,320,...)"
+            yield f"input '{i.name}'", f"RangeDim shape {' x '.join(spans)}", "declare the sizes you use as ct.EnumeratedShapes (or export one artifact per --input-size)"
 
 
 # ---------------------------------------------------------------------------- cost
