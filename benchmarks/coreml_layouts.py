@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    from mvit_deploy import ane
+    from mvit_deploy.targets.coreml_exec import ane
     from mvit_deploy.calibration import photo_inputs
     from mvit_deploy.export import export
     from mvit_deploy.targets import ExportOptions

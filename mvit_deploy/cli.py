@@ -99,6 +99,17 @@ def _quiet_converters() -> None:
         warnings.filterwarnings("ignore", module=rf"{re.escape(name)}(\.|$)")  # only the named converters' warnings
 
 
+def _sizes(value: str | None) -> list[int] | None:
+    """``--input-size 256`` or ``256,320,384`` (Core ML: EnumeratedShapes)."""
+    if value is None:
+        return None
+    try:
+        sizes = [int(v) for v in value.split(",")]
+    except ValueError:
+        raise UsageError(f"--input-size {value!r} is not a size or a comma-separated list of sizes", "use e.g. --input-size 256, or 256,320 for Core ML") from None
+    return sizes
+
+
 def _at_least(minimum: int, example: int):
     """A click callback refusing a value below ``minimum`` while the flags are parsed, before any work."""
 
@@ -285,14 +296,16 @@ def _print_parity_table(rows: list[dict]) -> None:
 @click.option("--precision", type=click.Choice(all_precisions()), default=None, help=_precision_help())
 @click.option("--calib", type=click.Path(file_okay=False, path_type=str), default=None, help="int8: folder of your own calibration images.")
 @click.option("--calib-samples", type=int, default=64, show_default=True, callback=_at_least(1, 64), help="int8: calibration crops to draw.")
-@click.option("--input-size", type=int, default=None, help=f"{INPUT_SIZE_HELP}; default: the weights' (256; 64 for --pretrained fashion).")
+@click.option("--input-size", "input_sizes", type=str, default=None, callback=lambda ctx, p, v: _sizes(v),
+              help=f"{INPUT_SIZE_HELP}; default: the weights' (256; 64 for --pretrained fashion). Core ML takes a list, "
+                   "256,320,384: one artifact with those EnumeratedShapes (the first is the default).")  # fmt: skip
 @_target_options("export")
 @threads_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=str), required=True)
 @click.option("--keep-failed", is_flag=True, help="Keep an artifact whose parity failed (default: none is written, exit 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print one machine-readable summary.")
 def export(
-    model_name, weights, pretrained, num_classes, target_name, precision, calib, calib_samples, input_size, threads, out_dir, keep_failed, as_json,
+    model_name, weights, pretrained, num_classes, target_name, precision, calib, calib_samples, input_sizes, threads, out_dir, keep_failed, as_json,
     **target_options,
 ):
     """Export a MobileViT and check the artifact against PyTorch."""
@@ -306,15 +319,23 @@ def export(
 
     names = _target_names() if target_name == "all" else [target_name]
     per_target = {name: _options_for(get_target(name), "export", target_options, strict=target_name != "all") for name in names}
-    if input_size is not None:
-        check_input_size(input_size, model_name)
+    input_size, more_sizes = (input_sizes[0], tuple(input_sizes[1:])) if input_sizes else (None, ())
+    for size in input_sizes or ():
+        check_input_size(size, model_name)
+    rigid = [n for n in names if not get_target(n).flexible_sizes]
+    if more_sizes and rigid:
+        flexible = [n for n in _target_names() if get_target(n).flexible_sizes]
+        raise UsageError(f"--input-size {','.join(map(str, input_sizes))}: a {rigid[0]} artifact takes one input size",
+                         f"pass one size, or --target {' / '.join(flexible)} for several (EnumeratedShapes)")  # fmt: skip
+    if len(set(input_sizes or ())) != len(input_sizes or ()):
+        raise UsageError(f"--input-size {','.join(map(str, input_sizes))} lists a size twice", "list each size once")
     if calib is not None:
         image_files(calib, check=True)  # an empty folder or a bad file is refused now, not after loading the model
     opts = {
         name: get_target(name).resolve(ExportOptions(
             model=model_name, target=name, out_dir=Path(out_dir), precision=precision, input_size=input_size, weights=weights,
             pretrained=pretrained, num_classes=num_classes, threads=threads, calib=calib, calib_samples=calib_samples,
-            keep_failed=keep_failed, **per_target[name],
+            keep_failed=keep_failed, more_sizes=more_sizes, **per_target[name],
         ))
         for name in names
     }  # fmt: skip  (every target's flags are checked before the first export starts)
@@ -521,7 +542,7 @@ def ane_check_cmd(artifact, as_json, strict, show_all, ask_core_ml, plan_file, s
     """Predict whether a Core ML program stays on the Neural Engine (static rules; on a Mac, Core ML's own plan)."""
     from pathlib import Path
 
-    from . import ane
+    from .targets.coreml_exec import ane
     from .targets.coreml_exec.program import load_program
 
     from ._deps import IS_MACOS
@@ -562,7 +583,7 @@ def _print_ane_report(report, comparison, show_all: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .ane import RULES
+    from .targets.coreml_exec.ane import RULES
 
     console = Console(width=max(Console().width, 150))
     table = Table(title=f"Neural Engine check: {report.artifact} ({report.ops} ops)")

@@ -11,9 +11,9 @@ from . import __version__
 from .artifact import (
     MANIFEST_SCHEMA, artifact_stem, interruptible, manifest_path, output_folder, package_versions, staged, sweep_staging, tree_bytes, tree_sha256, write_json_atomic,
 )
-from .errors import DependencyError, NotOnThisDevice
+from .errors import DependencyError, NotOnThisDevice, UsageError
 from .parity import ParityReport, judge, parity_inputs, reference_logits
-from .targets import ExportOptions, get_target
+from .targets import TARGETS, ExportOptions, get_target
 from .targets.base import QUANTIZED
 
 
@@ -68,6 +68,15 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
             image_files(folder, check=True)  # a bad folder is refused before the model loads
     trained_size = default_input_size(opts.model, opts.weights, opts.pretrained)
     size = check_input_size(trained_size if opts.input_size is None else opts.input_size, opts.model)
+    if opts.more_sizes:
+        if not target.flexible_sizes:
+            flexible = [t for t in TARGETS.values() if t.flexible_sizes]
+            raise UsageError(f"a {target.name} artifact takes one input size, not {[size, *opts.more_sizes]}",
+                             f"pass one --input-size (several sizes: --target {' / '.join(t.name for t in flexible)})")  # fmt: skip
+        if len({size, *opts.more_sizes}) != 1 + len(opts.more_sizes):
+            raise UsageError(f"--input-size lists a size twice: {[size, *opts.more_sizes]}", "list each size once")
+        for extra in opts.more_sizes:
+            check_input_size(extra, opts.model)
     on_step(f"loading {opts.model}")
     model = load_model(opts.model, opts.weights, num_classes=opts.num_classes, pretrained=opts.pretrained)
     pre = model.preprocessing
@@ -87,6 +96,7 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
             "layout": opts.layout,
             "dtype": "float32",
             "size": size,
+            **({"sizes": [size, *opts.more_sizes]} if opts.more_sizes else {}),
             "type": "tensor",
             "scale": pre.scale,
             "channel_order": pre.channel_order,
@@ -130,6 +140,14 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
                 else:
                     report = judge(final, target.name, opts.precision, reference_logits(model, x), runner(x), runner.runtime)
                     manifest["parity"] = report.to_dict()
+                    for extra in opts.more_sizes:  # every declared size is checked, not only the default one
+                        on_step(f"parity at {extra} px")
+                        xe = parity_inputs({**manifest, "input": {**manifest["input"], "size": extra}}, opts.parity_images, opts.parity_n)
+                        extra_report = judge(final, target.name, opts.precision, reference_logits(model, xe), runner(xe), runner.runtime)
+                        manifest.setdefault("parity_sizes", {})[str(extra)] = extra_report.to_dict()
+                        if report.passed and not extra_report.passed:
+                            report = extra_report  # the verdict is the worst size's
+                            manifest["parity"] = {**manifest["parity"], "passed": False, "failures": [f"at {extra} px: {f}" for f in extra_report.failures]}
             manifest["sha256"] = tree_sha256(tmp)
             manifest["bytes"] = tree_bytes(tmp)
             if report is not None and not report.passed and not opts.keep_failed:

@@ -15,7 +15,7 @@ ct = pytest.importorskip("coremltools")
 from coremltools.converters.mil import Builder as mb  # noqa: E402
 from coremltools.converters.mil.mil import types  # noqa: E402
 
-from mvit_deploy import ane  # noqa: E402
+from mvit_deploy.targets.coreml_exec import ane  # noqa: E402
 from mvit_deploy.targets.coreml_exec.program import load_program  # noqa: E402
 
 RNG = np.random.default_rng(0)
@@ -158,6 +158,32 @@ def test_ane_layout_export_passes_parity_and_drops_the_attention_findings(tmp_pa
     # (last-axis padding depends on the size: N patches go last, so at 128 px, N = 16 / 4 in the late stages, the ANE
     # layout pads more; at 256 px it halves it — benchmarks/coreml_layouts.py prints both)
     assert (new["fp32-compute"] > 0) == (precision == "fp32")
+
+
+def test_several_input_sizes_become_enumerated_shapes_checked_at_each_size(tmp_path):
+    """--input-size 128,192 on Core ML: one program with EnumeratedShapes (the ANE-friendly flexibility), parity at both."""
+    from mvit_deploy.export import export
+    from mvit_deploy.targets import ExportOptions
+    from mvit_deploy.targets.coreml_exec import InputShapeError, MILExecutor
+
+    opts = ExportOptions(model="mobilevit_xxs", target="coreml", precision="fp32", input_size=128, more_sizes=(192,), parity_n=8, out_dir=tmp_path)
+    result = export(opts)
+    m = result.manifest
+    assert result.artifact.name == "mobilevit_xxs-coreml-fp32-also192-128.mlpackage"
+    assert m["input"]["sizes"] == [128, 192] and m["parity"]["passed"] is True and m["parity_sizes"]["192"]["passed"] is True
+    assert m["parity_sizes"]["192"]["metrics"]["max_rel"] <= 1e-4  # the fp32 bound, at the second size too
+    ex = MILExecutor(result.artifact)
+    assert ex.program.inputs[0].enumerated == [(1, 3, 128, 128), (1, 3, 192, 192)]
+    with pytest.raises(InputShapeError, match="accepts only the enumerated shapes"):
+        ex.run({"image": np.zeros((1, 3, 256, 256), np.float32)})
+    assert ane.check(result.artifact).by_rule()["range-dim-input"] == 0
+
+
+def test_several_input_sizes_are_refused_for_a_one_size_target(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "mvit_deploy.cli", "export", "--model", "mobilevit_xxs", "--target", "onnx",
+                          "--input-size", "128,192", "--out", str(tmp_path)], capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 2 and "takes one input size" in out.stderr and "--target coreml" in out.stderr
+    assert not list(tmp_path.iterdir())
 
 
 # ---------------------------------------------------------------------------- compute plan (macOS), recorded

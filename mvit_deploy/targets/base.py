@@ -53,6 +53,7 @@ class ExportOptions:
     min_target: str | None = None  # coreml: None = the lowest that has the precision's ops
     input_type: str = "image"  # coreml: image | tensor
     coreml_layout: str = "standard"  # coreml: standard | ane (the Neural Engine layout, mvit_deploy.models.mobilevit)
+    more_sizes: tuple[int, ...] = ()  # further square input sizes one artifact accepts (targets with flexible_sizes)
     delegate: str = "xnnpack"  # executorch: xnnpack | coreml
 
 
@@ -129,6 +130,7 @@ class Target(abc.ABC):
     device_packages: tuple[str, ...] = ()  # pip names a board needs to run the artifact (the [device] extra)
     runtime_packages: tuple[str, ...] = ()  # pip names whose versions a bench result records (runtimes and fallbacks)
     noisy_loggers: tuple[str, ...] = ()  # loggers / warning modules the CLI quiets while converting
+    flexible_sizes: bool = False  # one artifact can take several input sizes (--input-size 256,320)
     export_options: tuple[Option, ...] = ()
     bench_options: tuple[Option, ...] = ()
     adb: AdbBenchmark | None = None

@@ -165,6 +165,7 @@ class CoreMLTarget(Target):
     precisions = ("fp16", "fp32", *QUANTIZED)
     default_precision = "fp16"  # what the Neural Engine runs
     precision_notes = {"int8": "weight-only", "w8a8": "int8 weights and activations"}
+    flexible_sizes = True  # EnumeratedShapes: each declared size can stay on the Neural Engine (RangeDim cannot)
     converter_packages = ("coremltools",)
     device_packages = ()  # Core ML is part of macOS / iOS; off macOS the reference executor (numpy) runs it
     runtime_packages = ("coremltools",)
@@ -188,7 +189,10 @@ class CoreMLTarget(Target):
         return opts
 
     def stem_tags(self, opts):
-        return ["ane"] if opts.coreml_layout == "ane" else []
+        tags = ["ane"] if opts.coreml_layout == "ane" else []
+        if opts.more_sizes:  # e.g. mobilevit_xxs-coreml-fp16-also320-384.mlpackage
+            tags.append("also" + "-".join(str(s) for s in opts.more_sizes))
+        return tags
 
     def runner(self, path, manifest, threads=None):
         return CoreMLRunner(path, manifest, threads)
@@ -232,17 +236,24 @@ class CoreMLTarget(Target):
 
         pre = model.preprocessing
         size = example.shape[-1]
+        shape, dynamic = (1, 3, size, size), None
+        if opts.more_sizes:  # EnumeratedShapes over a graph exported with symbolic H, W (multiples of 64)
+            from ..models.config import MAX_INPUT_SIZE
+
+            shape = ct.EnumeratedShapes(shapes=[(1, 3, s, s) for s in (size, *opts.more_sizes)], default=(1, 3, size, size))
+            h, w = torch.export.Dim("h64", min=1, max=MAX_INPUT_SIZE // 64), torch.export.Dim("w64", min=1, max=MAX_INPUT_SIZE // 64)
+            dynamic = ({2: 64 * h, 3: 64 * w},)
         if opts.input_type == "image":
             if any(pre.mean) or any(s != 1 for s in pre.std):
                 raise UsageError("this checkpoint's preprocessing has mean/std", "use --coreml-input tensor")
             order = ct.colorlayout.BGR if pre.channel_order == "BGR" else ct.colorlayout.RGB
-            inputs = [ct.ImageType(name="image", shape=(1, 3, size, size), scale=pre.scale, color_layout=order)]
+            inputs = [ct.ImageType(name="image", shape=shape, scale=pre.scale, color_layout=order)]
         else:
-            inputs = [ct.TensorType(name="image", shape=(1, 3, size, size))]
+            inputs = [ct.TensorType(name="image", shape=shape)]
         from ..models.mobilevit import export_variant
 
         with export_variant(model, patches="ane" if opts.coreml_layout == "ane" else None):
-            program = torch.export.export(model, (example,)).run_decompositions({})
+            program = torch.export.export(model, (example,), dynamic_shapes=dynamic).run_decompositions({})
         names = get_domain(getattr(model, "domain", "photos")).named_classes(model.num_classes)
         # a head with named classes: labels embedded, so Vision returns class names; the dict output keeps the logits
         classifier = ct.ClassifierConfig(names, predicted_feature_name="classLabel") if names else None
@@ -282,7 +293,7 @@ class CoreMLTarget(Target):
         ml.output_description[logits_name] = f"{model.num_classes} class logits (not softmaxed)"
         ml.save(str(dest))
         output = {"labels_embedded": True, "label_output": desc.predictedFeatureName} if classifier else {}
-        from ..ane import check_program
+        from .coreml_exec.ane import check_program
         from .coreml_exec.program import load_program
 
         ane = check_program(load_program(dest)).summary()  # the static Neural Engine check, kept in the manifest

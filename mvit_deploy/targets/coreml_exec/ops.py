@@ -498,7 +498,15 @@ def reduce_argmin(x, axis=-1, keep_dims=False, output_dtype="int32"):
 
 @op("reshape")
 def reshape(x, shape):
-    return x.reshape([int(s) for s in np.ravel(shape)])
+    """A 0 copies the input's dimension, aligned from the right (iOS17's rule; iOS15/16 allow 0 only
+    where the ranks match, where both rules agree); a 0 with no such dimension becomes 1."""
+    dims = [int(s) for s in np.ravel(shape)]
+    k = len(dims)
+    for i, d in enumerate(dims):
+        if d == 0:
+            j = x.ndim - (k - i)
+            dims[i] = x.shape[j] if j >= 0 else 1
+    return x.reshape(dims)
 
 
 @op("transpose")
@@ -539,6 +547,7 @@ def squeeze(x, axes=None):
 
 @op("concat")
 def concat(values, axis, interleave=False):
+    values = [np.atleast_1d(v) for v in values]  # scalars concatenate as 1-element vectors (shapes built at run time)
     axis = int(axis) % values[0].ndim
     if not _bool(interleave):
         return np.concatenate(values, axis=axis)

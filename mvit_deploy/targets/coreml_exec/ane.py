@@ -18,11 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .errors import UsageError
+from ...errors import UsageError
 
 FP16, FP32 = 10, 11  # MIL data types
 ELEMENT_BYTES = {10: 2, 11: 4, 21: 1, 31: 1, 22: 2, 32: 2, 23: 4}
 SEVERITIES = ("hard", "cost", "reported")
+INT_TYPES = {21, 22, 23, 24, 31, 32, 33, 34}
 
 
 @dataclass(frozen=True)
@@ -101,10 +102,16 @@ def _value(o, name: str, consts: dict):
       "Core ML supports tensors of rank <= 5 only; a rank-6 intermediate (MobileViT's classic unfold) does not load.",
       "coremltools mil/program.py _check_invalid_tensor_rank; issues #1723, #1330, #1796 (a MobileViT attention reshape)")  # fmt: skip
 def _rank_over_5(program):
+    for o, shape in _ranked(program, lambda rank: rank > 5):
+        yield _where(o), f"rank-{len(shape)} tensor {tuple(shape)}", "merge axes so no tensor exceeds rank 5 (for MobileViT: --coreml-layout ane)"
+
+
+def _ranked(program, wanted):
+    """(op, output shape) for each computed tensor whose rank passes ``wanted``."""
     for o in _compute_ops(program):
-        for (name, _), shape in zip(o.outputs, o.shapes):
-            if shape is not None and len(shape) > 5:
-                yield _where(o), f"rank-{len(shape)} tensor {tuple(shape)}", "merge axes so no tensor exceeds rank 5 (for MobileViT: --coreml-layout ane)"
+        for shape in o.shapes:
+            if shape is not None and wanted(len(shape)):
+                yield o, shape
 
 
 @rule("fp32-compute", "hard", "documented: 'only the ANE is barred ... when a model is typed with float 32'",
@@ -154,10 +161,8 @@ def _range_dims(program):
       "Rank 5 loads, but the ANE's preferred format is 4-D channels-first; a rank-5 tensor needs a layout conversion.",
       "Apple, 'Deploying Transformers on the Apple Neural Engine' (2022), principle 1")  # fmt: skip
 def _rank_5(program):
-    for o in _compute_ops(program):
-        for (name, _), shape in zip(o.outputs, o.shapes):
-            if shape is not None and len(shape) == 5:
-                yield _where(o), f"rank-5 tensor {tuple(shape)}", "keep tensors at rank 4, (B, C, 1, S) as Apple's ANE transformers do"
+    for o, shape in _ranked(program, lambda rank: rank == 5):
+        yield _where(o), f"rank-5 tensor {tuple(shape)}", "keep tensors at rank 4, (B, C, 1, S) as Apple's ANE transformers do"
 
 
 @rule("last-axis-padding", "cost", "documented layout; the bytes are estimated from the program's static shapes",
@@ -226,6 +231,8 @@ def _reported_ops(program):
     consts = _consts(program)
     for o in _compute_ops(program):
         if o.type in REPORTED_OPS:
+            if o.type.startswith("gather") and all(dtype in INT_TYPES for _, dtype in o.outputs):
+                continue  # shape arithmetic of a flexible-shape program (a few integers), not a data gather
             yield _where(o), f"{o.type} ({REPORTED_OPS[o.type]})", "replace it with dense ops where you can; confirm on a Mac with --compute-plan"
         elif o.type in ("conv", "conv_transpose"):
             dil = _value(o, "dilations", consts)
@@ -288,7 +295,7 @@ def check_program(program, artifact: str = "") -> AneReport:
 
 def check(artifact: str | Path) -> AneReport:
     """Check an ``.mlpackage`` (the ``main`` function of its ML program)."""
-    from .targets.coreml_exec.program import load_program
+    from .program import load_program
 
     path = Path(artifact)
     if path.suffix != ".mlpackage" or not path.is_dir():
@@ -305,8 +312,8 @@ def compute_plan(artifact: str | Path, compute_units: str = "cpu_and_ne") -> dic
     Needs macOS 14.4+ (coremltools' ``MLComputePlan``). The result can be saved as JSON and read
     back with :func:`compare_plan` anywhere.
     """
-    from ._deps import IS_MACOS
-    from .errors import NotOnThisDevice
+    from ..._deps import IS_MACOS
+    from ...errors import NotOnThisDevice
 
     if not IS_MACOS:
         raise NotOnThisDevice("Core ML's compute plan exists only on macOS 14.4+", "run ane-check --compute-plan on a Mac, or pass a recorded plan with --plan FILE")
