@@ -242,6 +242,22 @@ CASES = [
     pytest.param(["quant-report", "{d}/other.onnx"], "this manifest is not this artifact's", id="quant-report-other-manifest"),
     pytest.param(["quant-report", "{d}/random.onnx", "--n", "0"], "--n 0 is out of range", id="quant-report-n-0"),
     pytest.param(["quant-report", "{d}/random.onnx", "--top", "0"], "--top 0 is out of range", id="quant-report-top-0"),
+    # ane-check
+    pytest.param(["ane-check", "{d}/random.onnx"], "is not an .mlpackage directory", id="ane-check-not-mlpackage"),
+    pytest.param(["ane-check", "{d}/missing.mlpackage"], "is not an .mlpackage directory", id="ane-check-missing"),
+    pytest.param(["ane-check", "{d}/empty-folder"], "is not an .mlpackage directory", id="ane-check-folder"),
+    pytest.param(["ane-check", "{d}/random.onnx", "--plan", "{d}/binary.json"], "is not a recorded compute plan", id="ane-check-plan-binary"),
+    pytest.param(["ane-check", "{d}/random.onnx", "--plan", "{d}/bench-list.json"], "is not a recorded compute plan", id="ane-check-plan-list"),
+    pytest.param(["ane-check", "{d}/random.onnx", "--save-plan", "{out}/p.json"], "add --compute-plan", id="ane-check-save-without-plan"),
+    # export: several sizes
+    pytest.param(["export", "--model", "mobilevit_xxs", "--target", "onnx", "--input-size", "128,192", "--out", "{out}"], "takes one input size",
+                 id="export-sizes-one-size-target"),
+    pytest.param(["export", "--model", "mobilevit_xxs", "--target", "coreml", "--input-size", "128,x", "--out", "{out}"], "is not a size",
+                 id="export-sizes-not-numbers"),
+    pytest.param(["export", "--model", "mobilevit_xxs", "--target", "coreml", "--input-size", "128,128", "--out", "{out}"], "lists a size twice",
+                 id="export-sizes-twice"),
+    pytest.param(["export", "--model", "mobilevit_xxs", "--target", "coreml", "--input-size", "128,100", "--out", "{out}"], "is not a multiple of 64",
+                 id="export-sizes-not-64"),
     # models, and the group itself
     pytest.param(["models", "--bogus"], "No such option '--bogus'", id="models-unknown-option"),
     pytest.param(["models", "extra"], "unexpected extra argument", id="models-extra-argument"),

@@ -16,13 +16,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 from ...errors import UsageError
 
 FP16, FP32 = 10, 11  # MIL data types
 ELEMENT_BYTES = {10: 2, 11: 4, 21: 1, 31: 1, 22: 2, 32: 2, 23: 4}
-SEVERITIES = ("hard", "cost", "reported")
+SEVERITIES = ("hard", "cost", "reported")  # in the order the report lists them
 INT_TYPES = {21, 22, 23, 24, 31, 32, 33, 34}
 
 
@@ -51,8 +51,8 @@ RULES: dict[str, Rule] = {}
 
 def rule(id: str, severity: str, confidence: str, reason: str, source: str):
     def register(check):
-        if id in RULES:
-            raise ValueError(f"ANE rule {id} registered twice")
+        if id in RULES or severity not in SEVERITIES:
+            raise ValueError(f"ANE rule {id}: registered twice, or an unknown severity {severity!r}")
         RULES[id] = Rule(id, severity, confidence, reason, source, check)
         return check
 
@@ -369,6 +369,3 @@ def compare_plan(report: AneReport, program, plan: dict[str, dict]) -> dict:
         "disagreements": [r for r in known if not r["agree"]], "rows": rows,
     }  # fmt: skip
 
-
-def iter_rules() -> Iterable[Rule]:
-    return RULES.values()
