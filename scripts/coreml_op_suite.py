@@ -13,9 +13,10 @@ every opset) and keeps the programs, inputs, expected outputs and tolerances as 
 Every case that reaches the prediction step ends in one of:
 
 - ``pass``      the executor's outputs match within the test's tolerances
-- ``fp16-data`` the program holds fp16 inputs or weights but the test computed its expected output
-                from the unrounded fp32 values under fp32 tolerances (a 1-ulp fp16 difference fails
-                it); matches within 2^-9 of the output's scale. Counted apart, not as a pass.
+- ``fp16-data`` the program holds fp16 inputs, weights or decompressed constants, but the test
+                computed its expected output at another precision (from the unrounded fp32 values,
+                or in numpy fp16 arithmetic) under fp32 tolerances, which a 1-ulp fp16 difference
+                fails; matches within 2^-9 of the output's scale. Counted apart, not as a pass.
 - ``mismatch``  the executor ran and produced a wrong number (a defect: must be zero)
 - ``refused``   the executor refused by name (an op or attribute combination it does not implement)
 - ``raw``       the executor raised anything else (a defect: must be zero)
@@ -119,7 +120,8 @@ def _install_executor() -> None:
             executor = MILExecutor(path)
             RECORD["ops"] = sorted({o.type for o in executor.program.operations if o.type != "const"})
             RECORD["fp16_data"] = any(i.data_type == FLOAT16 for i in executor.program.inputs) or any(
-                o.type == "const" and o.outputs[0][1] == FLOAT16 for o in executor.program.operations)
+                (o.type == "const" or o.type.startswith("constexpr_")) and o.outputs and o.outputs[0][1] == FLOAT16
+                for o in executor.program.operations)  # fmt: skip
             inputs = {k: np.asarray(v) for k, v in input_key_values.items()}
             outputs, _ = executor.run(inputs)
         except UnsupportedOpError as e:
@@ -147,9 +149,10 @@ def _install_executor() -> None:
         except AssertionError:
             if not (RECORD.get("predicted") and RECORD.get("fp16_data") and dtype == "fp32"):
                 raise
-            # The program holds fp16 inputs or weights, but the test's expected output was computed from the
-            # unrounded fp32 values, under fp32 tolerances: no runtime can meet that. Re-compare within a few
-            # fp16 ulps of the output's scale, and count the case apart ("fp16-data"), never as a pass.
+            # The program holds fp16 inputs, weights or decompressed constants, but the test computed its expected
+            # output at another precision (from the unrounded fp32 values, or in numpy fp16 arithmetic where the
+            # program adds in fp32), under fp32 tolerances: no runtime can meet that. Re-compare within a few fp16
+            # ulps of the output's scale, and count the case apart ("fp16-data"), never as a pass.
             scale = max(float(np.max(np.abs(np.asarray(v, np.float64)))) for v in expected_outputs.values() if np.size(v)) or 1.0
             real_compare(mlmodel, input_key_values, expected_outputs, dtype=dtype, atol=max(atol, 2**-9 * scale), rtol=max(rtol, 2**-9), **kw)
             RECORD["outcome"] = "fp16-data"
@@ -235,7 +238,10 @@ def main(argv=None) -> int:
     parser.add_argument("-k", default=None, help="pytest -k expression")
     parser.add_argument("--json", default=None, help="write every case's outcome here (JSON lines)")
     parser.add_argument("--failures", action="store_true", help="list every mismatch / raw case")
+    parser.add_argument("--report", default=None, help="print the tables of an earlier run's --json file, without running anything")
     args = parser.parse_args(argv)
+    if args.report:
+        return report(read_results(Path(args.report)), args.failures)
 
     os.environ["PYMIL_TEST_TARGETS"] = "mlprogram"
     os.environ["INCLUDE_MIL_FP32_UNIT_TESTS"] = "1"
@@ -257,7 +263,10 @@ def main(argv=None) -> int:
         pytest_args += ["-k", args.k]
     sys.path.insert(0, str(Path(__file__).parent))
     pytest.main(pytest_args)
-    results = read_results(out)
+    return report(read_results(out), args.failures)
+
+
+def report(results: list[dict], failures: bool) -> int:
     per_family, totals = summarize(results)
     cols = ["pass", "fp16-data", "mismatch", "raw", "refused", "other", "not-reached", "no-prediction", "skipped"]
     print(f"\n{'test class':<46}" + "".join(f"{c:>14}" for c in cols))
@@ -265,7 +274,15 @@ def main(argv=None) -> int:
         c = per_family[family]
         print(f"{family:<46}" + "".join(f"{c[k]:>14}" for k in cols))
     print(f"{'TOTAL':<46}" + "".join(f"{totals[k]:>14}" for k in cols))
-    if args.failures:
+    per_op: dict[str, Counter] = defaultdict(Counter)  # every case whose program ran the op (casts and consts aside)
+    for r in results:
+        for op in set(r["ops"]) - {"const", "cast"}:
+            per_op[op][r["outcome"]] += 1
+    op_cols = ["pass", "fp16-data", "mismatch", "raw", "refused", "other"]
+    print(f"\n{'MIL op (cases whose program ran it)':<46}" + "".join(f"{c:>14}" for c in op_cols))
+    for op in sorted(per_op):
+        print(f"{op:<46}" + "".join(f"{per_op[op][k]:>14}" for k in op_cols))
+    if failures:
         for r in results:
             if r["outcome"] in ("mismatch", "raw", "other"):
                 print(f"{r['outcome']:>9}  {r['nodeid']}  {r.get('message', '')}")
