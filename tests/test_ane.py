@@ -254,7 +254,7 @@ def test_cli_strict_exits_1_on_a_hard_finding_and_table_names_rules(tmp_path):
 ])  # fmt: skip
 def test_cli_refusals_are_one_line(tmp_path, args, message):
     if sys.platform == "darwin" and "--compute-plan" in args:
-        pytest.skip("a Mac has the compute plan")
+        pytest.skip(reason="a Mac has the compute plan")
     pkg = save(tmp_path, clean, name="ok")
     (tmp_path / "bad.json").write_text('{"a": 1}')
     out = cli(*[a.format(tmp=tmp_path, pkg=pkg) for a in args])

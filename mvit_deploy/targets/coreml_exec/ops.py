@@ -604,20 +604,25 @@ def shape_op(x):
     return np.array(x.shape, np.int32)
 
 
+def _dcr_from_crd(x, bs: int, inverse: bool = False):
+    """Channels of a block rearrangement: pixel_shuffle's order c*b*b + k (CRD) <-> TensorFlow's k*C + c (DCR)."""
+    n, c, h, w = x.shape
+    groups = (c // (bs * bs), bs * bs) if not inverse else (bs * bs, c // (bs * bs))
+    return x.reshape(n, *groups, h, w).transpose(0, 2, 1, 3, 4).reshape(n, c, h, w)
+
+
 @op("space_to_depth")
 def space_to_depth(x, block_size):
     """[n, C, H, W] -> [n, C*b*b, H/b, W/b], TensorFlow's order: channel (i*b + j)*C + c holds pixel (H*b + i, W*b + j)."""
     bs = int(block_size)
-    n, c, h, w = x.shape
-    return x.reshape(n, c, h // bs, bs, w // bs, bs).transpose(0, 3, 5, 1, 2, 4).reshape(n, c * bs * bs, h // bs, w // bs)
+    return _dcr_from_crd(pixel_unshuffle(x, bs), bs)
 
 
 @op("depth_to_space")
 def depth_to_space(x, block_size):
     """Inverse of :func:`space_to_depth` (TensorFlow's DCR order; pixel_shuffle is the CRD order)."""
     bs = int(block_size)
-    n, c, h, w = x.shape
-    return x.reshape(n, bs, bs, c // (bs * bs), h, w).transpose(0, 3, 4, 1, 5, 2).reshape(n, c // (bs * bs), h * bs, w * bs)
+    return pixel_shuffle(_dcr_from_crd(x, bs, inverse=True), bs)
 
 
 _PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}
