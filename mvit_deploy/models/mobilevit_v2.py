@@ -1,0 +1,153 @@
+"""MobileViT v2 (arXiv 2206.02680, separable self-attention), written to export like our v1.
+
+Not registered as a model family yet (issue 16): this module holds the network and the
+Hugging Face -> timm key renames, checked against HF's ``MobileViTV2ForImageClassification``.
+Design notes: docs/mobilevit_v2_design.md.
+
+Module names follow timm (``stem``, ``stages.S.B``, ``head.fc``). Export rules as in v1: every
+tensor has rank <= 4; tokens are [B, C, P, N] (``pixel_unshuffle`` + a reshape of the leading
+axes, bit-for-bit HF's ``F.unfold``; fold is the inverse through ``pixel_shuffle``), so there is
+no ``col2im`` and no transpose; input sizes are multiples of 64.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .mobilevit import PATCH, ConvNormAct, InvertedResidual, make_divisible
+
+
+@dataclass(frozen=True)
+class MobileViTV2Config:
+    width: float = 1.0  # the width multiplier: 0.5 .. 2.0
+    attn_depths: tuple[int, int, int] = (2, 4, 3)
+    expand_ratio: float = 2.0
+    ffn_multiplier: int = 2
+    norm_eps: float = 1e-5
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        """Stem, then the five stages' outputs."""
+        w = self.width
+        stem = make_divisible(min(max(32 * w, 16), 64))
+        return (stem, make_divisible(64 * w, 16), *(make_divisible(c * w) for c in (128, 256, 384, 512)))
+
+    @property
+    def attn_dims(self) -> tuple[int, ...]:
+        return tuple(make_divisible(c * self.width) for c in (128, 192, 256))
+
+
+class LinearSelfAttention(nn.Module):
+    """Separable self-attention: one query channel scores the N tokens (softmax over N, per pixel
+    position P); the score-weighted sum of the keys is a context vector that gates relu(values)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.qkv_proj = nn.Conv2d(dim, 1 + 2 * dim, 1)
+        self.out_proj = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, P, N]
+        q, k, v = self.qkv_proj(x).split([1, self.dim, self.dim], dim=1)
+        context = (k * q.softmax(dim=-1)).sum(dim=-1, keepdim=True)  # [B, C, P, 1]
+        return self.out_proj(nn.functional.relu(v) * context)
+
+
+class TransformerBlockV2(nn.Module):
+    """GroupNorm(1) over the whole [C, P, N] volume (not a per-token layer norm) -> attention; GroupNorm(1) -> 1x1 FFN."""
+
+    def __init__(self, dim: int, ffn_dim: int, eps: float):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(1, dim, eps=eps)
+        self.attn = LinearSelfAttention(dim)
+        self.norm2 = nn.GroupNorm(1, dim, eps=eps)
+        self.mlp = nn.Module()
+        self.mlp.fc1 = nn.Conv2d(dim, ffn_dim, 1)
+        self.mlp.act = nn.SiLU()
+        self.mlp.fc2 = nn.Conv2d(ffn_dim, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp.fc2(self.mlp.act(self.mlp.fc1(self.norm2(x))))
+
+
+class MobileViTV2Block(nn.Module):
+    """Depthwise 3x3 -> 1x1 to d -> unfold [B, d, P, N] -> transformer -> GroupNorm -> fold -> 1x1 projection (no skip, no fusion)."""
+
+    def __init__(self, channels: int, dim: int, depth: int, ffn_multiplier: int, eps: float):
+        super().__init__()
+        self.conv_kxk = ConvNormAct(channels, channels, 3, groups=channels)
+        self.conv_1x1 = nn.Conv2d(channels, dim, 1, bias=False)
+        ffn_dim = int(ffn_multiplier * dim // 16 * 16)
+        self.transformer = nn.Sequential(*[TransformerBlockV2(dim, ffn_dim, eps) for _ in range(depth)])
+        self.norm = nn.GroupNorm(1, dim, eps=eps)
+        self.conv_proj = ConvNormAct(dim, channels, 1, act=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        quads = nn.functional.pixel_unshuffle(self.conv_1x1(self.conv_kxk(x)), PATCH)  # [B, d*P, H/2, W/2]
+        seq = quads.flatten(2).unflatten(1, (-1, PATCH * PATCH))  # [B, d, P, N]
+        seq = self.norm(self.transformer(seq))
+        return self.conv_proj(nn.functional.pixel_shuffle(seq.flatten(1, 2).reshape_as(quads), PATCH))
+
+
+class MobileViTV2(nn.Module):
+    def __init__(self, cfg: MobileViTV2Config, num_classes: int = 1000):
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = num_classes
+        ch = cfg.channels
+        self.stem = ConvNormAct(3, ch[0], 3, stride=2)
+        stages = [
+            nn.Sequential(InvertedResidual(ch[0], ch[1], 1, cfg.expand_ratio)),
+            nn.Sequential(InvertedResidual(ch[1], ch[2], 2, cfg.expand_ratio), InvertedResidual(ch[2], ch[2], 1, cfg.expand_ratio)),
+        ]
+        for s, (dim, depth) in enumerate(zip(cfg.attn_dims, cfg.attn_depths)):
+            cin, cout = ch[s + 2], ch[s + 3]
+            stages.append(nn.Sequential(InvertedResidual(cin, cout, 2, cfg.expand_ratio),
+                                        MobileViTV2Block(cout, dim, depth, cfg.ffn_multiplier, cfg.norm_eps)))  # fmt: skip
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Module()
+        self.head.fc = nn.Linear(ch[5], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head.fc(self.stages(self.stem(x)).mean(dim=(2, 3)))
+
+
+# Hugging Face (``MobileViTV2ForImageClassification``) -> timm names, applied in order.
+HF_RENAMES = [
+    (r"^mobilevitv2\.", ""),
+    (r"^conv_stem\.", "stem."),
+    (r"^classifier\.", "head.fc."),
+    (r"^encoder\.layer\.([01])\.layer\.(\d+)\.", r"stages.\1.\2."),
+    (r"^encoder\.layer\.([234])\.downsampling_layer\.", r"stages.\1.0."),
+    (r"^encoder\.layer\.([234])\.", r"stages.\1.1."),
+    (r"\.expand_1x1\.", ".conv1_1x1."),
+    (r"\.conv_3x3\.", ".conv2_kxk."),
+    (r"\.reduce_1x1\.", ".conv3_1x1."),
+    (r"\.conv_1x1\.convolution\.", ".conv_1x1."),
+    (r"\.conv_projection\.", ".conv_proj."),
+    (r"\.transformer\.layer\.(\d+)\.", r".transformer.\1."),
+    (r"\.layernorm_before\.", ".norm1."),
+    (r"\.layernorm_after\.", ".norm2."),
+    (r"\.attention\.(qkv_proj|out_proj)\.convolution\.", r".attn.\1."),
+    (r"\.ffn\.conv1\.convolution\.", ".mlp.fc1."),
+    (r"\.ffn\.conv2\.convolution\.", ".mlp.fc2."),
+    (r"\.layernorm\.", ".norm."),
+    (r"\.convolution\.", ".conv."),
+    (r"\.normalization\.", ".bn."),
+]
+
+
+def rename_hf(state: dict) -> dict:
+    out = {}
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        for pattern, repl in HF_RENAMES:
+            key = re.sub(pattern, repl, key)
+        out[key] = value
+    return out
