@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .checkpoints import _HF_RULES
 from .mobilevit import PATCH, ConvNormAct, InvertedResidual, make_divisible
 
 
@@ -117,29 +118,15 @@ class MobileViTV2(nn.Module):
         return self.head.fc(self.stages(self.stem(x)).mean(dim=(2, 3)))
 
 
-# Hugging Face (``MobileViTV2ForImageClassification``) -> timm names, applied in order.
-HF_RENAMES = [
-    (r"^mobilevitv2\.", ""),
-    (r"^conv_stem\.", "stem."),
-    (r"^classifier\.", "head.fc."),
-    (r"^encoder\.layer\.([01])\.layer\.(\d+)\.", r"stages.\1.\2."),
-    (r"^encoder\.layer\.([234])\.downsampling_layer\.", r"stages.\1.0."),
-    (r"^encoder\.layer\.([234])\.", r"stages.\1.1."),
-    (r"\.expand_1x1\.", ".conv1_1x1."),
-    (r"\.conv_3x3\.", ".conv2_kxk."),
-    (r"\.reduce_1x1\.", ".conv3_1x1."),
-    (r"\.conv_1x1\.convolution\.", ".conv_1x1."),
-    (r"\.conv_projection\.", ".conv_proj."),
-    (r"\.transformer\.layer\.(\d+)\.", r".transformer.\1."),
-    (r"\.layernorm_before\.", ".norm1."),
-    (r"\.layernorm_after\.", ".norm2."),
+# Hugging Face (``MobileViTV2ForImageClassification``) -> timm names: v1's table (checkpoints.py; its
+# v1-only rules match no v2 key) plus v2's own prefix, attention and FFN names, before the generic
+# ``.convolution.`` / ``.normalization.`` / ``.layernorm.`` rules at its end.
+_V2_ONLY = (
     (r"\.attention\.(qkv_proj|out_proj)\.convolution\.", r".attn.\1."),
     (r"\.ffn\.conv1\.convolution\.", ".mlp.fc1."),
     (r"\.ffn\.conv2\.convolution\.", ".mlp.fc2."),
-    (r"\.layernorm\.", ".norm."),
-    (r"\.convolution\.", ".conv."),
-    (r"\.normalization\.", ".bn."),
-]
+)
+HF_RENAMES = ((r"^mobilevitv2\.", ""), *_HF_RULES[:-3], *_V2_ONLY, *_HF_RULES[-3:])
 
 
 def rename_hf(state: dict) -> dict:
