@@ -9,7 +9,7 @@ routes look 15x slower on some CPUs — a speed-up that is not ours):
   stock PyTorch eager          transformers' MobileViTForImageClassification
   stock torch.onnx + ORT       torch.onnx.export(dynamo=True) of that model, onnxruntime CPU
   stock litert-torch           litert_torch.convert of that model, LiteRT + XNNPACK
-Ours: our PyTorch eager (the photo fixture), and our exported onnx / tflite (NCHW and NHWC) /
+Ours: our PyTorch eager (the photo fixture), and our exported onnx / ort (amd64: this x86 CPU) / tflite (NCHW and NHWC) /
 executorch artifacts, fp32 and int8.
 
 Columns: p50 ms; "vs stock" = stock route of the same runtime / ours (>1 = ours faster;
@@ -115,15 +115,16 @@ def main() -> None:
             p = stock_litert(hf, x, tmp / "hf.tflite")
             add("stock litert-torch", "tflite", tfl_run(p), tflite_ops(p))
             precisions = ["fp32"] if args.no_int8 else ["fp32", "int8"]
-            targets = [("onnx", {}), ("tflite", {}), ("tflite", {"layout": "nhwc"})] + ([] if args.no_executorch else [("executorch", {})])
+            targets = [("onnx", {}), ("ort", {"ort_platform": "amd64"}), ("tflite", {}), ("tflite", {"layout": "nhwc"})] + ([] if args.no_executorch else [("executorch", {})])
             for target, extra in targets:
                 for precision in precisions:
                     calib = 64 if target == "executorch" else 32  # XNNPACK refuses some requantization scales from fewer crops
                     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                         r = export(ExportOptions(model=name, target=target, precision=precision, out_dir=tmp, calib_samples=calib, **extra), run_parity=False)
-                    label = f"ours {target} {precision}" + (" nhwc" if extra else "")
-                    if target == "onnx":
-                        add(label, "onnx", ort_run(r.artifact), (onnx_ops(r.artifact), ort_optimized_ops(r.artifact, args.threads)))
+                    label = " ".join(["ours", target, precision, *extra.values()])
+                    if target in ("onnx", "ort"):
+                        saved = onnx_ops(r.artifact) if target == "onnx" else None  # an .ort file is ORT's own flatbuffer
+                        add(label, "onnx", ort_run(r.artifact), (saved, ort_optimized_ops(r.artifact, args.threads)))
                     elif target == "tflite":
                         add(label, "tflite", tfl_run(r.artifact, nhwc=bool(extra)), tflite_ops(r.artifact))
                     else:
@@ -150,7 +151,8 @@ def _graph(label: str, ops, fam: str) -> str:
         return f"{total} nodes, {delegated} in XNNPACK" if total else ""
     if fam == "onnx":
         saved, run = ops
-        return f"{sum(saved.values())} nodes, {data_movement(saved, 'onnx')} moves (ORT runs {sum(run.values())}, {data_movement(run, 'onnx')} moves)"
+        ran = f"ORT runs {sum(run.values())}, {data_movement(run, 'onnx')} moves"
+        return f"{sum(saved.values())} nodes, {data_movement(saved, 'onnx')} moves ({ran})" if saved else ran
     return f"{sum(ops.values())} ops, {data_movement(ops, 'tflite')} moves"
 
 

@@ -26,12 +26,13 @@ from mvit_deploy.tolerances import bounds_for
 # Every registered target with each precision/layout it offers; the coverage test keeps this complete.
 CASES = {
     "onnx-fp32": dict(target="onnx", precision="fp32"),
+    "ort-fp32": dict(target="ort", precision="fp32"),
     "tflite-fp32": dict(target="tflite", precision="fp32"),
     "tflite-fp32-nhwc": dict(target="tflite", precision="fp32", layout="nhwc"),
     "coreml-fp16": dict(target="coreml", precision="fp16"),
     "coreml-fp32": dict(target="coreml", precision="fp32"),
 }
-RUNNABLE_HERE = {"onnx", "tflite", "coreml"}  # Core ML: natively on macOS, through the reference executor elsewhere
+RUNNABLE_HERE = {"onnx", "ort", "tflite", "coreml"}  # Core ML: natively on macOS, through the reference executor elsewhere
 
 
 def test_every_registered_target_precision_and_layout_has_a_case():
@@ -84,6 +85,27 @@ def test_onnx_is_single_file_opset18_and_checked(xxs_exports):
     model = onnx.load(str(path))
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 18
     onnx.checker.check_model(model, full_check=True)
+
+
+def test_ort_format_is_what_ort_mobile_loads_and_computes_the_onnx_logits(xxs_exports, tmp_path):
+    """The .ort is ORT's flatbuffer (file identifier "ORTM"), optimised for arm (no x86 NCHWc kernels),
+    and gives the logits of the independently exported .onnx; a damaged one is refused by parity."""
+    import onnxruntime as ort
+
+    path = xxs_exports["ort-fp32"].artifact
+    assert path.read_bytes()[4:8] == b"ORTM"
+    manifest = read_manifest(path)
+    assert manifest["ort_format"]["platform"] == "arm" and manifest["ort_format"]["disabled_optimizers"] == ["NchwcTransformer"]
+    x = np.random.default_rng(3).random((1, 3, 256, 256), dtype=np.float32)
+    from_ort = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    onnx_path = xxs_exports["onnx-fp32"].artifact
+    from_onnx = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    assert np.abs(from_ort - from_onnx).max() <= 1e-4 * np.abs(from_onnx).max()  # measured 6.4e-7 relative (NCHW vs NCHWc kernels)
+    broken = tmp_path / path.name
+    broken.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    (tmp_path / path.with_suffix(".json").name).write_text(path.with_suffix(".json").read_text())
+    result = run_cli("parity", str(broken), "--n", "4")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
 
 
 def test_tflite_nhwc_takes_nhwc_input(xxs_exports):

@@ -40,6 +40,6 @@ def packages(kind: str) -> list[str]:
     return list(dict.fromkeys(p for t in TARGETS.values() for p in getattr(t, f"{kind}_packages")))
 
 
-from . import onnx, tflite, coreml, executorch  # noqa: E402,F401,I001  (registration order = CLI order)
+from . import onnx, ort, tflite, coreml, executorch  # noqa: E402,F401,I001  (registration order = CLI order)
 
 __all__ = ["QUANTIZED", "TARGETS", "AdbBenchmark", "ExportOptions", "Option", "Runner", "Target", "all_precisions", "get_target", "options_of", "packages", "register_target"]

@@ -55,6 +55,7 @@ class ExportOptions:
     coreml_layout: str = "standard"  # coreml: standard | ane (the Neural Engine layout, mvit_deploy.models.mobilevit)
     more_sizes: tuple[int, ...] = ()  # further square input sizes one artifact accepts (targets with flexible_sizes)
     delegate: str = "xnnpack"  # executorch: xnnpack | coreml
+    ort_platform: str = "arm"  # ort: arm | amd64 (the CPU the offline optimisations are baked for)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,72 @@
+"""ORT format: the ONNX export, optimised offline into the flatbuffer ``.ort`` that ONNX Runtime Mobile loads.
+
+ONNX Runtime's mobile packages (Android AAR, iOS pod, ``onnxruntime-mobile``) and minimal builds
+read ``.ort`` files: the graph already optimised (constant folding, fusions such as
+LayerNormalization, QuickGelu, FusedMatMul and, for int8, the QDQ -> QLinear kernels), so the
+phone neither carries the ONNX parser nor spends start-up time optimising. This is what
+``onnxruntime.tools.convert_onnx_models_to_ort`` writes, at its default ("all" optimisations,
+fixed style), done in-process on the artifact our ``onnx`` target exports and checks.
+
+``--ort-platform arm`` (default; phones, Raspberry Pi) leaves out ORT's x86 NCHWc layouts and
+lets QDQ fold into signed int8 kernels, as the ARM builds run them; ``amd64`` bakes the NCHWc
+layouts in for x86 servers (such a file is only faithful on x86-64). Parity runs the ``.ort``
+file itself, here, on whatever CPU exports it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from ..errors import UsageError
+from . import register_target
+from .base import Converted, ExportOptions, Option
+from .onnx import OnnxTarget
+
+
+def save_ort_format(onnx_path: Path, dest: Path, platform: str) -> dict:
+    """Optimise ``onnx_path`` as ONNX Runtime does at load time and write the result, ORT format, to ``dest``."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(dest)
+    options.add_session_config_entry("session.save_model_format", "ORT")
+    options.add_session_config_entry("session.qdqisint8allowed", "1" if platform == "arm" else "0")
+    disabled = ["NchwcTransformer"] if platform == "arm" else []  # x86-only blocked layouts
+    ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
+    return {"platform": platform, "optimization": "all", "disabled_optimizers": disabled, "onnxruntime": ort.__version__}
+
+
+@register_target
+class OrtTarget(OnnxTarget):
+    name = "ort"
+    suffix = ".ort"
+    converter_packages = OnnxTarget.converter_packages
+    export_options = (
+        Option("--ort-platform", "ort_platform", ("arm", "amd64"), "arm",
+               "ort: the CPU the offline optimisations are baked for (arm: phones and boards; amd64: x86-64 only, adds NCHWc layouts)."),
+    )  # fmt: skip
+
+    def stem_tags(self, opts: ExportOptions) -> list[str]:
+        return [opts.ort_platform] * (opts.ort_platform != "arm")
+
+    def convert(self, model, example, opts: ExportOptions, dest: Path, calibration=None) -> Converted:
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx_path = Path(tmp) / "model.onnx"
+            converted = super().convert(model, example, opts, onnx_path, calibration)
+            super().check(onnx_path)  # the ONNX it starts from is valid ONNX
+            converted.extra["ort_format"] = save_ort_format(onnx_path, dest, opts.ort_platform)
+        return converted
+
+    def check(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def weight_bytes(self, path: Path) -> bytes:
+        return path.read_bytes()  # flatbuffer: graph and initializers
+
+    def layer_errors(self, float_path, int8_path, x, manifest):
+        raise UsageError("quant-report cannot read an .ort file (its graph is already fused for the runtime)",
+                         "run quant-report on the int8 .onnx of the same model: export --target onnx --precision int8")  # fmt: skip
