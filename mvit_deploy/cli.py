@@ -161,13 +161,11 @@ def models_cmd(as_json: bool):
         _echo_json(cards)
         return
     table = Table(title="MobileViT variants (params and GMACs counted at the default input)")
-    for col in ("model", "input", "params M", "GMACs", "dims", "exp", "--pretrained (classes, input)"):
+    for col in ("model", "family", "input", "params M", "GMACs", "architecture", "--pretrained (classes, input)"):
         table.add_column(col, no_wrap=True)
     for c in cards:
-        cfg = c["config"]
         sources = ", ".join(s["name"] + (f" ({s['num_classes']} classes, {s['input_size']} px)" if s["input_size"] else "") for s in c["sources"])
-        dims = "/".join(map(str, cfg["transformer_dims"]))
-        table.add_row(c["name"], str(c["input_size"]), f"{c['params_m']:.2f}", f"{c['gmacs']:.2f}", dims, f"{cfg['expand_ratio']:g}", sources)
+        table.add_row(c["name"], c["family_title"], str(c["input_size"]), f"{c['params_m']:.2f}", f"{c['gmacs']:.2f}", c["summary"], sources)
     Console(width=max(Console().width, 130)).print(table)  # never squeeze names when piped
 
 

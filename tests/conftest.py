@@ -16,7 +16,10 @@ torch.set_num_threads(2)
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
-SLOW = {"mobilevit_xs", "mobilevit_s"}
+SLOW = {"mobilevit_xs", "mobilevit_s", "mobilevitv2_200"}
+# v2 widths checked against HF's logits in every test that takes a variant: the issue's three (the
+# other four are covered by the parameter count against HF and the registry's width rule).
+V2_CHECKED = {"mobilevitv2_050", "mobilevitv2_100", "mobilevitv2_200"}
 
 # Hugging Face configs per variant, as transformers' own conversion script sets them.
 HF_CONFIGS = {
@@ -26,22 +29,33 @@ HF_CONFIGS = {
 }
 
 
-def variants(fast_only: tuple[str, ...] = ()):
+def variants(all_widths: bool = False):
     """Registry variants as pytest params; the larger ones carry the slow marker."""
     from mvit_deploy.models.config import MODELS
 
-    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in MODELS]
+    names = [n for n, spec in MODELS.items() if spec.family == "mobilevit" or n in V2_CHECKED or all_widths]
+    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in names]
+
+
+def hf_width(name: str) -> float:
+    """A v2 variant's width multiplier, read from its timm name (mobilevitv2_075 -> 0.75)."""
+    return int(name.removeprefix("mobilevitv2_")) / 100
 
 
 @functools.lru_cache(maxsize=None)
 def hf_reference(name: str, num_classes: int = 1000, seed: int = 3):
-    """A seeded HF MobileViTForImageClassification with realistic activations."""
-    from transformers import MobileViTConfig, MobileViTForImageClassification
+    """A seeded HF MobileViTForImageClassification (v1) or MobileViTV2ForImageClassification with realistic activations."""
+    import transformers
 
     from mvit_deploy.models.fixture import make_realistic
 
     torch.manual_seed(seed)
-    model = MobileViTForImageClassification(MobileViTConfig(num_labels=num_classes, **HF_CONFIGS[name])).eval()
+    if name.startswith("mobilevitv2_"):
+        config = transformers.MobileViTV2Config(num_labels=num_classes, width_multiplier=hf_width(name))
+        model = transformers.MobileViTV2ForImageClassification(config).eval()
+    else:
+        config = transformers.MobileViTConfig(num_labels=num_classes, **HF_CONFIGS[name])
+        model = transformers.MobileViTForImageClassification(config).eval()
     make_realistic(model, lambda x: model(pixel_values=x).logits, model.classifier, seed=seed)
     return model
 

@@ -41,7 +41,7 @@ def test_hf_state_dict_loads_and_matches(name, tmp_path, eval_photos):
         assert torch.equal(got.argmax(1), expected.argmax(1))
 
 
-@pytest.mark.parametrize("name", variants())
+@pytest.mark.parametrize("name", variants(all_widths=True))
 def test_param_count_matches_hf(name):
     ours = sum(p.numel() for p in create_model(name).parameters())
     assert ours == sum(p.numel() for p in hf_reference(name).parameters())
@@ -138,7 +138,7 @@ def test_features_only_matches_hf_hidden_states(eval_photos):
     ref = hf_reference("mobilevit_xxs")
     from mvit_deploy.models.checkpoints import to_our_layout
 
-    sd, _ = to_our_layout(ref.state_dict(), "hf")
+    sd, _, _ = to_our_layout(ref.state_dict(), "hf")
     backbone = create_model("mobilevit_xxs", features_only=True)
     backbone.load_state_dict({k: v for k, v in sd.items() if not k.startswith(("final_conv", "head"))})
     x = eval_photos[256][:2]

@@ -1,13 +1,21 @@
-"""MobileViT v2 (not yet a registered family, issue 16): our network against Hugging Face's, with HF's weights renamed."""
+"""MobileViT v2, a registered model family: our network against Hugging Face's, its weights read through the checkpoint door."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
 
-from mvit_deploy.models.mobilevit_v2 import MobileViTV2, MobileViTV2Config, rename_hf  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+
+from conftest import FIXTURES, ROOT, hf_logits, hf_reference, run_cli  # noqa: E402
+from mvit_deploy.models import create_model, load_model  # noqa: E402
+from mvit_deploy.tolerances import bounds_for  # noqa: E402
+
+TOL = bounds_for("fp32")[0].value  # fp32 logits: max |error| / max |reference logit|
 
 
 def hf_v2(width: float, seed: int = 0):
@@ -29,11 +37,16 @@ def hf_v2(width: float, seed: int = 0):
     return model
 
 
+NAMES = {0.5: "mobilevitv2_050", 1.0: "mobilevitv2_100", 2.0: "mobilevitv2_200"}
+
+
 @pytest.mark.parametrize("width, size", [(0.5, 256), (1.0, 256), (1.0, 384), pytest.param(2.0, 256, marks=pytest.mark.slow)])
-def test_hf_weights_reproduce_hf_logits(width, size):
+def test_hf_weights_reproduce_hf_logits(width, size, tmp_path):
     hf = hf_v2(width)
-    ours = MobileViTV2(MobileViTV2Config(width=width)).eval()
-    ours.load_state_dict(rename_hf(hf.state_dict()), strict=True)
+    path = tmp_path / "hf.safetensors"
+    save_file({k: v.contiguous() for k, v in hf.state_dict().items()}, str(path))
+    ours = load_model(NAMES[width], path)
+    assert ours.source_layout == "hf"
     x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ref = hf(pixel_values=x).logits
@@ -43,10 +56,102 @@ def test_hf_weights_reproduce_hf_logits(width, size):
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters())
 
 
-def test_every_tensor_is_rank_4_or_less_and_exports():
-    model = MobileViTV2(MobileViTV2Config(width=0.5)).eval()
-    program = torch.export.export(model, (torch.rand(1, 3, 128, 128),))
+def test_every_tensor_is_rank_4_or_less_and_exports_with_symbolic_size():
+    model = create_model("mobilevitv2_050")
+    h = torch.export.Dim("h", min=1, max=16)
+    w = torch.export.Dim("w", min=1, max=16)
+    program = torch.export.export(model, (torch.rand(1, 3, 128, 192),), dynamic_shapes={"x": {2: 64 * h, 3: 64 * w}})
+    with torch.no_grad():
+        for size in ((128, 128), (256, 320)):
+            x = torch.rand(1, 3, *size)
+            assert torch.allclose(program.module()(x), model(x), atol=1e-5)
     ranks = {len(n.meta["val"].shape) for n in program.graph.nodes if n.op == "call_function" and hasattr(n.meta.get("val"), "shape")}
     assert max(ranks) <= 4, ranks
     targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
     assert not any("col2im" in t or "im2col" in t or "unfold" in t for t in targets), targets
+
+
+def hf_to_cvnets_v2(key: str, depths=(2, 4, 3)) -> str:
+    """HF -> ml-cvnets MobileViTv2 key names, written from cvnets' modules (``mobilevit_v2.py``: conv_1,
+    layer_1..5, InvertedResidual.block.{exp_1x1,conv_3x3,red_1x1}.block.{conv,norm}, MobileViTBlockv2's
+    local_rep / global_rep (LinearAttnFFN: pre_norm_attn, pre_norm_ffn) / conv_proj, classifier = [pool, fc])."""
+    key = key.removeprefix("mobilevitv2.")
+    if key.startswith("classifier."):
+        return "classifier.1." + key[len("classifier.") :]
+    key = key.replace("conv_stem.", "conv_1.block.")
+    m = re.match(r"encoder\.layer\.(\d)\.(.*)", key)
+    if m:
+        i, rest = int(m.group(1)), m.group(2)
+        rest = re.sub(r"^layer\.(\d+)\.", r"\1.block.", rest)
+        rest = rest.replace("downsampling_layer.", "0.block.")
+        rest = rest.replace("conv_kxk.", "1.local_rep.0.block.").replace("conv_1x1.", "1.local_rep.1.block.")
+        rest = rest.replace("conv_projection.", "1.conv_proj.block.")
+        rest = re.sub(r"^layernorm\.", f"1.global_rep.{depths[i - 2]}." if i >= 2 else "", rest)
+        rest = re.sub(r"^transformer\.layer\.(\d+)\.", r"1.global_rep.\1.", rest)
+        rest = rest.replace("layernorm_before.", "pre_norm_attn.0.").replace("layernorm_after.", "pre_norm_ffn.0.")
+        rest = rest.replace("attention.qkv_proj.", "pre_norm_attn.1.qkv_proj.block.").replace("attention.out_proj.", "pre_norm_attn.1.out_proj.block.")
+        rest = rest.replace("ffn.conv1.", "pre_norm_ffn.1.block.").replace("ffn.conv2.", "pre_norm_ffn.3.block.")
+        rest = rest.replace("expand_1x1.", "exp_1x1.block.").replace("conv_3x3.", "conv_3x3.block.").replace("reduce_1x1.", "red_1x1.block.")
+        key = f"layer_{i + 1}.{rest}"
+    return key.replace(".convolution.", ".conv.").replace(".normalization.", ".norm.").replace("block.block.", "block.")
+
+
+@pytest.mark.parametrize("width", [0.5, 1.0])
+def test_cvnets_layout_loads_and_reproduces_hf(width, tmp_path, eval_photos):
+    ref = hf_reference(NAMES[width])
+    cv = {hf_to_cvnets_v2(k): v for k, v in ref.state_dict().items()}
+    assert "layer_3.1.global_rep.0.pre_norm_attn.1.qkv_proj.block.conv.weight" in cv and "layer_3.1.global_rep.2.weight" in cv
+    assert "layer_1.0.block.exp_1x1.block.norm.running_var" in cv and "classifier.1.weight" in cv
+    path = tmp_path / "cvnets.pt"
+    torch.save(cv, path)
+    ours = load_model(NAMES[width], path)
+    assert ours.source_layout == "cvnets"
+    for x in eval_photos.values():
+        expected = hf_logits(ref, x)
+        with torch.no_grad():
+            assert ((ours(x) - expected).abs().max() / expected.abs().max()).item() <= TOL
+
+
+def test_a_v2_checkpoint_for_the_v1_model_names_the_v2_variant(tmp_path):
+    path = tmp_path / "v2.safetensors"
+    save_file({k: v.contiguous() for k, v in hf_reference("mobilevitv2_050").state_dict().items()}, str(path))
+    photo = ROOT / "mvit_deploy" / "calibration" / "photos" / "camera.jpg"
+    result = run_cli("predict", "--model", "mobilevit_xxs", "--weights", str(path), str(photo))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "MobileViT v2 checkpoint" in result.stderr and "--model mobilevitv2_050" in result.stderr, result.stderr
+
+
+def test_features_only_matches_hf_hidden_states(eval_photos):
+    ref = hf_reference("mobilevitv2_050")
+    from mvit_deploy.models.checkpoints import to_our_layout
+
+    sd, layout, family = to_our_layout(ref.state_dict(), "hf")
+    assert (layout, family) == ("hf", "mobilevitv2")
+    backbone = create_model("mobilevitv2_050", features_only=True)
+    backbone.load_state_dict({k: v for k, v in sd.items() if not k.startswith("head")})
+    x = eval_photos[256][:2]
+    with torch.no_grad():
+        feats = backbone(x)
+        hidden = ref.mobilevitv2(pixel_values=x, output_hidden_states=True).hidden_states
+    assert [f.shape[-1] for f in feats] == [128, 64, 32, 16, 8]
+    assert [f.shape[1] for f in feats] == backbone.feature_channels == [32, 64, 128, 192, 256]
+    for f, h in zip(feats, hidden):
+        assert (f - h).abs().max().item() <= 1e-4 * h.abs().max().item()
+
+
+def test_timm_fixture_matches_logits_timm_produced(tmp_path):
+    """timm's own mobilevitv2_050 (scripts/make_timm_fixture.py, run once beside real timm 1.0.31): its state dict,
+    through our checkpoint door, reproduces the logits timm computed at 256 and 384 px."""
+    data = load_file(str(FIXTURES / "timm_mobilevitv2_050.safetensors"))
+    state = {k[len("model.") :]: v.float() if v.is_floating_point() else v for k, v in data.items() if k.startswith("model.")}
+    path = tmp_path / "timm.safetensors"
+    save_file(state, str(path))
+    ours = load_model("mobilevitv2_050", path)
+    assert ours.source_layout == "timm" and ours.preprocessing.channel_order == "RGB"
+    for size in (256, 384):
+        x = data[f"pixels_{size}"].float() / 255
+        expected = data[f"logits_{size}"]
+        assert expected.std() > 1.5
+        with torch.no_grad():
+            err = ((ours(x) - expected).abs().max() / expected.abs().max()).item()
+        assert err <= TOL, f"timm @ {size}: {err:.2e}"

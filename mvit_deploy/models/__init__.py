@@ -38,10 +38,11 @@ def default_input_size(name: str, weights=None, pretrained: str | None = None) -
 
 
 def create_model(name: str, *, num_classes: int = 1000, features_only: bool = False):
-    """A randomly initialised, eval-mode model of a registered variant."""
-    from .mobilevit import MobileViT
+    """A randomly initialised, eval-mode model of a registered variant, built by its family."""
+    from .families import get_family
 
-    return MobileViT(get_spec(name).config, num_classes=num_classes, features_only=features_only).eval()
+    spec = get_spec(name)
+    return get_family(spec.family).build(spec.config, num_classes=num_classes, features_only=features_only).eval()
 
 
 def load_model(

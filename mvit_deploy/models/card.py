@@ -8,7 +8,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import MODELS, get_spec
-from .mobilevit import MobileViT
+from .families import get_family
 
 
 @functools.lru_cache(maxsize=None)
@@ -17,7 +17,9 @@ def count(name: str, input_size: int) -> tuple[int, int]:
 
     FLOPs follow torch's flop counter: 2 per multiply-accumulate of conv / matmul.
     """
-    model = MobileViT(get_spec(name).config).eval()
+    from . import create_model
+
+    model = create_model(name)
     params = sum(p.numel() for p in model.parameters())
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, 3, input_size, input_size))
@@ -29,7 +31,10 @@ def model_card(name: str, input_size: int | None = None) -> dict:
     size = input_size or spec.input_size
     params, flops = count(name, size)
     card = spec.to_dict()
+    family = get_family(spec.family)
     card.update(
+        family_title=family.title,
+        summary=spec.config.summary(),
         params=params,
         params_m=round(params / 1e6, 3),
         flops=flops,

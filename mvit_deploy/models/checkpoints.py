@@ -1,8 +1,9 @@
 """The one door for foreign checkpoints: read safely, detect the layout, rename to ours.
 
 Our module names are timm's, so a timm state dict maps as it is; Hugging Face and
-ml-cvnets keys are renamed by ordered regex rules, and their split or fused attention
-projections are brought to our fused ``qkv``.
+ml-cvnets keys are renamed by the ordered regex rules of the checkpoint's model family
+(``families.py``: which family and layout a state dict is comes from its telltale keys), and
+v1's split attention projections are brought to our fused ``qkv``.
 """
 
 from __future__ import annotations
@@ -16,69 +17,10 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
+from . import families
 from .config import ModelSpec
 
 SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-
-# (layout, telltale key pattern): the first layout whose pattern matches any key wins.
-_TELLTALES = (
-    ("hf", re.compile(r"^(mobilevit\.)?conv_stem\.convolution\.weight$")),
-    ("cvnets", re.compile(r"^conv_1\.block\.conv\.weight$")),
-    ("timm", re.compile(r"^stem\.conv\.weight$")),
-)
-
-# Hugging Face MobileViTForImageClassification / MobileViTModel -> ours.
-_HF_RULES = (
-    (r"^mobilevit\.", ""),
-    (r"^conv_stem\.", "stem."),
-    (r"^conv_1x1_exp\.", "final_conv."),
-    (r"^classifier\.", "head.fc."),
-    (r"^encoder\.layer\.([01])\.layer\.(\d+)\.", r"stages.\1.\2."),
-    (r"^encoder\.layer\.([234])\.downsampling_layer\.", r"stages.\1.0."),
-    (r"^encoder\.layer\.([234])\.", r"stages.\1.1."),
-    (r"\.expand_1x1\.", ".conv1_1x1."),
-    (r"\.conv_3x3\.", ".conv2_kxk."),
-    (r"\.reduce_1x1\.", ".conv3_1x1."),
-    (r"\.conv_1x1\.convolution\.", ".conv_1x1."),
-    (r"\.conv_projection\.", ".conv_proj."),
-    (r"\.fusion\.", ".conv_fusion."),
-    (r"\.transformer\.layer\.(\d+)\.", r".transformer.\1."),
-    (r"\.layernorm_before\.", ".norm1."),
-    (r"\.layernorm_after\.", ".norm2."),
-    (r"\.attention\.attention\.(query|key|value)\.", r".attn.\1."),
-    (r"\.attention\.output\.dense\.", ".attn.proj."),
-    (r"\.intermediate\.dense\.", ".mlp.fc1."),
-    (r"\.output\.dense\.", ".mlp.fc2."),
-    (r"\.layernorm\.", ".norm."),
-    (r"\.convolution\.", ".conv."),
-    (r"\.normalization\.", ".bn."),
-)
-
-# ml-cvnets MobileViT (the key map transformers' convert_mlcvnets_to_pytorch.py documents) -> ours.
-_CVNETS_RULES = (
-    (r"^conv_1\.", "stem."),
-    (r"^conv_1x1_exp\.", "final_conv."),
-    (r"^classifier\.fc\.", "head.fc."),
-    (r"^layer_(\d)\.", lambda m: f"stages.{int(m.group(1)) - 1}."),
-    (r"\.block\.", "."),
-    (r"\.norm\.", ".bn."),  # every ".norm." left at this point is a BatchNorm
-    (r"\.local_rep\.conv_3x3\.", ".conv_kxk."),
-    (r"\.local_rep\.conv_1x1\.conv\.", ".conv_1x1."),
-    (r"\.exp_1x1\.", ".conv1_1x1."),
-    (r"\.conv_3x3\.", ".conv2_kxk."),
-    (r"\.red_1x1\.", ".conv3_1x1."),
-    (r"\.fusion\.", ".conv_fusion."),
-    (r"\.global_rep\.(\d+)\.pre_norm_mha\.0\.", r".transformer.\1.norm1."),
-    (r"\.global_rep\.(\d+)\.pre_norm_mha\.1\.qkv_proj\.", r".transformer.\1.attn.qkv."),
-    (r"\.global_rep\.(\d+)\.pre_norm_mha\.1\.out_proj\.", r".transformer.\1.attn.proj."),
-    (r"\.global_rep\.(\d+)\.pre_norm_ffn\.0\.", r".transformer.\1.norm2."),
-    (r"\.global_rep\.(\d+)\.pre_norm_ffn\.1\.", r".transformer.\1.mlp.fc1."),
-    (r"\.global_rep\.(\d+)\.pre_norm_ffn\.4\.", r".transformer.\1.mlp.fc2."),
-    (r"\.global_rep\.\d+\.(weight|bias)$", r".norm.\1"),  # the LayerNorm after the last layer
-)
-_RULES = {"hf": _HF_RULES, "cvnets": _CVNETS_RULES, "timm": ()}
-_COMPILED = {k: [(re.compile(p), r) for p, r in v] for k, v in _RULES.items()}
-
 
 @dataclass(frozen=True)
 class Checkpoint:
@@ -88,6 +30,7 @@ class Checkpoint:
     layout: str
     path: Path | None
     sha256: str | None
+    family: str = "mobilevit"  # families.FAMILIES
 
 
 def sha256_of(path: Path) -> str:
@@ -187,10 +130,8 @@ def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
 
 
 def detect_layout(keys) -> str | None:
-    for layout, telltale in _TELLTALES:
-        if any(telltale.match(k) for k in keys):
-            return layout
-    return None
+    found = families.detect(keys)
+    return found[1] if found else None
 
 
 def strip_wrappers(state_dict: dict) -> dict:
@@ -201,11 +142,12 @@ def strip_wrappers(state_dict: dict) -> dict:
     return state_dict
 
 
-def rename(state_dict: dict, layout: str) -> dict:
-    """Rename a ``layout`` state dict to ours, fusing split q/k/v projections."""
+def rename(state_dict: dict, layout: str, family: str = "mobilevit") -> dict:
+    """Rename a ``layout`` state dict of ``family`` to ours, fusing split q/k/v projections."""
+    rules = families.rename_rules(family, layout)
     out = {}
     for key, value in state_dict.items():
-        for pattern, repl in _COMPILED[layout]:
+        for pattern, repl in rules:
             key = pattern.sub(repl, key)
         out[key] = value
     return _fuse_qkv(out)
@@ -229,22 +171,24 @@ def _fuse_qkv(state_dict: dict) -> dict:
     return out
 
 
-def to_our_layout(raw: dict, source: str) -> tuple[dict, str]:
+def to_our_layout(raw: dict, source: str) -> tuple[dict, str, str]:
+    """(state dict in our names, layout, family)."""
     raw = strip_wrappers(raw)
-    layout = detect_layout(raw)
-    if layout is None:  # a state dict under one prefix beside other tensors (EMA copies, reference logits)
+    found = families.detect(raw)
+    if found is None:  # a state dict under one prefix beside other tensors (EMA copies, reference logits)
         for prefix in ("module.", "model.", "encoder."):
             inner = {k[len(prefix) :]: v for k, v in raw.items() if k.startswith(prefix)}
-            if detect_layout(inner) is not None:
-                raw, layout = inner, detect_layout(inner)
+            if families.detect(inner) is not None:
+                raw, found = inner, families.detect(inner)
                 break
-    if layout is None:
+    if found is None:
         sample = ", ".join(sorted(raw)[:3])
         raise CheckpointError(
             f"{source} is not a MobileViT checkpoint in a known layout (timm, Hugging Face, ml-cvnets); first keys: {sample}",
             "export the state dict of a MobileViT model",
         )
-    return rename(raw, layout), layout
+    family, layout = found
+    return rename(raw, layout, family), layout, family
 
 
 def check_finite(state_dict: dict, source: str) -> None:
@@ -259,20 +203,25 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     raw = read_state_dict(path)
     check_finite(raw, f"checkpoint {path}")
-    state_dict, layout = to_our_layout(raw, str(path))
-    return Checkpoint(state_dict, layout, path, sha256_of(path))
+    state_dict, layout, family = to_our_layout(raw, str(path))
+    return Checkpoint(state_dict, layout, path, sha256_of(path), family)
+
+
+def _shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+    """The state-dict shapes of a registered variant, built on the meta device (no memory, no init)."""
+    with torch.device("meta"):
+        model = families.get_family(spec.family).build(spec.config)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def guess_variant(state_dict: dict, specs) -> str | None:
-    """Name the registered variant whose final width matches the checkpoint's, if any."""
-    w = state_dict.get("final_conv.conv.weight")
-    if w is None:
-        w = state_dict.get("stages.4.1.conv_fusion.conv.weight")
-        for spec in specs:
-            if w is not None and w.shape[0] == spec.config.channels[5]:
-                return spec.name
-        return None
-    return next((s.name for s in specs if w.shape[0] == s.config.channels[6]), None)
+    """Name the registered variant (of any family) whose backbone shapes the checkpoint's all match, if any."""
+    backbone = {k: tuple(v.shape) for k, v in state_dict.items() if not k.startswith("head.")}
+    for spec in specs:
+        shapes = _shapes(spec)
+        if backbone and all(shapes.get(k) == s for k, s in backbone.items()):
+            return spec.name
+    return None
 
 
 def apply_checkpoint(model: torch.nn.Module, ckpt: Checkpoint, spec: ModelSpec, all_specs) -> None:
@@ -285,6 +234,12 @@ def apply_checkpoint(model: torch.nn.Module, ckpt: Checkpoint, spec: ModelSpec, 
     unexpected = sorted(set(sd) - set(own))
     shapes = sorted(k for k in set(own) & set(sd) if own[k].shape != sd[k].shape)
     where = f"checkpoint {ckpt.path or 'download'} (detected layout: {ckpt.layout})"
+    if ckpt.family != spec.family:
+        title = families.get_family(ckpt.family).title
+        guess = guess_variant(sd, [s for s in all_specs if s.family == ckpt.family])
+        names = guess or ", ".join(s.name for s in all_specs if s.family == ckpt.family)
+        raise CheckpointError(f"{where} is a {title} checkpoint, not {spec.name} ({families.get_family(spec.family).title})",
+                              f"use --model {guess}" if guess else f"use --model with one of {names}")  # fmt: skip
     if shapes:
         guess = guess_variant(sd, all_specs)
         if guess and guess != spec.name:

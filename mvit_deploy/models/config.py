@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 from ..errors import UsageError
 from ..preprocess import Preprocessing
 
 
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round a channel count to a multiple of ``divisor`` without losing more than 10 %."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
 @dataclass(frozen=True)
 class MobileViTConfig:
-    """Widths follow the paper's Table 4 / ml-cvnets configs."""
+    """MobileViT v1. Widths follow the paper's Table 4 / ml-cvnets configs."""
 
     channels: tuple[int, ...]  # stem, stage 1..5 outputs, final 1x1 expansion
     transformer_dims: tuple[int, int, int]
@@ -19,6 +28,48 @@ class MobileViTConfig:
     num_heads: int = 4
     mlp_ratio: float = 2.0
     layer_norm_eps: float = 1e-5
+    quadratic_attention: ClassVar[bool] = True  # softmax attention: memory grows with the square of the tokens
+
+    def summary(self) -> str:
+        return f"dims {'/'.join(map(str, self.transformer_dims))}, {self.num_heads} heads, expand {self.expand_ratio:g}"
+
+    def forward_bytes(self, size: int, batch: int = 1) -> int:
+        """Estimated peak activation memory of one eager forward pass at ``size`` x ``size`` px (measured below)."""
+        patches = (size // 16) ** 2  # the stride-8 block: a 2x2 patch covers 16 x 16 input pixels
+        attention = 2 * 4 * batch * 4 * self.num_heads * patches**2  # two float32 [B*4, heads, N, N]
+        return attention + CONV_BYTES_PER_PIXEL * batch * size * size
+
+
+@dataclass(frozen=True)
+class MobileViTV2Config:
+    """MobileViT v2: every width follows from the multiplier (ml-cvnets ``mobilevit_v2.py``; timm's ``int(c * w)`` agrees
+    for the seven published multipliers)."""
+
+    width: float = 1.0  # the width multiplier: 0.5 .. 2.0
+    attn_depths: tuple[int, int, int] = (2, 4, 3)
+    expand_ratio: float = 2.0
+    ffn_multiplier: int = 2
+    norm_eps: float = 1e-5
+    quadratic_attention: ClassVar[bool] = False  # separable attention: linear in the tokens
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        """Stem, then the five stages' outputs."""
+        w = self.width
+        stem = make_divisible(min(max(32 * w, 16), 64))
+        return (stem, make_divisible(64 * w, 16), *(make_divisible(c * w) for c in (128, 256, 384, 512)))
+
+    @property
+    def attn_dims(self) -> tuple[int, ...]:
+        return tuple(make_divisible(c * self.width) for c in (128, 192, 256))
+
+    def summary(self) -> str:
+        return f"width {self.width:g}, dims {'/'.join(map(str, self.attn_dims))}, separable attention"
+
+    def forward_bytes(self, size: int, batch: int = 1) -> int:
+        """Estimated peak activation memory: separable attention is linear in the tokens, so convolutions dominate
+        (their per-pixel bytes grow with the width)."""
+        return int(CONV_BYTES_PER_PIXEL * max(1.0, self.width) * batch * size * size)
 
 
 # Hugging Face's MobileViTImageProcessor: shortest edge 288, crop 256, bilinear, [0, 1],
@@ -48,10 +99,11 @@ class CheckpointSource:
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    config: MobileViTConfig
+    config: MobileViTConfig | MobileViTV2Config
     input_size: int = 256
     sources: tuple[CheckpointSource, ...] = ()
     paper_params_m: float = 0.0  # the paper's Table, kept beside the counted number for comparison
+    family: str = "mobilevit"  # families.FAMILIES: the architecture, its checkpoint layouts and int8 regions
 
     def source(self, name: str) -> CheckpointSource:
         for s in self.sources:
@@ -68,11 +120,11 @@ class ModelSpec:
 FASHION_PREPROCESSING = Preprocessing(channel_order="RGB", crop_pct=1.0, interpolation="bilinear")
 
 
-def _sources(hf_repo: str, timm_name: str, fashion: bool = False) -> tuple[CheckpointSource, ...]:
+def _sources(hf_repo: str | None, timm_name: str, fashion: bool = False, timm_pre: Preprocessing = TIMM_PREPROCESSING) -> tuple[CheckpointSource, ...]:
     published = (
-        CheckpointSource("hf", "hf", hf_repo, ("model.safetensors", "pytorch_model.bin"), HF_PREPROCESSING, description="ImageNet-1k, Hugging Face hub"),
+        *[CheckpointSource("hf", "hf", hf_repo, ("model.safetensors", "pytorch_model.bin"), HF_PREPROCESSING, description="ImageNet-1k, Hugging Face hub")] * bool(hf_repo),
         CheckpointSource(
-            "timm", "timm", f"timm/{timm_name}.cvnets_in1k", ("model.safetensors", "pytorch_model.bin"), TIMM_PREPROCESSING,
+            "timm", "timm", f"timm/{timm_name}.cvnets_in1k", ("model.safetensors", "pytorch_model.bin"), timm_pre,
             description="ImageNet-1k, timm on the Hugging Face hub",
         ),
     )
@@ -121,6 +173,29 @@ register(
 )
 
 
+# MobileViT v2: timm's pretrained_cfg for mobilevitv2_*: RGB, bicubic, crop_pct 0.888 (1.0 for the 384 px fine-tunes).
+V2_TIMM_PREPROCESSING = Preprocessing(channel_order="RGB", crop_pct=0.888, interpolation="bicubic")
+V2_TIMM_384_PREPROCESSING = Preprocessing(channel_order="RGB", crop_pct=1.0, interpolation="bicubic")
+# (width, the v2 paper's Table 1 params in M; HF publishes only the 1.0 ImageNet classifier)
+for _width, _params in ((0.5, 1.4), (0.75, 2.9), (1.0, 4.9), (1.25, 7.5), (1.5, 10.6), (1.75, 14.3), (2.0, 18.4)):
+    _name = f"mobilevitv2_{round(_width * 100):03d}"
+    _in22k = (
+        CheckpointSource("timm-in22k", "timm", f"timm/{_name}.cvnets_in22k_ft_in1k", ("model.safetensors", "pytorch_model.bin"), V2_TIMM_PREPROCESSING,
+                         description="ImageNet-22k, fine-tuned on 1k, timm on the Hugging Face hub"),
+        CheckpointSource("timm-in22k-384", "timm", f"timm/{_name}.cvnets_in22k_ft_in1k_384", ("model.safetensors", "pytorch_model.bin"),
+                         V2_TIMM_384_PREPROCESSING, input_size=384, description="ImageNet-22k, fine-tuned on 1k at 384 px, timm on the Hugging Face hub"),
+    ) if _width >= 1.5 else ()  # fmt: skip
+    register(
+        ModelSpec(
+            _name,
+            MobileViTV2Config(width=_width),
+            sources=(*_sources("apple/mobilevitv2-1.0-imagenet1k-256" if _width == 1.0 else None, _name, timm_pre=V2_TIMM_PREPROCESSING), *_in22k),
+            paper_params_m=_params,
+            family="mobilevitv2",
+        )
+    )
+
+
 def get_spec(name: str) -> ModelSpec:
     try:
         return MODELS[name]
@@ -145,22 +220,19 @@ MAX_INPUT_SIZE = 1024
 CONV_BYTES_PER_PIXEL = 300
 
 
-def forward_bytes(cfg: MobileViTConfig, size: int, batch: int = 1) -> int:
-    """Estimated peak activation memory of one eager forward pass at ``size`` x ``size`` px."""
-    patches = (size // 16) ** 2  # the stride-8 block: a 2x2 patch covers 16 x 16 input pixels
-    attention = 2 * 4 * batch * 4 * cfg.num_heads * patches**2  # two float32 [B*4, heads, N, N]
-    return attention + CONV_BYTES_PER_PIXEL * batch * size * size
+def forward_bytes(cfg, size: int, batch: int = 1) -> int:
+    """Estimated peak activation memory of one eager forward pass at ``size`` x ``size`` px (the config's own estimate)."""
+    return cfg.forward_bytes(size, batch)
 
 
 def check_input_size(size: int, model: str = "mobilevit_xxs") -> int:
     """Refuse a size the network cannot take, or one whose forward pass would not fit in memory."""
     if size > MAX_INPUT_SIZE:
-        gb = forward_bytes(get_spec(model).config, size) / 1e9
-        raise UsageError(
-            f"input size {size} is above the maximum {MAX_INPUT_SIZE}: one {model} forward pass would need about {gb:,.{0 if gb >= 10 else 1}f} GB "
-            "(attention memory grows with the square of the pixel count)",
-            f"use --input-size {MAX_INPUT_SIZE} or less",
-        )
+        cfg = get_spec(model).config
+        gb = forward_bytes(cfg, size) / 1e9
+        why = (f": one {model} forward pass would need about {gb:,.{0 if gb >= 10 else 1}f} GB (attention memory grows with the square of the pixel count)"
+               if cfg.quadratic_attention else f" (the largest size {model}'s exports are checked at)")  # fmt: skip
+        raise UsageError(f"input size {size} is above the maximum {MAX_INPUT_SIZE}{why}", f"use --input-size {MAX_INPUT_SIZE} or less")
     if size < 64 or size % 64:  # the stride-32 block unfolds 2x2 patches of a (size/32)^2 grid: size/32 even
         raise UsageError(f"input size {size} is not a multiple of 64 (64, 128, ... {MAX_INPUT_SIZE})", "use e.g. 256 (default), 320 or 512")
     return size

@@ -17,7 +17,6 @@ from torch import nn
 
 from ..calibration import photo_inputs
 from .config import TIMM_PREPROCESSING, get_spec
-from .mobilevit import MobileViT
 
 LOGIT_STD = 3.0
 
@@ -33,7 +32,7 @@ def seeded_init(model: nn.Module, seed: int) -> None:
             m.weight.data = (torch.rand(m.weight.shape, generator=g) * 2 - 1) * bound
             if m.bias is not None:
                 m.bias.data = torch.randn(m.bias.shape, generator=g) * 0.02
-        elif isinstance(m, (nn.BatchNorm2d, nn.LayerNorm)):
+        elif isinstance(m, (nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)):
             # trained norms have uneven gains and offsets; that is what makes outlier channels
             m.weight.data = 0.5 + torch.rand(m.weight.shape, generator=g)
             m.bias.data = torch.randn(m.bias.shape, generator=g) * 0.2
@@ -76,14 +75,18 @@ def make_realistic(model: nn.Module, forward, linear: nn.Linear | None, seed: in
 
 @functools.lru_cache(maxsize=8)
 def _fixture_state(name: str, num_classes: int, seed: int) -> dict[str, torch.Tensor]:
-    model = MobileViT(get_spec(name).config, num_classes=num_classes)
+    from . import create_model
+
+    model = create_model(name, num_classes=num_classes)
     make_realistic(model, model, model.head.fc if num_classes > 0 else None, seed)
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def fixture_model(name: str, *, num_classes: int = 1000, features_only: bool = False, seed: int = 0) -> MobileViT:
+def fixture_model(name: str, *, num_classes: int = 1000, features_only: bool = False, seed: int = 0) -> nn.Module:
     """The deterministic test fixture of a registered variant (weights are NOT trained)."""
-    model = MobileViT(get_spec(name).config, num_classes=num_classes, features_only=features_only)
+    from . import create_model
+
+    model = create_model(name, num_classes=num_classes, features_only=features_only)
     state = _fixture_state(name, num_classes, seed)
     if features_only:
         state = {k: v for k, v in state.items() if not k.startswith(("final_conv.", "head."))}

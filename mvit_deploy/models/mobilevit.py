@@ -20,17 +20,9 @@ import contextlib
 import torch
 from torch import nn
 
-from .config import MobileViTConfig
+from .config import MobileViTConfig, make_divisible
 
 PATCH = 2  # patch height = width = 2 at every level, as in the paper
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """Round a channel count to a multiple of ``divisor`` without losing more than 10 %."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * value:
-        rounded += divisor
-    return rounded
 
 
 class LayerNorm(nn.LayerNorm):
@@ -286,7 +278,34 @@ def export_variant(model: nn.Module, patches: str | None = None, layer_norm: str
             del m.decomposed
 
 
-class MobileViT(nn.Module):
+class Backbone(nn.Module):
+    """stem -> five stages -> a classifier head; ``features_only=True`` returns the five stage outputs instead.
+
+    A family's network (v1 here, v2 in ``mobilevit_v2.py``) builds ``stem``, ``stages`` and, unless
+    ``features_only``, its head, and says how the head reads the last stage (``forward_head``).
+    """
+
+    features_only: bool = False
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Stage outputs at strides 2, 4, 8, 16, 32."""
+        feats = []
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor):
+        if self.features_only:
+            return self.forward_features(x)
+        return self.forward_head(self.stages(self.stem(x)))
+
+
+class MobileViT(Backbone):
     """MobileViT v1 classifier; ``features_only=True`` returns the five stage outputs instead."""
 
     def __init__(self, cfg: MobileViTConfig, num_classes: int = 1000, features_only: bool = False):
@@ -315,19 +334,6 @@ class MobileViT(nn.Module):
             self.head = nn.Module()
             self.head.fc = nn.Linear(ch[6], num_classes) if num_classes > 0 else nn.Identity()
 
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Stage outputs at strides 2, 4, 8, 16, 32."""
-        feats = []
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
-        return feats
-
-    def forward(self, x: torch.Tensor):
-        if self.features_only:
-            return self.forward_features(x)
-        x = self.stem(x)
-        x = self.stages(x)
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         x = self.final_conv(x).mean(dim=(2, 3))  # global average pool: [B, C, H, W] -> [B, C]
         return self.head.fc(x)

@@ -1,8 +1,8 @@
 """MobileViT v2 (arXiv 2206.02680, separable self-attention), written to export like our v1.
 
-Not registered as a model family yet (issue 16): this module holds the network and the
-Hugging Face -> timm key renames, checked against HF's ``MobileViTV2ForImageClassification``.
-Design notes: docs/mobilevit_v2_design.md.
+The ``mobilevitv2`` family of ``families.py`` builds it; its checkpoint renames live there.
+Checked against HF's ``MobileViTV2ForImageClassification`` (tests/test_model_v2.py). Design
+notes: docs/mobilevit_v2_design.md.
 
 Module names follow timm (``stem``, ``stages.S.B``, ``head.fc``). Export rules as in v1: every
 tensor has rank <= 4; tokens are [B, C, P, N] (``pixel_unshuffle`` + a reshape of the leading
@@ -12,34 +12,11 @@ no ``col2im`` and no transpose; input sizes are multiples of 64.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from .checkpoints import _HF_RULES
-from .mobilevit import PATCH, ConvNormAct, InvertedResidual, make_divisible
-
-
-@dataclass(frozen=True)
-class MobileViTV2Config:
-    width: float = 1.0  # the width multiplier: 0.5 .. 2.0
-    attn_depths: tuple[int, int, int] = (2, 4, 3)
-    expand_ratio: float = 2.0
-    ffn_multiplier: int = 2
-    norm_eps: float = 1e-5
-
-    @property
-    def channels(self) -> tuple[int, ...]:
-        """Stem, then the five stages' outputs."""
-        w = self.width
-        stem = make_divisible(min(max(32 * w, 16), 64))
-        return (stem, make_divisible(64 * w, 16), *(make_divisible(c * w) for c in (128, 256, 384, 512)))
-
-    @property
-    def attn_dims(self) -> tuple[int, ...]:
-        return tuple(make_divisible(c * self.width) for c in (128, 192, 256))
+from .config import MobileViTV2Config
+from .mobilevit import PATCH, Backbone, ConvNormAct, InvertedResidual
 
 
 class LinearSelfAttention(nn.Module):
@@ -95,11 +72,15 @@ class MobileViTV2Block(nn.Module):
         return self.conv_proj(nn.functional.pixel_shuffle(seq.flatten(1, 2).reshape_as(quads), PATCH))
 
 
-class MobileViTV2(nn.Module):
-    def __init__(self, cfg: MobileViTV2Config, num_classes: int = 1000):
+class MobileViTV2(Backbone):
+    """MobileViT v2 classifier (no final 1x1 expansion: the head reads the last stage); ``features_only=True``
+    returns the five stage outputs instead."""
+
+    def __init__(self, cfg: MobileViTV2Config, num_classes: int = 1000, features_only: bool = False):
         super().__init__()
         self.cfg = cfg
         self.num_classes = num_classes
+        self.features_only = features_only
         ch = cfg.channels
         self.stem = ConvNormAct(3, ch[0], 3, stride=2)
         stages = [
@@ -111,30 +92,10 @@ class MobileViTV2(nn.Module):
             stages.append(nn.Sequential(InvertedResidual(cin, cout, 2, cfg.expand_ratio),
                                         MobileViTV2Block(cout, dim, depth, cfg.ffn_multiplier, cfg.norm_eps)))  # fmt: skip
         self.stages = nn.Sequential(*stages)
-        self.head = nn.Module()
-        self.head.fc = nn.Linear(ch[5], num_classes)
+        self.feature_channels = list(ch[1:6])
+        if not features_only:
+            self.head = nn.Module()
+            self.head.fc = nn.Linear(ch[5], num_classes) if num_classes > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head.fc(self.stages(self.stem(x)).mean(dim=(2, 3)))
-
-
-# Hugging Face (``MobileViTV2ForImageClassification``) -> timm names: v1's table (checkpoints.py; its
-# v1-only rules match no v2 key) plus v2's own prefix, attention and FFN names, before the generic
-# ``.convolution.`` / ``.normalization.`` / ``.layernorm.`` rules at its end.
-_V2_ONLY = (
-    (r"\.attention\.(qkv_proj|out_proj)\.convolution\.", r".attn.\1."),
-    (r"\.ffn\.conv1\.convolution\.", ".mlp.fc1."),
-    (r"\.ffn\.conv2\.convolution\.", ".mlp.fc2."),
-)
-HF_RENAMES = ((r"^mobilevitv2\.", ""), *_HF_RULES[:-3], *_V2_ONLY, *_HF_RULES[-3:])
-
-
-def rename_hf(state: dict) -> dict:
-    out = {}
-    for key, value in state.items():
-        if key.endswith("num_batches_tracked"):
-            continue
-        for pattern, repl in HF_RENAMES:
-            key = re.sub(pattern, repl, key)
-        out[key] = value
-    return out
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head.fc(x.mean(dim=(2, 3)))
