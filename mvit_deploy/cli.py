@@ -162,7 +162,7 @@ def models_cmd(as_json: bool):
         return
     table = Table(title="MobileViT variants (params and GMACs counted at the default input)")
     for col in ("model", "family", "input", "params M", "GMACs", "architecture", "--pretrained (classes, input)"):
-        table.add_column(col, no_wrap=True)
+        table.add_column(col, no_wrap=col not in ("architecture", "--pretrained (classes, input)"))  # the long ones wrap in 80 columns
     for c in cards:
         sources = ", ".join(s["name"] + (f" ({s['num_classes']} classes, {s['input_size']} px)" if s["input_size"] else "") for s in c["sources"])
         table.add_row(c["name"], c["family_title"], str(c["input_size"]), f"{c['params_m']:.2f}", f"{c['gmacs']:.2f}", c["summary"], sources)

@@ -32,11 +32,17 @@ def test_models_json_lists_registry_with_counted_numbers():
         layouts = {s["layout"]: s for s in c["sources"]}
         assert layouts["hf"]["preprocessing"]["channel_order"] == "BGR"
         assert layouts["timm"]["preprocessing"]["channel_order"] == "RGB"
+    # v2: timm's model cards list 1.4 / 4.9 / 18.4 M params and 0.5 / 1.8 / 7.2 GMACs at 256 px
+    for name, (params, gmacs) in {"mobilevitv2_050": (1.4, 0.5), "mobilevitv2_100": (4.9, 1.8), "mobilevitv2_200": (18.4, 7.2)}.items():
+        c = cards[name]
+        assert c["family"] == "mobilevitv2" and c["input_size"] == 256
+        assert c["params_m"] == pytest.approx(params, rel=0.05) and c["gmacs"] == pytest.approx(gmacs, rel=0.08)
 
 
 def test_models_table_prints():
     result = run_cli("models")
-    assert result.returncode == 0 and "mobilevit_xs" in result.stdout
+    assert result.returncode == 0 and "mobilevit_xs" in result.stdout and "mobilevitv2_200" in result.stdout
+    assert "MobileViT v1" in result.stdout and "MobileViT v2" in result.stdout
 
 
 def _hf_top5(model, image_path):

@@ -112,8 +112,8 @@ class ModelFamily:
     title: str
     paper: str
     builder: str  # "module:Class" under mvit_deploy.models; Class(config, num_classes=, features_only=)
-    # (layout, telltale): a key matching the pattern (re.search) marks a checkpoint of this family in
-    # that layout. Patterns name the attention weights, which only this family has.
+    # (layout, telltale): a key matching the pattern (from its start) marks a checkpoint of this family
+    # in that layout. Patterns name the attention weights, which only this family has.
     telltales: tuple[tuple[str, str], ...]
     renames: dict = field(default_factory=dict)  # layout -> rename rules to ours ("timm": none)
     float_modules: tuple[str, ...] = CONV_STAGES_FLOAT  # module prefixes int8 keeps in float
@@ -141,9 +141,9 @@ register_family(
     ModelFamily(
         "mobilevit", "MobileViT v1", "arXiv 2110.02178", "mobilevit:MobileViT",
         telltales=(
-            ("hf", r"\.attention\.attention\.query\.weight$"),
-            ("cvnets", r"\.pre_norm_mha\.1\.qkv_proj\.weight$"),
-            ("timm", r"\.attn\.qkv\.weight$"),
+            ("hf", r"^(mobilevit\.)?encoder\.layer\.\d\.transformer\.layer\.\d+\.attention\.attention\.query\.weight$"),
+            ("cvnets", r"^layer_\d\.1\.global_rep\.\d+\.pre_norm_mha\.1\.qkv_proj\.weight$"),
+            ("timm", r"^stages\.\d\.1\.transformer\.\d+\.attn\.qkv\.weight$"),
         ),
         renames={"hf": V1_HF_RULES, "cvnets": V1_CVNETS_RULES, "timm": ()},
         hf_class="MobileViTForImageClassification",
@@ -153,9 +153,9 @@ register_family(
     ModelFamily(
         "mobilevitv2", "MobileViT v2", "arXiv 2206.02680", "mobilevit_v2:MobileViTV2",
         telltales=(
-            ("hf", r"\.attention\.qkv_proj\.convolution\.weight$"),
-            ("cvnets", r"\.pre_norm_attn\.1\.qkv_proj\.block\.conv\.weight$"),
-            ("timm", r"\.attn\.qkv_proj\.weight$"),
+            ("hf", r"^(mobilevitv2\.)?encoder\.layer\.\d\.transformer\.layer\.\d+\.attention\.qkv_proj\.convolution\.weight$"),
+            ("cvnets", r"^layer_\d\.1\.global_rep\.\d+\.pre_norm_attn\.1\.qkv_proj\.block\.conv\.weight$"),
+            ("timm", r"^stages\.\d\.1\.transformer\.\d+\.attn\.qkv_proj\.weight$"),
         ),
         renames={"hf": V2_HF_RULES, "cvnets": V2_CVNETS_RULES, "timm": ()},
         hf_class="MobileViTV2ForImageClassification",
@@ -180,7 +180,7 @@ def detect(keys) -> tuple[str, str] | None:
     keys = list(keys)
     for family in FAMILIES.values():
         for layout, pattern in family.telltales:
-            if any(re.search(pattern, k) for k in keys):
+            if any(re.match(pattern, k) for k in keys):
                 return family.name, layout
     for layout, pattern in STEM_TELLTALES:
         if any(re.match(pattern, k) for k in keys):
