@@ -1,6 +1,6 @@
 """How far do correct artifacts drift from PyTorch? The measurements behind tolerances.py.
 
-    .venv/bin/python benchmarks/noise.py [--models xxs-fashion s-fashion xxs-fixture] [--out DIR]
+    .venv/bin/python benchmarks/noise.py [--models xxs-fashion s-fashion xxs-fixture v2-050-fixture v2-050-fashion] [--precisions fp32 ...] [--out DIR]
 
 For each model it exports every target and precision once, then runs each artifact on the
 model's parity set under every setting that changes summation order but not the maths:
@@ -29,8 +29,10 @@ MODELS = {
     "xxs-fashion": ("mobilevit_xxs", "fashion"),
     "s-fashion": ("mobilevit_s", "fashion"),
     "xxs-fixture": ("mobilevit_xxs", None),
+    "v2-050-fixture": ("mobilevitv2_050", None),
+    "v2-050-fashion": ("mobilevitv2_050", "fashion"),
 }
-EXPORTS = [("onnx", "fp32"), ("tflite", "fp32"), ("coreml", "fp32"), ("coreml", "fp16"),
+EXPORTS = [("onnx", "fp32"), ("tflite", "fp32"), ("coreml", "fp32"), ("executorch", "fp32"), ("coreml", "fp16"),
            ("onnx", "int8"), ("tflite", "int8"), ("coreml", "int8"), ("coreml", "w8a8")]
 
 REFERENCE_SNIPPET = """
@@ -75,14 +77,15 @@ def runs(artifact: Path, manifest: dict, x: np.ndarray) -> dict[str, np.ndarray]
                 name = sess.get_inputs()[0].name
                 out[f"{level} {threads}t"] = np.concatenate([sess.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))])
     else:
-        for threads in (1, 2) if manifest["target"] == "tflite" else (1,):
+        for threads in (1, 2) if manifest["target"] in ("tflite", "executorch") else (1,):
             out[f"{threads}t"] = load_runner(artifact, manifest, threads)(x)
     return out
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--models", nargs="+", default=["xxs-fashion", "s-fashion", "xxs-fixture"], choices=list(MODELS))
+    p.add_argument("--precisions", nargs="+", default=None, help="only these precisions (default: all)")
     p.add_argument("--out", type=Path, default=None, help="keep the exports here (default: a temporary folder)")
     args = p.parse_args()
 
@@ -99,6 +102,8 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
         refs = None
         for target, precision in EXPORTS:
+            if args.precisions and precision not in args.precisions:
+                continue
             opts = ExportOptions(model=model, target=target, precision=precision, pretrained=pretrained, out_dir=work,
                                  min_target="iOS17" if precision == "w8a8" else "iOS16")
             res = export(opts, run_parity=False)

@@ -138,7 +138,7 @@ def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: i
     same for every artifact (one domain, one size).
     """
     from .artifact import read_manifest
-    from .parity import check_reference_weights, reference_logits, reference_model
+    from .parity import check_reference_weights, manifest_family, reference_logits, reference_model
     from .runtimes import load_runner
     from .tolerances import rule_for
 
@@ -161,7 +161,7 @@ def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: i
         got = load_runner(artifact, manifest, threads)(x)
         ref_acc, art_acc = topk_accuracy(ref, targets), topk_accuracy(got, targets)
         drop = (ref_acc["top1"] - art_acc["top1"]) * 100
-        bound = rule_for(manifest["precision"]).accuracy
+        bound = rule_for(manifest["precision"], manifest_family(manifest)).accuracy
         passed = bound is None or bound.holds(drop)
         rows.append(EvalRow(
             str(artifact), manifest["target"], manifest["precision"], ref_acc, art_acc, drop,

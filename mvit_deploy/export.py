@@ -58,7 +58,7 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
 
     from .datasets import get_domain
     from .images import image_files
-    from .models import check_input_size, default_input_size, load_model
+    from .models import check_input_size, default_input_size, get_spec, load_model
     from .runtimes import load_runner
 
     target = get_target(opts.target)
@@ -87,6 +87,7 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
         "schema": MANIFEST_SCHEMA,
         "artifact": final.name,
         "model": opts.model,
+        "family": get_spec(opts.model).family,
         "domain": model.domain,
         "target": target.name,
         "precision": opts.precision,
@@ -138,12 +139,12 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
                 except (DependencyError, NotOnThisDevice) as e:  # a runtime missing here: say so, never pass (other errors propagate)
                     manifest["parity"] = {"passed": None, "skipped": e.one_line()}
                 else:
-                    report = judge(final, target.name, opts.precision, reference_logits(model, x), runner(x), runner.runtime)
+                    report = judge(final, target.name, opts.precision, reference_logits(model, x), runner(x), runner.runtime, manifest["family"])
                     manifest["parity"] = report.to_dict()
                     for extra in opts.more_sizes:  # every declared size is checked, not only the default one
                         on_step(f"parity at {extra} px")
                         xe = parity_inputs({**manifest, "input": {**manifest["input"], "size": extra}}, opts.parity_images, opts.parity_n)
-                        extra_report = judge(final, target.name, opts.precision, reference_logits(model, xe), runner(xe), runner.runtime)
+                        extra_report = judge(final, target.name, opts.precision, reference_logits(model, xe), runner(xe), runner.runtime, manifest["family"])
                         manifest.setdefault("parity_sizes", {})[str(extra)] = extra_report.to_dict()
                         if report.passed and not extra_report.passed:
                             report = extra_report  # the verdict is the worst size's

@@ -48,9 +48,9 @@ class ParityReport:
         )
 
 
-def check_bounds(target: str, precision: str, metrics: dict[str, float]) -> tuple[list[dict], list[str]]:
+def check_bounds(target: str, precision: str, metrics: dict[str, float], family: str = "mobilevit") -> tuple[list[dict], list[str]]:
     rows, failures = [], []
-    for bound in rule_for(precision).bounds:
+    for bound in rule_for(precision, family).bounds:
         value = float(metrics[bound.metric])
         ok = bool(bound.holds(value))
         message = f"{bound.metric} = {value:.6g}, bound {bound.describe()} ({bound.reason})"
@@ -60,15 +60,21 @@ def check_bounds(target: str, precision: str, metrics: dict[str, float]) -> tupl
     return rows, failures
 
 
-def judge(artifact, target: str, precision: str, ref: np.ndarray, got: np.ndarray, runtime: str = "") -> ParityReport:
-    """Metrics, bounds and flipped samples of artifact logits ``got`` against reference ``ref``."""
-    margin = rule_for(precision).decisive_margin
+def judge(artifact, target: str, precision: str, ref: np.ndarray, got: np.ndarray, runtime: str = "", family: str = "mobilevit") -> ParityReport:
+    """Metrics, bounds and flipped samples of artifact logits ``got`` against reference ``ref`` (bounds: the
+    precision's row for the model's family, ``tolerances.rule_for``)."""
+    margin = rule_for(precision, family).decisive_margin
     metrics = fidelity(ref, got, margin)
-    rows, failures = check_bounds(target, precision, metrics)
+    rows, failures = check_bounds(target, precision, metrics, family)
     broken = int(np.count_nonzero(~np.isfinite(got)))
     if broken:
         failures.insert(0, f"logits: {broken} of {got.size} values from the artifact are NaN or infinite")
     return ParityReport(str(artifact), target, precision, len(ref), metrics, runtime, rows, failures, margin, flipped(ref, got, margin))
+
+
+def manifest_family(manifest: dict) -> str:
+    """The model family an artifact was exported from (manifests before families existed: v1)."""
+    return manifest.get("family", "mobilevit")
 
 
 def manifest_preprocessing(manifest: dict):
@@ -149,4 +155,4 @@ def parity(artifact: str | Path, images=None, n: int | None = None, weights=None
     x = parity_inputs(manifest, images, n)  # a bad --images folder or --n is refused before any model loads
     runner = load_runner(artifact, manifest, threads)
     ref = reference_logits(model if model is not None else reference_model(manifest, weights), x)
-    return judge(artifact, manifest["target"], manifest["precision"], ref, runner(x), runner.runtime)
+    return judge(artifact, manifest["target"], manifest["precision"], ref, runner(x), runner.runtime, manifest_family(manifest))

@@ -90,13 +90,37 @@ _INT8 = Rule(
 # LiteRT, weight-only on Core ML; w8a8 is Core ML's weights-and-activations int8).
 RULES: dict[str, Rule] = {"fp32": _FP32, "fp16": _FP16, "int8": _INT8, "w8a8": _INT8}
 
+# (family, precision) -> rule, where a model family's own measurements differ from the rows above
+# (which were measured on MobileViT v1).
+# Measured with benchmarks/noise.py --models v2-050-fixture --precisions fp32 on 2026-11-24 (AMD EPYC,
+# AVX-512): MobileViT v2's fp32 noise is 12-40x v1's, because its GroupNorm(1) and separable attention
+# reduce over whole [C, P, N] volumes (torch fp32 vs fp64: 7.1e-6, v1 1.1e-6), so v1's 1e-4 would leave
+# ExecuTorch 1.1x of headroom.
+_FP32_V2 = Rule(
+    (
+        Bound("max_rel", "<=", 5e-4,
+              "MobileViT v2, summation order only: worst max_rel 3.72e-5 (ORT, 24 settings), 2.86e-5 (LiteRT, 8), "
+              "8.31e-5 (Core ML executor, 4), 8.77e-5 (ExecuTorch, 8); torch vs torch 9.4e-6 (v2-0.5 photo fixture). "
+              "5e-4 is 5.7x the worst; broken conversions land 5.7x above it or more: GroupNorm eps 1e-5 -> 1e-2 "
+              "2.83e-3, dropped last FFN bias 0.0147, dropped classifier bias 0.365, transposed attention "
+              "projection 1.23, swapped RGB/BGR 1.26 (v2-0.5 fixture, photos)"),
+        Bound("decisive_top1_agreement", ">=", 1.0, "fp32 must not change a decisive prediction; measured: 0 flips in any setting"),
+    ),
+    1e-3,
+    "a flip needs a margin < 2 x max_rel; 1e-3 is 2x the v2 max_rel bound, 11x the measured 8.77e-5",
+    _FP32.accuracy,
+)
+FAMILY_RULES: dict[tuple[str, str], Rule] = {("mobilevitv2", "fp32"): _FP32_V2}
 
-def rule_for(precision: str) -> Rule:
+
+def rule_for(precision: str, family: str = "mobilevit") -> Rule:
+    if (family, precision) in FAMILY_RULES:
+        return FAMILY_RULES[(family, precision)]
     try:
         return RULES[precision]
     except KeyError:
         raise KeyError(f"no parity bounds for precision {precision}") from None
 
 
-def bounds_for(precision: str) -> tuple[Bound, ...]:
-    return rule_for(precision).bounds
+def bounds_for(precision: str, family: str = "mobilevit") -> tuple[Bound, ...]:
+    return rule_for(precision, family).bounds

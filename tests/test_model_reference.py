@@ -180,6 +180,23 @@ def test_export_graph_is_rank4_and_shape_generic():
             assert (ep.module()(x) - model(x)).abs().max().item() < 1e-4
 
 
+@pytest.mark.parametrize("name", ["mobilevit_xxs", "mobilevitv2_050"])
+def test_fixture_is_the_same_in_another_process(name):
+    """parity and eval rebuild the fixture in a new process: its weights must not depend on torch's global RNG."""
+    import hashlib
+    import subprocess
+    import sys
+
+    def digest(model):
+        return hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.state_dict().values())).hexdigest()
+
+    code = f"import hashlib; from mvit_deploy.models import load_model; m = load_model({name!r}); " \
+           "print(hashlib.sha256(b''.join(v.numpy().tobytes() for v in m.state_dict().values())).hexdigest())"  # fmt: skip
+    torch.manual_seed(12345)  # a different global RNG state here than in the child
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1]
+    assert digest(load_model(name)) == other
+
+
 def test_fixture_is_deterministic_and_trained_like(eval_photos):
     a, b = load_model("mobilevit_xxs"), load_model("mobilevit_xxs")
     assert a.source_layout == "fixture"

@@ -27,6 +27,8 @@ def seeded_init(model: nn.Module, seed: int) -> None:
         if isinstance(m, nn.Conv2d):
             fan_out = m.out_channels * m.kernel_size[0] * m.kernel_size[1] // m.groups
             m.weight.data = torch.randn(m.weight.shape, generator=g) * math.sqrt(2.0 / fan_out)
+            if m.bias is not None:  # v2's attention and FFN convolutions have biases: seeded too, never torch's global RNG
+                m.bias.data = torch.randn(m.bias.shape, generator=g) * 0.02
         elif isinstance(m, nn.Linear):
             bound = math.sqrt(6.0 / (m.in_features + m.out_features))  # xavier-uniform, as ml-cvnets
             m.weight.data = (torch.rand(m.weight.shape, generator=g) * 2 - 1) * bound
@@ -77,7 +79,9 @@ def make_realistic(model: nn.Module, forward, linear: nn.Linear | None, seed: in
 def _fixture_state(name: str, num_classes: int, seed: int) -> dict[str, torch.Tensor]:
     from . import create_model
 
-    model = create_model(name, num_classes=num_classes)
+    with torch.random.fork_rng():  # anything seeded_init does not set is still the same in every process
+        torch.manual_seed(seed)
+        model = create_model(name, num_classes=num_classes)
     make_realistic(model, model, model.head.fc if num_classes > 0 else None, seed)
     return {k: v.clone() for k, v in model.state_dict().items()}
 
