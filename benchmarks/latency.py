@@ -46,7 +46,7 @@ SIZE = 256
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["mobilevit_xxs", "mobilevit_s"])
+    parser.add_argument("--models", nargs="+", default=["mobilevit_xxs", "mobilevit_s", "mobilevitv2_050", "mobilevitv2_100"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--block", type=int, default=20)
@@ -110,10 +110,17 @@ def main() -> None:
             hf = hf_model(name)
             add("stock PyTorch eager (HF)", "torch", torch_run(hf))
             add("ours PyTorch eager", "torch", torch_run(load_model(name)))
-            p = stock_onnx(hf, x, tmp / "hf.onnx")
-            add("stock torch.onnx + ORT", "onnx", ort_run(p), (onnx_ops(p), ort_optimized_ops(p, args.threads)))
-            p = stock_litert(hf, x, tmp / "hf.tflite")
-            add("stock litert-torch", "tflite", tfl_run(p), tflite_ops(p))
+            failed = {}  # a stock route that does not convert is a finding, not a crash (HF v2's F.fold is col2im)
+            try:
+                p = stock_onnx(hf, x, tmp / "hf.onnx")
+                add("stock torch.onnx + ORT", "onnx", ort_run(p), (onnx_ops(p), ort_optimized_ops(p, args.threads)))
+            except Exception as e:  # noqa: BLE001
+                failed["stock torch.onnx + ORT"] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+            try:
+                p = stock_litert(hf, x, tmp / "hf.tflite")
+                add("stock litert-torch", "tflite", tfl_run(p), tflite_ops(p))
+            except Exception as e:  # noqa: BLE001
+                failed["stock litert-torch"] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
             precisions = ["fp32"] if args.no_int8 else ["fp32", "int8"]
             targets = [("onnx", {}), ("ort", {"ort_platform": "amd64"}), ("tflite", {}), ("tflite", {"layout": "nhwc"})] + ([] if args.no_executorch else [("executorch", {})])
             for target, extra in targets:
@@ -137,10 +144,13 @@ def main() -> None:
             print(f"{'route':<28}{'p50 ms':>8}{'vs stock':>10}{'int8/fp32':>10}{'% peak':>8}   graph")
             for label, ms in med.items():
                 pct = flops / (ms / 1e3) / (peak * 1e9) * 100
-                ratio = f"{med[stock[family[label]]] / ms:>9.2f}x" if not label.startswith("stock") else f"{'':>10}"
+                base = med.get(stock[family[label]])
+                ratio = f"{base / ms:>9.2f}x" if base and not label.startswith("stock") else f"{'':>10}"
                 fp32 = label.replace("int8", "fp32")
                 vs32 = f"{ms / med[fp32]:>9.2f}x" if "int8" in label and fp32 in med else f"{'':>10}"
                 print(f"{label:<28}{ms:>8.2f}{ratio}{vs32}{pct:>7.1f}%   {_graph(label, nodes[label], family[label])}")
+            for label, why in failed.items():
+                print(f"{label:<28}{'failed':>8}   {why}")
 
 
 def _graph(label: str, ops, fam: str) -> str:

@@ -1,7 +1,7 @@
 """The stock routes mvit-deploy is measured against (benchmarks/latency.py, quant.py, tests).
 
 Each is what a user gets by following the tool's own documentation by hand:
-  stock HF model          transformers' MobileViTForImageClassification, with realistic weights
+  stock HF model          transformers' MobileViTForImageClassification (v2: MobileViTV2...), with realistic weights
   stock torch.onnx        torch.onnx.export(dynamo=True) of it, run by onnxruntime
   stock litert-torch      litert_torch.convert of it, run by LiteRT + XNNPACK
   stock ORT int8          onnxruntime quantize_static defaults (QDQ, per-channel, MinMax, all ops)
@@ -35,12 +35,19 @@ def hf_model(name: str, seed: int = 0):
     scaled, exactly as our photo fixture is made (``make_realistic``).
     """
     import torch
-    from transformers import MobileViTConfig, MobileViTForImageClassification
+    import transformers
 
+    from mvit_deploy.models import get_spec
+    from mvit_deploy.models.families import get_family
     from mvit_deploy.models.fixture import make_realistic
 
+    spec = get_spec(name)
     torch.manual_seed(seed)
-    model = MobileViTForImageClassification(MobileViTConfig(**HF_CONFIGS[name])).eval()
+    if spec.family == "mobilevitv2":  # transformers' MobileViTV2Config: the width multiplier is the whole config
+        config = transformers.MobileViTV2Config(width_multiplier=spec.config.width)
+    else:
+        config = transformers.MobileViTConfig(**HF_CONFIGS[name])
+    model = getattr(transformers, get_family(spec.family).hf_class)(config).eval()
     make_realistic(model, lambda x: model(pixel_values=x).logits, model.classifier, seed=seed)
 
     class Logits(torch.nn.Module):  # what a user wraps around it to export

@@ -11,6 +11,7 @@ import numpy as np
 from .. import __version__
 from .._deps import IS_MACOS, has
 from ..errors import NotOnThisDevice, UsageError
+from ..quantization import float_modules
 from . import register_target
 from .base import QUANTIZED, Converted, ExportOptions, Option, Runner, Target
 
@@ -124,11 +125,11 @@ def fx_name_of_mil_value(name: str) -> str:
     return re.sub(r"(_cast_fp16|_cast_fp32|_to_fp16|_to_fp32)+$", "", name)
 
 
-def float_module_nodes(program) -> set[str]:
-    """torch.export node names inside :data:`mvit_deploy.quantization.FLOAT_MODULES` (Core ML names ops after them)."""
+def float_module_nodes(program, prefixes: tuple[str, ...]) -> set[str]:
+    """torch.export node names inside the modules under ``prefixes`` (Core ML names ops after them)."""
     from ..quantization import fx_module_paths, in_float_modules
 
-    return {node for node, module in fx_module_paths(program).items() if in_float_modules(module)}
+    return {node for node, module in fx_module_paths(program).items() if in_float_modules(module, prefixes)}
 
 
 def quantize_activations(ml, calibration_pixels, float_nodes=frozenset()):
@@ -270,7 +271,7 @@ class CoreMLTarget(Target):
             if opts.precision in QUANTIZED:
                 if opts.precision == "w8a8":
                     pixels = calibration / pre.scale if opts.input_type == "image" else calibration
-                    ml = quantize_activations(ml, pixels.astype(np.float32), float_module_nodes(program))
+                    ml = quantize_activations(ml, pixels.astype(np.float32), float_module_nodes(program, float_modules(opts.model)))
                 ml = _weight_quantize(ml)
         ml.author = "mvit-deploy"
         ml.license = "see the source checkpoint's license"

@@ -29,6 +29,7 @@ import numpy as np
 
 from .._deps import IS_MACOS
 from ..errors import DependencyError, NotOnThisDevice, UsageError
+from ..quantization import float_modules
 from . import register_target
 from .base import AdbBenchmark, Converted, ExportOptions, Option, Runner, Target
 
@@ -257,7 +258,7 @@ class ExecuTorchTarget(Target):
         with _quiet_native():
             program = torch.export.export(model, (example,))
             if opts.precision == "int8":
-                program = _quantize(model, example, torch.from_numpy(np.ascontiguousarray(calibration)))
+                program = _quantize(model, example, torch.from_numpy(np.ascontiguousarray(calibration)), float_modules(opts.model))
             edge, delegation = _lower(program, opts)
             dest.write_bytes(edge.to_executorch().buffer)
         return Converted(input_name="x", output_name="output", extra={"delegation": delegation})
@@ -268,8 +269,8 @@ class ExecuTorchTarget(Target):
             raise UsageError(f"{path.name} is not an ExecuTorch program", "re-export it")
 
 
-def _quantize(model, example, calibration):
-    """PT2E int8 for XNNPACK: FLOAT_MODULES stay float, ranges from our calibration crops."""
+def _quantize(model, example, calibration, prefixes: tuple[str, ...]):
+    """PT2E int8 for XNNPACK: the family's float modules (``prefixes``) stay float, ranges from our calibration crops."""
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -278,7 +279,7 @@ def _quantize(model, example, calibration):
 
     def quantized(node) -> bool:
         stack = node.meta.get("nn_module_stack") or {}
-        return not any(in_float_modules(re.sub(r"^L__self___|^L\['self'\]\.", "", str(path))) for path, _ in stack.values())
+        return not any(in_float_modules(re.sub(r"^L__self___|^L\['self'\]\.", "", str(path)), prefixes) for path, _ in stack.values())
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     quantizer.set_filter_function(quantized)

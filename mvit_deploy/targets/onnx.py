@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 from ..errors import DependencyError
+from ..quantization import FLOAT_MODULES, float_modules
 from . import register_target
 from .base import Converted, ExportOptions, Option, Runner, Target
 
@@ -110,7 +111,7 @@ class OnnxTarget(Target):
             )
         program.save(str(dest), external_data=False)
         if opts.precision == "int8":
-            quantize_static_int8(dest, calibration)
+            quantize_static_int8(dest, calibration, float_modules(opts.model))
         return Converted(input_name="image", output_name="logits")
 
     def check(self, path: Path) -> None:
@@ -133,10 +134,10 @@ class OnnxTarget(Target):
 INT8_OPS = ("Conv", "Gemm", "Sigmoid", "Mul", "Add", "Concat", "Transpose", "Reshape", "Slice", "Split", "Unsqueeze")
 
 
-def quantize_static_int8(path: Path, calibration) -> None:
+def quantize_static_int8(path: Path, calibration, prefixes: tuple[str, ...] = FLOAT_MODULES) -> None:
     """Static QDQ int8, in place: per-channel int8 weights, uint8 activations (:data:`INT8_OPS`).
 
-    The layers of :data:`mvit_deploy.quantization.FLOAT_MODULES` stay float. Activation
+    The layers under ``prefixes`` (the model family's float modules) stay float. Activation
     ranges: the 99.999th percentile of all calibration values, computed by
     :class:`~mvit_deploy.quantization.PercentileRanges` from one pass over the crops and
     handed to the quantizer as overrides (onnxruntime's own Percentile calibrator computes
@@ -147,7 +148,7 @@ def quantize_static_int8(path: Path, calibration) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    float_nodes = _nodes_in_float_modules(path)
+    float_nodes = _nodes_in_float_modules(path, prefixes)
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(path), str(pre))
@@ -167,8 +168,8 @@ def quantize_static_int8(path: Path, calibration) -> None:
         )
 
 
-def _nodes_in_float_modules(path: Path) -> list[str]:
-    """Names of the nodes the exporter attributes (name_scopes metadata) to FLOAT_MODULES."""
+def _nodes_in_float_modules(path: Path, prefixes: tuple[str, ...]) -> list[str]:
+    """Names of the nodes the exporter attributes (name_scopes metadata) to modules under ``prefixes``."""
     import ast
 
     import onnx
@@ -178,7 +179,7 @@ def _nodes_in_float_modules(path: Path) -> list[str]:
     names = []
     for node in onnx.load(str(path), load_external_data=False).graph.node:
         for prop in node.metadata_props:
-            if prop.key == "pkg.torch.onnx.name_scopes" and any(in_float_modules(m) for m in ast.literal_eval(prop.value)):
+            if prop.key == "pkg.torch.onnx.name_scopes" and any(in_float_modules(m, prefixes) for m in ast.literal_eval(prop.value)):
                 names.append(node.name)
     return names
 

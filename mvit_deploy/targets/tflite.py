@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DependencyError, UsageError
+from ..quantization import FLOAT_MODULES, float_modules
 from . import register_target
 from .base import AdbBenchmark, Converted, ExportOptions, Option, Runner, Target
 
@@ -218,7 +219,7 @@ class TFLiteTarget(Target):
             edge.export(str(dest))
             if opts.precision == "int8":
                 calib = calibration.transpose(0, 2, 3, 1) if opts.layout == "nhwc" else calibration
-                quantize_int8(dest, calib, opts.io)
+                quantize_int8(dest, calib, opts.io, float_modules(opts.model))
         int8_io = {"dtype": "int8"} if opts.precision == "int8" and opts.io == "int8" else {}
         return Converted(input_name="serving_default_args_0:0", output_name="StatefulPartitionedCall:0", input=int8_io, output=int8_io)
 
@@ -260,11 +261,9 @@ def scope_regex(prefixes) -> str:
     return "|".join(alternatives)
 
 
-def int8_recipe(io: str = "float"):
+def int8_recipe(io: str = "float", prefixes: tuple[str, ...] = FLOAT_MODULES):
     from ai_edge_quantizer import qtyping, recipe_manager
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
-
-    from ..quantization import FLOAT_MODULES
 
     manager = recipe_manager.RecipeManager()
     ops = [(".*", op) for op in INT8_OPS] + [(scope, op) for scope, names in INT8_SCOPED_OPS.items() for op in names]
@@ -272,15 +271,15 @@ def int8_recipe(io: str = "float"):
         ops += [(".*", "INPUT"), (".*", "OUTPUT")]
     for regex, op in ops:
         manager.add_static_config(regex=regex, operation_name=qtyping.TFLOperationName(op), activation_num_bits=8, weight_num_bits=8)
-    # FLOAT_MODULES stay float (the latest matching rule wins), and so does every op inside a layer
+    # the family's float modules stay float (the latest matching rule wins), and so does every op inside a layer
     # norm written as plain ops (VARIANT): its per-token statistics pass a RESHAPE that the rule
     # above would make int8 (photo fixture: top-1 agreement 70.3 % -> 62.5 %)
-    manager.add_quantization_config(scope_regex(FLOAT_MODULES), qtyping.TFLOperationName.ALL_SUPPORTED, algorithm_key=AlgorithmName.NO_QUANTIZE)
+    manager.add_quantization_config(scope_regex(prefixes), qtyping.TFLOperationName.ALL_SUPPORTED, algorithm_key=AlgorithmName.NO_QUANTIZE)
     manager.add_quantization_config(LAYER_NORM_SCOPE, qtyping.TFLOperationName.ALL_SUPPORTED, algorithm_key=AlgorithmName.NO_QUANTIZE)
     return manager
 
 
-def quantize_int8(path: Path, calibration, io: str = "float") -> None:
+def quantize_int8(path: Path, calibration, io: str = "float", prefixes: tuple[str, ...] = FLOAT_MODULES) -> None:
     """Static int8 (per-channel int8 weights, int8 activations), in place.
 
     Activation ranges are the 99.999th percentile over every calibration value
@@ -295,7 +294,7 @@ def quantize_int8(path: Path, calibration, io: str = "float") -> None:
 
     signature = interpreter_class()(model_path=str(path)).get_signature_list()["serving_default"]
     key = signature["inputs"][0]
-    manager = int8_recipe(io)
+    manager = int8_recipe(io, prefixes)
     samples = [{key: np.ascontiguousarray(calibration[i : i + 1])} for i in range(len(calibration))]
     calib = calibrator.Calibrator(path.read_bytes(), num_threads=2, qsv_update_func=qsv_utils.min_max_update)
     calib.calibrate({"serving_default": samples[:1]}, manager)  # which tensors need ranges, in which shape
