@@ -68,6 +68,8 @@ def quant_report(artifact: str | Path, n: int = 4, weights=None) -> list[LayerEr
     if manifest["precision"] not in QUANTIZED:
         raise UsageError(f"{artifact.name} is {manifest['precision']}, not a quantized artifact", "run quant-report on an int8 export")
     target = get_target(manifest["target"])
+    if not target.layer_report:  # refused before the float twin is exported
+        raise UsageError(f"quant-report does not read {target.name} artifacts yet", target.layer_report_hint)
     check_reference_weights(manifest, weights)
     x = parity_inputs(manifest, None, n)
     ckpt = manifest["checkpoint"]

@@ -257,3 +257,10 @@ def test_tflite_nhwc_int8_keeps_the_float_stages_float(tmp_path):
     details = {d["index"]: d for d in it.get_tensor_details()}
     stem_convs = [op for op in it._get_ops_details() if op["op_name"] == "CONV_2D" and module_of_tflite_tensor(details[op["outputs"][0]]["name"]).startswith("stem")]
     assert stem_convs and all(details[op["outputs"][0]]["dtype"] == np.float32 for op in stem_convs)
+
+
+def test_quant_report_refuses_an_ort_file_and_names_the_onnx_route(int8_exports):
+    """An .ort graph is already fused for the runtime: quant-report says so (usage, exit 2) before exporting a float twin."""
+    result = run_cli("quant-report", str(int8_exports["ort-int8"].artifact))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "quant-report does not read ort artifacts" in result.stderr and "--target onnx --precision int8" in result.stderr

@@ -135,6 +135,8 @@ class Target(abc.ABC):
     export_options: tuple[Option, ...] = ()
     bench_options: tuple[Option, ...] = ()
     adb: AdbBenchmark | None = None
+    layer_report: bool = False  # quant-report reads this format's intermediate tensors (``layer_errors``)
+    layer_report_hint: str = "use an int8 artifact of another target"  # what to do instead, when it cannot
 
     def resolve(self, opts: ExportOptions) -> ExportOptions:
         """Fill in this target's defaults (``None`` fields) and refuse what it cannot export."""
@@ -181,7 +183,7 @@ class Target(abc.ABC):
 
     def layer_errors(self, float_path: Path, int8_path: Path, x: np.ndarray, manifest: dict) -> list[tuple[str, float, float | None]]:
         """(tensor, cumulative SQNR dB, local SQNR dB or None) for every tensor both artifacts compute."""
-        raise UsageError(f"quant-report does not read {self.name} artifacts yet", "use an int8 artifact of another target")
+        raise UsageError(f"quant-report does not read {self.name} artifacts yet", self.layer_report_hint)
 
     def layer_module(self, tensor: str, fx_modules: dict[str, str]) -> str:
         """The PyTorch module a tensor comes from (``fx_modules``: torch.export node -> module path)."""

@@ -171,6 +171,7 @@ class CoreMLTarget(Target):
     device_packages = ()  # Core ML is part of macOS / iOS; off macOS the reference executor (numpy) runs it
     runtime_packages = ("coremltools",)
     noisy_loggers = ("coremltools",)
+    layer_report = True
     export_options = (
         Option("--min-target", "min_target", MIN_TARGETS, None, "deployment target; iOS16, or iOS17 for w8a8 (its ops need it)."),
         Option("--coreml-input", "input_type", ("image", "tensor"), "image", "input type: an image (0-255 pixels, as Vision passes it) or a float tensor."),

@@ -60,6 +60,7 @@ class OnnxTarget(Target):
     device_packages = ("onnxruntime",)
     runtime_packages = ("onnxruntime",)
     noisy_loggers = ("onnxscript", "onnx_ir")
+    layer_report = True
     bench_options = (
         Option("--denormals", "denormals", ("keep", "flush"), "keep",
                "onnxruntime: keep denormal floats (IEEE, the default) or flush them to zero, as phones' NPUs and GPUs do."),

@@ -18,7 +18,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ..errors import UsageError
 from . import register_target
 from .base import Converted, ExportOptions, Option
 from .onnx import OnnxTarget
@@ -43,6 +42,8 @@ class OrtTarget(OnnxTarget):
     name = "ort"
     suffix = ".ort"
     converter_packages = OnnxTarget.converter_packages
+    layer_report = False  # an .ort graph is already fused: its tensors are not the float twin's
+    layer_report_hint = "run quant-report on the int8 .onnx of the same model (export --target onnx --precision int8)"
     export_options = (
         Option("--ort-platform", "ort_platform", ("arm", "amd64"), "arm",
                "ort: the CPU the offline optimisations are baked for (arm: phones and boards; amd64: x86-64 only, adds NCHWc layouts)."),
@@ -67,6 +68,3 @@ class OrtTarget(OnnxTarget):
     def weight_bytes(self, path: Path) -> bytes:
         return path.read_bytes()  # flatbuffer: graph and initializers
 
-    def layer_errors(self, float_path, int8_path, x, manifest):
-        raise UsageError("quant-report cannot read an .ort file (its graph is already fused for the runtime)",
-                         "run quant-report on the int8 .onnx of the same model: export --target onnx --precision int8")  # fmt: skip

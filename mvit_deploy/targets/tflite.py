@@ -165,6 +165,7 @@ class TFLiteTarget(Target):
     device_packages = ("ai-edge-litert",)
     runtime_packages = ("ai-edge-litert", "tflite-runtime")
     noisy_loggers = ("litert_torch", "absl", "ai_edge_quantizer", "tensorflow")
+    layer_report = True
     export_options = (
         Option("--layout", "layout", ("nchw", "nhwc"), "nchw", "input layout (nhwc: as camera pipelines hand images over)."),
         Option("--io", "io", ("float", "int8"), "float", "int8 artifacts: tensor type of input and logits."),
