@@ -40,7 +40,9 @@ def hf_v2(width: float, seed: int = 0):
 NAMES = {0.5: "mobilevitv2_050", 1.0: "mobilevitv2_100", 2.0: "mobilevitv2_200"}
 
 
-@pytest.mark.parametrize("width, size", [(0.5, 256), (1.0, 256), (1.0, 384), pytest.param(2.0, 256, marks=pytest.mark.slow)])
+# 256 and 320 px with realistic weights, widths 0.5 / 1.0 / 2.0: test_model_reference.py (every variant test);
+# here the 384 px input of the _384 checkpoints, with plain seeded weights and skewed BatchNorm statistics.
+@pytest.mark.parametrize("width, size", [(1.0, 384)])
 def test_hf_weights_reproduce_hf_logits(width, size, tmp_path):
     hf = hf_v2(width)
     path = tmp_path / "hf.safetensors"
@@ -158,7 +160,7 @@ def test_timm_fixture_matches_logits_timm_produced(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target, precision", [("onnx", "fp32"), ("ort", "fp32"), ("tflite", "fp32"), ("coreml", "fp16"), ("executorch", "fp32")])
+@pytest.mark.parametrize("target, precision", [("onnx", "fp32"), ("tflite", "fp32"), ("coreml", "fp16"), ("executorch", "fp32")])
 def test_v2_exports_to_every_target_and_passes_parity(target, precision, tmp_path):
     """The export pipeline took v2 without a change: every target converts it and its parity passes v2's bounds."""
     from mvit_deploy.export import export
