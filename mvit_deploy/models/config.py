@@ -189,7 +189,8 @@ for _width, _params in ((0.5, 1.4), (0.75, 2.9), (1.0, 4.9), (1.25, 7.5), (1.5, 
         ModelSpec(
             _name,
             MobileViTV2Config(width=_width),
-            sources=(*_sources("apple/mobilevitv2-1.0-imagenet1k-256" if _width == 1.0 else None, _name, timm_pre=V2_TIMM_PREPROCESSING), *_in22k),
+            sources=(*_sources("apple/mobilevitv2-1.0-imagenet1k-256" if _width == 1.0 else None, _name, fashion=_width == 0.5,
+                               timm_pre=V2_TIMM_PREPROCESSING), *_in22k),  # fmt: skip
             paper_params_m=_params,
             family="mobilevitv2",
         )

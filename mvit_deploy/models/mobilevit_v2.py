@@ -19,20 +19,33 @@ from .config import MobileViTV2Config
 from .mobilevit import PATCH, Backbone, ConvNormAct, InvertedResidual
 
 
+class SeparableMix(nn.Module):
+    """The parameter-free middle of separable attention: split q | k | v, softmax of the one query channel over
+    the N tokens (per pixel position P), the score-weighted sum of the keys (a context vector) gating relu(v).
+    A module of its own so int8 recipes can keep it float by name (families.py) while the projections run int8."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, qkv: torch.Tensor) -> torch.Tensor:  # [B, 1 + 2C, P, N]
+        q, k, v = qkv.split([1, self.dim, self.dim], dim=1)
+        context = (k * q.softmax(dim=-1)).sum(dim=-1, keepdim=True)  # [B, C, P, 1]
+        return nn.functional.relu(v) * context
+
+
 class LinearSelfAttention(nn.Module):
-    """Separable self-attention: one query channel scores the N tokens (softmax over N, per pixel
-    position P); the score-weighted sum of the keys is a context vector that gates relu(values)."""
+    """Separable self-attention (linear in the tokens): qkv projection -> :class:`SeparableMix` -> output projection."""
 
     def __init__(self, dim: int):
         super().__init__()
         self.dim = dim
         self.qkv_proj = nn.Conv2d(dim, 1 + 2 * dim, 1)
+        self.mix = SeparableMix(dim)
         self.out_proj = nn.Conv2d(dim, dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, P, N]
-        q, k, v = self.qkv_proj(x).split([1, self.dim, self.dim], dim=1)
-        context = (k * q.softmax(dim=-1)).sum(dim=-1, keepdim=True)  # [B, C, P, 1]
-        return self.out_proj(nn.functional.relu(v) * context)
+        return self.out_proj(self.mix(self.qkv_proj(x)))
 
 
 class TransformerBlockV2(nn.Module):
