@@ -135,7 +135,7 @@ pretrained_option = click.option(
     "--pretrained",
     type=click.Choice(pretrained_names()),
     default=None,
-    help="Named weights: fashion = our Fashion-MNIST model (shipped, 64 px; xxs and s); hf / timm = published ImageNet weights (network or a filled hub cache).",
+    help="Named weights: fashion = our Fashion-MNIST model (shipped, 64 px; xxs, s, mobilevitv2_050); hf / timm / timm-in22k(-384) = published ImageNet weights (network or a filled hub cache).",
 )
 num_classes_option = click.option(
     "--num-classes", type=int, default=None, callback=_at_least(1, 10), help="Default: the checkpoint's head (1000 for the fixture)."
