@@ -94,23 +94,41 @@ RULES: dict[str, Rule] = {"fp32": _FP32, "fp16": _FP16, "int8": _INT8, "w8a8": _
 # (which were measured on MobileViT v1).
 # Measured with benchmarks/noise.py --models v2-050-fixture --precisions fp32 on 2026-11-24 (AMD EPYC,
 # AVX-512): MobileViT v2's fp32 noise is 12-40x v1's, because its GroupNorm(1) and separable attention
-# reduce over whole [C, P, N] volumes (torch fp32 vs fp64: 7.1e-6, v1 1.1e-6), so v1's 1e-4 would leave
-# ExecuTorch 1.1x of headroom.
+# reduce over whole [C, P, N] volumes and seeded weights amplify it (torch fp32 vs fp64: 7.1e-6, v1
+# 1.1e-6); v1's 1e-4 is below what a seeded v2-1.0 measures on ExecuTorch. A trained v2 is as quiet as v1.
 _FP32_V2 = Rule(
     (
-        Bound("max_rel", "<=", 5e-4,
+        Bound("max_rel", "<=", 1e-3,
               "MobileViT v2, summation order only: worst max_rel 3.72e-5 (ORT, 24 settings), 2.86e-5 (LiteRT, 8), "
-              "8.31e-5 (Core ML executor, 4), 8.77e-5 (ExecuTorch, 8); torch vs torch 9.4e-6 (v2-0.5 photo fixture). "
-              "5e-4 is 5.7x the worst; broken conversions land 5.7x above it or more: GroupNorm eps 1e-5 -> 1e-2 "
-              "2.83e-3, dropped last FFN bias 0.0147, dropped classifier bias 0.365, transposed attention "
+              "8.31e-5 (Core ML executor, 4), 8.77e-5 (ExecuTorch, 8); torch vs torch 9.4e-6 (v2-0.5 photo fixture; "
+              "the trained v2-0.5: 1.39e-6, 1.20e-6, 6.22e-6, 1.06e-6, seeded HF v2-1.0 ExecuTorch 2.3e-4). "
+              "1e-3 is 4.3x the worst; broken conversions land 2.8x above it or more: GroupNorm eps 1e-5 -> 1e-2 "
+              "2.83e-3 (one block's norm), dropped last FFN bias 0.0147, dropped classifier bias 0.365, transposed attention "
               "projection 1.23, swapped RGB/BGR 1.26 (v2-0.5 fixture, photos)"),
         Bound("decisive_top1_agreement", ">=", 1.0, "fp32 must not change a decisive prediction; measured: 0 flips in any setting"),
     ),
-    1e-3,
-    "a flip needs a margin < 2 x max_rel; 1e-3 is 2x the v2 max_rel bound, 11x the measured 8.77e-5",
+    2e-3,
+    "a flip needs a margin < 2 x max_rel; 2e-3 is 2x the v2 max_rel bound, 8.7x the measured 2.3e-4",
     _FP32.accuracy,
 )
-FAMILY_RULES: dict[tuple[str, str], Rule] = {("mobilevitv2", "fp32"): _FP32_V2}
+# fp16, measured the same way: the trained v2-0.5 keeps 68.8 dB in the Core ML executor (max_rel 7.4e-3),
+# but seeded v2 weights amplify early-layer rounding ~20 dB more than trained ones: the v2-0.5 photo
+# fixture 47.5 dB (max_rel 4.77e-2), a seeded HF v2-1.0 with re-estimated BatchNorm 44.9 dB (3.8e-2);
+# torch's own half precision gives that model 43.4 dB, and one early stage alone in fp16 49.7-56 dB.
+_FP16_V2 = Rule(
+    (
+        Bound("psnr_db", ">=", 38.0,
+              "MobileViT v2 fp16: measured 68.8 dB (trained v2-0.5), 47.5 (v2-0.5 photo fixture), 44.9 (seeded "
+              "v2-1.0; torch half gives it 43.4) in the Core ML executor; 38 dB is 7 dB below the worst correct "
+              "artifact, and an fp16 overflow or a stage computed wrongly lands far below it"),
+        Bound("decisive_top1_agreement", ">=", 1.0, "fp16 must not change a decisive prediction; measured: 0 decisive flips"),
+    ),
+    0.15,
+    "v2 fp16 worst max_rel 4.77e-2 (seeded weights); a flip needs a margin < 2 x max_rel = 0.095; 0.15 is above that "
+    "(the fixture's flips had margins of at most 0.0031)",
+    _FP16.accuracy,
+)
+FAMILY_RULES: dict[tuple[str, str], Rule] = {("mobilevitv2", "fp32"): _FP32_V2, ("mobilevitv2", "fp16"): _FP16_V2}
 
 
 def rule_for(precision: str, family: str = "mobilevit") -> Rule:
