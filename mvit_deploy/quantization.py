@@ -44,13 +44,18 @@ def in_float_modules(module: str, prefixes=FLOAT_MODULES) -> bool:
     return any(module == p or module.startswith(p + ".") for p in prefixes)
 
 
+def module_path(traced: str) -> str:
+    """A dotted module path as torch.export's ``nn_module_stack`` spells it -> as ``named_modules`` does."""
+    return re.sub(r"^L__self___|^L\['self'\]\.", "", str(traced))
+
+
 def fx_module_paths(program) -> dict[str, str]:
     """torch.export node name -> the dotted path of the module it runs in (from ``nn_module_stack``)."""
     out = {}
     for node in program.graph.nodes:
         stack = node.meta.get("nn_module_stack")
         if stack:
-            out[node.name] = re.sub(r"^L__self___|^L\['self'\]\.", "", str(list(stack.values())[-1][0]))
+            out[node.name] = module_path(list(stack.values())[-1][0])
     return out
 
 

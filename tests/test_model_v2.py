@@ -42,7 +42,7 @@ NAMES = {0.5: "mobilevitv2_050", 1.0: "mobilevitv2_100", 2.0: "mobilevitv2_200"}
 
 # 256 and 320 px with realistic weights, widths 0.5 / 1.0 / 2.0: test_model_reference.py (every variant test);
 # here the 384 px input of the _384 checkpoints, with plain seeded weights and skewed BatchNorm statistics.
-@pytest.mark.parametrize("width, size", [(1.0, 384)])
+@pytest.mark.parametrize("width, size", [(0.5, 384), (1.0, 384), pytest.param(2.0, 384, marks=pytest.mark.slow)])
 def test_hf_weights_reproduce_hf_logits(width, size, tmp_path):
     hf = hf_v2(width)
     path = tmp_path / "hf.safetensors"
@@ -98,7 +98,7 @@ def hf_to_cvnets_v2(key: str, depths=(2, 4, 3)) -> str:
     return key.replace(".convolution.", ".conv.").replace(".normalization.", ".norm.").replace("block.block.", "block.")
 
 
-@pytest.mark.parametrize("width", [0.5, 1.0])
+@pytest.mark.parametrize("width", [0.5, 1.0, pytest.param(2.0, marks=pytest.mark.slow)])
 def test_cvnets_layout_loads_and_reproduces_hf(width, tmp_path, eval_photos):
     ref = hf_reference(NAMES[width])
     cv = {hf_to_cvnets_v2(k): v for k, v in ref.state_dict().items()}

@@ -275,11 +275,11 @@ def _quantize(model, example, calibration, prefixes: tuple[str, ...]):
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from ..quantization import in_float_modules
+    from ..quantization import in_float_modules, module_path
 
     def quantized(node) -> bool:
         stack = node.meta.get("nn_module_stack") or {}
-        return not any(in_float_modules(re.sub(r"^L__self___|^L\['self'\]\.", "", str(path)), prefixes) for path, _ in stack.values())
+        return not any(in_float_modules(module_path(path), prefixes) for path, _ in stack.values())
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     quantizer.set_filter_function(quantized)
