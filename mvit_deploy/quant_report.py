@@ -51,6 +51,8 @@ def _float_twin(manifest: dict, tmp: Path, weights=None):
         precision=target.default_precision,
         input_size=manifest["input"]["size"],
         weights=weights or manifest["checkpoint"]["path"],
+        # --pretrained exports record no path: the twin loads the same named weights (not the fixture)
+        pretrained=None if (weights or manifest["checkpoint"]["path"]) else manifest["checkpoint"].get("pretrained"),
         num_classes=manifest["output"]["classes"],
         **target.twin_options(manifest),
     )
@@ -59,8 +61,7 @@ def _float_twin(manifest: dict, tmp: Path, weights=None):
 
 def quant_report(artifact: str | Path, n: int = 4, weights=None) -> list[LayerError]:
     """Layers sorted worst first (lowest cumulative SQNR)."""
-    from .models import load_model
-    from .parity import check_reference_weights, parity_inputs
+    from .parity import check_reference_weights, parity_inputs, reference_model
     from .targets import QUANTIZED, get_target
 
     artifact = Path(artifact)
@@ -72,8 +73,7 @@ def quant_report(artifact: str | Path, n: int = 4, weights=None) -> list[LayerEr
         raise UsageError(f"quant-report does not read {target.name} artifacts yet", target.layer_report_hint)
     check_reference_weights(manifest, weights)
     x = parity_inputs(manifest, None, n)
-    ckpt = manifest["checkpoint"]
-    model = load_model(manifest["model"], None if ckpt["layout"] == "fixture" else (weights or ckpt["path"]), num_classes=manifest["output"]["classes"])
+    model = reference_model(manifest, weights)  # the checkpoint (file or --pretrained name) the artifact came from
     modules = module_of_fx_nodes(model, manifest["input"]["size"])
     with tempfile.TemporaryDirectory() as tmp:
         twin = _float_twin(manifest, Path(tmp), weights)

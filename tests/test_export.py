@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import hf_logits, hf_reference, run_cli
-from mvit_deploy.artifact import read_manifest
+from mvit_deploy.artifact import read_manifest, tree_sha256
 from mvit_deploy.export import export
 from mvit_deploy.parity import parity
 from mvit_deploy.targets import TARGETS, ExportOptions, get_target
@@ -103,9 +103,11 @@ def test_ort_format_is_what_ort_mobile_loads_and_computes_the_onnx_logits(xxs_ex
     assert np.abs(from_ort - from_onnx).max() <= 1e-4 * np.abs(from_onnx).max()  # measured 6.4e-7 relative (NCHW vs NCHWc kernels)
     broken = tmp_path / path.name
     broken.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    (tmp_path / path.with_suffix(".json").name).write_text(path.with_suffix(".json").read_text())
+    manifest["sha256"] = tree_sha256(broken)  # the manifest vouches for the damaged bytes: the runtime must refuse them
+    (tmp_path / path.with_suffix(".json").name).write_text(json.dumps(manifest))
     result = run_cli("parity", str(broken), "--n", "4")
-    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"onnxruntime cannot load {path.name}" in result.stderr, result.stderr
 
 
 def test_tflite_nhwc_takes_nhwc_input(xxs_exports):

@@ -171,3 +171,12 @@ def test_v2_exports_to_every_target_and_passes_parity(target, precision, tmp_pat
     assert result.parity.passed, result.parity.failures
     if precision == "fp32":
         assert result.parity.metrics["max_rel"] <= bounds_for("fp32", "mobilevitv2")[0].value
+
+
+def test_v2_refuses_the_v1_only_ane_layout_and_reads_local_timm_files_with_v2_preprocessing(tmp_path):
+    result = run_cli("export", "--model", "mobilevitv2_050", "--target", "coreml", "--coreml-layout", "ane", "--out", str(tmp_path))
+    assert result.returncode == 2 and "has no ane layout" in result.stderr and not list(tmp_path.iterdir())
+    data = load_file(str(FIXTURES / "timm_mobilevitv2_050.safetensors"))
+    path = tmp_path / "timm.safetensors"  # no declared source: the family's timm preprocessing (timm's pretrained_cfg: crop 0.888)
+    save_file({k[len("model.") :]: v.float() if v.is_floating_point() else v for k, v in data.items() if k.startswith("model.")}, str(path))
+    assert load_model("mobilevitv2_050", path).preprocessing.crop_pct == 0.888

@@ -86,7 +86,7 @@ def load_model(
         num_classes = int(head.shape[0]) if head is not None and head.ndim == 2 else 1000
     model = create_model(name, num_classes=num_classes, features_only=features_only)
     apply_checkpoint(model, ckpt, spec, MODELS.values())
-    model.preprocessing = source.preprocessing if source else preprocessing_for_layout(ckpt.layout)
+    model.preprocessing = source.preprocessing if source else preprocessing_for_layout(ckpt.layout, spec.family)
     model.source_layout = ckpt.layout
     model.checkpoint_sha256 = ckpt.sha256
     model.pretrained = source.name if source else None
@@ -95,10 +95,11 @@ def load_model(
     return model.eval()
 
 
-def preprocessing_for_layout(layout: str) -> Preprocessing:
-    from .config import CVNETS_PREPROCESSING, HF_PREPROCESSING, TIMM_PREPROCESSING
+def preprocessing_for_layout(layout: str, family: str = "mobilevit") -> Preprocessing:
+    """What a local checkpoint of ``layout`` was trained with, as its model family publishes it."""
+    from .families import get_family
 
-    return {"hf": HF_PREPROCESSING, "cvnets": CVNETS_PREPROCESSING, "timm": TIMM_PREPROCESSING}[layout]
+    return get_family(family).preprocessing[layout]
 
 
 __all__ = [

@@ -15,6 +15,8 @@ import importlib
 import re
 from dataclasses import dataclass, field
 
+from .config import CVNETS_PREPROCESSING, HF_PREPROCESSING, TIMM_PREPROCESSING, V2_TIMM_PREPROCESSING
+
 # ---- MobileViT v1 (arXiv 2110.02178) -------------------------------------------------------
 
 # Hugging Face MobileViTForImageClassification / MobileViTModel -> ours.
@@ -108,8 +110,8 @@ CONV_STAGES_FLOAT = ("stem", "stages.0", "stages.1", "stages.2.0")
 # v2's qkv projection writes the one query channel beside d key and d value channels: an int8
 # activation range shared by all 1 + 2d channels leaves the query (whose softmax over the tokens is
 # the attention) a handful of steps. ONNX Runtime's QDQ int8 of the trained v2-0.5 fell to 21.6 dB
-# PSNR (quant-report: the query split at -8 dB cumulative SQNR). The projection and the mix (split,
-# softmax, context) stay float; the output projection and the FFN run int8.
+# PSNR (parity, 128 images); the whole attention float gave 45.1 dB, the projection and the mix (split,
+# softmax, context) float 44.5 dB with the output projection int8 — what is kept. The FFN runs int8.
 V2_QKV_FLOAT = tuple(f"stages.{s}.1.transformer.{i}.attn.{part}" for part in ("qkv_proj", "mix") for s, depth in ((2, 2), (3, 4), (4, 3)) for i in range(depth))  # fmt: skip
 
 
@@ -125,6 +127,11 @@ class ModelFamily:
     renames: dict = field(default_factory=dict)  # layout -> rename rules to ours ("timm": none)
     float_modules: tuple[str, ...] = CONV_STAGES_FLOAT  # module prefixes int8 keeps in float
     hf_class: str = ""  # transformers' classification class, for the stock benchmark routes
+    # layout -> the preprocessing a local checkpoint of that layout was trained with (registered sources carry their own)
+    preprocessing: dict = field(default_factory=dict)
+    # the spellings ``export_variant`` knows for this network (e.g. "ane": the Neural Engine layout; v2's default
+    # graph already is [B, C, P, N] with 1x1 convolutions)
+    variants: tuple[str, ...] = ()
 
     def model_class(self):
         module, cls = self.builder.split(":")
@@ -154,6 +161,8 @@ register_family(
         ),
         renames={"hf": V1_HF_RULES, "cvnets": V1_CVNETS_RULES, "timm": ()},
         hf_class="MobileViTForImageClassification",
+        preprocessing={"hf": HF_PREPROCESSING, "cvnets": CVNETS_PREPROCESSING, "timm": TIMM_PREPROCESSING},
+        variants=("ane",),
     )
 )  # fmt: skip
 register_family(
@@ -167,6 +176,8 @@ register_family(
         renames={"hf": V2_HF_RULES, "cvnets": V2_CVNETS_RULES, "timm": ()},
         float_modules=CONV_STAGES_FLOAT + V2_QKV_FLOAT,
         hf_class="MobileViTV2ForImageClassification",
+        # HF's v2 processor flips to BGR as its v1 one does; ml-cvnets is read as HF reproduces it
+        preprocessing={"hf": HF_PREPROCESSING, "cvnets": CVNETS_PREPROCESSING, "timm": V2_TIMM_PREPROCESSING},
     )
 )  # fmt: skip
 

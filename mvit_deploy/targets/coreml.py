@@ -11,6 +11,8 @@ import numpy as np
 from .. import __version__
 from .._deps import IS_MACOS, has
 from ..errors import NotOnThisDevice, UsageError
+from ..models.config import get_spec
+from ..models.families import get_family
 from ..quantization import float_modules
 from . import register_target
 from .base import QUANTIZED, Converted, ExportOptions, Option, Runner, Target
@@ -188,6 +190,9 @@ class CoreMLTarget(Target):
         opts = super().resolve(opts)
         if opts.precision == "w8a8" and opts.min_target == "iOS16":
             raise UsageError("w8a8 needs the quantize/dequantize ops of iOS17", "pass --min-target iOS17 (or iOS18)")
+        if opts.coreml_layout != "standard" and opts.coreml_layout not in get_family(get_spec(opts.model).family).variants:
+            raise UsageError(f"{opts.model} has no {opts.coreml_layout} layout (its standard graph is what that layout gives v1)",
+                             "drop --coreml-layout")  # fmt: skip
         return opts
 
     def stem_tags(self, opts):

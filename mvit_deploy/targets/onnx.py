@@ -6,7 +6,7 @@ import contextlib
 import io
 from pathlib import Path
 
-from ..errors import DependencyError
+from ..errors import DependencyError, UsageError
 from ..quantization import FLOAT_MODULES, float_modules
 from . import register_target
 from .base import Converted, ExportOptions, Option, Runner, Target
@@ -30,7 +30,11 @@ class OnnxRunner(Runner):
         opts.inter_op_num_threads = 1
         if denormals == "flush":  # onnxruntime sets flush-to-zero / denormals-are-zero on its threads
             opts.add_session_config_entry("session.set_denormal_as_zero", "1")
-        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime's own Fail / InvalidProtobuf / InvalidGraph: the file, not our code
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise UsageError(f"onnxruntime cannot load {self.path.name} ({first})", "re-export it; a copy may be truncated") from None
         self.input_name = self.session.get_inputs()[0].name
 
     def _one(self, x):
