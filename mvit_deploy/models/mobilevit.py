@@ -282,7 +282,7 @@ class Backbone(nn.Module):
     """stem -> five stages -> a classifier head; ``features_only=True`` returns the five stage outputs instead.
 
     A family's network (v1 here, v2 in ``mobilevit_v2.py``) builds ``stem``, ``stages`` and, unless
-    ``features_only``, its head, and says how the head reads the last stage (``forward_head``).
+    ``features_only``, its head, and defines ``forward_head``: how the head reads the last stage.
     """
 
     features_only: bool = False
@@ -295,9 +295,6 @@ class Backbone(nn.Module):
             x = stage(x)
             feats.append(x)
         return feats
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
 
     def forward(self, x: torch.Tensor):
         if self.features_only:
