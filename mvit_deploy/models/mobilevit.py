@@ -285,7 +285,20 @@ class Backbone(nn.Module):
     ``features_only``, its head, and defines ``forward_head``: how the head reads the last stage.
     """
 
-    features_only: bool = False
+    def __init__(self, cfg, num_classes: int, features_only: bool):
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.features_only = features_only
+        self.stem = ConvNormAct(3, cfg.channels[0], 3, stride=2)
+
+    def conv_stages(self, stage2_blocks: int) -> list[nn.Sequential]:
+        """The two inverted-residual stages at strides 2 and 4 that both families open with."""
+        ch, e = self.cfg.channels, self.cfg.expand_ratio
+        return [
+            nn.Sequential(InvertedResidual(ch[0], ch[1], 1, e)),
+            nn.Sequential(*[InvertedResidual(ch[1] if i == 0 else ch[2], ch[2], 2 if i == 0 else 1, e) for i in range(stage2_blocks)]),
+        ]
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Stage outputs at strides 2, 4, 8, 16, 32."""
@@ -306,16 +319,9 @@ class MobileViT(Backbone):
     """MobileViT v1 classifier; ``features_only=True`` returns the five stage outputs instead."""
 
     def __init__(self, cfg: MobileViTConfig, num_classes: int = 1000, features_only: bool = False):
-        super().__init__()
-        self.cfg = cfg
-        self.num_classes = num_classes
-        self.features_only = features_only
+        super().__init__(cfg, num_classes, features_only)
         ch = cfg.channels
-        self.stem = ConvNormAct(3, ch[0], 3, stride=2)
-        stages = [
-            nn.Sequential(InvertedResidual(ch[0], ch[1], 1, cfg.expand_ratio)),
-            nn.Sequential(*[InvertedResidual(ch[1] if i == 0 else ch[2], ch[2], 2 if i == 0 else 1, cfg.expand_ratio) for i in range(3)]),
-        ]
+        stages = self.conv_stages(stage2_blocks=3)
         for s, (dim, depth) in enumerate(zip(cfg.transformer_dims, cfg.transformer_depths)):
             cin, cout = ch[s + 2], ch[s + 3]
             stages.append(

@@ -90,16 +90,9 @@ class MobileViTV2(Backbone):
     returns the five stage outputs instead."""
 
     def __init__(self, cfg: MobileViTV2Config, num_classes: int = 1000, features_only: bool = False):
-        super().__init__()
-        self.cfg = cfg
-        self.num_classes = num_classes
-        self.features_only = features_only
+        super().__init__(cfg, num_classes, features_only)
         ch = cfg.channels
-        self.stem = ConvNormAct(3, ch[0], 3, stride=2)
-        stages = [
-            nn.Sequential(InvertedResidual(ch[0], ch[1], 1, cfg.expand_ratio)),
-            nn.Sequential(InvertedResidual(ch[1], ch[2], 2, cfg.expand_ratio), InvertedResidual(ch[2], ch[2], 1, cfg.expand_ratio)),
-        ]
+        stages = self.conv_stages(stage2_blocks=2)
         for s, (dim, depth) in enumerate(zip(cfg.attn_dims, cfg.attn_depths)):
             cin, cout = ch[s + 2], ch[s + 3]
             stages.append(nn.Sequential(InvertedResidual(cin, cout, 2, cfg.expand_ratio),
