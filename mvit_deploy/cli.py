@@ -480,8 +480,18 @@ def eval_cmd(artifacts, data, labels, n, weights, threads, as_json):
 @click.option("--remote-python", default="python3", show_default=True, help="ssh: the board's Python (with mvit-deploy[device] deps).")
 @click.option("--benchmark-binary", type=click.Path(dir_okay=False, path_type=str), multiple=True, help=_adb_help())
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), default=None, help="Write the result JSON here.")
-def bench(artifacts, threads, warmup, iters, device, reference, identity, ssh_options, remote_python, benchmark_binary, json_out, **runtime_options):
-    """Latency of ARTIFACTS on a device, with load time, percentiles, memory and size."""
+@click.option("--baseline", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="A previous run's --json: exit 1 if an artifact's median got slower by more than --max-regression beyond noise.")
+@click.option("--max-regression", default="10%", show_default=True, help="With --baseline: the slowdown of the median that fails.")
+def bench(artifacts, threads, warmup, iters, device, reference, identity, ssh_options, remote_python, benchmark_binary, json_out, baseline,
+          max_regression, **runtime_options):  # fmt: skip
+    """Latency of ARTIFACTS on a device, with load time, percentiles, memory and size.
+
+    \b
+    With --baseline: each artifact's rounds are tested against the baseline's (one-sided
+    Mann-Whitney U and a bootstrap interval of the median ratio, bench/compare.py); a
+    slowdown past --max-regression that is not noise exits 1 and says by how much.
+    """
     from pathlib import Path
 
     from rich.console import Console
@@ -489,11 +499,15 @@ def bench(artifacts, threads, warmup, iters, device, reference, identity, ssh_op
 
     from .artifact import staged
     from .bench import run_on_device
+    from .bench.compare import describe, gate, load_baseline, parse_regression
 
+    bound = parse_regression(max_regression)
+    base = load_baseline(baseline) if baseline else None  # a bad baseline is refused before anything is measured
     result = run_on_device(
         device, artifacts, threads, warmup, iters, reference=reference, runtime_options={k: v for k, v in runtime_options.items() if v is not None},
         identity=identity, ssh_options=ssh_options, remote_python=remote_python, benchmark_binary=benchmark_binary,
     )
+    regressions = gate(result, base, baseline, bound) if base is not None else []
     dev = result["device"]
     table = Table(title=f"{dev['name']} ({dev['kind']}): {dev['cpu']}, {dev['cores']} cores, {threads} threads")
     for col in ("artifact", "runtime", "load ms", "min", "p50", "p90", "p99", "mean ± std ms", "img/s", "RSS+ MB", "MB"):
@@ -520,10 +534,38 @@ def bench(artifacts, threads, warmup, iters, device, reference, identity, ssh_op
                 "activations underflow (untrained or badly scaled weights?) — use trained weights, or time it as phones run it with --denormals flush",
                 highlight=False, soft_wrap=True,
             )  # fmt: skip
+    if base is not None:
+        _print_comparison(console, result)
     if json_out:
         with staged(Path(json_out)) as tmp:
             tmp.write_text(json.dumps(result, indent=2, allow_nan=False))
         console.print(f"wrote {json_out}", highlight=False)
+    if regressions:
+        _fail(f"latency regression past {bound:.0%} against {baseline}: " + "; ".join(describe(r) for r in regressions), 1)
+
+
+def _print_comparison(console, result: dict) -> None:
+    from pathlib import Path
+
+    from rich.table import Table
+
+    b = result["baseline"]
+    if not b["same_device"]:
+        console.print(f"warning: the baseline was measured on {b['device']!r}, not this device: the comparison mixes machines", highlight=False)
+    table = Table(title=f"against {b['file']} (fails past +{b['max_regression']:.0%}: {b['method']})")
+    for col in ("artifact", "baseline p50", "p50", "change", "95% CI", "p", "verdict"):
+        table.add_column(col, no_wrap=True)
+    colour = {"regression": "red", "faster": "green"}
+    for r in result["results"]:
+        c = r["comparison"]
+        if c["verdict"] == "no baseline":
+            table.add_row(Path(r["artifact"]).name, "-", "-", "-", "-", "-", "no baseline")
+            continue
+        lo, hi = c["ci95"]
+        verdict = f"[{colour[c['verdict']]}]{c['verdict']}[/]" if c["verdict"] in colour else c["verdict"]
+        table.add_row(Path(r["artifact"]).name, f"{c['baseline_p50_ms']:.2f}", f"{c['p50_ms']:.2f}", f"{c['change']:+.1%}",
+                      f"{lo:+.1%} .. {hi:+.1%}", f"{c['p_value']:.1g}", verdict)  # fmt: skip
+    console.print(table)
 
 
 @main.command("ane-check")

@@ -297,3 +297,45 @@ def test_onnx_denormals_flush_option_flushes(tmp_path):
     out = {mode: float(subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, check=True).stdout) for mode in ("keep", "flush")}
     assert out["keep"] == pytest.approx(float(d[0, 0] * np.float32(1e30)), rel=1e-3)
     assert out["flush"] == 0.0
+
+
+def _scaled(src: Path, dst: Path, factor: float) -> Path:
+    """``src``'s run as a baseline whose every round took ``factor`` times as long."""
+    data = json.loads(src.read_text())
+    for r in data["results"]:
+        lat = r["latency_ms"]
+        lat["samples"] = [v * factor for v in lat["samples"]]
+        for k in ("min", "p50", "p90", "p99", "mean", "std"):
+            lat[k] *= factor
+    dst.write_text(json.dumps(data))
+    return dst
+
+
+def test_latency_gate_fails_a_regression_and_passes_noise(artifacts, tmp_path):
+    first = tmp_path / "first.json"
+    assert run_cli("bench", str(artifacts["onnx"]), "--iters", "20", "--warmup", "2", "--json", str(first)).returncode == 0
+    samples = json.loads(first.read_text())["results"][0]["latency_ms"]["samples"]
+    assert len(samples) == 20 and np.median(samples) == pytest.approx(json.loads(first.read_text())["results"][0]["latency_ms"]["p50"], rel=1e-3)
+    # the same artifact again against a baseline that was twice as fast: a 100 % regression
+    second = tmp_path / "second.json"
+    fast = _scaled(first, tmp_path / "fast.json", 0.5)
+    result = run_cli("bench", str(artifacts["onnx"]), "--iters", "20", "--warmup", "2", "--baseline", str(fast), "--max-regression", "30%", "--json", str(second))
+    assert result.returncode == 1, result.stderr
+    assert "latency regression past 30%" in result.stderr and artifacts["onnx"].name in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    c = json.loads(second.read_text())["results"][0]["comparison"]
+    assert c["verdict"] == "regression" and c["change"] > 0.3 and c["ci95"][0] > 0
+    assert json.loads(second.read_text())["baseline"]["max_regression"] == pytest.approx(0.3)
+    # against its own first run, a 30 % bound: noise passes (on this shared machine, runs differ by a few %)
+    result = run_cli("bench", str(artifacts["onnx"]), "--iters", "20", "--warmup", "2", "--baseline", str(first), "--max-regression", "30%")
+    assert result.returncode == 0, result.stderr
+    assert "within" in result.stdout or "faster" in result.stdout
+
+
+def test_latency_gate_refuses_a_bad_baseline_before_measuring(artifacts, tmp_path):
+    old = _bench_json(tmp_path, "host", "local", 8.0)  # an old result: no raw samples
+    result = run_cli("bench", str(artifacts["onnx"]), "--baseline", str(old))
+    assert result.returncode == 2 and "keeps no raw latency samples" in result.stderr
+    result = run_cli("bench", str(artifacts["onnx"]), "--baseline", str(tmp_path / "missing.json"))
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    result = run_cli("bench", str(artifacts["onnx"]), "--baseline", str(old), "--max-regression", "lots")
+    assert result.returncode == 2 and "--max-regression 'lots' is not a percentage" in result.stderr

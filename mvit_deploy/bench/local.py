@@ -7,10 +7,12 @@ Result schema ``mvit-deploy/bench/1`` (one JSON object):
     settings      {threads, warmup, iters, interleaved: true}
     results[]     one per artifact (and per PyTorch reference when asked):
       artifact, model, target, precision, runtime, input_size, bytes,
-      load_ms, latency_ms {min, p50, p90, p99, mean, std}, throughput_ips,
+      load_ms, latency_ms {min, p50, p90, p99, mean, std, samples (raw rounds, ms)}, throughput_ips,
       rss_delta_mb (resident memory added by loading + running it), parity (from its manifest, if any)
     peak_rss_mb   the process's peak resident memory
     skipped[]     {artifact, reason} for artifacts this device cannot run (e.g. Core ML off macOS)
+    baseline      with ``bench --baseline``: {file, max_regression, method, same_device, device}, and in each
+                  result ``comparison`` {baseline_p50_ms, p50_ms, change, ci95, p_value, verdict} (bench/compare.py)
 
 Artifacts are measured round by round (each artifact once per round, ``iters`` rounds),
 so a burst of load on a noisy machine hits every artifact alike.
@@ -81,7 +83,9 @@ def device_info(kind: str = "local", name: str | None = None) -> dict:
     }
 
 
-def latency_stats(seconds: list[float]) -> dict[str, float]:
+def latency_stats(seconds: list[float]) -> dict:
+    """Percentiles of one artifact's rounds, and the raw rounds in ms (``samples``: a later run's
+    ``--baseline`` tests against them, bench/compare.py)."""
     ms = np.asarray(seconds) * 1e3
     return {
         "min": float(ms.min()),
@@ -90,6 +94,7 @@ def latency_stats(seconds: list[float]) -> dict[str, float]:
         "p99": float(np.percentile(ms, 99)),
         "mean": float(ms.mean()),
         "std": float(ms.std(ddof=1)) if len(ms) > 1 else 0.0,
+        "samples": [round(float(v), 4) for v in ms],
     }
 
 

@@ -1,0 +1,158 @@
+"""Latency regression gate: this run's raw samples against a baseline run's, per artifact. Numpy only.
+
+A p50 that moved is not yet a regression: two runs of the same artifact on the same board differ by
+a few percent (thermal state, background load, cache layout). An artifact is a **regression** when
+all three hold:
+
+- its median moved up by more than ``max_regression`` (the point estimate the user bounds);
+- the shift is unlikely to be noise: a one-sided Mann–Whitney U test on the two sample sets
+  (rank-based, so a few outlier rounds do not decide it) gives ``p < ALPHA``;
+- the 95 % bootstrap confidence interval of the relative change of the median lies above zero.
+
+Faster artifacts are reported the same way in the other direction; a shift that is significant but
+under the bound is "within bound", one that is not significant is "within noise". An artifact absent
+from the baseline is "no baseline" and does not fail the gate.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+
+ALPHA = 0.01  # one-sided; measured: 200 same-distribution pairs (tests/test_bench_gate.py) give no false regression
+BOOTSTRAP = 2000
+METHOD = f"median shift > bound, one-sided Mann-Whitney U p < {ALPHA}, 95% bootstrap CI of the median ratio above 1"
+MIN_SAMPLES = 5
+
+
+def parse_regression(value: str) -> float:
+    """``"10%"``, ``"10"`` or ``"0.1"`` -> 0.10."""
+    text = str(value).strip()
+    try:
+        number = float(text.rstrip("%"))
+    except ValueError:
+        raise UsageError(f"--max-regression {value!r} is not a percentage", "write it like 10% (a 10 % slower median fails)") from None
+    fraction = number / 100 if text.endswith("%") or number >= 1 else number
+    if not 0 < fraction < 10 or not math.isfinite(fraction):
+        raise UsageError(f"--max-regression {value!r} is out of range", "give a slowdown between 0% and 1000%, e.g. 10%")
+    return fraction
+
+
+def _norm_sf(z: float) -> float:
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def mann_whitney_greater(x, y) -> float:
+    """One-sided p-value that ``x`` tends to be larger than ``y`` (normal approximation, tie-corrected)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    n1, n2 = len(x), len(y)
+    both = np.concatenate([x, y])
+    order = np.argsort(both, kind="mergesort")
+    ranks = np.empty(len(both))
+    sorted_vals = both[order]
+    # average ranks over ties
+    _, first, counts = np.unique(sorted_vals, return_index=True, return_counts=True)
+    avg = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(avg, counts)
+    u = ranks[:n1].sum() - n1 * (n1 + 1) / 2.0
+    n = n1 + n2
+    tie_term = float((counts**3 - counts).sum()) / (n * (n - 1)) if n > 1 else 0.0
+    sigma = math.sqrt(n1 * n2 / 12.0 * ((n + 1) - tie_term))
+    if sigma == 0:
+        return 0.5
+    z = (u - n1 * n2 / 2.0 - 0.5) / sigma  # continuity correction
+    return _norm_sf(z)
+
+
+def median_ratio_ci(current, baseline, rounds: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of median(current) / median(baseline) - 1."""
+    rng = np.random.default_rng(seed)
+    cur, base = np.asarray(current, float), np.asarray(baseline, float)
+    c = np.median(cur[rng.integers(0, len(cur), (rounds, len(cur)))], axis=1)
+    b = np.median(base[rng.integers(0, len(base), (rounds, len(base)))], axis=1)
+    lo, hi = np.percentile(c / b - 1.0, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def compare_samples(current, baseline, max_regression: float) -> dict:
+    cur, base = np.asarray(current, float), np.asarray(baseline, float)
+    change = float(np.median(cur) / np.median(base) - 1.0)
+    lo, hi = median_ratio_ci(cur, base)
+    p_slower, p_faster = mann_whitney_greater(cur, base), mann_whitney_greater(base, cur)
+    if change > max_regression and p_slower < ALPHA and lo > 0:
+        verdict, p = "regression", p_slower
+    elif change < -max_regression and p_faster < ALPHA and hi < 0:
+        verdict, p = "faster", p_faster
+    elif min(p_slower, p_faster) < ALPHA and (lo > 0 or hi < 0):
+        verdict, p = "within bound", min(p_slower, p_faster)
+    else:
+        verdict, p = "within noise", min(p_slower, p_faster)
+    return {
+        "baseline_p50_ms": float(np.median(base)),
+        "p50_ms": float(np.median(cur)),
+        "change": change,
+        "ci95": [lo, hi],
+        "p_value": float(p),
+        "verdict": verdict,
+    }
+
+
+def _key(result: dict) -> tuple[str, str]:
+    return Path(result["artifact"]).name, result["runtime"]
+
+
+def _samples(result: dict):
+    s = (result.get("latency_ms") or {}).get("samples")
+    if isinstance(s, list) and len(s) >= MIN_SAMPLES and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in s):
+        return s
+    return None
+
+
+def load_baseline(path) -> dict:
+    """The baseline bench JSON, checked before anything is measured."""
+    from ..report import load_results  # the same strict reader the report uses
+
+    (run,) = load_results([path])
+    if not any(_samples(r) for r in run["results"]):
+        raise UsageError(
+            f"baseline {path} keeps no raw latency samples (written by an older mvit-deploy, or an adb benchmark binary)",
+            "re-run the baseline with this version: `mvit-deploy bench ... --json previous.json`",
+        )
+    return run
+
+
+def gate(result: dict, baseline: dict, baseline_path, max_regression: float) -> list[dict]:
+    """Add ``comparison`` to each result and ``baseline`` to ``result``; return the regressions."""
+    by_key = {_key(r): r for r in baseline["results"]}
+    regressions = []
+    for r in result["results"]:
+        base = by_key.get(_key(r))
+        cur_s, base_s = _samples(r), base and _samples(base)
+        if base is None or base_s is None or cur_s is None:
+            r["comparison"] = {"verdict": "no baseline", "p50_ms": r["latency_ms"].get("p50")}
+            continue
+        r["comparison"] = compare_samples(cur_s, base_s, max_regression)
+        if r["comparison"]["verdict"] == "regression":
+            regressions.append(r)
+    same = (baseline["device"].get("name"), baseline["device"].get("cpu")) == (result["device"].get("name"), result["device"].get("cpu"))
+    result["baseline"] = {
+        "file": str(baseline_path),
+        "max_regression": max_regression,
+        "method": METHOD,
+        "same_device": same,
+        "device": baseline["device"].get("name"),
+    }
+    return regressions
+
+
+def describe(r: dict) -> str:
+    c = r["comparison"]
+    lo, hi = c["ci95"]
+    return (
+        f"{Path(r['artifact']).name} ({r['runtime']}): p50 {c['baseline_p50_ms']:.2f} -> {c['p50_ms']:.2f} ms, "
+        f"{c['change']:+.1%} (95% CI {lo:+.1%} .. {hi:+.1%}, p={c['p_value']:.1g})"
+    )
