@@ -27,7 +27,8 @@ $(STAMP):
 venv: $(STAMP)
 
 # The main job on the shipped, trained Fashion-MNIST XXS (no network): classify a shipped test
-# image, export every target in fp32/fp16 and int8, parity for each, fp32 vs int8 accuracy, a report.
+# image, export every target in fp32/fp16 and int8, parity for each, fp32 vs int8 accuracy, a report,
+# and every artifact again as a pytest parity case (the plugin users run in their CI).
 DEMO := $(VENV)/bin/mvit-deploy
 DEMO_MODEL := --model mobilevit_xxs --pretrained fashion
 demo: venv
@@ -39,6 +40,7 @@ demo: venv
 	$(DEMO) eval demo-out/*.onnx demo-out/*.tflite demo-out/*.mlpackage --data fashion-mnist:subset
 	$(DEMO) bench demo-out/mobilevit_xxs-onnx-fp32.onnx demo-out/mobilevit_xxs-onnx-int8.onnx demo-out/mobilevit_xxs-tflite-fp32.tflite demo-out/mobilevit_xxs-tflite-int8.tflite --iters 30 --json demo-out/bench-host.json
 	$(DEMO) report demo-out/bench-host.json --out demo-out/report
+	$(PY) -m pytest demo-out --mvit-artifacts demo-out --junit-xml demo-out/parity.xml -q -p no:cacheprovider
 
 # pytest exits 5 when it collects nothing: say so and fail, a suite that tests nothing is not green.
 test: venv

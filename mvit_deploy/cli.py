@@ -75,7 +75,7 @@ def main():
     \b
     Exit codes, the same for every command:
       0  ok
-      1  a bound or check failed (parity, eval, export's parity)
+      1  a bound or check failed (parity, eval, export's parity, bench --baseline)
       2  usage or input error: bad flag, file or folder (one line names it and the fix)
       3  internal error: one line, and the traceback in a log file to report
       130/143  interrupted (Ctrl-C / SIGTERM); nothing partial is left behind
@@ -309,8 +309,6 @@ def export(
     """Export a MobileViT and check the artifact against PyTorch."""
     from pathlib import Path
 
-    from rich.console import Console
-
     from .images import image_files
     from .models import check_input_size
     from .targets import ExportOptions, get_target
@@ -340,12 +338,12 @@ def export(
 
     from .export import export as run_export
 
+    from .progress import progress_line
+
     results = []
-    console = Console(stderr=True)
-    for name in names:
-        with console.status(f"{name}: starting") as status:
-            result = run_export(opts[name], on_step=lambda s, n=name: status.update(f"{n}: {s}"))
-        results.append(result)
+    with progress_line(quiet=as_json) as line:
+        for name in names:
+            results.append(run_export(opts[name], on_step=lambda s, n=name: line.step(f"{n}: {s}")))
     rows = [{"artifact": str(r.artifact), **(r.manifest.get("parity") or {})} for r in results]
     if as_json:
         _echo_json({"artifacts": [
@@ -381,7 +379,10 @@ def parity_cmd(artifact, images, n, weights, threads, as_json, junit_xml):
 
     from .parity import parity
 
-    report = parity(artifact, images=images, n=n, weights=weights, threads=threads)
+    from .progress import progress_line
+
+    with progress_line(quiet=as_json) as line:
+        report = parity(artifact, images=images, n=n, weights=weights, threads=threads, on_step=line.step)
     if junit_xml:
         from .artifact import staged
 
@@ -402,13 +403,19 @@ def parity_cmd(artifact, images, n, weights, threads, as_json, junit_xml):
 @click.option("--json", "as_json", is_flag=True)
 def quant_report_cmd(artifact, n, top, weights, as_json):
     """Per-layer SQNR of an int8 ARTIFACT vs its float twin, worst first."""
+    from pathlib import Path
+
     from rich.console import Console
     from rich.table import Table
 
     from .metrics import finite_or_none
     from .quant_report import blocks_summary, quant_report, to_dict
 
-    layers = quant_report(artifact, n=n, weights=weights)
+    from .progress import progress_line
+
+    with progress_line(quiet=as_json) as line:
+        line.step(f"quant-report: {Path(artifact).name} and its float twin, layer by layer")
+        layers = quant_report(artifact, n=n, weights=weights)
     if as_json:
         _echo_json({"layers": to_dict(layers), "blocks": finite_or_none(blocks_summary(layers))})  # SQNR of identical tensors: null
         return
@@ -449,7 +456,10 @@ def eval_cmd(artifacts, data, labels, n, weights, threads, as_json):
 
     from .evaluate import evaluate
 
-    report = evaluate(artifacts, data, labels, n=n, threads=threads, weights=weights)
+    from .progress import progress_line
+
+    with progress_line(quiet=as_json) as line:
+        report = evaluate(artifacts, data, labels, n=n, threads=threads, weights=weights, on_step=line.step)
     if as_json:
         _echo_json(report.to_dict())
     else:
@@ -472,18 +482,20 @@ def eval_cmd(artifacts, data, labels, n, weights, threads, as_json):
 @threads_option
 @click.option("--warmup", type=int, default=5, show_default=True, callback=_at_least(0, 5))
 @click.option("--iters", type=int, default=50, show_default=True, callback=_at_least(2, 50), help="Measured rounds (every artifact once per round).")
-@click.option("--device", default="local", show_default=True, help="local | ssh://user@host[:port] | adb[:serial]")
+@click.option("--device", "devices", multiple=True, default=["local"], show_default=True,
+              help='local | ssh://user@host[:port] | adb[:serial] | aihub:"<AI Hub device name>" (repeat aihub: for several phones at once).')
 @click.option("--reference", is_flag=True, help="Also time the PyTorch eager reference (needs torch; local only).")
 @_target_options("bench")
 @click.option("--identity", type=click.Path(dir_okay=False, path_type=str), default=None, help="ssh: private key file.")
 @click.option("--ssh-option", "ssh_options", multiple=True, help="ssh: extra -o KEY=VALUE (repeatable).")
 @click.option("--remote-python", default="python3", show_default=True, help="ssh: the board's Python (with mvit-deploy[device] deps).")
 @click.option("--benchmark-binary", type=click.Path(dir_okay=False, path_type=str), multiple=True, help=_adb_help())
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), default=None, help="Write the result JSON here.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Write the result JSON here (several devices: one file each, FILE's stem + the device's name).")
 @click.option("--baseline", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="A previous run's --json: exit 1 if an artifact's median got slower by more than --max-regression beyond noise.")
 @click.option("--max-regression", default="10%", show_default=True, help="With --baseline: the slowdown of the median that fails.")
-def bench(artifacts, threads, warmup, iters, device, reference, identity, ssh_options, remote_python, benchmark_binary, json_out, baseline,
+def bench(artifacts, threads, warmup, iters, devices, reference, identity, ssh_options, remote_python, benchmark_binary, json_out, baseline,
           max_regression, **runtime_options):  # fmt: skip
     """Latency of ARTIFACTS on a device, with load time, percentiles, memory and size.
 
@@ -495,37 +507,70 @@ def bench(artifacts, threads, warmup, iters, device, reference, identity, ssh_op
     from pathlib import Path
 
     from rich.console import Console
-    from rich.table import Table
 
     from .artifact import staged
-    from .bench import run_on_device
+    from .bench import run_on_devices
     from .bench.compare import describe, gate, load_baseline, parse_regression
+    from .progress import progress_line
 
     bound = parse_regression(max_regression)
+    if baseline and len(set(devices)) > 1:
+        raise UsageError("--baseline holds one device's run, and several --device were given", "gate each device in its own bench run")
     base = load_baseline(baseline) if baseline else None  # a bad baseline is refused before anything is measured
-    result = run_on_device(
-        device, artifacts, threads, warmup, iters, reference=reference, runtime_options={k: v for k, v in runtime_options.items() if v is not None},
-        identity=identity, ssh_options=ssh_options, remote_python=remote_python, benchmark_binary=benchmark_binary,
-    )
-    regressions = gate(result, base, baseline, bound) if base is not None else []
+    with progress_line() as line:
+        line.step("loading the artifacts")
+        results = run_on_devices(
+            devices, artifacts, threads, warmup, iters, reference=reference, runtime_options={k: v for k, v in runtime_options.items() if v is not None},
+            identity=identity, ssh_options=ssh_options, remote_python=remote_python, benchmark_binary=benchmark_binary,
+            on_round=lambda i, n: line.count("benchmark rounds", i, n), progress=line.step,
+        )  # fmt: skip
+    console = Console(width=max(Console().width, 170))
+    regressions = []
+    for result in results:
+        if base is not None:
+            regressions += gate(result, base, baseline, bound)
+        _print_bench(console, result, threads)
+        if base is not None:
+            _print_comparison(console, result)
+    if json_out:
+        for result in results:
+            path = Path(json_out) if len(results) == 1 else Path(json_out).with_name(f"{Path(json_out).stem}-{_slug(result['device']['name'])}.json")
+            with staged(path) as tmp:
+                tmp.write_text(json.dumps(result, indent=2, allow_nan=False))
+            console.print(f"wrote {path}", highlight=False)
+    if regressions:
+        _fail(f"latency regression past {bound:.0%} against {baseline}: " + "; ".join(describe(r) for r in regressions), 1)
+
+
+def _slug(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "device"
+
+
+def _print_bench(console, result: dict, threads: int) -> None:
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from .bench.local import DENORMAL_SLOWDOWN
+
     dev = result["device"]
-    table = Table(title=f"{dev['name']} ({dev['kind']}): {dev['cpu']}, {dev['cores']} cores, {threads} threads")
+    cores = f"{dev['cores']} cores, {threads} threads" if dev.get("cores") else "hosted"
+    table = Table(title=f"{dev['name']} ({dev['kind']}): {dev['cpu']}, {cores}")
     for col in ("artifact", "runtime", "load ms", "min", "p50", "p90", "p99", "mean ± std ms", "img/s", "RSS+ MB", "MB"):
         table.add_column(col, no_wrap=True)
+    f = lambda v, spec=".2f": "-" if v is None else format(v, spec)  # noqa: E731
     for r in result["results"]:
         lat = r["latency_ms"]
-        f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
         table.add_row(
-            Path(r["artifact"]).name, r["runtime"], f"{r['load_ms']:.0f}", f(lat["min"]), f(lat["p50"]), f(lat["p90"]), f(lat["p99"]),
-            f"{lat['mean']:.2f} ± {lat['std']:.2f}", f"{r['throughput_ips']:.1f}", "-" if r["rss_delta_mb"] is None else f"{r['rss_delta_mb']:.0f}",
+            Path(r["artifact"]).name, r["runtime"], f(r["load_ms"], ".0f"), f(lat["min"]), f(lat["p50"]), f(lat["p90"]), f(lat["p99"]),
+            f"{lat['mean']:.2f} ± {lat['std']:.2f}", f(r.get("throughput_ips"), ".1f"), f(r.get("rss_delta_mb"), ".0f"),
             "-" if r["bytes"] is None else f"{r['bytes'] / 1e6:.1f}",
         )
-    console = Console(width=max(Console().width, 170))
     console.print(table)
     for s in result["skipped"]:
         console.print(f"not measured: {Path(s['artifact']).name}: {s['reason']}", highlight=False)
-    from .bench.local import DENORMAL_SLOWDOWN
-
     for r in result["results"]:
         slow = r.get("denormal_slowdown")
         if slow is not None and slow >= DENORMAL_SLOWDOWN:
@@ -534,14 +579,6 @@ def bench(artifacts, threads, warmup, iters, device, reference, identity, ssh_op
                 "activations underflow (untrained or badly scaled weights?) — use trained weights, or time it as phones run it with --denormals flush",
                 highlight=False, soft_wrap=True,
             )  # fmt: skip
-    if base is not None:
-        _print_comparison(console, result)
-    if json_out:
-        with staged(Path(json_out)) as tmp:
-            tmp.write_text(json.dumps(result, indent=2, allow_nan=False))
-        console.print(f"wrote {json_out}", highlight=False)
-    if regressions:
-        _fail(f"latency regression past {bound:.0%} against {baseline}: " + "; ".join(describe(r) for r in regressions), 1)
 
 
 def _print_comparison(console, result: dict) -> None:
@@ -654,11 +691,14 @@ def _print_ane_report(report, comparison, show_all: bool) -> None:
 @main.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=str))
-def report(results, out_dir):
-    """Build report.md and a self-contained report.html from bench RESULTS (JSON)."""
+@click.option("--eval", "eval_files", multiple=True, type=click.Path(path_type=str),
+              help="What `mvit-deploy eval ... --json` printed, saved to a file (repeatable): accuracy beside latency, matched by artifact file name.")
+def report(results, out_dir, eval_files):
+    """Build report.md and a self-contained report.html from bench RESULTS (JSON): a latency matrix per
+    device and run, box plots of the rounds, the baseline comparison, fidelity and accuracy, artifact metadata."""
     from .report import write_report
 
-    md, page = write_report(results, out_dir)
+    md, page = write_report(results, out_dir, eval_files)
     click.echo(f"wrote {md}")
     click.echo(f"wrote {page}")
 

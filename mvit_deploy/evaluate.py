@@ -131,7 +131,7 @@ def _drop_ci95(ref_hit: np.ndarray, art_hit: np.ndarray) -> tuple[float, float]:
     return float(d.mean() - half), float(d.mean() + half)
 
 
-def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: int | None = None, weights=None) -> EvalReport:
+def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: int | None = None, weights=None, on_step=lambda s: None) -> EvalReport:
     """Top-1/top-5 of each artifact and of its PyTorch reference on one labeled set.
 
     The reference runs once per (checkpoint, input size, preprocessing); the set must be the
@@ -149,6 +149,7 @@ def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: i
     keys = {(m.get("domain"), m["input"]["size"], json.dumps(m["input"]["preprocessing"], sort_keys=True)) for m in manifests}
     if len(keys) > 1:
         raise UsageError("these artifacts need different evaluation inputs (domain, size or preprocessing)", "evaluate them in separate runs")
+    on_step("reading the labeled images")
     x, targets, what = labeled_inputs(manifests[0], data, labels, n)
     references: dict[str, np.ndarray] = {}
     rows = []
@@ -156,8 +157,10 @@ def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: i
         ckpt = manifest["checkpoint"]
         key = f"{manifest['model']}:{ckpt.get('sha256') or ckpt['layout']}:{manifest['output']['classes']}"
         if key not in references:
+            on_step(f"PyTorch reference on {len(x)} images")
             references[key] = reference_logits(reference_model(manifest, weights), x)
         ref = references[key]
+        on_step(f"{Path(artifact).name} on {len(x)} images")
         got = load_runner(artifact, manifest, threads)(x)
         ref_acc, art_acc = topk_accuracy(ref, targets), topk_accuracy(got, targets)
         drop = (ref_acc["top1"] - art_acc["top1"]) * 100

@@ -145,7 +145,8 @@ def reference_logits(model, x: np.ndarray) -> np.ndarray:
     return logits
 
 
-def parity(artifact: str | Path, images=None, n: int | None = None, weights=None, threads: int | None = None, model=None) -> ParityReport:
+def parity(artifact: str | Path, images=None, n: int | None = None, weights=None, threads: int | None = None, model=None,
+           on_step=lambda s: None) -> ParityReport:  # fmt: skip
     """Compare an exported artifact with its PyTorch reference on real photos."""
     from .runtimes import load_runner
 
@@ -153,6 +154,9 @@ def parity(artifact: str | Path, images=None, n: int | None = None, weights=None
     manifest = read_manifest(artifact)
     check_reference_weights(manifest, weights)
     x = parity_inputs(manifest, images, n)  # a bad --images folder or --n is refused before any model loads
+    on_step(f"loading {artifact.name}")
     runner = load_runner(artifact, manifest, threads)
+    on_step(f"PyTorch reference on {len(x)} images")
     ref = reference_logits(model if model is not None else reference_model(manifest, weights), x)
+    on_step(f"{artifact.name} on {len(x)} images")
     return judge(artifact, manifest["target"], manifest["precision"], ref, runner(x), runner.runtime, manifest_family(manifest))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -91,3 +93,30 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, memory
     return subprocess.run(
         cmd + list(args), capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600, preexec_fn=cap if memory_cap else None
     )
+
+
+def break_onnx(src, dst, how: str):
+    """A deliberately wrong conversion: the artifact keeps running, its numbers are wrong."""
+    import onnx
+
+    from mvit_deploy.artifact import manifest_path, tree_sha256
+    from onnx import numpy_helper
+
+    model = onnx.load(str(src))
+    inits = {t.name: t for t in model.graph.initializer}
+    arrays = {n: numpy_helper.to_array(t) for n, t in inits.items()}
+    if how == "swapped channels":  # RGB read as BGR: the stem conv's input channels reversed
+        name = next(n for n, a in arrays.items() if a.ndim == 4 and a.shape[1] == 3)
+        new = arrays[name][:, ::-1].copy()
+    elif how == "dropped bias":  # the classifier's bias lost
+        classes = json.loads(manifest_path(src).read_text())["output"]["classes"]
+        name = next(n for n, a in arrays.items() if a.ndim == 1 and a.shape[0] == classes)
+        new = np.zeros_like(arrays[name])
+    else:  # "transposed weight": a square linear weight stored transposed
+        name = next(n for n, a in arrays.items() if a.ndim == 2 and a.shape[0] == a.shape[1] and a.shape[0] > 10)
+        new = arrays[name].T.copy()
+    inits[name].CopyFrom(numpy_helper.from_array(new, name))
+    onnx.save(model, str(dst))
+    manifest = json.loads(manifest_path(src).read_text())
+    manifest["sha256"] = tree_sha256(dst)
+    manifest_path(dst).write_text(json.dumps(manifest))

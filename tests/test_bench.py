@@ -238,31 +238,6 @@ def _bench_json(tmp_path, name, kind, ms):
     return path
 
 
-def test_report_builds_md_and_html_and_renders_in_chromium(tmp_path):
-    host, pi = _bench_json(tmp_path, "host", "local", 8.0), _bench_json(tmp_path, "raspberrypi", "ssh", 45.0)
-    result = run_cli("report", str(host), str(pi), "--out", str(tmp_path / "rep"))
-    assert result.returncode == 0, result.stderr
-    md = (tmp_path / "rep" / "report.md").read_text()
-    assert md.count("| raspberrypi (ssh) |") == 2 and "| 45.00 |" in md and "| 36.0 |" in md
-    page = (tmp_path / "rep" / "report.html").read_text()
-    assert page.count("<svg") == 2 and "<script" not in page and "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not chromium:
-        pytest.skip(reason="needs Debian's chromium (.ci/run installs it); CI runs this")
-    shot = tmp_path / "shot.png"
-    subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1100,1400",
-         f"--screenshot={shot}", (tmp_path / "rep" / "report.html").as_uri()],
-        capture_output=True, timeout=120,
-    )  # fmt: skip
-    assert shot.exists(), "chromium wrote no screenshot"
-    pixels = np.asarray(Image.open(shot).convert("RGB"), np.float32)
-    assert pixels.std() > 10, "the rendered report is blank"
-    colored = np.abs(pixels - pixels.mean(axis=2, keepdims=True)).max(axis=2) > 60
-    assert colored.mean() > 0.003, "no plot bars rendered"
-
-
 def test_report_rejects_non_bench_json(tmp_path):
     bad = tmp_path / "x.json"
     bad.write_text('{"schema": "other"}')
@@ -316,14 +291,14 @@ def test_latency_gate_fails_a_regression_and_passes_noise(artifacts, tmp_path):
     assert run_cli("bench", str(artifacts["onnx"]), "--iters", "20", "--warmup", "2", "--json", str(first)).returncode == 0
     samples = json.loads(first.read_text())["results"][0]["latency_ms"]["samples"]
     assert len(samples) == 20 and np.median(samples) == pytest.approx(json.loads(first.read_text())["results"][0]["latency_ms"]["p50"], rel=1e-3)
-    # the same artifact again against a baseline that was twice as fast: a 100 % regression
+    # the same artifact again against a baseline 2.5 times as fast: a 150 % regression
     second = tmp_path / "second.json"
-    fast = _scaled(first, tmp_path / "fast.json", 0.5)
+    fast = _scaled(first, tmp_path / "fast.json", 0.4)
     result = run_cli("bench", str(artifacts["onnx"]), "--iters", "20", "--warmup", "2", "--baseline", str(fast), "--max-regression", "30%", "--json", str(second))
     assert result.returncode == 1, result.stderr
     assert "latency regression past 30%" in result.stderr and artifacts["onnx"].name in result.stderr and len(result.stderr.strip().splitlines()) == 1
     c = json.loads(second.read_text())["results"][0]["comparison"]
-    assert c["verdict"] == "regression" and c["change"] > 0.3 and c["ci95"][0] > 0
+    assert c["verdict"] == "regression" and c["change"] > 0.3 and c["p_value"] < 0.01 and c["ci95"][1] > 0.3
     assert json.loads(second.read_text())["baseline"]["max_regression"] == pytest.approx(0.3)
     # against its own first run, a 30 % bound: noise passes (on this shared machine, runs differ by a few %)
     result = run_cli("bench", str(artifacts["onnx"]), "--iters", "20", "--warmup", "2", "--baseline", str(first), "--max-regression", "30%")
@@ -339,3 +314,13 @@ def test_latency_gate_refuses_a_bad_baseline_before_measuring(artifacts, tmp_pat
     assert result.returncode == 2 and "does not exist" in result.stderr
     result = run_cli("bench", str(artifacts["onnx"]), "--baseline", str(old), "--max-regression", "lots")
     assert result.returncode == 2 and "--max-regression 'lots' is not a percentage" in result.stderr
+
+
+def test_aihub_device_from_the_cli_without_its_client(artifacts):
+    """qai-hub is not installed here (nor a token): the one-line fix, before anything runs."""
+    result = run_cli("bench", str(artifacts["tflite"]), "--device", "aihub:Samsung Galaxy S24 (Family)")
+    assert result.returncode == 2 and "pip install qai-hub" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    result = run_cli("bench", str(artifacts["tflite"]), "--device", "aihub:A", "--device", "local")
+    assert result.returncode == 2 and "several --device at once are AI Hub devices only" in result.stderr
+    result = run_cli("bench", str(artifacts["tflite"]), "--device", "aihub:A", "--device", "aihub:B", "--baseline", "x.json")
+    assert result.returncode == 2 and "--baseline holds one device's run" in result.stderr

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import break_onnx, run_cli
 from mvit_deploy.artifact import manifest_path, tree_sha256
 from mvit_deploy.datasets.fashion_mnist import CLASSES, load_fashion_mnist, to_model_inputs
 from mvit_deploy.export import export
@@ -102,31 +102,6 @@ def test_trained_fp32_exports_pass_scale_aware_bound_at_1_and_2_threads(trained_
         assert report.passed, report.failures
 
 
-def _break_onnx(src, dst, how: str):
-    """A deliberately wrong conversion: the artifact keeps running, its numbers are wrong."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(src))
-    inits = {t.name: t for t in model.graph.initializer}
-    arrays = {n: numpy_helper.to_array(t) for n, t in inits.items()}
-    if how == "swapped channels":  # RGB read as BGR: the stem conv's input channels reversed
-        name = next(n for n, a in arrays.items() if a.ndim == 4 and a.shape[1] == 3)
-        new = arrays[name][:, ::-1].copy()
-    elif how == "dropped bias":  # the classifier's bias lost
-        classes = json.loads(manifest_path(src).read_text())["output"]["classes"]
-        name = next(n for n, a in arrays.items() if a.ndim == 1 and a.shape[0] == classes)
-        new = np.zeros_like(arrays[name])
-    else:  # "transposed weight": a square linear weight stored transposed
-        name = next(n for n, a in arrays.items() if a.ndim == 2 and a.shape[0] == a.shape[1] and a.shape[0] > 10)
-        new = arrays[name].T.copy()
-    inits[name].CopyFrom(numpy_helper.from_array(new, name))
-    onnx.save(model, str(dst))
-    manifest = json.loads(manifest_path(src).read_text())
-    manifest["sha256"] = tree_sha256(dst)
-    manifest_path(dst).write_text(json.dumps(manifest))
-
-
 @pytest.fixture(scope="module")
 def photo_onnx(tmp_path_factory):
     return export(ExportOptions(model="mobilevit_xxs", target="onnx", out_dir=tmp_path_factory.mktemp("photo")), run_parity=False)
@@ -139,7 +114,7 @@ def photo_onnx(tmp_path_factory):
 def test_broken_conversion_fails_parity(how, kind, request, tmp_path):
     src = request.getfixturevalue(f"{kind}_onnx").artifact
     dst = tmp_path / src.name
-    _break_onnx(src, dst, how)
+    break_onnx(src, dst, how)
     result = run_cli("parity", str(dst), "--json")
     assert result.returncode == 1, result.stdout
     report = json.loads(result.stdout)

@@ -1,18 +1,38 @@
-"""Latency benchmarks: here, on a board over ssh, on an Android phone over adb. Torch-free."""
+"""Latency benchmarks: here, on a board over ssh, on an Android phone over adb, on Qualcomm AI Hub's hosted phones. Torch-free."""
 
 from __future__ import annotations
 
 from .local import SCHEMA, bench, device_info, latency_stats
 
-__all__ = ["SCHEMA", "bench", "device_info", "latency_stats", "run_on_device"]
+__all__ = ["DEVICES", "SCHEMA", "bench", "device_info", "latency_stats", "run_on_device", "run_on_devices"]
+
+
+DEVICES = 'local | ssh://user@host[:port] | adb[:serial] | aihub:"<AI Hub device name>"'
+
+
+def run_on_devices(devices, artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, **kw) -> list[dict]:
+    """One bench result per device. Several devices at once are AI Hub's hosted phones (profiled in parallel)."""
+    from ..errors import UsageError
+
+    devices = list(dict.fromkeys(devices))
+    if len(devices) == 1:
+        return [run_on_device(devices[0], artifacts, threads, warmup, iters, **kw)]
+    others = [d for d in devices if not d.startswith("aihub:")]
+    if others:
+        raise UsageError(f"several --device at once are AI Hub devices only, not {others[0]!r}", "bench each local, ssh or adb device in its own run")
+    from .aihub import bench_many
+
+    return bench_many(devices, artifacts, threads, warmup, iters, progress=kw.get("progress"))
 
 
 def run_on_device(device: str, artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, **kw) -> dict:
-    """``device``: "local", "ssh://user@host[:port]" or "adb[:serial]"."""
+    """``device``: one of :data:`DEVICES`."""
     from ..errors import UsageError
 
+    if kw.get("reference") and device != "local":
+        raise UsageError("--reference times PyTorch on this machine only", "drop --reference, or bench --device local")
     if device == "local":
-        return bench(artifacts, threads, warmup, iters, reference=kw.get("reference", False), **kw.get("runtime_options", {}))
+        return bench(artifacts, threads, warmup, iters, reference=kw.get("reference", False), on_round=kw.get("on_round"), **kw.get("runtime_options", {}))
     if device.startswith("ssh://"):
         from .ssh import SshDevice
 
@@ -24,4 +44,8 @@ def run_on_device(device: str, artifacts, threads: int = 2, warmup: int = 5, ite
         if not binaries:
             raise UsageError("adb devices run each runtime's own benchmark binary", "pass --benchmark-binary PATH (an android_aarch64 build)")
         return AdbDevice.parse(device).bench(artifacts, binaries, threads, warmup, iters)
-    raise UsageError(f"unknown device {device!r}", "use local, ssh://user@host[:port] or adb[:serial]")
+    if device.startswith("aihub:"):
+        from .aihub import AihubDevice
+
+        return AihubDevice.parse(device).bench(artifacts, threads, warmup, iters, progress=kw.get("progress"))
+    raise UsageError(f"unknown device {device!r}", f"use {DEVICES}")

@@ -110,6 +110,7 @@ class AdbDevice:
                     "throughput_ips": 1e3 / parsed["latency_ms"]["mean"],
                     "rss_delta_mb": parsed["memory_overall_mb"],
                     "parity": manifest.get("parity"),
+                    "versions": manifest.get("versions"),
                 }
             )
         return {

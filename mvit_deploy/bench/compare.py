@@ -2,12 +2,15 @@
 
 A p50 that moved is not yet a regression: two runs of the same artifact on the same board differ by
 a few percent (thermal state, background load, cache layout). An artifact is a **regression** when
-all three hold:
+both hold:
 
 - its median moved up by more than ``max_regression`` (the point estimate the user bounds);
 - the shift is unlikely to be noise: a one-sided Mann–Whitney U test on the two sample sets
-  (rank-based, so a few outlier rounds do not decide it) gives ``p < ALPHA``;
-- the 95 % bootstrap confidence interval of the relative change of the median lies above zero.
+  (rank-based, so a few outlier rounds do not decide it) gives ``p < ALPHA``.
+
+The 95 % percentile-bootstrap interval of the median's relative change is reported beside it (how
+sure the size of the change is); it does not decide, because on 20-odd rounds a median's bootstrap
+is coarse: a 43 % slowdown at p = 0.0006 measured here had an interval reaching -1 %.
 
 Faster artifacts are reported the same way in the other direction; a shift that is significant but
 under the bound is "within bound", one that is not significant is "within noise". An artifact absent
@@ -25,7 +28,7 @@ from ..errors import UsageError
 
 ALPHA = 0.01  # one-sided; measured: 200 same-distribution pairs (tests/test_bench_gate.py) give no false regression
 BOOTSTRAP = 2000
-METHOD = f"median shift > bound, one-sided Mann-Whitney U p < {ALPHA}, 95% bootstrap CI of the median ratio above 1"
+METHOD = f"median shift past the bound with one-sided Mann-Whitney U p < {ALPHA} (95% bootstrap CI of the shift reported)"
 MIN_SAMPLES = 5
 
 
@@ -83,11 +86,11 @@ def compare_samples(current, baseline, max_regression: float) -> dict:
     change = float(np.median(cur) / np.median(base) - 1.0)
     lo, hi = median_ratio_ci(cur, base)
     p_slower, p_faster = mann_whitney_greater(cur, base), mann_whitney_greater(base, cur)
-    if change > max_regression and p_slower < ALPHA and lo > 0:
+    if change > max_regression and p_slower < ALPHA:
         verdict, p = "regression", p_slower
-    elif change < -max_regression and p_faster < ALPHA and hi < 0:
+    elif change < -max_regression and p_faster < ALPHA:
         verdict, p = "faster", p_faster
-    elif min(p_slower, p_faster) < ALPHA and (lo > 0 or hi < 0):
+    elif min(p_slower, p_faster) < ALPHA:
         verdict, p = "within bound", min(p_slower, p_faster)
     else:
         verdict, p = "within noise", min(p_slower, p_faster)

@@ -8,7 +8,7 @@ Result schema ``mvit-deploy/bench/1`` (one JSON object):
     results[]     one per artifact (and per PyTorch reference when asked):
       artifact, model, target, precision, runtime, input_size, bytes,
       load_ms, latency_ms {min, p50, p90, p99, mean, std, samples (raw rounds, ms)}, throughput_ips,
-      rss_delta_mb (resident memory added by loading + running it), parity (from its manifest, if any)
+      rss_delta_mb (resident memory added by loading + running it), parity and versions (from its manifest, if any)
     peak_rss_mb   the process's peak resident memory
     skipped[]     {artifact, reason} for artifacts this device cannot run (e.g. Core ML off macOS)
     baseline      with ``bench --baseline``: {file, max_regression, method, same_device, device}, and in each
@@ -138,7 +138,7 @@ def _reference_subject(manifest: dict, threads: int) -> _Subject:
         with torch.no_grad():
             return model(torch.from_numpy(x)).numpy()
 
-    ref_manifest = {**manifest, "target": "pytorch", "precision": "fp32", "parity": None}  # it is the reference
+    ref_manifest = {**manifest, "target": "pytorch", "precision": "fp32", "parity": None, "versions": None}  # it is the reference
     subject = _Subject(f"pytorch:{manifest['model']}", ref_manifest, run, load_ms, 0.0, None, "pytorch-eager")
     subject.rss_before = before
     return subject
@@ -246,6 +246,7 @@ def bench(artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, referen
                 "throughput_ips": 1e3 / stats["mean"],
                 "rss_delta_mb": round(s.rss_delta, 1),
                 "parity": s.manifest.get("parity"),
+                "versions": s.manifest.get("versions"),  # the converters that made it (report: artifact metadata)
                 "denormal_slowdown": None if s.denormals is None else round(s.denormals, 2),
             }
         )

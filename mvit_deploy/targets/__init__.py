@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import UsageError
-from .base import QUANTIZED, AdbBenchmark, ExportOptions, Option, Runner, Target
+from .base import QUANTIZED, AdbBenchmark, AihubProfile, ExportOptions, Option, Runner, Target
 
 TARGETS: dict[str, Target] = {}
 
@@ -42,4 +42,4 @@ def packages(kind: str) -> list[str]:
 
 from . import onnx, ort, tflite, coreml, executorch  # noqa: E402,F401,I001  (registration order = CLI order)
 
-__all__ = ["QUANTIZED", "TARGETS", "AdbBenchmark", "ExportOptions", "Option", "Runner", "Target", "all_precisions", "get_target", "options_of", "packages", "register_target"]
+__all__ = ["QUANTIZED", "TARGETS", "AdbBenchmark", "AihubProfile", "ExportOptions", "Option", "Runner", "Target", "all_precisions", "get_target", "options_of", "packages", "register_target"]

@@ -118,6 +118,14 @@ class AdbBenchmark:
     parse: Callable[[str], dict]  # the binary's output -> {load_ms, latency_ms{min,p50,...,mean,std}, memory_overall_mb}
 
 
+@dataclass(frozen=True)
+class AihubProfile:
+    """How Qualcomm AI Hub profiles this format on its hosted devices (``bench --device aihub:NAME``)."""
+
+    framework: str  # a hosted device runs it when its attributes hold ``framework:<this>``
+    runtime: str  # the runtime label in bench results
+
+
 class Target(abc.ABC):
     """A deployment format. Subclasses set the class attributes and implement ``convert`` and ``runner``."""
 
@@ -135,6 +143,7 @@ class Target(abc.ABC):
     export_options: tuple[Option, ...] = ()
     bench_options: tuple[Option, ...] = ()
     adb: AdbBenchmark | None = None
+    aihub: AihubProfile | None = None  # None: AI Hub does not take this format
     layer_report: bool = False  # quant-report reads this format's intermediate tensors (``layer_errors``)
     layer_report_hint: str = "use an int8 artifact of another target"  # what to do instead, when it cannot
 

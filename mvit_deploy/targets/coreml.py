@@ -15,7 +15,7 @@ from ..models.config import get_spec
 from ..models.families import get_family
 from ..quantization import float_modules
 from . import register_target
-from .base import QUANTIZED, Converted, ExportOptions, Option, Runner, Target
+from .base import QUANTIZED, AihubProfile, Converted, ExportOptions, Option, Runner, Target
 
 MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
 COMPUTE_UNITS = ("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne")
@@ -174,6 +174,7 @@ class CoreMLTarget(Target):
     runtime_packages = ("coremltools",)
     noisy_loggers = ("coremltools",)
     layer_report = True
+    aihub = AihubProfile(framework="coreml", runtime="coreml-aihub")  # on AI Hub's iOS devices
     export_options = (
         Option("--min-target", "min_target", MIN_TARGETS, None, "deployment target; iOS16, or iOS17 for w8a8 (its ops need it)."),
         Option("--coreml-input", "input_type", ("image", "tensor"), "image", "input type: an image (0-255 pixels, as Vision passes it) or a float tensor."),

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import DependencyError, UsageError
 from ..quantization import FLOAT_MODULES, float_modules
 from . import register_target
-from .base import Converted, ExportOptions, Option, Runner, Target
+from .base import AihubProfile, Converted, ExportOptions, Option, Runner, Target
 
 OPSET = 18
 PATCHES = "channels_last"  # mvit_deploy.models.mobilevit.export_variant
@@ -65,6 +65,7 @@ class OnnxTarget(Target):
     runtime_packages = ("onnxruntime",)
     noisy_loggers = ("onnxscript", "onnx_ir")
     layer_report = True
+    aihub = AihubProfile(framework="onnx", runtime="onnxruntime-aihub")
     bench_options = (
         Option("--denormals", "denormals", ("keep", "flush"), "keep",
                "onnxruntime: keep denormal floats (IEEE, the default) or flush them to zero, as phones' NPUs and GPUs do."),

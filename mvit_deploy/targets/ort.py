@@ -43,6 +43,7 @@ class OrtTarget(OnnxTarget):
     suffix = ".ort"
     converter_packages = OnnxTarget.converter_packages
     layer_report = False  # an .ort graph is already fused: its tensors are not the float twin's
+    aihub = None  # AI Hub takes .onnx, not ONNX Runtime's own format
     layer_report_hint = "run quant-report on the int8 .onnx of the same model (export --target onnx --precision int8)"
     export_options = (
         Option("--ort-platform", "ort_platform", ("arm", "amd64"), "arm",

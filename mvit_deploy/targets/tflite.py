@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import DependencyError, UsageError
 from ..quantization import FLOAT_MODULES, float_modules
 from . import register_target
-from .base import AdbBenchmark, Converted, ExportOptions, Option, Runner, Target
+from .base import AdbBenchmark, AihubProfile, Converted, ExportOptions, Option, Runner, Target
 
 
 def interpreter_class():
@@ -177,6 +177,7 @@ class TFLiteTarget(Target):
         command=benchmark_command,
         parse=parse_benchmark_output,
     )
+    aihub = AihubProfile(framework="tflite", runtime="litert-aihub")
 
     def resolve(self, opts: ExportOptions) -> ExportOptions:
         opts = super().resolve(opts)

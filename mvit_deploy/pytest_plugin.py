@@ -1,0 +1,148 @@
+"""Parity checks inside a user's own pytest suite (registered through the ``pytest11`` entry point).
+
+Every exported artifact becomes a test case with its bounds::
+
+    pytest --mvit-artifacts out/ --junit-xml parity.xml
+
+and a hand-written test checks one artifact, with its own bounds or the shipped ones::
+
+    from mvit_deploy.pytest_plugin import assert_parity
+
+    def test_my_int8_model():
+        report = assert_parity("out/mobilevit_xxs-tflite-int8.tflite", n=16)
+        assert report.metrics["top1_agreement"] >= 0.9  # a stricter bound of your own
+
+A case fails with the parity verdict's own lines (metric, measured value, bound and the
+measurement behind the bound); an artifact this machine cannot run is skipped, naming why. The
+metrics go into the JUnit XML as properties. The PyTorch reference of each checkpoint is loaded
+once per session, however many artifacts were exported from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .errors import MvitDeployError, NotOnThisDevice
+
+GROUP = "mvit-deploy"
+
+
+def artifact_suffixes() -> set[str]:
+    from .targets import TARGETS
+
+    return {t.suffix for t in TARGETS.values()}
+
+
+def find_artifacts(folder: Path) -> list[Path]:
+    """Exported artifacts directly in ``folder``, in name order (a manifest beside each is read when the case runs)."""
+    suffixes = artifact_suffixes()
+    return sorted(p for p in folder.iterdir() if p.suffix in suffixes and not p.name.startswith("."))
+
+
+class ParityFailed(AssertionError):
+    def __init__(self, report):
+        self.report = report
+        lines = [f"{Path(report.artifact).name} ({report.target} {report.precision}, {report.runtime}, {report.n_images} images): parity failed"]
+        lines += [f"  {f}" for f in report.failures]
+        for flip in report.flips[:5]:
+            lines.append(f"  flipped: {flip}")
+        super().__init__("\n".join(lines))
+
+
+_models: dict[tuple, object] = {}  # (model, checkpoint sha256, weights) -> the reference model, once per session
+
+
+def _reference(manifest: dict, weights):
+    from .parity import reference_model
+
+    key = (manifest["model"], manifest["checkpoint"].get("sha256"), manifest["output"]["classes"], str(weights))
+    if key not in _models:
+        _models[key] = reference_model(manifest, weights)
+    return _models[key]
+
+
+def assert_parity(artifact, images=None, n: int | None = None, weights=None, threads: int | None = None):
+    """Run ``artifact`` and its PyTorch reference on the parity set (or ``images``); raise AssertionError
+    naming every bound that fails, return the :class:`~mvit_deploy.parity.ParityReport` when all hold."""
+    from .artifact import read_manifest
+    from .parity import check_reference_weights, parity
+
+    manifest = read_manifest(artifact)
+    check_reference_weights(manifest, weights)
+    report = parity(artifact, images=images, n=n, weights=weights, threads=threads, model=_reference(manifest, weights))
+    if not report.passed:
+        raise ParityFailed(report)
+    return report
+
+
+@pytest.fixture
+def mvit_parity():
+    """The :func:`assert_parity` helper as a fixture, with the command line's ``--mvit-images/--mvit-n``
+    as defaults."""
+    return assert_parity
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup(GROUP, "mvit-deploy parity of exported artifacts")
+    group.addoption("--mvit-artifacts", action="append", default=[], metavar="DIR",
+                    help="Folder of exported artifacts: each becomes a parity test case (repeatable).")  # fmt: skip
+    group.addoption("--mvit-images", default=None, metavar="DIR", help="Parity photos (default: the artifact's own parity set).")
+    group.addoption("--mvit-n", type=int, default=None, metavar="N", help="Use only the first N parity images.")
+    group.addoption("--mvit-weights", default=None, metavar="FILE", help="Reference checkpoint, if it moved since export.")
+    group.addoption("--mvit-threads", type=int, default=None, metavar="N", help="Runtime threads.")
+
+
+def pytest_configure(config):
+    folders = config.getoption("--mvit-artifacts", default=[])
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise pytest.UsageError(f"--mvit-artifacts {folder}: no such folder — pass the --out folder of `mvit-deploy export`")
+        if not find_artifacts(folder):
+            raise pytest.UsageError(f"--mvit-artifacts {folder}: no exported artifact in it ({', '.join(sorted(artifact_suffixes()))}) "
+                                    "— export into it first: `mvit-deploy export --target ... --out DIR`")  # fmt: skip
+    n = config.getoption("--mvit-n", default=None)
+    if n is not None and n < 1:
+        raise pytest.UsageError(f"--mvit-n {n}: use a positive number of images, e.g. --mvit-n 8")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    for folder in map(Path, config.getoption("--mvit-artifacts", default=[])):
+        for path in find_artifacts(folder):
+            items.append(ParityItem.from_parent(session, name=f"parity[{folder.name}/{path.name}]", path=path))
+
+
+class ParityItem(pytest.Item):
+    """One artifact's parity against PyTorch, as a test case."""
+
+    def __init__(self, *, path: Path, **kw):
+        super().__init__(**kw)
+        self.artifact = path
+
+    def runtest(self):
+        opt = self.config.getoption
+        try:
+            report = assert_parity(self.artifact, opt("--mvit-images"), opt("--mvit-n"), opt("--mvit-weights"), opt("--mvit-threads"))
+        except NotOnThisDevice as e:
+            pytest.skip(e.one_line())
+        except ParityFailed as e:
+            self._record(e.report)
+            raise
+        except MvitDeployError as e:  # an unreadable artifact or manifest, a missing reference: the case fails in one line
+            raise AssertionError(f"{self.artifact.name}: {e.one_line()}") from None
+        self._record(report)
+
+    def _record(self, report) -> None:
+        self.user_properties.append(("runtime", report.runtime))
+        self.user_properties.append(("images", report.n_images))
+        for b in report.bounds:
+            self.user_properties.append((f"{b['metric']} {b['op']} {b['value']:g}", f"{b['measured']:.6g} ({'pass' if b['passed'] else 'FAIL'})"))
+
+    def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, AssertionError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.artifact, None, f"parity of {self.artifact.name}"

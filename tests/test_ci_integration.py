@@ -1,0 +1,130 @@
+"""Parity in a user's own pytest run (the pytest11 plugin) and the example CI files under examples/ci/, run command by command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, break_onnx
+from mvit_deploy.export import export
+from mvit_deploy.targets import ExportOptions
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def shell_env() -> dict:
+    return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+
+
+def user_pytest(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """pytest as a user runs it, in a folder with no tests and no config of ours."""
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=cwd, capture_output=True, text=True, env=shell_env(), timeout=900)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """The trained Fashion-MNIST XXS as ONNX and TFLite (64 px: quick), and a copy of the ONNX with its classifier bias dropped."""
+    good = tmp_path_factory.mktemp("good")
+    opts = dict(model="mobilevit_xxs", pretrained="fashion", out_dir=good)
+    onnx = export(ExportOptions(target="onnx", **opts), run_parity=False).artifact
+    export(ExportOptions(target="tflite", **opts), run_parity=False)
+    mixed = tmp_path_factory.mktemp("mixed")
+    for p in good.iterdir():
+        (shutil.copytree if p.is_dir() else shutil.copy)(p, mixed / p.name)
+    break_onnx(onnx, mixed / "broken-xxs.onnx", "dropped bias")
+    return good, mixed
+
+
+def test_every_artifact_is_a_parity_case_with_its_bounds_in_junit(exported, tmp_path):
+    good, mixed = exported
+    result = user_pytest("--mvit-artifacts", str(good), "--junit-xml", str(tmp_path / "ok.xml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    cases = ET.parse(tmp_path / "ok.xml").getroot().iter("testcase")
+    props = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")} for c in cases}
+    assert sorted(props) == sorted(f"parity[{good.name}/{p.name}]" for p in good.iterdir() if p.suffix in (".onnx", ".tflite"))
+    for name, p in props.items():
+        assert p["images"] == "128" and any(k.startswith("max_rel <=") and v.endswith("(pass)") for k, v in p.items()), (name, p)
+
+    result = user_pytest("--mvit-artifacts", str(mixed), "--junit-xml", str(tmp_path / "bad.xml"), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout[-3000:]
+    root = ET.parse(tmp_path / "bad.xml").getroot()
+    failed = {c.get("name"): c.find("failure") for c in root.iter("testcase") if c.find("failure") is not None}
+    assert list(failed) == [f"parity[{mixed.name}/broken-xxs.onnx]"]
+    message = failed[f"parity[{mixed.name}/broken-xxs.onnx]"].text or ""
+    assert "parity failed" in message and "max_rel = " in message and "bound max_rel <=" in message
+    assert "Traceback" not in result.stdout, result.stdout
+    assert "1 failed, 2 passed" in result.stdout
+
+
+def test_assert_parity_in_a_hand_written_test(exported, tmp_path):
+    good, mixed = exported
+    (tmp_path / "test_mine.py").write_text(
+        "import pytest\n"
+        "from mvit_deploy.pytest_plugin import assert_parity\n\n"
+        f"GOOD, BROKEN = {str(next(good.glob('*.onnx')))!r}, {str(mixed / 'broken-xxs.onnx')!r}\n\n"
+        "def test_good(mvit_parity):\n"
+        "    report = mvit_parity(GOOD, n=32)\n"
+        "    assert report.n_images == 32 and report.metrics['top1_agreement'] == 1.0\n\n"
+        "def test_broken_fails():\n"
+        "    with pytest.raises(AssertionError, match='max_rel'):\n"
+        "        assert_parity(BROKEN, n=32)\n"
+    )
+    result = user_pytest("test_mine.py", "-q", cwd=tmp_path)
+    assert result.returncode == 0 and "2 passed" in result.stdout, result.stdout[-3000:]
+
+
+def test_plugin_usage_errors_are_one_line(tmp_path):
+    result = user_pytest("--mvit-artifacts", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert result.returncode == 4 and "no such folder" in result.stderr and "Traceback" not in result.stderr
+    (tmp_path / "empty").mkdir()
+    result = user_pytest("--mvit-artifacts", str(tmp_path / "empty"), cwd=tmp_path)
+    assert result.returncode == 4 and "no exported artifact in it" in result.stderr
+
+
+def ci_commands(name: str) -> list[str]:
+    """The shell commands of an example CI file, install steps left out (this venv is the install)."""
+    doc = yaml.safe_load((ROOT / "examples" / "ci" / name).read_text())
+    if name.startswith("github"):
+        (job,) = doc["jobs"].values()
+        installs = [s["run"] for s in job["steps"] if s.get("name") == "Install"]
+        commands = [s["run"] for s in job["steps"] if "run" in s and s.get("name") != "Install"]
+    else:
+        (job,) = (v for v in doc.values() if isinstance(v, dict) and "script" in v)
+        installs = job["before_script"]
+        commands = [*job["script"], *job["after_script"]]
+    extras = {e for line in installs for e in line.split("[", 1)[1].split("]")[0].split(",")}
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras and extras <= declared.keys(), f"{name} installs extras {extras - declared.keys()} that pyproject.toml does not declare"
+    return commands
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["github-actions.yml", "gitlab-ci.yml"])
+def test_example_ci_commands_pass(name, tmp_path):
+    for command in ci_commands(name):
+        done = subprocess.run(["bash", "-eo", "pipefail", "-c", command], cwd=tmp_path, capture_output=True, text=True, env=shell_env(), timeout=900)
+        assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    cases = list(ET.parse(tmp_path / "parity.xml").getroot().iter("testcase"))
+    assert len(cases) == 2 and not any(c.find("failure") is not None for c in cases)
+    assert (tmp_path / "report" / "report.html").exists() and len(json.loads((tmp_path / "bench.json").read_text())["results"]) == 2
+    # the latency step again, with a baseline twice as fast as this run: the job must fail
+    data = json.loads((tmp_path / "bench.json").read_text())
+    for r in data["results"]:
+        r["latency_ms"]["samples"] = [v / 2 for v in r["latency_ms"]["samples"]]
+    (tmp_path / "baseline").mkdir()
+    (tmp_path / "baseline" / "bench.json").write_text(json.dumps(data))
+    latency = next(c for c in ci_commands(name) if "mvit-deploy bench" in c)
+    if name.startswith("gitlab"):
+        latency = "\n".join(c for c in ci_commands(name) if c.startswith("gate=") or "mvit-deploy bench" in c)
+    done = subprocess.run(["bash", "-eo", "pipefail", "-c", latency], cwd=tmp_path, capture_output=True, text=True, env=shell_env(), timeout=900)
+    assert done.returncode == 1 and "latency regression past 10%" in done.stderr, done.stderr[-2000:]
