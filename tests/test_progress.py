@@ -62,3 +62,9 @@ def test_no_progress_with_json_or_in_a_pipe(onnx_artifact):
     assert code == 0 and "images" not in term and out.lstrip().startswith("{"), term[-2000:]
     piped = run_cli("bench", str(onnx_artifact), "--iters", "400", "--warmup", "1")
     assert piped.returncode == 0 and "benchmark rounds" not in piped.stderr + piped.stdout
+
+
+def test_eval_counts_images_on_a_terminal(onnx_artifact):
+    code, out, term = on_terminal("eval", str(onnx_artifact), "--data", "fashion-mnist:subset", "--batch", "8")
+    assert code == 0 and "images" in term and "/1000" in term, term[-2000:]
+    assert "/1000" not in out
