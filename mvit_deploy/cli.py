@@ -449,7 +449,13 @@ def quant_report_cmd(artifact, n, top, weights, as_json):
 @reference_weights_option
 @threads_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON result, with per-sample predictions (top-5 of every artifact and reference).")
-def eval_cmd(artifacts, data, labels, n, batch, weights, threads, as_json):
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: shard the images over a Ray cluster (pip install 'mvit-deploy[cluster]').")
+@click.option("--address", default=None, help="ray: the cluster (auto, HOST:PORT, ray://HOST:10001); default: start one on this machine.")
+@click.option("--workers", type=int, default=None, callback=_at_least(1, 2), help="ray: workers (default: the cluster's CPUs / --threads).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=str), default=None, help="Keep each finished shard here (for --resume).")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out: shards already there are not run again.")
+def eval_cmd(artifacts, data, labels, n, batch, weights, threads, as_json, engine, address, workers, out_dir, resume):
     """Top-1 / top-5 of the PyTorch reference and of each ARTIFACT on one labeled set (exit 1: an accuracy bound failed).
 
     \b
@@ -467,7 +473,8 @@ def eval_cmd(artifacts, data, labels, n, batch, weights, threads, as_json):
 
     with progress_line(quiet=as_json) as line:
         report = evaluate(artifacts, data, labels, n=n, threads=threads, weights=weights, on_step=line.step,
-                          on_count=lambda done, total: line.count("images", done, total), batch=batch or DEFAULT_BATCH)  # fmt: skip
+                          on_count=lambda done, total: line.count("images", done, total), batch=batch or DEFAULT_BATCH,
+                          engine=engine, address=address, workers=workers, out_dir=out_dir, resume=resume)  # fmt: skip
     if as_json:
         _echo_json(report.to_dict())
     else:
@@ -519,10 +526,14 @@ def bench(artifacts, threads, warmup, iters, devices, reference, identity, ssh_o
 
     from .artifact import staged
     from .bench import run_on_devices
-    from .bench.compare import describe, gate, load_baseline, parse_regression
+    from .bench.compare import MIN_SAMPLES, describe, gate, load_baseline, parse_regression, percent
     from .progress import progress_line
 
     bound = parse_regression(max_regression)
+    if baseline and iters < MIN_SAMPLES:
+        raise UsageError(f"--baseline compares raw rounds, and --iters {iters} gives too few", f"use --iters {MIN_SAMPLES} or more (e.g. 50)")
+    if baseline and any(d == "adb" or d.startswith("adb:") for d in devices):
+        raise UsageError("--baseline needs raw rounds, and an adb benchmark binary reports only its summary", "gate this artifact on a local, ssh or aihub device")
     if baseline and len(set(devices)) > 1:
         raise UsageError("--baseline holds one device's run, and several --device were given", "gate each device in its own bench run")
     base = load_baseline(baseline) if baseline else None  # a bad baseline is refused before anything is measured
@@ -542,19 +553,25 @@ def bench(artifacts, threads, warmup, iters, devices, reference, identity, ssh_o
         if base is not None:
             _print_comparison(console, result)
     if json_out:
+        taken: set = set()
         for result in results:
-            path = Path(json_out) if len(results) == 1 else Path(json_out).with_name(f"{Path(json_out).stem}-{_slug(result['device']['name'])}.json")
+            path = Path(json_out) if len(results) == 1 else Path(json_out).with_name(f"{Path(json_out).stem}-{_slug(result['device']['name'], taken)}.json")
             with staged(path) as tmp:
                 tmp.write_text(json.dumps(result, indent=2, allow_nan=False))
             console.print(f"wrote {path}", highlight=False)
     if regressions:
-        _fail(f"latency regression past {bound:.0%} against {baseline}: " + "; ".join(describe(r) for r in regressions), 1)
+        _fail(f"latency regression past {percent(bound)} against {baseline}: " + "; ".join(describe(r) for r in regressions), 1)
 
 
-def _slug(name: str) -> str:
+def _slug(name: str, taken: set) -> str:
     import re
 
-    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "device"
+    base = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "device"
+    slug, i = base, 2
+    while slug in taken:  # "Galaxy S23" and "Galaxy S23+" must not overwrite each other
+        slug, i = f"{base}-{i}", i + 1
+    taken.add(slug)
+    return slug
 
 
 def _print_bench(console, result: dict, threads: int) -> None:
@@ -574,7 +591,7 @@ def _print_bench(console, result: dict, threads: int) -> None:
         lat = r["latency_ms"]
         table.add_row(
             Path(r["artifact"]).name, r["runtime"], f(r["load_ms"], ".0f"), f(lat["min"]), f(lat["p50"]), f(lat["p90"]), f(lat["p99"]),
-            f"{lat['mean']:.2f} ± {lat['std']:.2f}", f(r.get("throughput_ips"), ".1f"), f(r.get("rss_delta_mb"), ".0f"),
+            f"{f(lat['mean'])} ± {f(lat.get('std'))}", f(r.get("throughput_ips"), ".1f"), f(r.get("rss_delta_mb"), ".0f"),
             "-" if r["bytes"] is None else f"{r['bytes'] / 1e6:.1f}",
         )
     console.print(table)
@@ -595,17 +612,21 @@ def _print_comparison(console, result: dict) -> None:
 
     from rich.table import Table
 
+    from .bench.compare import percent
+
     b = result["baseline"]
     if not b["same_device"]:
-        console.print(f"warning: the baseline was measured on {b['device']!r}, not this device: the comparison mixes machines", highlight=False)
-    table = Table(title=f"against {b['file']} (fails past +{b['max_regression']:.0%}: {b['method']})")
+        console.print(f"warning: the baseline was measured on {b['device']!r}, another CPU / OS: the comparison mixes machines", highlight=False)
+    if b["missing"]:
+        console.print(f"warning: not measured in this run, so not gated: {', '.join(b['missing'])}", highlight=False)
+    table = Table(title=f"against {b['file']} (fails past +{percent(b['max_regression'])}: {b['method']})")
     for col in ("artifact", "baseline p50", "p50", "change", "95% CI", "p", "verdict"):
         table.add_column(col, no_wrap=True)
     colour = {"regression": "red", "faster": "green"}
     for r in result["results"]:
         c = r["comparison"]
-        if c["verdict"] == "no baseline":
-            table.add_row(Path(r["artifact"]).name, "-", "-", "-", "-", "-", "no baseline")
+        if c["verdict"] in ("no baseline", "no samples"):
+            table.add_row(Path(r["artifact"]).name, "-", "-", "-", "-", "-", c["verdict"])
             continue
         lo, hi = c["ci95"]
         verdict = f"[{colour[c['verdict']]}]{c['verdict']}[/]" if c["verdict"] in colour else c["verdict"]

@@ -90,6 +90,7 @@ class EvalReport:
     labels: list[int] | None = None  # per sample
     references: dict[str, list] | None = None  # per reference (model:checkpoint:classes): per-sample top-5
     batch: int | None = None
+    engine: dict | None = None  # {name, workers, restarts, shards, resumed[, address]}
 
     @property
     def passed(self) -> bool:
@@ -99,7 +100,8 @@ class EvalReport:
         from .metrics import finite_or_none
 
         # one image has no confidence interval: (-inf, inf) becomes null
-        out = {"data": self.data, "n_images": self.n_images, "batch": self.batch, "passed": self.passed, "rows": [asdict(r) for r in self.rows]}
+        out = {"data": self.data, "n_images": self.n_images, "batch": self.batch, "engine": self.engine, "passed": self.passed,
+               "rows": [asdict(r) for r in self.rows]}  # fmt: skip
         if self.labels is not None:
             out["samples"] = {"labels": self.labels, "references": self.references}
         return finite_or_none(out)
@@ -185,7 +187,12 @@ def mcnemar_exact(ref_hit: np.ndarray, art_hit: np.ndarray) -> float:
 
 
 def _top5(logits: np.ndarray) -> np.ndarray:
+    """Class indices of the 5 largest logits (all of them for a head of fewer than 5 classes)."""
     return np.argsort(-logits, axis=1, kind="stable")[:, :5].astype(np.int32)
+
+
+def top_width(manifests) -> int:
+    return min(5, *(m["output"]["classes"] for m in manifests))
 
 
 def _accuracy(top5: np.ndarray, targets: np.ndarray) -> dict[str, float]:
@@ -197,22 +204,29 @@ def topk_accuracy(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
 
 
 def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: int | None = None, weights=None, on_step=lambda s: None,
-             on_count=lambda done, total: None, batch: int = DEFAULT_BATCH) -> EvalReport:  # fmt: skip
-    """Top-1/top-5 of each artifact and of its PyTorch reference on one labeled set, streamed in batches.
+             on_count=lambda done, total: None, batch: int = DEFAULT_BATCH, engine: str = "local", address: str | None = None,
+             workers: int | None = None, out_dir=None, resume: bool = False) -> EvalReport:  # fmt: skip
+    """Top-1/top-5 of each artifact and of its PyTorch reference on one labeled set, streamed in shards.
 
     Memory does not grow with the number of images: each batch is decoded, run through every
     reference and every artifact, and only its top-5 indices are kept. The reference runs once
     per (checkpoint, input size, preprocessing), however many artifacts were exported from it;
-    the set must be the same for every artifact (one domain, one size).
+    the set must be the same for every artifact (one domain, one size). ``engine`` "ray" shards
+    the set over a Ray cluster (eval_engines.py); ``out_dir`` keeps finished shards, ``resume``
+    reuses them.
     """
     from .artifact import read_manifest
-    from .parity import check_reference_weights, manifest_family, reference_logits, reference_model
-    from .runtimes import load_runner
+    from .eval_engines import ShardStore, import_ray, run_local, run_ray, shards, SHARD
+    from .parity import check_reference_weights, manifest_family
     from .tolerances import rule_for
 
     if batch < 1:
         raise UsageError(f"--batch {batch} is not a positive number of images", f"use e.g. --batch {DEFAULT_BATCH}")
-    artifacts = [artifacts] if isinstance(artifacts, (str, Path)) else list(artifacts)
+    if engine not in ("local", "ray"):
+        raise UsageError(f"--engine {engine!r} is not an engine", "use local or ray")
+    if engine == "ray":
+        import_ray()  # missing Ray is said before any model loads
+    artifacts = [str(a) for a in ([artifacts] if isinstance(artifacts, (str, Path)) else list(artifacts))]
     manifests = [read_manifest(a) for a in artifacts]  # every path checked before any work
     for manifest in manifests:
         check_reference_weights(manifest, weights)
@@ -221,27 +235,46 @@ def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: i
         raise UsageError("these artifacts need different evaluation inputs (domain, size or preprocessing)", "evaluate them in separate runs")
     on_step("reading the labels")
     data_set = labeled_set(manifests[0], data, labels, n)
-    ref_keys = [f"{m['model']}:{m['checkpoint'].get('sha256') or m['checkpoint']['layout']}:{m['output']['classes']}" for m in manifests]
-    models = {}
-    for key, manifest in zip(ref_keys, manifests):
-        if key not in models:
-            on_step(f"loading the PyTorch reference {manifest['model']}")
-            models[key] = reference_model(manifest, weights)
-    runners = []
-    for artifact, manifest in zip(artifacts, manifests):
-        on_step(f"loading {Path(artifact).name}")
-        runners.append(load_runner(artifact, manifest, threads))
     total = len(data_set)
-    ref_top5 = {key: np.empty((total, 5), np.int32) for key in models}
-    art_top5 = [np.empty((total, 5), np.int32) for _ in runners]
+    ref_keys = [f"{m['model']}:{m['checkpoint'].get('sha256') or m['checkpoint']['layout']}:{m['output']['classes']}" for m in manifests]
+    fingerprint = {"artifacts": [[Path(a).name, m.get("sha256")] for a, m in zip(artifacts, manifests)], "data": data_set.what, "n": total, "shard": SHARD}
+    store = ShardStore(out_dir, fingerprint, resume)
+    width = top_width(manifests)
+    ref_top5 = {key: np.full((total, width), -1, np.int32) for key in ref_keys}
+    art_top5 = [np.full((total, width), -1, np.int32) for _ in artifacts]
+    counted = np.zeros(total, np.int32)  # how many times each sample's result came in: exactly once, whatever the engine
+    done = 0
+
+    def on_shard(start: int, stop: int, arrays: dict) -> None:
+        nonlocal done
+        for key in ref_top5:
+            ref_top5[key][start:stop] = arrays[f"ref:{key}"]
+        for i, got in enumerate(art_top5):
+            got[start:stop] = arrays[f"art:{i}"]
+        counted[start:stop] += 1
+        done += stop - start
+        on_count(done, total)
+
     on_count(0, total)
-    for start, x, _ in data_set.batches(batch):
-        stop = start + len(x)
-        for key, model in models.items():
-            ref_top5[key][start:stop] = _top5(reference_logits(model, x))
-        for i, runner in enumerate(runners):
-            art_top5[i][start:stop] = _top5(runner(x))
-        on_count(stop, total)
+    todo, resumed = [], 0
+    for shard in shards(total):
+        arrays = store.load(*shard)
+        if arrays is None:
+            todo.append(shard)
+        else:
+            on_shard(*shard, arrays)
+            resumed += 1
+    judge_args = (artifacts, manifests, ref_keys, weights, threads, data_set, batch)
+    if not todo:
+        info = {"name": engine, "workers": 0, "restarts": 0}
+    elif engine == "ray":
+        info = run_ray(judge_args, todo, store, on_shard, address, workers, threads or 1, on_step)
+    else:
+        on_step("loading the PyTorch reference and the artifacts")
+        info = run_local(judge_args, todo, store, on_shard)
+    if not (counted == 1).all():  # a bug, never an input: say so loudly
+        raise RuntimeError(f"eval counted {int((counted == 0).sum())} samples never and {int((counted > 1).sum())} more than once")
+    info.update(shards=len(todo) + resumed, resumed=resumed)
     targets = data_set.targets
     rows = []
     for artifact, manifest, key, got in zip(artifacts, manifests, ref_keys, art_top5):
@@ -259,4 +292,4 @@ def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: i
             int(np.count_nonzero(ref[:, 0] != got[:, 0])), p, "within noise" if p >= 0.05 else "significant",
             {"reference": key, "top5": got.tolist()},
         ))  # fmt: skip
-    return EvalReport(data_set.what, total, rows, targets.tolist(), {k: v.tolist() for k, v in ref_top5.items()}, batch)
+    return EvalReport(data_set.what, total, rows, targets.tolist(), {k: v.tolist() for k, v in ref_top5.items()}, batch, info)

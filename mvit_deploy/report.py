@@ -337,7 +337,7 @@ def _latency_cell(r: dict | None, slowest: float, color: str) -> Cell:
     lat, c = r["latency_ms"], r.get("comparison")
     p50 = f"{_p50(r):.2f}" + ("" if lat.get("p50") is not None else " (mean)")
     text, page = f"{p50} ({_fmt(lat.get('p90'))})", f"<b>{html.escape(p50)}</b> <small>p90 {_fmt(lat.get('p90'))}</small>"
-    if c and c["verdict"] != "no baseline":
+    if c and c["verdict"] not in ("no baseline", "no samples"):
         text += f" {c['verdict']} {_change(c)}"
         lo, hi = c.get("ci95") or (None, None)
         page += f'<br><span class="verdict">{html.escape(c["verdict"])} {_pct(c.get("change"))}</span>'
@@ -459,7 +459,7 @@ def _regressions(runs: list[Run]) -> list[tuple[str, str]]:
         base = run.data.get("baseline")
         if not base:
             continue
-        bound = "" if base.get("max_regression") is None else f", a regression is a median slower by more than {base['max_regression']:.0%} beyond noise"
+        bound = "" if base.get("max_regression") is None else f", a regression is a median slower by more than {base['max_regression'] * 100:.3g}% beyond noise"
         where = f"{run.device} · {run.label} against {base.get('file', 'a baseline')}{bound}"
         if base.get("same_device") is False:
             out.append(("bad", f"{where}: the baseline was measured on another device ({base.get('device')}), the comparison mixes machines"))

@@ -63,12 +63,48 @@ def test_bootstrap_interval_covers_the_true_ratio():
     assert hits >= 51  # ~95 % nominal; >= 85 % of 60
 
 
-@pytest.mark.parametrize(("text", "value"), [("10%", 0.10), ("10", 0.10), ("0.1", 0.10), ("2.5%", 0.025), (" 25 % ".replace(" ", ""), 0.25)])
+@pytest.mark.parametrize(("text", "value"), [("10%", 0.10), ("0.1", 0.10), ("2.5%", 0.025), (" 25 % ", 0.25), ("0.5%", 0.005), ("150%", 1.5)])
 def test_parse_regression(text, value):
     assert parse_regression(text) == pytest.approx(value)
 
 
-@pytest.mark.parametrize("text", ["ten", "-5%", "0", "nan", "5000%"])
-def test_parse_regression_refuses(text):
-    with pytest.raises(UsageError, match="max-regression"):
+@pytest.mark.parametrize(("text", "why"), [("ten", "not a percentage"), ("-5%", "out of range"), ("0", "out of range"), ("nan", "out of range"),
+                                           ("5000%", "out of range"), ("10", "ambiguous"), ("1", "ambiguous")])  # fmt: skip
+def test_parse_regression_refuses(text, why):
+    with pytest.raises(UsageError, match=why):
         parse_regression(text)
+
+
+def _run(entries, cpu="EPYC"):
+    """A bench result: (artifact path, samples or None)."""
+    results = []
+    for path, samples in entries:
+        lat = {"p50": None if samples is None else float(np.median(samples))}
+        if samples is not None:
+            lat["samples"] = list(samples)
+        results.append({"artifact": path, "runtime": "onnxruntime", "input_size": 256, "latency_ms": lat})
+    return {"device": {"name": "host", "cpu": cpu, "cores": 2, "os": "Linux", "kind": "local"}, "results": results}
+
+
+def test_gate_never_passes_what_it_did_not_compare():
+    from mvit_deploy.bench.compare import gate
+
+    rng = np.random.default_rng(0)
+    base = _run([("out/a.onnx", rounds(rng)), ("out/b.onnx", rounds(rng))])
+    # b was not measured, c is new, a has no rounds: nothing compared is an error, not a pass
+    with pytest.raises(UsageError, match="no artifact of this run could be compared"):
+        gate(_run([("out/a.onnx", None), ("out/c.onnx", rounds(rng))]), base, "base.json", 0.1)
+    cur = _run([("out/a.onnx", rounds(rng, shift=1.5)), ("out/c.onnx", rounds(rng))], cpu="Xeon")
+    regressions = gate(cur, base, "base.json", 0.1)
+    assert [r["artifact"] for r in regressions] == ["out/a.onnx"]
+    assert cur["results"][1]["comparison"]["verdict"] == "no baseline"
+    assert cur["baseline"]["missing"] == ["b.onnx"] and cur["baseline"]["compared"] == 1 and cur["baseline"]["same_device"] is False
+
+
+def test_gate_refuses_two_results_it_cannot_tell_apart():
+    from mvit_deploy.bench.compare import gate
+
+    rng = np.random.default_rng(1)
+    base = _run([("old/m.onnx", rounds(rng)), ("new/m.onnx", rounds(rng, ms=5.0))])
+    with pytest.raises(UsageError, match="two results for m.onnx"):
+        gate(_run([("old/m.onnx", rounds(rng))]), base, "base.json", 0.1)

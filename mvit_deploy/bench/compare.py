@@ -33,16 +33,22 @@ MIN_SAMPLES = 5
 
 
 def parse_regression(value: str) -> float:
-    """``"10%"``, ``"10"`` or ``"0.1"`` -> 0.10."""
-    text = str(value).strip()
+    """``"10%"`` or a fraction ``"0.1"`` -> 0.10 (a bare number of 1 or more is refused: 1 would mean 1 % or 100 %)."""
+    text = str(value).replace(" ", "")
     try:
         number = float(text.rstrip("%"))
     except ValueError:
         raise UsageError(f"--max-regression {value!r} is not a percentage", "write it like 10% (a 10 % slower median fails)") from None
-    fraction = number / 100 if text.endswith("%") or number >= 1 else number
-    if not 0 < fraction < 10 or not math.isfinite(fraction):
-        raise UsageError(f"--max-regression {value!r} is out of range", "give a slowdown between 0% and 1000%, e.g. 10%")
+    if not text.endswith("%") and number >= 1:
+        raise UsageError(f"--max-regression {value!r} is ambiguous", f"write it with a percent sign, e.g. {text}%")
+    fraction = number / 100 if text.endswith("%") else number
+    if not (0 < fraction <= 10) or not math.isfinite(fraction):
+        raise UsageError(f"--max-regression {value!r} is out of range", "give a slowdown above 0% and up to 1000%, e.g. 10%")
     return fraction
+
+
+def percent(fraction: float) -> str:
+    return f"{fraction * 100:.3g}%"
 
 
 def _norm_sf(z: float) -> float:
@@ -104,8 +110,20 @@ def compare_samples(current, baseline, max_regression: float) -> dict:
     }
 
 
-def _key(result: dict) -> tuple[str, str]:
-    return Path(result["artifact"]).name, result["runtime"]
+def _key(result: dict) -> tuple:
+    """What makes a result the same measurement in two runs: file name, runtime and input size."""
+    return Path(result["artifact"]).name, result["runtime"], result.get("input_size")
+
+
+def _keyed(results: list[dict], what: str) -> dict:
+    out = {}
+    for r in results:
+        key = _key(r)
+        if key in out:
+            raise UsageError(f"{what} holds two results for {key[0]} ({key[1]}, {key[2]} px): the gate cannot tell them apart",
+                             "give the artifacts distinct file names, or gate them in separate bench runs")  # fmt: skip
+        out[key] = r
+    return out
 
 
 def _samples(result: dict):
@@ -122,33 +140,48 @@ def load_baseline(path) -> dict:
     (run,) = load_results([path])
     if not any(_samples(r) for r in run["results"]):
         raise UsageError(
-            f"baseline {path} keeps no raw latency samples (written by an older mvit-deploy, or an adb benchmark binary)",
+            f"baseline {path} keeps no raw latency rounds (an older mvit-deploy, an adb benchmark binary, or fewer than {MIN_SAMPLES} --iters)",
             "re-run the baseline with this version: `mvit-deploy bench ... --json previous.json`",
         )
     return run
 
 
 def gate(result: dict, baseline: dict, baseline_path, max_regression: float) -> list[dict]:
-    """Add ``comparison`` to each result and ``baseline`` to ``result``; return the regressions."""
-    by_key = {_key(r): r for r in baseline["results"]}
-    regressions = []
-    for r in result["results"]:
-        base = by_key.get(_key(r))
+    """Add ``comparison`` to each result and ``baseline`` to ``result``; return the regressions.
+
+    A result the baseline lacks is "no baseline" (a new artifact); a result without raw rounds is
+    "no samples"; a baseline artifact this run did not measure is listed in ``baseline.missing``. If
+    nothing could be compared at all, that is an error, never a pass.
+    """
+    by_key = _keyed(baseline["results"], f"baseline {baseline_path}")
+    current = _keyed(result["results"], "this run")
+    regressions, compared = [], 0
+    for key, r in current.items():
+        base = by_key.get(key)
         cur_s, base_s = _samples(r), base and _samples(base)
-        if base is None or base_s is None or cur_s is None:
+        if base is None or base_s is None:
             r["comparison"] = {"verdict": "no baseline", "p50_ms": r["latency_ms"].get("p50")}
             continue
+        if cur_s is None:
+            r["comparison"] = {"verdict": "no samples", "p50_ms": r["latency_ms"].get("p50")}
+            continue
+        compared += 1
         r["comparison"] = compare_samples(cur_s, base_s, max_regression)
         if r["comparison"]["verdict"] == "regression":
             regressions.append(r)
-    same = (baseline["device"].get("name"), baseline["device"].get("cpu")) == (result["device"].get("name"), result["device"].get("cpu"))
+    machine = lambda d: (d.get("cpu"), d.get("cores"), d.get("os"), d.get("kind"))  # noqa: E731  (hosted CI runners change hostname every job)
     result["baseline"] = {
         "file": str(baseline_path),
         "max_regression": max_regression,
         "method": METHOD,
-        "same_device": same,
+        "same_device": machine(baseline["device"]) == machine(result["device"]),
         "device": baseline["device"].get("name"),
+        "missing": sorted(k[0] for k in by_key.keys() - current.keys()),
+        "compared": compared,
     }
+    if not compared:
+        raise UsageError(f"no artifact of this run could be compared with {baseline_path} (none in both with raw rounds)",
+                         "bench the same artifacts as the baseline, with --iters 5 or more")  # fmt: skip
     return regressions
 
 

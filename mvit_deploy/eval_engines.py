@@ -1,0 +1,186 @@
+"""Where ``eval`` runs: in this process, or sharded over a Ray cluster (``--engine ray``).
+
+The unit of work is a *shard*: a range of the labeled set. A :class:`Judge` loads every PyTorch
+reference and every artifact once, then turns a shard into per-sample top-5 class indices of each
+(decoding its images itself, so no pixels travel). Both engines give the same arrays, sample for
+sample; the report is computed from them afterwards (evaluate.py).
+
+``--out DIR`` keeps each finished shard as ``DIR/shards/<start>-<stop>.npz`` (written to a temporary
+name, then renamed: a shard is there whole or not at all), and ``--resume`` reuses the shards of
+the same run (``DIR/run.json`` fingerprints artifacts, data and shard size). With Ray, a worker
+that dies mid-shard is replaced and its shard run again; a shard counts only once its result is
+in, so every sample is counted exactly once.
+
+Measured choice (2026-11-24, this 2-core VM): plain Ray actors fed shard ranges by the driver, not
+Ray Data — the images stay on the workers' filesystem, faults are per shard, and there is no
+object-store traffic but the top-5 arrays (``benchmarks/eval_scale.py`` prints the overhead).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+
+SHARD = 256  # images per shard: 1/4 s to 90 s of work per artifact, small enough to lose
+MAX_RESTARTS_PER_WORKER = 3
+
+
+class Judge:
+    """The references and artifacts of one evaluation, loaded once; ``run(start, stop)`` -> top-5 arrays."""
+
+    def __init__(self, artifacts, manifests, ref_keys, weights, threads, data_set, batch):
+        from .evaluate import top_width
+        from .parity import reference_model
+        from .runtimes import load_runner
+
+        self.models = {}
+        for key, manifest in zip(ref_keys, manifests):
+            if key not in self.models:
+                self.models[key] = reference_model(manifest, weights)
+        self.runners = [load_runner(a, m, threads) for a, m in zip(artifacts, manifests)]
+        self.data_set, self.batch = data_set, batch
+        self.width = top_width(manifests)
+
+    def run(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        from .evaluate import _top5
+        from .parity import reference_logits
+
+        out = {f"ref:{k}": np.empty((stop - start, self.width), np.int32) for k in self.models}
+        out.update({f"art:{i}": np.empty((stop - start, self.width), np.int32) for i in range(len(self.runners))})
+        for a in range(start, stop, self.batch):
+            b = min(a + self.batch, stop)
+            x = self.data_set.load(a, b)
+            for key, model in self.models.items():
+                out[f"ref:{key}"][a - start : b - start] = _top5(reference_logits(model, x))
+            for i, runner in enumerate(self.runners):
+                out[f"art:{i}"][a - start : b - start] = _top5(runner(x))
+        return out
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class ShardStore:
+    """Finished shards on disk (``--out DIR``), or nowhere."""
+
+    def __init__(self, out_dir, fingerprint: dict, resume: bool):
+        self.dir = None if out_dir is None else Path(out_dir)
+        if self.dir is None:
+            if resume:
+                raise UsageError("--resume needs the --out folder of the interrupted run", "pass --out DIR with --resume")
+            return
+        run = self.dir / "run.json"
+        if run.exists():
+            try:
+                previous = json.loads(run.read_text())
+            except (ValueError, OSError):
+                previous = None
+            if not resume:
+                raise UsageError(f"{self.dir} holds shards of an earlier eval", "pass --resume to continue it, or another --out folder")
+            if previous != fingerprint:
+                raise UsageError(f"{self.dir} holds shards of a different eval (artifacts, data or shard size differ)", "use another --out folder")
+        elif resume and self.dir.exists() and any(self.dir.iterdir()):
+            raise UsageError(f"{self.dir} is not an eval --out folder (no run.json)", "pass the --out folder of the interrupted run")
+        (self.dir / "shards").mkdir(parents=True, exist_ok=True)
+        if not run.exists():
+            tmp = run.with_name(f".run.json.tmp-{os.getpid()}")
+            tmp.write_text(json.dumps(fingerprint, indent=1))
+            os.replace(tmp, run)
+
+    def path(self, start: int, stop: int) -> Path:
+        return self.dir / "shards" / f"{start:09d}-{stop:09d}.npz"
+
+    def load(self, start: int, stop: int) -> dict[str, np.ndarray] | None:
+        if self.dir is None or not self.path(start, stop).exists():
+            return None
+        with np.load(self.path(start, stop), allow_pickle=False) as z:  # our own arrays: no pickle, ever
+            return {k: z[k] for k in z.files}
+
+    def save(self, start: int, stop: int, arrays: dict[str, np.ndarray]) -> None:
+        if self.dir is None:
+            return
+        final = self.path(start, stop)
+        tmp = final.with_name(f".{final.stem}.tmp-{os.getpid()}.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, final)
+
+
+def shards(total: int, size: int = SHARD) -> list[tuple[int, int]]:
+    return [(a, min(a + size, total)) for a in range(0, total, size)]
+
+
+def run_local(judge_args: tuple, todo, store: ShardStore, on_shard) -> dict:
+    judge = Judge(*judge_args)
+    for start, stop in todo:
+        arrays = judge.run(start, stop)
+        store.save(start, stop, arrays)
+        on_shard(start, stop, arrays)
+    return {"name": "local", "workers": 1, "restarts": 0}
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--engine ray needs Ray", "pip install 'mvit-deploy[cluster]' (ray) on this machine and on every worker") from None
+    return ray
+
+
+def run_ray(judge_args: tuple, todo, store: ShardStore, on_shard, address: str | None, workers: int | None, threads: int, on_step) -> dict:
+    """Shards over Ray actors: each loads the artifacts once; a dead actor is replaced and its shard rerun."""
+    import logging
+
+    ray = import_ray()
+    on_step("starting Ray" if address in (None, "local") else f"connecting to Ray at {address}")
+    try:
+        if address in (None, "local"):
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
+        else:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise UsageError(f"cannot reach the Ray cluster at {address}: {str(e).splitlines()[0]}",
+                         "start one (`ray start --head`) or pass --address auto | HOST:PORT | ray://HOST:10001") from None  # fmt: skip
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        per_worker = max(1, threads)
+        n = max(1, min(workers or max(1, cpus // per_worker), len(todo) or 1))
+        remote_judge = ray.remote(num_cpus=per_worker, max_restarts=0)(Judge)
+        actors = [remote_judge.remote(*judge_args) for _ in range(n)]
+        queue, pending, restarts = deque(todo), {}, 0
+
+        def submit(i: int) -> None:
+            if queue:
+                shard = queue.popleft()
+                pending[actors[i].run.remote(*shard)] = (i, shard)
+
+        for i in range(n):
+            submit(i)
+        on_step(f"{n} Ray worker(s) loading the artifacts")
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            i, shard = pending.pop(ref)
+            try:
+                arrays = ray.get(ref)
+            except ray.exceptions.RayActorError:  # the worker died (killed, out of memory, node lost): replace it, rerun its shard
+                restarts += 1
+                if restarts > MAX_RESTARTS_PER_WORKER * n:
+                    raise UsageError(f"Ray workers died {restarts} times", "look at the workers' logs (`ray logs`); memory per worker?") from None
+                actors[i] = remote_judge.remote(*judge_args)
+                queue.appendleft(shard)
+                submit(i)
+                continue
+            except ray.exceptions.RayTaskError as e:  # the judge itself failed: an input error on the worker
+                raise UsageError(f"a Ray worker failed: {str(e.cause if hasattr(e, 'cause') else e).splitlines()[0]}",
+                                 "check that every worker can read the artifacts and the data at the same paths") from None  # fmt: skip
+            store.save(*shard, arrays)
+            on_shard(*shard, arrays)
+            submit(i)
+        return {"name": "ray", "workers": n, "restarts": restarts, "address": address or "local"}
+    finally:
+        ray.shutdown()
