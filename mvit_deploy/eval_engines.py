@@ -88,6 +88,8 @@ class ShardStore:
         elif resume and self.dir.exists() and any(self.dir.iterdir()):
             raise UsageError(f"{self.dir} is not an eval --out folder (no run.json)", "pass the --out folder of the interrupted run")
         (self.dir / "shards").mkdir(parents=True, exist_ok=True)
+        for partial in (self.dir / "shards").glob(".*.tmp-*"):  # a shard being written when its run was killed
+            partial.unlink(missing_ok=True)
         if not run.exists():
             tmp = run.with_name(f".run.json.tmp-{os.getpid()}")
             tmp.write_text(json.dumps(fingerprint, indent=1))
@@ -140,7 +142,7 @@ def run_ray(judge_args: tuple, todo, store: ShardStore, on_shard, address: str |
     on_step("starting Ray" if address in (None, "local") else f"connecting to Ray at {address}")
     try:
         if address in (None, "local"):
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
         else:
             ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as e:

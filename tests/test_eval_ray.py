@@ -1,0 +1,125 @@
+"""eval --engine ray on a local cluster: the same per-sample predictions as in-process, a killed worker, a killed driver resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from mvit_deploy.evaluate import evaluate  # noqa: E402
+from mvit_deploy.export import export  # noqa: E402
+from mvit_deploy.targets import ExportOptions  # noqa: E402
+
+MVIT = str(Path(sys.executable).with_name("mvit-deploy"))
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    """The shipped Fashion-MNIST XXS (64 px) as ONNX, TFLite int8 and Core ML fp16."""
+    out = tmp_path_factory.mktemp("ray")
+    opts = dict(model="mobilevit_xxs", pretrained="fashion", out_dir=out)
+    return [export(ExportOptions(target=t, precision=p, **opts), run_parity=False).artifact for t, p in (("onnx", "fp32"), ("tflite", "int8"), ("coreml", "fp16"))]
+
+
+@pytest.fixture(scope="module")
+def in_process(artifacts):
+    return evaluate(artifacts, "fashion-mnist:subset", n=600, threads=1).to_dict()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A Ray head on loopback, as `ray start --head` starts one on a real node."""
+    port = _free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    start = subprocess.run([RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false",
+                            "--disable-usage-stats"], capture_output=True, text=True, env=env, timeout=180)  # fmt: skip
+    assert start.returncode == 0, start.stderr[-2000:]
+    yield f"127.0.0.1:{port}", env
+    subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=120)
+
+
+def same_samples(a: dict, b: dict) -> bool:
+    return a["samples"] == b["samples"] and [r["predictions"] for r in a["rows"]] == [r["predictions"] for r in b["rows"]]
+
+
+@pytest.mark.slow
+def test_ray_cluster_gives_the_in_process_predictions(artifacts, in_process, cluster):
+    address, env = cluster
+    done = subprocess.run([MVIT, "eval", *map(str, artifacts), "--data", "fashion-mnist:subset", "--n", "600", "--threads", "1",
+                           "--engine", "ray", "--address", address, "--json"], capture_output=True, text=True, env=env, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["engine"]["name"] == "ray" and report["engine"]["workers"] == 2 and report["engine"]["shards"] == 3
+    assert same_samples(report, in_process)  # ONNX, TFLite and Core ML, sample for sample
+    assert [r["artifact_metrics"] for r in report["rows"]] == [r["artifact_metrics"] for r in in_process["rows"]]
+
+
+def _judge_pids() -> list[int]:
+    pids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if (p / "cmdline").read_bytes().startswith(b"ray::Judge"):
+                    pids.append(int(p.name))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_replaced_and_every_sample_counted_once(artifacts, in_process, monkeypatch):
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    killed = []
+
+    def kill_on_first_shard(done, total):
+        if done and not killed:
+            killed.extend(_judge_pids())
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+
+    report = evaluate(artifacts[:2], "fashion-mnist:subset", n=600, threads=1, engine="ray", workers=2, on_count=kill_on_first_shard).to_dict()
+    assert killed, "no Ray worker process found to kill"
+    assert report["engine"]["restarts"] >= 1 and report["n_images"] == 600
+    expected = {**in_process, "rows": in_process["rows"][:2]}
+    assert same_samples(report, expected)
+
+
+def test_a_killed_driver_resumes_the_shards_it_finished(artifacts, in_process, tmp_path):
+    out = tmp_path / "run"
+    args = [MVIT, "eval", *map(str, artifacts[:2]), "--data", "fashion-mnist:subset", "--n", "600", "--threads", "1", "--out", str(out), "--json"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not list((out / "shards").glob("*.npz")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # the driver dies between shards or inside one: no shard file is ever half-written
+    proc.communicate()
+    finished = sorted(p.name for p in (out / "shards").glob("*.npz"))
+    assert 1 <= len(finished) <= 3
+    again = subprocess.run(args, capture_output=True, text=True)
+    assert again.returncode == 2 and "pass --resume" in again.stderr  # no silent overwrite of an earlier run
+    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    report = json.loads(resumed.stdout)
+    assert report["engine"]["resumed"] == len(finished) and report["engine"]["shards"] == 3
+    assert not list((out / "shards").glob(".*")), "a partial shard of the killed run was left behind"
+    assert same_samples(report, {**in_process, "rows": in_process["rows"][:2]})
+    other = subprocess.run([MVIT, "eval", str(artifacts[0]), "--data", "fashion-mnist:subset", "--n", "300", "--out", str(out), "--resume"],
+                           capture_output=True, text=True)  # fmt: skip
+    assert other.returncode == 2 and "shards of a different eval" in other.stderr
