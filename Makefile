@@ -40,7 +40,7 @@ demo: venv
 	$(DEMO) eval demo-out/*.onnx demo-out/*.tflite demo-out/*.mlpackage --data fashion-mnist:subset
 	$(DEMO) bench demo-out/mobilevit_xxs-onnx-fp32.onnx demo-out/mobilevit_xxs-onnx-int8.onnx demo-out/mobilevit_xxs-tflite-fp32.tflite demo-out/mobilevit_xxs-tflite-int8.tflite --iters 30 --json demo-out/bench-host.json
 	$(DEMO) report demo-out/bench-host.json --out demo-out/report
-	$(PY) -m pytest demo-out --mvit-artifacts demo-out --junit-xml demo-out/parity.xml -q -p no:cacheprovider
+	$(PY) -m pytest --mvit-artifacts demo-out --junit-xml demo-out/parity.xml -q -p no:cacheprovider
 
 # pytest exits 5 when it collects nothing: say so and fail, a suite that tests nothing is not green.
 test: venv

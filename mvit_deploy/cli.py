@@ -506,13 +506,15 @@ def eval_cmd(artifacts, data, labels, n, batch, weights, threads, as_json, engin
 @click.option("--ssh-option", "ssh_options", multiple=True, help="ssh: extra -o KEY=VALUE (repeatable).")
 @click.option("--remote-python", default="python3", show_default=True, help="ssh: the board's Python (with mvit-deploy[device] deps).")
 @click.option("--benchmark-binary", type=click.Path(dir_okay=False, path_type=str), multiple=True, help=_adb_help())
+@click.option("--aihub-timeout", type=float, default=7200, show_default=True,
+              help="aihub: seconds to wait for the hosted jobs; one still queued then is reported as not measured.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Write the result JSON here (several devices: one file each, FILE's stem + the device's name).")
 @click.option("--baseline", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="A previous run's --json: exit 1 if an artifact's median got slower by more than --max-regression beyond noise.")
 @click.option("--max-regression", default="10%", show_default=True, help="With --baseline: the slowdown of the median that fails.")
-def bench(artifacts, threads, warmup, iters, devices, reference, identity, ssh_options, remote_python, benchmark_binary, json_out, baseline,
-          max_regression, **runtime_options):  # fmt: skip
+def bench(artifacts, threads, warmup, iters, devices, reference, identity, ssh_options, remote_python, benchmark_binary, aihub_timeout, json_out,
+          baseline, max_regression, **runtime_options):  # fmt: skip
     """Latency of ARTIFACTS on a device, with load time, percentiles, memory and size.
 
     \b
@@ -542,7 +544,7 @@ def bench(artifacts, threads, warmup, iters, devices, reference, identity, ssh_o
         results = run_on_devices(
             devices, artifacts, threads, warmup, iters, reference=reference, runtime_options={k: v for k, v in runtime_options.items() if v is not None},
             identity=identity, ssh_options=ssh_options, remote_python=remote_python, benchmark_binary=benchmark_binary,
-            on_round=lambda i, n: line.count("benchmark rounds", i, n), progress=line.step,
+            on_round=lambda i, n: line.count("benchmark rounds", i, n), progress=line.step, aihub_timeout=aihub_timeout,
         )  # fmt: skip
     console = Console(width=max(Console().width, 170))
     regressions = []

@@ -11,9 +11,10 @@ the same run (``DIR/run.json`` fingerprints artifacts, data and shard size). Wit
 that dies mid-shard is replaced and its shard run again; a shard counts only once its result is
 in, so every sample is counted exactly once.
 
-Measured choice (2026-11-24, this 2-core VM): plain Ray actors fed shard ranges by the driver, not
-Ray Data — the images stay on the workers' filesystem, faults are per shard, and there is no
-object-store traffic but the top-5 arrays (``benchmarks/eval_scale.py`` prints the overhead).
+Plain Ray actors fed shard ranges by the driver, not Ray Data's ``map_batches``: chosen, not
+measured against it — the images stay on the workers' filesystem, a fault costs one shard, and
+nothing but the top-5 arrays crosses the object store. ``benchmarks/eval_scale.py`` measures this
+engine against the in-process one.
 """
 
 from __future__ import annotations

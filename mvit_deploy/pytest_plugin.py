@@ -2,7 +2,8 @@
 
 Every exported artifact becomes a test case with its bounds::
 
-    pytest --mvit-artifacts out/ --junit-xml parity.xml
+    pytest --mvit-artifacts out/ --junit-xml parity.xml      # the parity cases alone
+    pytest tests/ --mvit-artifacts out/                      # with your own tests
 
 and a hand-written test checks one artifact, with its own bounds or the shipped ones::
 
@@ -67,10 +68,11 @@ def assert_parity(artifact, images=None, n: int | None = None, weights=None, thr
     """Run ``artifact`` and its PyTorch reference on the parity set (or ``images``); raise AssertionError
     naming every bound that fails, return the :class:`~mvit_deploy.parity.ParityReport` when all hold."""
     from .artifact import read_manifest
-    from .parity import check_reference_weights, parity
+    from .parity import check_reference_weights, parity, parity_inputs
 
     manifest = read_manifest(artifact)
     check_reference_weights(manifest, weights)
+    parity_inputs(manifest, images, n)  # a bad --mvit-images / --mvit-n is refused before the model loads
     report = parity(artifact, images=images, n=n, weights=weights, threads=threads, model=_reference(manifest, weights))
     if not report.passed:
         raise ParityFailed(report)
@@ -78,10 +80,16 @@ def assert_parity(artifact, images=None, n: int | None = None, weights=None, thr
 
 
 @pytest.fixture
-def mvit_parity():
-    """The :func:`assert_parity` helper as a fixture, with the command line's ``--mvit-images/--mvit-n``
-    as defaults."""
-    return assert_parity
+def mvit_parity(request):
+    """:func:`assert_parity` as a fixture, with the command line's ``--mvit-images``, ``--mvit-n``,
+    ``--mvit-weights`` and ``--mvit-threads`` as defaults."""
+    opt = request.config.getoption
+    defaults = {"images": opt("--mvit-images"), "n": opt("--mvit-n"), "weights": opt("--mvit-weights"), "threads": opt("--mvit-threads")}
+
+    def check(artifact, **kw):
+        return assert_parity(artifact, **{**defaults, **kw})
+
+    return check
 
 
 def pytest_addoption(parser):
@@ -107,18 +115,40 @@ def pytest_configure(config):
         raise pytest.UsageError(f"--mvit-n {n}: use a positive number of images, e.g. --mvit-n 8")
 
 
+def pytest_sessionstart(session):
+    """``pytest --mvit-artifacts out/`` runs the parity cases alone; name test paths too to run both
+    (``pytest tests/ --mvit-artifacts out/``)."""
+    config = session.config
+    if config.getoption("--mvit-artifacts", default=[]) and config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args = []
+
+
+def _folders(config) -> list[Path]:
+    return list(dict.fromkeys(Path(f).resolve() for f in config.getoption("--mvit-artifacts", default=[])))
+
+
 def pytest_collection_modifyitems(session, config, items):
-    for folder in map(Path, config.getoption("--mvit-artifacts", default=[])):
-        for path in find_artifacts(folder):
-            items.append(ParityItem.from_parent(session, name=f"parity[{folder.name}/{path.name}]", path=path))
+    for folder in _folders(config):
+        try:
+            nodeid = folder.relative_to(config.rootpath).as_posix()
+        except ValueError:
+            nodeid = folder.as_posix()
+        items.extend(ArtifactFolder.from_parent(session, name=folder.name, path=folder, nodeid=nodeid).collect())
+
+
+class ArtifactFolder(pytest.Collector):
+    """An export folder: one parity case per artifact in it."""
+
+    def collect(self):
+        return [ParityItem.from_parent(self, name=p.name, path=p) for p in find_artifacts(self.path)]
 
 
 class ParityItem(pytest.Item):
     """One artifact's parity against PyTorch, as a test case."""
 
-    def __init__(self, *, path: Path, **kw):
+    def __init__(self, **kw):
         super().__init__(**kw)
-        self.artifact = path
+        self.artifact = self.path
 
     def runtest(self):
         opt = self.config.getoption

