@@ -82,6 +82,7 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
     pre = model.preprocessing
 
     stem = artifact_stem(opts.model, target.name, opts.precision, target.stem_tags(opts), size, trained_size)
+    lead = "batch" if opts.batch == "dynamic" else 1  # the input's first dimension
     final = Path(opts.out_dir) / f"{stem}{target.suffix}"
     manifest = {
         "schema": MANIFEST_SCHEMA,
@@ -93,7 +94,8 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
         "precision": opts.precision,
         "input": {
             "name": "image",
-            "shape": [1, size, size, 3] if opts.layout == "nhwc" else [1, 3, size, size],
+            "shape": [lead, size, size, 3] if opts.layout == "nhwc" else [lead, 3, size, size],
+            "batch": "dynamic" if opts.batch == "dynamic" else 1,
             "layout": opts.layout,
             "dtype": "float32",
             "size": size,

@@ -309,7 +309,7 @@ def test_latency_gate_fails_a_regression_and_passes_noise(artifacts, tmp_path):
 def test_latency_gate_refuses_a_bad_baseline_before_measuring(artifacts, tmp_path):
     old = _bench_json(tmp_path, "host", "local", 8.0)  # an old result: no raw samples
     result = run_cli("bench", str(artifacts["onnx"]), "--baseline", str(old))
-    assert result.returncode == 2 and "keeps no raw latency samples" in result.stderr
+    assert result.returncode == 2 and "keeps no raw latency rounds" in result.stderr
     result = run_cli("bench", str(artifacts["onnx"]), "--baseline", str(tmp_path / "missing.json"))
     assert result.returncode == 2 and "does not exist" in result.stderr
     result = run_cli("bench", str(artifacts["onnx"]), "--baseline", str(old), "--max-regression", "lots")

@@ -56,6 +56,7 @@ class ExportOptions:
     more_sizes: tuple[int, ...] = ()  # further square input sizes one artifact accepts (targets with flexible_sizes)
     delegate: str = "xnnpack"  # executorch: xnnpack | coreml
     ort_platform: str = "arm"  # ort: arm | amd64 (the CPU the offline optimisations are baked for)
+    batch: str = "1"  # onnx, ort: 1 | dynamic (the batch dimension left free: any batch at run time)
 
 
 @dataclass(frozen=True)
@@ -84,24 +85,27 @@ class Runner(abc.ABC):
     """Runs one artifact: a float32 NCHW batch [N, 3, H, W] -> float32 logits [N, classes].
 
     Layout and dtype conversions to what the artifact expects happen in the subclass, as an app
-    would do them. Artifacts have a static batch of 1, so images run one at a time.
+    would do them. Most artifacts have a static batch of 1, so images run one at a time; one
+    exported with ``--batch dynamic`` (manifest ``input.batch``) runs ``RUN_BATCH`` at a time.
     """
 
     runtime = "?"
+    RUN_BATCH = 32  # images per call for a dynamic-batch artifact (eval's default batch)
 
     def __init__(self, path: Path, manifest: dict, threads: int | None = None):
         self.path = Path(path)
         self.manifest = manifest
         self.threads = threads or min(2, os.cpu_count() or 1)
         self.layout = manifest["input"]["layout"]
+        self.step = self.RUN_BATCH if manifest["input"].get("batch") == "dynamic" else 1
 
     @abc.abstractmethod
     def _one(self, x: np.ndarray) -> np.ndarray:
-        """x: [1, 3, H, W] float32 -> logits [1, classes]."""
+        """x: [b, 3, H, W] float32 (b = 1, or up to RUN_BATCH for a dynamic-batch artifact) -> logits [b, classes]."""
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, np.float32)
-        return np.concatenate([self._one(batch[i : i + 1]) for i in range(len(batch))])
+        return np.concatenate([self._one(batch[i : i + self.step]) for i in range(0, len(batch), self.step)])
 
     def _to_layout(self, x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if self.layout == "nhwc" else x
@@ -152,6 +156,11 @@ class Target(abc.ABC):
         opts = replace(opts, precision=opts.precision or self.default_precision)
         if opts.precision not in self.precisions:
             raise UsageError(f"{self.name} does not export precision {opts.precision}", f"use one of {', '.join(self.precisions)}")
+        if opts.batch != "1" and not any(o.field == "batch" for o in self.export_options):
+            from . import TARGETS
+
+            takers = [t.name for t in TARGETS.values() if any(o.field == "batch" for o in t.export_options)]
+            raise UsageError(f"a {self.name} artifact has a batch of 1", f"export --target {' / '.join(takers)} for --batch {opts.batch}")
         for opt in self.export_options:
             if getattr(opts, opt.field) not in opt.choices:
                 raise UsageError(f"{self.name} does not take {opt.flag} {getattr(opts, opt.field)}", f"use one of {', '.join(opt.choices)}")

@@ -66,10 +66,17 @@ class OnnxTarget(Target):
     noisy_loggers = ("onnxscript", "onnx_ir")
     layer_report = True
     aihub = AihubProfile(framework="onnx", runtime="onnxruntime-aihub")
+    export_options = (
+        Option("--batch", "batch", ("1", "dynamic"), "1",
+               "leave the batch dimension free (dynamic: any batch at run time, for hosts and evaluation; phones run 1)."),
+    )  # fmt: skip
     bench_options = (
         Option("--denormals", "denormals", ("keep", "flush"), "keep",
                "onnxruntime: keep denormal floats (IEEE, the default) or flush them to zero, as phones' NPUs and GPUs do."),
     )  # fmt: skip
+
+    def stem_tags(self, opts: ExportOptions) -> list[str]:
+        return ["dynbatch"] * (opts.batch == "dynamic")
 
     def runner(self, path, manifest, threads=None):
         return OnnxRunner(path, manifest, threads)
@@ -105,6 +112,9 @@ class OnnxTarget(Target):
 
         # unfold/fold through channels-last rank-6 transposes: onnxruntime moves C-innermost data
         # with its fast transpose (a pixel_unshuffle permutation takes its element-wise path)
+        dynamic = opts.batch == "dynamic"
+        if dynamic:  # torch.export fixes a dimension traced at size 1, so a free batch is traced at 2
+            example = example.expand(2, *example.shape[1:]).contiguous()
         with contextlib.redirect_stdout(io.StringIO()), export_variant(model, patches=PATCHES):  # the exporter narrates every step
             program = torch.onnx.export(
                 model,
@@ -113,6 +123,7 @@ class OnnxTarget(Target):
                 opset_version=OPSET,
                 input_names=["image"],
                 output_names=["logits"],
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic else None,
                 verbose=False,
             )
         program.save(str(dest), external_data=False)

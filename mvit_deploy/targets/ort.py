@@ -46,12 +46,13 @@ class OrtTarget(OnnxTarget):
     aihub = None  # AI Hub takes .onnx, not ONNX Runtime's own format
     layer_report_hint = "run quant-report on the int8 .onnx of the same model (export --target onnx --precision int8)"
     export_options = (
+        *OnnxTarget.export_options,
         Option("--ort-platform", "ort_platform", ("arm", "amd64"), "arm",
                "ort: the CPU the offline optimisations are baked for (arm: phones and boards; amd64: x86-64 only, adds NCHWc layouts)."),
     )  # fmt: skip
 
     def stem_tags(self, opts: ExportOptions) -> list[str]:
-        return [opts.ort_platform] * (opts.ort_platform != "arm")
+        return [*super().stem_tags(opts), *[opts.ort_platform] * (opts.ort_platform != "arm")]
 
     def convert(self, model, example, opts: ExportOptions, dest: Path, calibration=None) -> Converted:
         with tempfile.TemporaryDirectory() as tmp:
