@@ -445,7 +445,8 @@ def quant_report_cmd(artifact, n, top, weights, as_json):
 @click.option("--labels", type=click.Path(path_type=str), default=None, help="Optional `path<TAB>label` file instead of folder names.")
 @click.option("--n", "n", type=int, default=None, callback=_at_least(1, 100), help="Use only the first N images.")
 @click.option("--batch", type=int, default=None, callback=_at_least(1, 32),
-              help="Images decoded and run per step (default 32, measured); memory does not grow with the set's size.")
+              help="Images decoded per step (default 32, measured); memory does not grow with the set's size. "
+                   "An artifact exported with export --batch dynamic runs 32 per call, any other one image at a time.")
 @reference_weights_option
 @threads_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON result, with per-sample predictions (top-5 of every artifact and reference).")
@@ -476,7 +477,7 @@ def eval_cmd(artifacts, data, labels, n, batch, weights, threads, as_json, engin
                           on_count=lambda done, total: line.count("images", done, total), batch=batch or DEFAULT_BATCH,
                           engine=engine, address=address, workers=workers, out_dir=out_dir, resume=resume)  # fmt: skip
     if as_json:
-        _echo_json(report.to_dict())
+        _echo_json(report.to_dict(), indent=None)  # per-sample predictions: compact (and C-encoded) at any size
     else:
         table = Table(title=f"accuracy on {report.data}")
         for col in ("artifact", "precision", "reference top-1", "artifact top-1", "drop (95% CI), points", "McNemar", "top-5", "agreement", "flipped", "result"):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections import deque
 from pathlib import Path
 
@@ -63,9 +64,6 @@ class Judge:
                 out[f"art:{i}"][a - start : b - start] = _top5(runner(x))
         return out
 
-    def pid(self) -> int:
-        return os.getpid()
-
 
 class ShardStore:
     """Finished shards on disk (``--out DIR``), or nowhere."""
@@ -76,6 +74,8 @@ class ShardStore:
             if resume:
                 raise UsageError("--resume needs the --out folder of the interrupted run", "pass --out DIR with --resume")
             return
+        if resume and not self.dir.is_dir():
+            raise UsageError(f"--resume: {self.dir} does not exist", "pass the --out folder of the interrupted run")
         run = self.dir / "run.json"
         if run.exists():
             try:
@@ -88,9 +88,16 @@ class ShardStore:
                 raise UsageError(f"{self.dir} holds shards of a different eval (artifacts, data or shard size differ)", "use another --out folder")
         elif resume and self.dir.exists() and any(self.dir.iterdir()):
             raise UsageError(f"{self.dir} is not an eval --out folder (no run.json)", "pass the --out folder of the interrupted run")
-        (self.dir / "shards").mkdir(parents=True, exist_ok=True)
+        try:
+            (self.dir / "shards").mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"cannot write shards into {self.dir} ({e.strerror})", "pass a writable --out folder") from None
+        from .artifact import _alive
+
         for partial in (self.dir / "shards").glob(".*.tmp-*"):  # a shard being written when its run was killed
-            partial.unlink(missing_ok=True)
+            pid = partial.name.rsplit(".tmp-", 1)[1].split(".")[0]
+            if not (pid.isdigit() and _alive(int(pid))):  # another driver still writing its own is left alone
+                partial.unlink(missing_ok=True)
         if not run.exists():
             tmp = run.with_name(f".run.json.tmp-{os.getpid()}")
             tmp.write_text(json.dumps(fingerprint, indent=1))
@@ -99,11 +106,20 @@ class ShardStore:
     def path(self, start: int, stop: int) -> Path:
         return self.dir / "shards" / f"{start:09d}-{stop:09d}.npz"
 
-    def load(self, start: int, stop: int) -> dict[str, np.ndarray] | None:
-        if self.dir is None or not self.path(start, stop).exists():
+    def load(self, start: int, stop: int, keys: set[str]) -> dict[str, np.ndarray] | None:
+        """A finished shard, or None (missing, unreadable or not this run's: it is run again)."""
+        path = self.path(start, stop) if self.dir is not None else None
+        if path is None or not path.exists():
             return None
-        with np.load(self.path(start, stop), allow_pickle=False) as z:  # our own arrays: no pickle, ever
-            return {k: z[k] for k in z.files}
+        try:
+            with np.load(path, allow_pickle=False) as z:  # our own arrays: no pickle, ever
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            arrays = None
+        if arrays is None or set(arrays) != keys or any(len(a) != stop - start for a in arrays.values()):
+            path.unlink(missing_ok=True)
+            return None
+        return arrays
 
     def save(self, start: int, stop: int, arrays: dict[str, np.ndarray]) -> None:
         if self.dir is None:
@@ -135,24 +151,35 @@ def import_ray():
     return ray
 
 
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+
 def run_ray(judge_args: tuple, todo, store: ShardStore, on_shard, address: str | None, workers: int | None, threads: int, on_step) -> dict:
     """Shards over Ray actors: each loads the artifacts once; a dead actor is replaced and its shard rerun."""
     import logging
 
     ray = import_ray()
-    on_step("starting Ray" if address in (None, "local") else f"connecting to Ray at {address}")
+    ours = not ray.is_initialized()  # a caller's own Ray session is used as it is, and left running
+    if ours:
+        on_step("starting Ray" if address in (None, "local") else f"connecting to Ray at {address}")
+        try:
+            if address in (None, "local"):  # Ray counts this machine's CPUs itself (container limits included)
+                ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
+            else:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as e:
+            raise UsageError(f"cannot reach the Ray cluster at {address or 'local'}: {_first_line(e)}",
+                             "start one (`ray start --head`) or pass --address auto | HOST:PORT | ray://HOST:10001") from None  # fmt: skip
     try:
-        if address in (None, "local"):
-            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
-        else:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise UsageError(f"cannot reach the Ray cluster at {address}: {str(e).splitlines()[0]}",
-                         "start one (`ray start --head`) or pass --address auto | HOST:PORT | ray://HOST:10001") from None  # fmt: skip
-    try:
-        cpus = int(ray.cluster_resources().get("CPU", 1))
+        cpus = int(ray.cluster_resources().get("CPU", 0))
         per_worker = max(1, threads)
-        n = max(1, min(workers or max(1, cpus // per_worker), len(todo) or 1))
+        if per_worker > cpus:
+            raise UsageError(f"--threads {per_worker} per worker, and the Ray cluster has {cpus} CPU(s)", f"use --threads {max(1, cpus)} or fewer")
+        if workers is not None and workers * per_worker > cpus:
+            raise UsageError(f"--workers {workers} x --threads {per_worker} needs {workers * per_worker} CPUs, the Ray cluster has {cpus}",
+                             f"use --workers {cpus // per_worker} or fewer (or fewer --threads)")  # fmt: skip
+        n = max(1, min(workers or cpus // per_worker, len(todo)))
         remote_judge = ray.remote(num_cpus=per_worker, max_restarts=0)(Judge)
         actors = [remote_judge.remote(*judge_args) for _ in range(n)]
         queue, pending, restarts = deque(todo), {}, 0
@@ -170,20 +197,24 @@ def run_ray(judge_args: tuple, todo, store: ShardStore, on_shard, address: str |
             i, shard = pending.pop(ref)
             try:
                 arrays = ray.get(ref)
-            except ray.exceptions.RayActorError:  # the worker died (killed, out of memory, node lost): replace it, rerun its shard
-                restarts += 1
+            except ray.exceptions.RayActorError as e:
+                if getattr(e, "actor_init_failed", False):  # the judge could not load on the worker: an input error, not a crash
+                    raise UsageError(f"a Ray worker could not load the artifacts: {_first_line(getattr(e, 'error_msg', None) or e)}",
+                                     "every worker needs mvit-deploy[export] (the PyTorch reference) and the same paths to artifacts and data") from None  # fmt: skip
+                restarts += 1  # the worker died (killed, out of memory, node lost): replace it, rerun its shard
                 if restarts > MAX_RESTARTS_PER_WORKER * n:
                     raise UsageError(f"Ray workers died {restarts} times", "look at the workers' logs (`ray logs`); memory per worker?") from None
                 actors[i] = remote_judge.remote(*judge_args)
                 queue.appendleft(shard)
                 submit(i)
                 continue
-            except ray.exceptions.RayTaskError as e:  # the judge itself failed: an input error on the worker
-                raise UsageError(f"a Ray worker failed: {str(e.cause if hasattr(e, 'cause') else e).splitlines()[0]}",
-                                 "check that every worker can read the artifacts and the data at the same paths") from None  # fmt: skip
+            except ray.exceptions.RayTaskError as e:  # the judge failed on a shard (an unreadable image, ...)
+                raise UsageError(f"a Ray worker failed on images {shard[0]}..{shard[1] - 1}: {_first_line(getattr(e, 'cause', None) or e)}",
+                                 "fix the input; finished shards are kept with --out DIR, continue with --resume") from None  # fmt: skip
             store.save(*shard, arrays)
             on_shard(*shard, arrays)
             submit(i)
         return {"name": "ray", "workers": n, "restarts": restarts, "address": address or "local"}
     finally:
-        ray.shutdown()
+        if ours:
+            ray.shutdown()

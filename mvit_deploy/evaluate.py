@@ -9,6 +9,7 @@ Data layouts (ImageNet-style):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -54,14 +55,6 @@ def labeled_images(data: str | Path, labels: str | Path | None, num_classes: int
             raise UsageError(f"labels file {labels} has no entries", "one `path<TAB>label` line per image")
         return out
     return [(f, _class_index(f.parent.name, num_classes)) for f in image_files(data, check=True)]
-
-
-def topk_accuracy(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    order = np.argsort(-logits, axis=1, kind="stable")
-    return {
-        "top1": float(np.mean(order[:, 0] == targets)),
-        "top5": float(np.mean([t in row[:5] for t, row in zip(targets, order)])),
-    }
 
 
 @dataclass
@@ -122,6 +115,7 @@ class LabeledSet:
     what: str
     targets: np.ndarray  # [N] class indices
     load: Callable[[int, int], np.ndarray]  # (start, stop) -> inputs of those samples
+    fingerprint: str = ""  # sha256 of what the samples are (paths or arrays, and labels): --resume checks it
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -155,10 +149,13 @@ def labeled_set(manifest: dict, data, labels=None, n: int | None = None) -> Labe
         images, targets = fashion_mnist.load_fashion_mnist(split)  # uint8 28x28: 7.8 MB for all 10,000
         images, targets = images[:n], targets[:n]
         what = "Fashion-MNIST test set" if split == "test" else "Fashion-MNIST shipped test subset (apt-get install dataset-fashion-mnist for all 10,000)"
-        return LabeledSet(f"{what}, {len(targets)} images", targets, lambda a, b: fashion_mnist.to_model_inputs(images[a:b], size, pre))
+        digest = hashlib.sha256(images.tobytes() + targets.astype(np.int64).tobytes()).hexdigest()
+        return LabeledSet(f"{what}, {len(targets)} images", targets, lambda a, b: fashion_mnist.to_model_inputs(images[a:b], size, pre), digest)
     pairs = labeled_images(data, labels, manifest["output"]["classes"])[:n]
     paths = [p for p, _ in pairs]
-    return LabeledSet(f"{data}, {len(pairs)} images", np.array([t for _, t in pairs]), lambda a, b: np.stack([preprocess(p, size, pre) for p in paths[a:b]]))
+    digest = hashlib.sha256("\n".join(f"{Path(p).resolve()}\t{t}" for p, t in pairs).encode()).hexdigest()
+    return LabeledSet(f"{data}, {len(pairs)} images", np.array([t for _, t in pairs]), lambda a, b: np.stack([preprocess(p, size, pre) for p in paths[a:b]]),
+                      digest)  # fmt: skip
 
 
 def labeled_inputs(manifest: dict, data, labels=None, n: int | None = None) -> tuple[np.ndarray, np.ndarray, str]:
@@ -199,10 +196,6 @@ def _accuracy(top5: np.ndarray, targets: np.ndarray) -> dict[str, float]:
     return {"top1": float(np.mean(top5[:, 0] == targets)), "top5": float(np.mean((top5 == targets[:, None]).any(axis=1)))}
 
 
-def topk_accuracy(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    return _accuracy(_top5(logits), targets)
-
-
 def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: int | None = None, weights=None, on_step=lambda s: None,
              on_count=lambda done, total: None, batch: int = DEFAULT_BATCH, engine: str = "local", address: str | None = None,
              workers: int | None = None, out_dir=None, resume: bool = False) -> EvalReport:  # fmt: skip
@@ -226,18 +219,23 @@ def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: i
         raise UsageError(f"--engine {engine!r} is not an engine", "use local or ray")
     if engine == "ray":
         import_ray()  # missing Ray is said before any model loads
-    artifacts = [str(a) for a in ([artifacts] if isinstance(artifacts, (str, Path)) else list(artifacts))]
+    # absolute paths: Ray workers on other nodes do not share this process's working directory
+    artifacts = [str(Path(a).resolve()) for a in ([artifacts] if isinstance(artifacts, (str, Path)) else list(artifacts))]
+    if data is not None and data not in FASHION_DATA:
+        data = str(Path(data).resolve())
+    weights = None if weights is None else str(Path(weights).resolve())
     manifests = [read_manifest(a) for a in artifacts]  # every path checked before any work
     for manifest in manifests:
         check_reference_weights(manifest, weights)
-    keys = {(m.get("domain"), m["input"]["size"], json.dumps(m["input"]["preprocessing"], sort_keys=True)) for m in manifests}
+    keys = {(m.get("domain"), m["input"]["size"], m["output"]["classes"], json.dumps(m["input"]["preprocessing"], sort_keys=True)) for m in manifests}
     if len(keys) > 1:
-        raise UsageError("these artifacts need different evaluation inputs (domain, size or preprocessing)", "evaluate them in separate runs")
+        raise UsageError("these artifacts need different evaluation inputs (domain, size, classes or preprocessing)", "evaluate them in separate runs")
     on_step("reading the labels")
     data_set = labeled_set(manifests[0], data, labels, n)
     total = len(data_set)
     ref_keys = [f"{m['model']}:{m['checkpoint'].get('sha256') or m['checkpoint']['layout']}:{m['output']['classes']}" for m in manifests]
-    fingerprint = {"artifacts": [[Path(a).name, m.get("sha256")] for a, m in zip(artifacts, manifests)], "data": data_set.what, "n": total, "shard": SHARD}
+    fingerprint = {"artifacts": [[Path(a).name, m.get("sha256")] for a, m in zip(artifacts, manifests)], "data": data_set.fingerprint, "n": total,
+                   "shard": SHARD}  # fmt: skip
     store = ShardStore(out_dir, fingerprint, resume)
     width = top_width(manifests)
     ref_top5 = {key: np.full((total, width), -1, np.int32) for key in ref_keys}
@@ -257,8 +255,9 @@ def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: i
 
     on_count(0, total)
     todo, resumed = [], 0
+    shard_keys = {f"ref:{k}" for k in ref_keys} | {f"art:{i}" for i in range(len(artifacts))}
     for shard in shards(total):
-        arrays = store.load(*shard)
+        arrays = store.load(*shard, shard_keys)
         if arrays is None:
             todo.append(shard)
         else:

@@ -108,7 +108,7 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
             "preprocessing": pre.to_dict(),
         },
         "output": {
-            "name": "logits", "shape": [1, model.num_classes], "dtype": "float32", "classes": model.num_classes,
+            "name": "logits", "shape": [lead, model.num_classes], "dtype": "float32", "classes": model.num_classes,
             "labels": get_domain(model.domain).named_classes(model.num_classes),
         },
         "checkpoint": {

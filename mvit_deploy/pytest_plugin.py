@@ -119,7 +119,8 @@ def pytest_sessionstart(session):
     """``pytest --mvit-artifacts out/`` runs the parity cases alone; name test paths too to run both
     (``pytest tests/ --mvit-artifacts out/``)."""
     config = session.config
-    if config.getoption("--mvit-artifacts", default=[]) and config.args_source != pytest.Config.ArgsSource.ARGS:
+    typed = any(a == "--mvit-artifacts" or a.startswith("--mvit-artifacts=") for a in config.invocation_params.args)
+    if typed and config.args_source != pytest.Config.ArgsSource.ARGS:  # (--mvit-artifacts in a config's addopts: the suite runs as usual)
         config.args = []
 
 

@@ -59,3 +59,11 @@ def test_targets_with_a_batch_of_one_refuse(tmp_path):
     assert result.returncode == 2 and "--batch" in result.stderr and not (tmp_path / "o").exists()
     with pytest.raises(UsageError, match="has a batch of 1"):
         export(ExportOptions(model="mobilevit_xxs", target="coreml", batch="dynamic", out_dir=tmp_path / "o"))
+
+
+@pytest.mark.parametrize("target", ["onnx", "ort"])
+def test_int8_with_a_free_batch_keeps_its_parity(target, tmp_path):
+    result = export(ExportOptions(model="mobilevit_xxs", pretrained="fashion", target=target, precision="int8", batch="dynamic", out_dir=tmp_path))
+    parity = result.manifest["parity"]
+    assert parity["passed"] and parity["metrics"]["psnr_db"] > 40, parity  # batch 1 measures 44.1 dB on both
+    assert result.manifest["input"]["shape"][0] == "batch" and result.manifest["output"]["shape"] == ["batch", 10]

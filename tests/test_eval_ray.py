@@ -106,11 +106,11 @@ def test_a_killed_driver_resumes_the_shards_it_finished(artifacts, in_process, t
     args = [MVIT, "eval", *map(str, artifacts[:2]), "--data", "fashion-mnist:subset", "--n", "600", "--threads", "1", "--out", str(out), "--json"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and not list((out / "shards").glob("*.npz")):
+    while time.time() < deadline and proc.poll() is None and not list((out / "shards").glob("[!.]*.npz")):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)  # the driver dies between shards or inside one: no shard file is ever half-written
     proc.communicate()
-    finished = sorted(p.name for p in (out / "shards").glob("*.npz"))
+    finished = sorted(p.name for p in (out / "shards").glob("[!.]*.npz"))  # not a partial .tmp file
     assert 1 <= len(finished) <= 3
     again = subprocess.run(args, capture_output=True, text=True)
     assert again.returncode == 2 and "pass --resume" in again.stderr  # no silent overwrite of an earlier run
@@ -123,3 +123,22 @@ def test_a_killed_driver_resumes_the_shards_it_finished(artifacts, in_process, t
     other = subprocess.run([MVIT, "eval", str(artifacts[0]), "--data", "fashion-mnist:subset", "--n", "300", "--out", str(out), "--resume"],
                            capture_output=True, text=True)  # fmt: skip
     assert other.returncode == 2 and "shards of a different eval" in other.stderr
+
+
+def test_a_worker_that_cannot_load_an_artifact_is_one_line(artifacts, tmp_path):
+    """A truncated artifact whose manifest vouches for it: the driver cannot tell, the workers fail to load it."""
+    from mvit_deploy.artifact import manifest_path, tree_sha256
+
+    bad = tmp_path / artifacts[0].name
+    bad.write_bytes(artifacts[0].read_bytes()[:5000])
+    manifest = json.loads(manifest_path(artifacts[0]).read_text())
+    manifest["sha256"] = tree_sha256(bad)
+    manifest_path(bad).write_text(json.dumps(manifest))
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run([MVIT, "eval", str(bad), "--data", "fashion-mnist:subset", "--n", "300", "--engine", "ray", "--threads", "1"],
+                          capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    assert done.returncode == 2 and "a Ray worker could not load the artifacts" in done.stderr and "onnxruntime cannot load" in done.stderr, done.stderr[-2000:]
+    assert len(done.stderr.strip().splitlines()) == 1
+    done = subprocess.run([MVIT, "eval", str(artifacts[0]), "--data", "fashion-mnist:subset", "--n", "300", "--engine", "ray", "--threads", "64"],
+                          capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    assert done.returncode == 2 and "--threads 64 per worker" in done.stderr  # refused, where it would wait forever for 64 CPUs

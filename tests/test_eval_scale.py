@@ -67,7 +67,7 @@ def test_same_predictions_at_any_batch_and_one_reference_pass(at_256, tmp_path):
     a, b = runs
     assert a["batch"] == 7 and b["batch"] == 32
     assert a["rows"][0]["predictions"]["top5"] == b["rows"][0]["predictions"]["top5"] == b["rows"][1]["predictions"]["top5"]
-    assert a["samples"] == b["samples"] and len(b["samples"]["references"]) == 1  # two artifacts of one checkpoint: one reference
+    assert a["samples"] == b["samples"]
     ref = np.array(next(iter(b["samples"]["references"].values())))
     labels = np.array(b["samples"]["labels"])
     assert b["rows"][0]["reference"]["top1"] == pytest.approx(np.mean(ref[:, 0] == labels))
@@ -79,3 +79,15 @@ def test_mcnemar_exact_matches_scipy_binomtest(b, c):
     art = np.array([False] * b + [True] * c + [True] * 7)
     expected = 1.0 if b + c == 0 else stats.binomtest(min(b, c), b + c, 0.5).pvalue
     assert mcnemar_exact(ref, art) == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_reference_runs_once_for_artifacts_of_one_checkpoint(at_256, monkeypatch):
+    import mvit_deploy.parity as parity
+    from mvit_deploy.evaluate import evaluate
+
+    onnx, data, _ = at_256
+    calls = []
+    real = parity.reference_logits
+    monkeypatch.setattr(parity, "reference_logits", lambda model, x: calls.append(len(x)) or real(model, x))
+    evaluate([onnx, onnx, onnx], data, n=40, batch=8)
+    assert sum(calls) == 40 and len(calls) == 5  # 40 images once, in 5 batches of 8 — not three times

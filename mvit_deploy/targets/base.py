@@ -153,7 +153,7 @@ class Target(abc.ABC):
 
     def resolve(self, opts: ExportOptions) -> ExportOptions:
         """Fill in this target's defaults (``None`` fields) and refuse what it cannot export."""
-        opts = replace(opts, precision=opts.precision or self.default_precision)
+        opts = replace(opts, precision=opts.precision or self.default_precision, batch=str(opts.batch))  # batch=1 from Python is "1"
         if opts.precision not in self.precisions:
             raise UsageError(f"{self.name} does not export precision {opts.precision}", f"use one of {', '.join(self.precisions)}")
         if opts.batch != "1" and not any(o.field == "batch" for o in self.export_options):

@@ -78,6 +78,9 @@ class OnnxTarget(Target):
     def stem_tags(self, opts: ExportOptions) -> list[str]:
         return ["dynbatch"] * (opts.batch == "dynamic")
 
+    def twin_options(self, manifest: dict) -> dict:
+        return {"batch": "dynamic" if manifest["input"].get("batch") == "dynamic" else "1"}  # quant-report's float twin: the same graph
+
     def runner(self, path, manifest, threads=None):
         return OnnxRunner(path, manifest, threads)
 
