@@ -80,9 +80,9 @@ def test_every_target_declares_what_the_rest_of_the_tool_asks():
         assert target.default_precision in target.precisions
         for opt in (*target.export_options, *target.bench_options):
             assert opt.flag.startswith("--") and (opt.default is None or opt.default in opt.choices)
-    flags = [o.flag for t in TARGETS.values() for o in t.export_options]
-    fields = [o.field for t in TARGETS.values() for o in t.export_options]
-    assert len(flags) == len(set(flags)) and len(fields) == len(set(fields)), "two targets declare the same export flag"
+    options = {id(o): o for t in TARGETS.values() for o in t.export_options}.values()  # one Option may serve several targets (onnx, ort: --batch)
+    flags, fields = [o.flag for o in options], [o.field for o in options]
+    assert len(flags) == len(set(flags)) and len(fields) == len(set(fields)), "two targets declare the same export flag differently"
 
 
 def test_pyproject_extras_carry_every_targets_packages():
