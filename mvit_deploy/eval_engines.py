@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 from collections import deque
 from pathlib import Path
@@ -155,6 +156,15 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
 
 
+def _worker_cause(text: str) -> str:
+    """The exception a worker raised, out of the traceback text Ray relays (its last ``SomeError: message`` line)."""
+    for line in reversed(text.splitlines()):
+        m = re.match(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception|Exit)): (.+)$", line)
+        if m:
+            return m.group(2).strip()[:300]
+    return (text.strip().splitlines() or ["unknown"])[0][:300]
+
+
 def run_ray(judge_args: tuple, todo, store: ShardStore, on_shard, address: str | None, workers: int | None, threads: int, on_step) -> dict:
     """Shards over Ray actors: each loads the artifacts once; a dead actor is replaced and its shard rerun."""
     import logging
@@ -199,7 +209,7 @@ def run_ray(judge_args: tuple, todo, store: ShardStore, on_shard, address: str |
                 arrays = ray.get(ref)
             except ray.exceptions.RayActorError as e:
                 if getattr(e, "actor_init_failed", False):  # the judge could not load on the worker: an input error, not a crash
-                    raise UsageError(f"a Ray worker could not load the artifacts: {_first_line(getattr(e, 'error_msg', None) or e)}",
+                    raise UsageError(f"a Ray worker could not load the artifacts: {_worker_cause(str(getattr(e, 'error_msg', None) or e))}",
                                      "every worker needs mvit-deploy[export] (the PyTorch reference) and the same paths to artifacts and data") from None  # fmt: skip
                 restarts += 1  # the worker died (killed, out of memory, node lost): replace it, rerun its shard
                 if restarts > MAX_RESTARTS_PER_WORKER * n:
@@ -209,7 +219,7 @@ def run_ray(judge_args: tuple, todo, store: ShardStore, on_shard, address: str |
                 submit(i)
                 continue
             except ray.exceptions.RayTaskError as e:  # the judge failed on a shard (an unreadable image, ...)
-                raise UsageError(f"a Ray worker failed on images {shard[0]}..{shard[1] - 1}: {_first_line(getattr(e, 'cause', None) or e)}",
+                raise UsageError(f"a Ray worker failed on images {shard[0]}..{shard[1] - 1}: {_worker_cause(str(getattr(e, 'cause', None) or e))}",
                                  "fix the input; finished shards are kept with --out DIR, continue with --resume") from None  # fmt: skip
             store.save(*shard, arrays)
             on_shard(*shard, arrays)

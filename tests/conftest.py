@@ -120,3 +120,39 @@ def break_onnx(src, dst, how: str):
     manifest = json.loads(manifest_path(src).read_text())
     manifest["sha256"] = tree_sha256(dst)
     manifest_path(dst).write_text(json.dumps(manifest))
+
+
+@pytest.fixture(scope="session")
+def fashion_artifact(tmp_path_factory):
+    """``get(target, precision)``: the shipped Fashion-MNIST XXS (64 px) exported once per session (no parity run).
+
+    Shared by every test that only reads it; a test that changes an artifact or needs a folder of
+    its own copies it first (:func:`copy_artifact`).
+    """
+    from mvit_deploy.export import export
+    from mvit_deploy.targets import ExportOptions
+
+    out, cache = tmp_path_factory.mktemp("fashion-exports"), {}
+
+    def get(target: str, precision: str = "fp32") -> Path:
+        if (target, precision) not in cache:
+            opts = ExportOptions(model="mobilevit_xxs", pretrained="fashion", target=target, precision=precision, out_dir=out)
+            cache[target, precision] = export(opts, run_parity=False).artifact
+        return cache[target, precision]
+
+    return get
+
+
+def copy_artifact(path: Path, folder: Path) -> Path:
+    """An artifact and its manifest, copied into ``folder``."""
+    import shutil
+
+    from mvit_deploy.artifact import manifest_path
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        shutil.copytree(path, folder / path.name)
+    else:
+        shutil.copy(path, folder / path.name)
+        shutil.copy(manifest_path(path), folder / manifest_path(path).name)
+    return folder / path.name

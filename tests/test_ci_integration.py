@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -13,9 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, break_onnx
-from mvit_deploy.export import export
-from mvit_deploy.targets import ExportOptions
+from conftest import ROOT, break_onnx, copy_artifact
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -30,16 +27,13 @@ def user_pytest(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tmp_path_factory, fashion_artifact):
     """The trained Fashion-MNIST XXS as ONNX and TFLite (64 px: quick), and a copy of the ONNX with its classifier bias dropped."""
-    good = tmp_path_factory.mktemp("good")
-    opts = dict(model="mobilevit_xxs", pretrained="fashion", out_dir=good)
-    onnx = export(ExportOptions(target="onnx", **opts), run_parity=False).artifact
-    export(ExportOptions(target="tflite", **opts), run_parity=False)
-    mixed = tmp_path_factory.mktemp("mixed")
-    for p in good.iterdir():
-        (shutil.copytree if p.is_dir() else shutil.copy)(p, mixed / p.name)
-    break_onnx(onnx, mixed / "broken-xxs.onnx", "dropped bias")
+    good, mixed = tmp_path_factory.mktemp("good"), tmp_path_factory.mktemp("mixed")
+    for artifact in (fashion_artifact("onnx"), fashion_artifact("tflite")):
+        copy_artifact(artifact, good)
+        copy_artifact(artifact, mixed)
+    break_onnx(fashion_artifact("onnx"), mixed / "broken-xxs.onnx", "dropped bias")
     return good, mixed
 
 

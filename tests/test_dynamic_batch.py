@@ -23,10 +23,9 @@ MVIT = str(Path(sys.executable).with_name("mvit-deploy"))
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dyn")
-    opts = dict(model="mobilevit_xxs", pretrained="fashion", target="onnx", out_dir=out)
-    return export(ExportOptions(batch="dynamic", **opts)), export(ExportOptions(**opts), run_parity=False)
+def pair(tmp_path_factory, fashion_artifact):
+    dyn = export(ExportOptions(model="mobilevit_xxs", pretrained="fashion", target="onnx", batch="dynamic", out_dir=tmp_path_factory.mktemp("dyn")))
+    return dyn, fashion_artifact("onnx")
 
 
 def test_any_batch_runs_and_matches_batch_one_and_pytorch(pair):
@@ -48,7 +47,7 @@ def test_any_batch_runs_and_matches_batch_one_and_pytorch(pair):
 
 def test_eval_of_the_dynamic_artifact_equals_the_batch_one_artifact(pair):
     dyn, fixed = pair
-    out = subprocess.run([MVIT, "eval", str(dyn.artifact), str(fixed.artifact), "--data", "fashion-mnist:subset", "--n", "200", "--json"],
+    out = subprocess.run([MVIT, "eval", str(dyn.artifact), str(fixed), "--data", "fashion-mnist:subset", "--n", "200", "--json"],
                          capture_output=True, text=True, check=True).stdout  # fmt: skip
     rows = json.loads(out)["rows"]
     assert rows[0]["predictions"]["top5"] == rows[1]["predictions"]["top5"]

@@ -17,24 +17,21 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from mvit_deploy.evaluate import evaluate  # noqa: E402
-from mvit_deploy.export import export  # noqa: E402
-from mvit_deploy.targets import ExportOptions  # noqa: E402
 
 MVIT = str(Path(sys.executable).with_name("mvit-deploy"))
+N = 520  # images: 3 shards of 256 (the last one short)
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
+def artifacts(fashion_artifact):
     """The shipped Fashion-MNIST XXS (64 px) as ONNX, TFLite int8 and Core ML fp16."""
-    out = tmp_path_factory.mktemp("ray")
-    opts = dict(model="mobilevit_xxs", pretrained="fashion", out_dir=out)
-    return [export(ExportOptions(target=t, precision=p, **opts), run_parity=False).artifact for t, p in (("onnx", "fp32"), ("tflite", "int8"), ("coreml", "fp16"))]
+    return [fashion_artifact(t, p) for t, p in (("onnx", "fp32"), ("tflite", "int8"), ("coreml", "fp16"))]
 
 
 @pytest.fixture(scope="module")
 def in_process(artifacts):
-    return evaluate(artifacts, "fashion-mnist:subset", n=600, threads=1).to_dict()
+    return evaluate(artifacts, "fashion-mnist:subset", n=N, threads=1).to_dict()
 
 
 def _free_port() -> int:
@@ -62,7 +59,7 @@ def same_samples(a: dict, b: dict) -> bool:
 @pytest.mark.slow
 def test_ray_cluster_gives_the_in_process_predictions(artifacts, in_process, cluster):
     address, env = cluster
-    done = subprocess.run([MVIT, "eval", *map(str, artifacts), "--data", "fashion-mnist:subset", "--n", "600", "--threads", "1",
+    done = subprocess.run([MVIT, "eval", *map(str, artifacts), "--data", "fashion-mnist:subset", "--n", str(N), "--threads", "1",
                            "--engine", "ray", "--address", address, "--json"], capture_output=True, text=True, env=env, timeout=900)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
@@ -94,16 +91,16 @@ def test_a_killed_worker_is_replaced_and_every_sample_counted_once(artifacts, in
             for pid in killed:
                 os.kill(pid, signal.SIGKILL)
 
-    report = evaluate(artifacts[:2], "fashion-mnist:subset", n=600, threads=1, engine="ray", workers=2, on_count=kill_on_first_shard).to_dict()
+    report = evaluate(artifacts[:2], "fashion-mnist:subset", n=N, threads=1, engine="ray", workers=2, on_count=kill_on_first_shard).to_dict()
     assert killed, "no Ray worker process found to kill"
-    assert report["engine"]["restarts"] >= 1 and report["n_images"] == 600
+    assert report["engine"]["restarts"] >= 1 and report["n_images"] == N
     expected = {**in_process, "rows": in_process["rows"][:2]}
     assert same_samples(report, expected)
 
 
 def test_a_killed_driver_resumes_the_shards_it_finished(artifacts, in_process, tmp_path):
     out = tmp_path / "run"
-    args = [MVIT, "eval", *map(str, artifacts[:2]), "--data", "fashion-mnist:subset", "--n", "600", "--threads", "1", "--out", str(out), "--json"]
+    args = [MVIT, "eval", *map(str, artifacts[:2]), "--data", "fashion-mnist:subset", "--n", str(N), "--threads", "1", "--out", str(out), "--json"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not list((out / "shards").glob("[!.]*.npz")):

@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from mvit_deploy.export import export
-from mvit_deploy.targets import ExportOptions
 
 
 def on_terminal(*args: str) -> tuple[int, str, str]:
@@ -44,9 +42,8 @@ def on_terminal(*args: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def onnx_artifact(tmp_path_factory):
-    out = tmp_path_factory.mktemp("progress")
-    return export(ExportOptions(model="mobilevit_xxs", pretrained="fashion", target="onnx", out_dir=out), run_parity=False).artifact
+def onnx_artifact(fashion_artifact):
+    return fashion_artifact("onnx")
 
 
 def test_bench_rounds_and_parity_steps_show_on_a_terminal(onnx_artifact):
