@@ -108,7 +108,7 @@ def test_a_killed_driver_resumes_the_shards_it_finished(artifacts, in_process, t
     proc.send_signal(signal.SIGKILL)  # the driver dies between shards or inside one: no shard file is ever half-written
     proc.communicate()
     finished = sorted(p.name for p in (out / "shards").glob("[!.]*.npz"))  # not a partial .tmp file
-    assert 1 <= len(finished) <= 3
+    assert len(finished) in (1, 2, 3)
     again = subprocess.run(args, capture_output=True, text=True)
     assert again.returncode == 2 and "pass --resume" in again.stderr  # no silent overwrite of an earlier run
     resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=900)
