@@ -151,22 +151,14 @@ INPUT_SIZE_HELP = f"Multiple of 64 up to {MAX_INPUT_SIZE} (memory grows with the
 @click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
 def models_cmd(as_json: bool):
     """List the registered MobileViT variants with counted params and FLOPs."""
-    from rich.console import Console
-    from rich.table import Table
-
     from .models.card import all_cards
+    from .tables import print_models
 
     cards = all_cards()
     if as_json:
         _echo_json(cards)
         return
-    table = Table(title="MobileViT variants (params and GMACs counted at the default input)")
-    for col in ("model", "family", "input", "params M", "GMACs", "architecture", "--pretrained (classes, input)"):
-        table.add_column(col, no_wrap=col not in ("architecture", "--pretrained (classes, input)"))  # the long ones wrap in 80 columns
-    for c in cards:
-        sources = ", ".join(s["name"] + (f" ({s['num_classes']} classes, {s['input_size']} px)" if s["input_size"] else "") for s in c["sources"])
-        table.add_row(c["name"], c["family_title"], str(c["input_size"]), f"{c['params_m']:.2f}", f"{c['gmacs']:.2f}", c["summary"], sources)
-    Console(width=max(Console().width, 130)).print(table)  # never squeeze names when piped
+    print_models(cards)
 
 
 @main.command()
@@ -246,45 +238,6 @@ def _adb_help() -> str:
     return "adb: the runtime's Android benchmark binary, repeatable (" + "; ".join(f"{t.suffix}: {t.adb.where}" for t in TARGETS.values() if t.adb) + ")."
 
 
-def _print_parity_table(rows: list[dict]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from pathlib import Path
-
-    notes: list[str] = []
-    table = Table(title="parity vs PyTorch")
-    for col in ("artifact", "images", "max rel", "PSNR dB", "top-1", "decisive top-1", "result"):
-        table.add_column(col, no_wrap=True)
-    for r in rows:
-        m = r.get("metrics") or {}
-        if r.get("passed") is None:
-            table.add_row(Path(r["artifact"]).name, "-", "-", "-", "-", "-", "[yellow]not run here[/]")
-            notes.append(f"{Path(r['artifact']).name}: {r.get('skipped', '')}")
-            continue
-        psnr = m["psnr_db"]
-        table.add_row(
-            Path(r["artifact"]).name,
-            str(r.get("n_images", "")),
-            f"{m['max_rel']:.1e}",
-            "inf" if psnr is None else f"{psnr:.1f}",
-            f"{m['top1_agreement']:.1%}",
-            f"{m['decisive_top1_agreement']:.1%} of {m['n_decisive']}",
-            "[green]pass[/]" if r["passed"] else "[red]FAIL[/]",
-        )
-        notes.extend(f"{Path(r['artifact']).name}: {f}" for f in r.get("failures", []))
-        for f in r.get("flips", []):
-            kind = "decisive" if f["decisive"] else "near-tie, not counted"
-            notes.append(
-                f"{Path(r['artifact']).name}: image {f['index']} flipped {f['reference']} -> {f['artifact']}, "
-                f"reference margin {f['margin']:.3g} ({f['margin_rel']:.1%} of peak; {kind} below {r.get('decisive_margin', 0):.1%})"
-            )
-    console = Console(width=max(Console().width, 110))
-    console.print(table)
-    for note in notes:
-        console.print(note, highlight=False, soft_wrap=True)
-
-
 @main.command()
 @model_option
 @weights_option
@@ -337,8 +290,8 @@ def export(
     }  # fmt: skip  (every target's flags are checked before the first export starts)
 
     from .export import export as run_export
-
     from .progress import progress_line
+    from .tables import print_parity
 
     results = []
     with progress_line(quiet=as_json) as line:
@@ -350,7 +303,7 @@ def export(
             {"artifact": str(r.artifact), "manifest": str(r.manifest_path), "kept": r.kept, "parity": r.manifest.get("parity")} for r in results
         ]})  # fmt: skip
     else:
-        _print_parity_table(rows)
+        print_parity(rows)
         for r in results:
             d = r.manifest.get("delegation")
             if d:  # a target that lowers to delegates records the share each took
@@ -378,8 +331,8 @@ def parity_cmd(artifact, images, n, weights, threads, as_json, junit_xml):
     from pathlib import Path
 
     from .parity import parity
-
     from .progress import progress_line
+    from .tables import print_parity
 
     with progress_line(quiet=as_json) as line:
         report = parity(artifact, images=images, n=n, weights=weights, threads=threads, on_step=line.step)
@@ -391,7 +344,7 @@ def parity_cmd(artifact, images, n, weights, threads, as_json, junit_xml):
     if as_json:
         _echo_json(report.to_dict())
     else:
-        _print_parity_table([{**report.to_dict(), "artifact": artifact}])
+        print_parity([{**report.to_dict(), "artifact": artifact}])
     sys.exit(0 if report.passed else 1)
 
 
@@ -405,13 +358,10 @@ def quant_report_cmd(artifact, n, top, weights, as_json):
     """Per-layer SQNR of an int8 ARTIFACT vs its float twin, worst first."""
     from pathlib import Path
 
-    from rich.console import Console
-    from rich.table import Table
-
     from .metrics import finite_or_none
-    from .quant_report import blocks_summary, quant_report, to_dict
-
     from .progress import progress_line
+    from .quant_report import blocks_summary, quant_report, to_dict
+    from .tables import print_quant_report
 
     with progress_line(quiet=as_json) as line:
         line.step(f"quant-report: {Path(artifact).name} and its float twin, layer by layer")
@@ -419,20 +369,7 @@ def quant_report_cmd(artifact, n, top, weights, as_json):
     if as_json:
         _echo_json({"layers": to_dict(layers), "blocks": finite_or_none(blocks_summary(layers))})  # SQNR of identical tensors: null
         return
-    console = Console(width=max(Console().width, 110))
-    blocks = Table(title="worst SQNR per block: keep the first ones in float")
-    for col in ("block", "SQNR dB"):
-        blocks.add_column(col)
-    for name, value in blocks_summary(layers)[:top]:
-        blocks.add_row(name, f"{value:.1f}")
-    console.print(blocks)
-    table = Table(title=f"per-tensor SQNR, {n} photo crops")
-    for col in ("tensor", "module", "cumulative dB", "local dB"):
-        table.add_column(col, no_wrap=True)
-    for layer in layers[:top]:
-        local = "-" if layer.local_sqnr_db is None else f"{layer.local_sqnr_db:.1f}"
-        table.add_row(layer.tensor, layer.module, f"{layer.cumulative_sqnr_db:.1f}", local)
-    console.print(table)
+    print_quant_report(layers, blocks_summary(layers), n, top)
 
 
 @main.command("eval")
@@ -464,13 +401,9 @@ def eval_cmd(artifacts, data, labels, n, batch, weights, threads, as_json, engin
     Each artifact's drop comes with a 95 % interval and an exact McNemar test on the samples
     exactly one of the two gets right ("within noise": p >= 0.05), and the flipped samples.
     """
-    from pathlib import Path
-
-    from rich.console import Console
-    from rich.table import Table
-
     from .evaluate import DEFAULT_BATCH, evaluate
     from .progress import progress_line
+    from .tables import print_eval
 
     with progress_line(quiet=as_json) as line:
         report = evaluate(artifacts, data, labels, n=n, threads=threads, weights=weights, on_step=line.step,
@@ -479,18 +412,7 @@ def eval_cmd(artifacts, data, labels, n, batch, weights, threads, as_json, engin
     if as_json:
         _echo_json(report.to_dict(), indent=None)  # per-sample predictions: compact (and C-encoded) at any size
     else:
-        table = Table(title=f"accuracy on {report.data}")
-        for col in ("artifact", "precision", "reference top-1", "artifact top-1", "drop (95% CI), points", "McNemar", "top-5", "agreement", "flipped", "result"):
-            table.add_column(col, no_wrap=True)
-        for r in report.rows:
-            lo, hi = r.drop_ci95
-            verdict = "-" if r.bound is None else ("[green]pass[/]" if r.passed else f"[red]FAIL[/] (> {r.bound['value']:g})")
-            table.add_row(
-                Path(r.artifact).name, r.precision, f"{r.reference['top1']:.2%}", f"{r.artifact_metrics['top1']:.2%}",
-                f"{r.drop_points:+.2f} ({lo:+.2f}, {hi:+.2f})", f"p={r.mcnemar_p:.2g} {r.noise}", f"{r.artifact_metrics['top5']:.2%}",
-                f"{r.top1_agreement:.2%}", str(r.flipped), verdict,
-            )
-        Console(width=max(Console().width, 190)).print(table)
+        print_eval(report)
     sys.exit(0 if report.passed else 1)
 
 
@@ -531,6 +453,7 @@ def bench(artifacts, threads, warmup, iters, devices, reference, identity, ssh_o
     from .bench import run_on_devices
     from .bench.compare import MIN_SAMPLES, describe, gate, load_baseline, parse_regression, percent
     from .progress import progress_line
+    from .tables import print_bench, print_comparison
 
     bound = parse_regression(max_regression)
     if baseline and iters < MIN_SAMPLES:
@@ -552,9 +475,9 @@ def bench(artifacts, threads, warmup, iters, devices, reference, identity, ssh_o
     for result in results:
         if base is not None:
             regressions += gate(result, base, baseline, bound)
-        _print_bench(console, result, threads)
+        print_bench(console, result, threads)
         if base is not None:
-            _print_comparison(console, result)
+            print_comparison(console, result)
     if json_out:
         taken: set = set()
         for result in results:
@@ -577,67 +500,6 @@ def _slug(name: str, taken: set) -> str:
     return slug
 
 
-def _print_bench(console, result: dict, threads: int) -> None:
-    from pathlib import Path
-
-    from rich.table import Table
-
-    from .bench.local import DENORMAL_SLOWDOWN
-
-    dev = result["device"]
-    cores = f"{dev['cores']} cores, {threads} threads" if dev.get("cores") else "hosted"
-    table = Table(title=f"{dev['name']} ({dev['kind']}): {dev['cpu']}, {cores}")
-    for col in ("artifact", "runtime", "load ms", "min", "p50", "p90", "p99", "mean ± std ms", "img/s", "RSS+ MB", "MB"):
-        table.add_column(col, no_wrap=True)
-    f = lambda v, spec=".2f": "-" if v is None else format(v, spec)  # noqa: E731
-    for r in result["results"]:
-        lat = r["latency_ms"]
-        table.add_row(
-            Path(r["artifact"]).name, r["runtime"], f(r["load_ms"], ".0f"), f(lat["min"]), f(lat["p50"]), f(lat["p90"]), f(lat["p99"]),
-            f"{f(lat['mean'])} ± {f(lat.get('std'))}", f(r.get("throughput_ips"), ".1f"), f(r.get("rss_delta_mb"), ".0f"),
-            "-" if r["bytes"] is None else f"{r['bytes'] / 1e6:.1f}",
-        )
-    console.print(table)
-    for s in result["skipped"]:
-        console.print(f"not measured: {Path(s['artifact']).name}: {s['reason']}", highlight=False)
-    for r in result["results"]:
-        slow = r.get("denormal_slowdown")
-        if slow is not None and slow >= DENORMAL_SLOWDOWN:
-            console.print(
-                f"warning: {Path(r['artifact']).name} runs {slow:.1f}x slower with denormal floats than with them flushed to zero: its "
-                "activations underflow (untrained or badly scaled weights?) — use trained weights, or time it as phones run it with --denormals flush",
-                highlight=False, soft_wrap=True,
-            )  # fmt: skip
-
-
-def _print_comparison(console, result: dict) -> None:
-    from pathlib import Path
-
-    from rich.table import Table
-
-    from .bench.compare import percent
-
-    b = result["baseline"]
-    if not b["same_device"]:
-        console.print(f"warning: the baseline was measured on {b['device']!r}, another CPU / OS: the comparison mixes machines", highlight=False)
-    if b["missing"]:
-        console.print(f"warning: not measured in this run, so not gated: {', '.join(b['missing'])}", highlight=False)
-    table = Table(title=f"against {b['file']} (fails past +{percent(b['max_regression'])}: {b['method']})")
-    for col in ("artifact", "baseline p50", "p50", "change", "95% CI", "p", "verdict"):
-        table.add_column(col, no_wrap=True)
-    colour = {"regression": "red", "faster": "green"}
-    for r in result["results"]:
-        c = r["comparison"]
-        if c["verdict"] in ("no baseline", "no samples"):
-            table.add_row(Path(r["artifact"]).name, "-", "-", "-", "-", "-", c["verdict"])
-            continue
-        lo, hi = c["ci95"]
-        verdict = f"[{colour[c['verdict']]}]{c['verdict']}[/]" if c["verdict"] in colour else c["verdict"]
-        table.add_row(Path(r["artifact"]).name, f"{c['baseline_p50_ms']:.2f}", f"{c['p50_ms']:.2f}", f"{c['change']:+.1%}",
-                      f"{lo:+.1%} .. {hi:+.1%}", f"{c['p_value']:.1g}", verdict)  # fmt: skip
-    console.print(table)
-
-
 @main.command("ane-check")
 @click.argument("artifact", type=click.Path(path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print every rule and finding as JSON.")
@@ -654,6 +516,7 @@ def ane_check_cmd(artifact, as_json, strict, show_all, ask_core_ml, plan_file, s
 
     from .targets.coreml_exec import ane
     from .targets.coreml_exec.program import load_program
+    from .tables import print_ane_report
 
     from ._deps import IS_MACOS
     from .errors import NotOnThisDevice
@@ -684,41 +547,9 @@ def ane_check_cmd(artifact, as_json, strict, show_all, ask_core_ml, plan_file, s
     if as_json:
         _echo_json({**report.to_dict(), **({"compute_plan": comparison} if comparison else {})})
     else:
-        _print_ane_report(report, comparison, show_all)
+        print_ane_report(report, comparison, show_all)
     if strict and report.hard:
         sys.exit(1)
-
-
-def _print_ane_report(report, comparison, show_all: bool) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from .targets.coreml_exec.ane import RULES
-
-    console = Console(width=max(Console().width, 150))
-    table = Table(title=f"Neural Engine check: {report.artifact} ({report.ops} ops)")
-    for col in ("rule", "severity", "found", "confidence", "source"):
-        table.add_column(col, overflow="fold")
-    counts = report.by_rule()
-    for r in RULES.values():
-        table.add_row(r.id, r.severity, str(counts[r.id]), r.confidence, r.source)
-    console.print(table)
-    for r in RULES.values():
-        found = [f for f in report.findings if f.rule == r.id]
-        for f in found if show_all else found[:3]:
-            console.print(f"  [{r.severity}] {r.id}: {f.op}: {f.detail} — {f.fix}", markup=False, highlight=False)
-        if len(found) > 3 and not show_all:
-            console.print(f"  ... {len(found) - 3} more {r.id} (--all lists them)", markup=False, highlight=False)
-    s = report.summary()
-    console.print(f"{s['hard']} hard, {s['cost']} cost, {s['reported']} reported; last-axis padding ~{s['last_axis_padding_bytes'] / 1e6:.2f} MB. "
-                  "These are predictions from public sources: on a Mac, --compute-plan asks Core ML.", highlight=False)  # fmt: skip
-    if comparison:
-        agree = comparison["agreement"]
-        console.print(f"Core ML's plan: {comparison['core_ml_on_ane']} of {comparison['ops']} ops on the Neural Engine; "
-                      f"the static rules agree on {'n/a' if agree is None else f'{agree:.0%}'} of them.", highlight=False)  # fmt: skip
-        for row in comparison["disagreements"][: None if show_all else 10]:
-            console.print(f"  {row['op']}: predicted {row['predicted']}{' (' + row['rule'] + ')' if row['rule'] else ''}, Core ML: {row['core_ml']}",
-                          markup=False, highlight=False)  # fmt: skip
 
 
 @main.command()

@@ -32,7 +32,7 @@ SPECS = {FP32: ("onnx", "fp32", "onnxruntime", 9.0, 135.2), INT8: ("onnx", "int8
 # Tuesday against Monday: one regression, one unchanged, one faster
 SHIFT = {FP32: 1.25, INT8: 1.0, TFLITE: 0.8}
 VERDICT = {FP32: "regression", INT8: "within noise", TFLITE: "faster"}
-BAD_BG, GOOD_BG = (253, 236, 234), (232, 245, 233)  # report.py's td.bad / td.good backgrounds
+BAD_BG, GOOD_BG = (253, 236, 234), (232, 245, 233)  # mvit_deploy/report/__init__.py's td.bad / td.good backgrounds
 
 
 def rounds(rng, ms: float, n: int = 60) -> np.ndarray:

@@ -1,0 +1,169 @@
+"""The terminal tables of the commands (rich): each takes a command's result and prints it.
+
+Kept apart from cli.py, which only turns flags into a library call; nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_models(cards: list[dict]) -> None:
+    table = Table(title="MobileViT variants (params and GMACs counted at the default input)")
+    for col in ("model", "family", "input", "params M", "GMACs", "architecture", "--pretrained (classes, input)"):
+        table.add_column(col, no_wrap=col not in ("architecture", "--pretrained (classes, input)"))  # the long ones wrap in 80 columns
+    for c in cards:
+        sources = ", ".join(s["name"] + (f" ({s['num_classes']} classes, {s['input_size']} px)" if s["input_size"] else "") for s in c["sources"])
+        table.add_row(c["name"], c["family_title"], str(c["input_size"]), f"{c['params_m']:.2f}", f"{c['gmacs']:.2f}", c["summary"], sources)
+    Console(width=max(Console().width, 130)).print(table)  # never squeeze names when piped
+
+
+def print_parity(rows: list[dict]) -> None:
+    notes: list[str] = []
+    table = Table(title="parity vs PyTorch")
+    for col in ("artifact", "images", "max rel", "PSNR dB", "top-1", "decisive top-1", "result"):
+        table.add_column(col, no_wrap=True)
+    for r in rows:
+        m = r.get("metrics") or {}
+        if r.get("passed") is None:
+            table.add_row(Path(r["artifact"]).name, "-", "-", "-", "-", "-", "[yellow]not run here[/]")
+            notes.append(f"{Path(r['artifact']).name}: {r.get('skipped', '')}")
+            continue
+        psnr = m["psnr_db"]
+        table.add_row(
+            Path(r["artifact"]).name,
+            str(r.get("n_images", "")),
+            f"{m['max_rel']:.1e}",
+            "inf" if psnr is None else f"{psnr:.1f}",
+            f"{m['top1_agreement']:.1%}",
+            f"{m['decisive_top1_agreement']:.1%} of {m['n_decisive']}",
+            "[green]pass[/]" if r["passed"] else "[red]FAIL[/]",
+        )
+        notes.extend(f"{Path(r['artifact']).name}: {f}" for f in r.get("failures", []))
+        for f in r.get("flips", []):
+            kind = "decisive" if f["decisive"] else "near-tie, not counted"
+            notes.append(
+                f"{Path(r['artifact']).name}: image {f['index']} flipped {f['reference']} -> {f['artifact']}, "
+                f"reference margin {f['margin']:.3g} ({f['margin_rel']:.1%} of peak; {kind} below {r.get('decisive_margin', 0):.1%})"
+            )
+    console = Console(width=max(Console().width, 110))
+    console.print(table)
+    for note in notes:
+        console.print(note, highlight=False, soft_wrap=True)
+
+
+def print_bench(console, result: dict, threads: int) -> None:
+    from .bench.local import DENORMAL_SLOWDOWN  # imports no runtime
+
+    dev = result["device"]
+    cores = f"{dev['cores']} cores, {threads} threads" if dev.get("cores") else "hosted"
+    table = Table(title=f"{dev['name']} ({dev['kind']}): {dev['cpu']}, {cores}")
+    for col in ("artifact", "runtime", "load ms", "min", "p50", "p90", "p99", "mean ± std ms", "img/s", "RSS+ MB", "MB"):
+        table.add_column(col, no_wrap=True)
+    f = lambda v, spec=".2f": "-" if v is None else format(v, spec)  # noqa: E731
+    for r in result["results"]:
+        lat = r["latency_ms"]
+        table.add_row(
+            Path(r["artifact"]).name, r["runtime"], f(r["load_ms"], ".0f"), f(lat["min"]), f(lat["p50"]), f(lat["p90"]), f(lat["p99"]),
+            f"{f(lat['mean'])} ± {f(lat.get('std'))}", f(r.get("throughput_ips"), ".1f"), f(r.get("rss_delta_mb"), ".0f"),
+            "-" if r["bytes"] is None else f"{r['bytes'] / 1e6:.1f}",
+        )
+    console.print(table)
+    for s in result["skipped"]:
+        console.print(f"not measured: {Path(s['artifact']).name}: {s['reason']}", highlight=False)
+    for r in result["results"]:
+        slow = r.get("denormal_slowdown")
+        if slow is not None and slow >= DENORMAL_SLOWDOWN:
+            console.print(
+                f"warning: {Path(r['artifact']).name} runs {slow:.1f}x slower with denormal floats than with them flushed to zero: its "
+                "activations underflow (untrained or badly scaled weights?) — use trained weights, or time it as phones run it with --denormals flush",
+                highlight=False, soft_wrap=True,
+            )  # fmt: skip
+
+
+def print_comparison(console, result: dict) -> None:
+    from .bench.compare import percent
+
+    b = result["baseline"]
+    if not b["same_device"]:
+        console.print(f"warning: the baseline was measured on {b['device']!r}, another CPU / OS: the comparison mixes machines", highlight=False)
+    if b["missing"]:
+        console.print(f"warning: not measured in this run, so not gated: {', '.join(b['missing'])}", highlight=False)
+    table = Table(title=f"against {b['file']} (fails past +{percent(b['max_regression'])}: {b['method']})")
+    for col in ("artifact", "baseline p50", "p50", "change", "95% CI", "p", "verdict"):
+        table.add_column(col, no_wrap=True)
+    colour = {"regression": "red", "faster": "green"}
+    for r in result["results"]:
+        c = r["comparison"]
+        if c["verdict"] in ("no baseline", "no samples"):
+            table.add_row(Path(r["artifact"]).name, "-", "-", "-", "-", "-", c["verdict"])
+            continue
+        lo, hi = c["ci95"]
+        verdict = f"[{colour[c['verdict']]}]{c['verdict']}[/]" if c["verdict"] in colour else c["verdict"]
+        table.add_row(Path(r["artifact"]).name, f"{c['baseline_p50_ms']:.2f}", f"{c['p50_ms']:.2f}", f"{c['change']:+.1%}",
+                      f"{lo:+.1%} .. {hi:+.1%}", f"{c['p_value']:.1g}", verdict)  # fmt: skip
+    console.print(table)
+
+
+def print_ane_report(report, comparison, show_all: bool) -> None:
+    from .targets.coreml_exec.ane import RULES
+
+    console = Console(width=max(Console().width, 150))
+    table = Table(title=f"Neural Engine check: {report.artifact} ({report.ops} ops)")
+    for col in ("rule", "severity", "found", "confidence", "source"):
+        table.add_column(col, overflow="fold")
+    counts = report.by_rule()
+    for r in RULES.values():
+        table.add_row(r.id, r.severity, str(counts[r.id]), r.confidence, r.source)
+    console.print(table)
+    for r in RULES.values():
+        found = [f for f in report.findings if f.rule == r.id]
+        for f in found if show_all else found[:3]:
+            console.print(f"  [{r.severity}] {r.id}: {f.op}: {f.detail} — {f.fix}", markup=False, highlight=False)
+        if len(found) > 3 and not show_all:
+            console.print(f"  ... {len(found) - 3} more {r.id} (--all lists them)", markup=False, highlight=False)
+    s = report.summary()
+    console.print(f"{s['hard']} hard, {s['cost']} cost, {s['reported']} reported; last-axis padding ~{s['last_axis_padding_bytes'] / 1e6:.2f} MB. "
+                  "These are predictions from public sources: on a Mac, --compute-plan asks Core ML.", highlight=False)  # fmt: skip
+    if comparison:
+        agree = comparison["agreement"]
+        console.print(f"Core ML's plan: {comparison['core_ml_on_ane']} of {comparison['ops']} ops on the Neural Engine; "
+                      f"the static rules agree on {'n/a' if agree is None else f'{agree:.0%}'} of them.", highlight=False)  # fmt: skip
+        for row in comparison["disagreements"][: None if show_all else 10]:
+            console.print(f"  {row['op']}: predicted {row['predicted']}{' (' + row['rule'] + ')' if row['rule'] else ''}, Core ML: {row['core_ml']}",
+                          markup=False, highlight=False)  # fmt: skip
+
+
+def print_quant_report(layers, blocks: list, n: int, top: int) -> None:
+    console = Console(width=max(Console().width, 110))
+    worst = Table(title="worst SQNR per block: keep the first ones in float")
+    for col in ("block", "SQNR dB"):
+        worst.add_column(col)
+    for name, value in blocks[:top]:
+        worst.add_row(name, f"{value:.1f}")
+    console.print(worst)
+    table = Table(title=f"per-tensor SQNR, {n} photo crops")
+    for col in ("tensor", "module", "cumulative dB", "local dB"):
+        table.add_column(col, no_wrap=True)
+    for layer in layers[:top]:
+        local = "-" if layer.local_sqnr_db is None else f"{layer.local_sqnr_db:.1f}"
+        table.add_row(layer.tensor, layer.module, f"{layer.cumulative_sqnr_db:.1f}", local)
+    console.print(table)
+
+
+def print_eval(report) -> None:
+    table = Table(title=f"accuracy on {report.data}")
+    for col in ("artifact", "precision", "reference top-1", "artifact top-1", "drop (95% CI), points", "McNemar", "top-5", "agreement", "flipped", "result"):
+        table.add_column(col, no_wrap=True)
+    for r in report.rows:
+        lo, hi = r.drop_ci95
+        verdict = "-" if r.bound is None else ("[green]pass[/]" if r.passed else f"[red]FAIL[/] (> {r.bound['value']:g})")
+        table.add_row(
+            Path(r.artifact).name, r.precision, f"{r.reference['top1']:.2%}", f"{r.artifact_metrics['top1']:.2%}",
+            f"{r.drop_points:+.2f} ({lo:+.2f}, {hi:+.2f})", f"p={r.mcnemar_p:.2g} {r.noise}", f"{r.artifact_metrics['top5']:.2%}",
+            f"{r.top1_agreement:.2%}", str(r.flipped), verdict,
+        )
+    Console(width=max(Console().width, 190)).print(table)
