@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..artifact import read_manifest, tree_bytes
 from ..errors import UsageError
-from .local import SCHEMA
+from .local import SCHEMA, result_entry
 
 REMOTE_DIR = "/data/local/tmp/mvit-deploy"
 
@@ -96,23 +96,8 @@ class AdbDevice:
             remote = f"{REMOTE_DIR}/{path.name}"
             self._run(self.adb("push", str(path), remote), f"pushing {path.name}")
             parsed = target.adb.parse(self._run(self.benchmark_command(target, remote, str(binary), threads, warmup, iters), binary.name, both=True))
-            results.append(
-                {
-                    "artifact": path.name,
-                    "model": manifest["model"],
-                    "target": target.name,
-                    "precision": manifest["precision"],
-                    "runtime": target.adb.runtime,
-                    "input_size": manifest["input"]["size"],
-                    "bytes": tree_bytes(path),
-                    "load_ms": parsed["load_ms"],
-                    "latency_ms": parsed["latency_ms"],
-                    "throughput_ips": 1e3 / parsed["latency_ms"]["mean"],
-                    "rss_delta_mb": parsed["memory_overall_mb"],
-                    "parity": manifest.get("parity"),
-                    "versions": manifest.get("versions"),
-                }
-            )
+            results.append(result_entry(path.name, manifest, target.adb.runtime, tree_bytes(path), parsed["load_ms"], parsed["latency_ms"],
+                                        parsed["memory_overall_mb"]))  # fmt: skip
         return {
             "schema": SCHEMA,
             "device": self.device_info(),

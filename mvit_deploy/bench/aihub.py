@@ -46,7 +46,7 @@ from pathlib import Path
 
 from ..artifact import read_manifest, tree_bytes
 from ..errors import UsageError
-from .local import SCHEMA, latency_stats
+from .local import SCHEMA, latency_stats, result_entry
 
 PREFIX = "aihub:"
 POLL_SECONDS = 10.0  # the client's own polling interval (qai_hub Job._polling_interval)
@@ -367,21 +367,5 @@ def profile_numbers(profile: dict, warmup: int) -> dict:
 def _result(j: _Job, profile: dict, warmup: int) -> dict:
     m = j.manifest
     numbers = profile_numbers(profile, warmup)
-    latency = numbers.pop("latency_ms")
-    return {
-        "artifact": j.path.name,
-        "model": m["model"],
-        "target": m["target"],
-        "precision": m["precision"],
-        "runtime": j.spec.runtime,
-        "input_size": m["input"]["size"],
-        "bytes": tree_bytes(j.path),
-        "load_ms": numbers.pop("load_ms"),
-        "latency_ms": latency,
-        "throughput_ips": 1e3 / latency["mean"],
-        "rss_delta_mb": None,
-        **numbers,
-        "parity": m.get("parity"),
-        "versions": m.get("versions"),
-        "aihub_job": j.ref,
-    }
+    latency, load_ms = numbers.pop("latency_ms"), numbers.pop("load_ms")
+    return result_entry(j.path.name, m, j.spec.runtime, tree_bytes(j.path), load_ms, latency, None, **numbers, aihub_job=j.ref)

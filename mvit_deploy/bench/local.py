@@ -98,6 +98,27 @@ def latency_stats(seconds: list[float]) -> dict:
     }
 
 
+def result_entry(artifact: str, manifest: dict, runtime: str, nbytes: int | None, load_ms: float | None, latency: dict,
+                 rss_delta_mb: float | None, **extra) -> dict:
+    """One artifact's row of a bench result, the same on every device (local, ssh, adb, AI Hub); ``extra``: the device's own fields."""
+    return {
+        "artifact": artifact,
+        "model": manifest["model"],
+        "target": manifest["target"],
+        "precision": manifest["precision"],
+        "runtime": runtime,
+        "input_size": manifest["input"]["size"],
+        "bytes": nbytes,
+        "load_ms": load_ms,
+        "latency_ms": latency,
+        "throughput_ips": 1e3 / latency["mean"],
+        "rss_delta_mb": rss_delta_mb,
+        "parity": manifest.get("parity"),
+        "versions": manifest.get("versions"),  # the converters that made it (report: artifact metadata)
+        **extra,
+    }
+
+
 class _Subject:
     """One thing to time: an artifact's runner, or the PyTorch reference."""
 
@@ -232,24 +253,8 @@ def bench(artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, referen
     for s in subjects:
         s.denormals = denormals.get(s.label)
         stats = latency_stats(s.times)
-        results.append(
-            {
-                "artifact": s.label,
-                "model": s.manifest["model"],
-                "target": s.manifest["target"],
-                "precision": s.manifest["precision"],
-                "runtime": s.runtime,
-                "input_size": s.manifest["input"]["size"],
-                "bytes": s.size,
-                "load_ms": s.load_ms,
-                "latency_ms": stats,
-                "throughput_ips": 1e3 / stats["mean"],
-                "rss_delta_mb": round(s.rss_delta, 1),
-                "parity": s.manifest.get("parity"),
-                "versions": s.manifest.get("versions"),  # the converters that made it (report: artifact metadata)
-                "denormal_slowdown": None if s.denormals is None else round(s.denormals, 2),
-            }
-        )
+        results.append(result_entry(s.label, s.manifest, s.runtime, s.size, s.load_ms, stats, round(s.rss_delta, 1),
+                                    denormal_slowdown=None if s.denormals is None else round(s.denormals, 2)))  # fmt: skip
     return {
         "schema": SCHEMA,
         "device": device_info(),
