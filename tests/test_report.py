@@ -382,8 +382,13 @@ def chromium() -> str:
 
 
 def headless(page: Path, tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
-    argv = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1400,2400", *flags, page.as_uri()]  # fmt: skip
+    """Chromium with the flags scripts/report_screenshot.py uses for docs/report.png."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("report_screenshot", Path(__file__).parents[1] / "scripts" / "report_screenshot.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    argv = script.chromium_argv(chromium(), tmp_path / "chromium-profile", 1400, 2400, *flags, page.as_uri())
     return subprocess.run(argv, capture_output=True, text=True, timeout=120)
 
 
