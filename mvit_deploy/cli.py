@@ -385,7 +385,8 @@ def quant_report_cmd(artifact, n, top, weights, as_json):
               help="Images decoded per step (default 32, measured); memory does not grow with the set's size. "
                    "An artifact exported with export --batch dynamic runs 32 per call, any other one image at a time.")
 @reference_weights_option
-@threads_option
+@click.option("--threads", type=int, default=None, callback=_at_least(1, 2),
+              help="Threads per runtime: default 2 in-process; with --engine ray, 1 per worker and a worker per CPU (measured fastest).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON result, with per-sample predictions (top-5 of every artifact and reference).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: shard the images over a Ray cluster (pip install 'mvit-deploy[cluster]').")
@@ -406,7 +407,7 @@ def eval_cmd(artifacts, data, labels, n, batch, weights, threads, as_json, engin
     from .tables import print_eval
 
     with progress_line(quiet=as_json) as line:
-        report = evaluate(artifacts, data, labels, n=n, threads=threads, weights=weights, on_step=line.step,
+        report = evaluate(artifacts, data, labels, n=n, threads=threads or (None if engine == "ray" else 2), weights=weights, on_step=line.step,
                           on_count=lambda done, total: line.count("images", done, total), batch=batch or DEFAULT_BATCH,
                           engine=engine, address=address, workers=workers, out_dir=out_dir, resume=resume)  # fmt: skip
     if as_json:

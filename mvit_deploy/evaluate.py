@@ -263,11 +263,13 @@ def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: i
         else:
             on_shard(*shard, arrays)
             resumed += 1
+    if engine == "ray" and threads is None:
+        threads = 1  # one-thread workers, one per CPU: the fastest split measured (benchmarks/eval_scale.py)
     judge_args = (artifacts, manifests, ref_keys, weights, threads, data_set, batch)
     if not todo:
         info = {"name": engine, "workers": 0, "restarts": 0}
     elif engine == "ray":
-        info = run_ray(judge_args, todo, store, on_shard, address, workers, threads or 1, on_step)
+        info = run_ray(judge_args, todo, store, on_shard, address, workers, threads, on_step)
     else:
         on_step("loading the PyTorch reference and the artifacts")
         info = run_local(judge_args, todo, store, on_shard)
