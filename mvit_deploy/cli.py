@@ -31,10 +31,12 @@ class _Group(click.Group):
             with interruptible():  # SIGTERM unwinds like Ctrl-C: every staged write removes its staging entry
                 return super().invoke(ctx)
         except MvitDeployError as e:
+            interrupt = _interrupt_in_chain(e)
+            if interrupt is not None:  # an error raised while a Ctrl-C unwound is the Ctrl-C
+                _interrupted(interrupt)
             _fail(e.one_line(), e.exit_code)
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (artifact.Terminated)
-            click.echo("interrupted", err=True)
-            sys.exit(128 + getattr(e, "signum", 2))
+            _interrupted(e)
         except click.exceptions.Exit:
             raise
         except click.ClickException as e:  # click's own parsing: unknown option, not an integer, ...
@@ -43,7 +45,29 @@ class _Group(click.Group):
         except BrokenPipeError:
             raise  # `| head`: click closes quietly
         except Exception as e:
+            interrupt = _interrupt_in_chain(e)
+            if interrupt is not None:  # a converter wrapped the Ctrl-C (torch.export raises TorchExportError from it)
+                _interrupted(interrupt)
             _fail(f"internal error: {type(e).__name__}: {e} — please report it; {_write_crash_log()}", 3)
+
+
+def _interrupt_in_chain(e: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C (or SIGTERM) an exception was raised from or while handling, if any."""
+    todo, seen = [e], set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        todo += [e.__cause__, e.__context__]
+    return None
+
+
+def _interrupted(e: KeyboardInterrupt):
+    click.echo("interrupted", err=True)
+    sys.exit(128 + getattr(e, "signum", 2))
 
 
 def _fail(message: str, code: int):

@@ -533,6 +533,30 @@ def test_an_interrupted_export_leaves_nothing(signame, code, tmp_path):
     assert not out.exists(), f"left behind: {sorted(p.name for p in out.rglob('*'))}"
 
 
+@pytest.mark.parametrize("wrapper", ["RuntimeError from it", "UsageError while handling it"])
+def test_a_ctrl_c_a_converter_wrapped_is_still_an_interrupt(wrapper, monkeypatch, tmp_path, capsys):
+    """torch.export turns a Ctrl-C inside it into TorchExportError (seen at 1 s into the ONNX export):
+    that must exit 130 with "interrupted" and leave nothing, not an "internal error, please report"."""
+    from mvit_deploy import export as export_module
+    from mvit_deploy.cli import main
+    from mvit_deploy.errors import UsageError
+
+    def converter_wrapping_ctrl_c(opts, on_step=None):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            if wrapper == "RuntimeError from it":
+                raise RuntimeError("Failed to export the model with torch.export") from e
+            raise UsageError("the converter failed", "see above") from RuntimeError("wrapped")
+
+    monkeypatch.setattr(export_module, "export", converter_wrapping_ctrl_c)
+    with pytest.raises(SystemExit) as done:
+        main.main(["export", "--target", "onnx", "--out", str(tmp_path / "out")], standalone_mode=True)
+    err = capsys.readouterr().err
+    assert done.value.code == 130 and err.strip() == "interrupted", err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_failed_export_keeps_no_artifact_unless_asked(monkeypatch, tmp_path):
     """Parity FAIL: nothing written (and no --out this run created), unless keep_failed."""
     from mvit_deploy import runtimes
