@@ -435,7 +435,8 @@ def eval_cmd(artifacts, data, labels, n, batch, weights, threads, as_json, engin
                           on_count=lambda done, total: line.count("images", done, total), batch=batch or DEFAULT_BATCH,
                           engine=engine, address=address, workers=workers, out_dir=out_dir, resume=resume)  # fmt: skip
     if as_json:
-        _echo_json(report.to_dict(), indent=None)  # per-sample predictions: compact (and C-encoded) at any size
+        report.write_json(sys.stdout)  # per-sample predictions streamed: compact, never held as Python lists
+        sys.stdout.write("\n")
     else:
         print_eval(report)
     sys.exit(0 if report.passed else 1)

@@ -14,7 +14,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +72,7 @@ class EvalRow:
     flipped: int = 0  # samples whose top-1 differs from the reference's
     mcnemar_p: float | None = None  # exact McNemar test on the discordant pairs: is the accuracy change more than noise?
     noise: str = ""  # "within noise" (p >= 0.05) or "significant"
-    predictions: dict | None = None  # per sample: top-5 class indices of the artifact ("top5"), for a later diff
+    predictions: dict | None = None  # per sample: top-5 class indices of the artifact ("top5": [N, 5] array), for a later diff
 
 
 @dataclass
@@ -80,8 +80,8 @@ class EvalReport:
     data: str
     n_images: int
     rows: list[EvalRow]
-    labels: list[int] | None = None  # per sample
-    references: dict[str, list] | None = None  # per reference (model:checkpoint:classes): per-sample top-5
+    labels: np.ndarray | None = None  # per sample
+    references: dict[str, np.ndarray] | None = None  # per reference (model:checkpoint:classes): per-sample top-5 [N, 5]
     batch: int | None = None
     engine: dict | None = None  # {name, workers, restarts, shards, resumed[, address]}
 
@@ -89,15 +89,43 @@ class EvalReport:
     def passed(self) -> bool:
         return all(r.passed for r in self.rows)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, arrays=lambda a: a.tolist()) -> dict:
+        """The report as JSON-ready data; ``arrays`` turns each per-sample array into what goes in its place."""
         from .metrics import finite_or_none
 
+        rows = []
+        for r in self.rows:
+            row = asdict(r) if r.predictions is None else {**asdict(replace(r, predictions=None)), "predictions": {**r.predictions, "top5": None}}
+            if r.predictions is not None:
+                row["predictions"]["top5"] = arrays(r.predictions["top5"])
+            rows.append(row)
         # one image has no confidence interval: (-inf, inf) becomes null
-        out = {"data": self.data, "n_images": self.n_images, "batch": self.batch, "engine": self.engine, "passed": self.passed,
-               "rows": [asdict(r) for r in self.rows]}  # fmt: skip
+        out = finite_or_none({"data": self.data, "n_images": self.n_images, "batch": self.batch, "engine": self.engine, "passed": self.passed, "rows": rows})
         if self.labels is not None:
-            out["samples"] = {"labels": self.labels, "references": self.references}
-        return finite_or_none(out)
+            out["samples"] = {"labels": arrays(self.labels), "references": {k: arrays(v) for k, v in self.references.items()}}
+        return out
+
+    def write_json(self, stream, chunk: int = 4096) -> None:
+        """``json.dumps(self.to_dict())``, written with the per-sample arrays streamed ``chunk`` rows at a
+        time: a 50,000-image, 30-artifact run never holds its predictions as Python lists."""
+        import uuid
+
+        token, arrays = uuid.uuid4().hex, []
+
+        def placeholder(a: np.ndarray) -> str:
+            arrays.append(a)
+            return f"{token}-{len(arrays) - 1}"
+
+        text = json.dumps(self.to_dict(arrays=placeholder), allow_nan=False)
+        pieces = text.split(f'"{token}-')
+        stream.write(pieces[0])
+        for piece in pieces[1:]:
+            index, rest = piece.split('"', 1)
+            a = arrays[int(index)]
+            stream.write("[")
+            for start in range(0, len(a), chunk):
+                stream.write((", " if start else "") + json.dumps(a[start : start + chunk].tolist())[1:-1])
+            stream.write("]" + rest)
 
 
 FASHION_DATA = ("fashion-mnist", "fashion-mnist:test", "fashion-mnist:subset")
@@ -291,6 +319,6 @@ def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: i
             float(np.mean(ref[:, 0] == got[:, 0])),
             None if bound is None else {"metric": bound.metric, "op": bound.op, "value": bound.value, "reason": bound.reason}, passed,
             int(np.count_nonzero(ref[:, 0] != got[:, 0])), p, "within noise" if p >= 0.05 else "significant",
-            {"reference": key, "top5": got.tolist()},
+            {"reference": key, "top5": got},
         ))  # fmt: skip
-    return EvalReport(data_set.what, total, rows, targets.tolist(), {k: v.tolist() for k, v in ref_top5.items()}, batch, info)
+    return EvalReport(data_set.what, total, rows, targets, dict(ref_top5), batch, info)
