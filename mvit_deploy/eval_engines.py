@@ -34,11 +34,19 @@ SHARD = 256  # images per shard: 1/4 s to 90 s of work per artifact, small enoug
 MAX_RESTARTS_PER_WORKER = 3
 
 
+def top5(logits: np.ndarray) -> np.ndarray:
+    """Class indices of the 5 largest logits (all of them for a head of fewer than 5 classes)."""
+    return np.argsort(-logits, axis=1, kind="stable")[:, :5].astype(np.int32)
+
+
+def top_width(manifests) -> int:
+    return min(5, *(m["output"]["classes"] for m in manifests))
+
+
 class Judge:
     """The references and artifacts of one evaluation, loaded once; ``run(start, stop)`` -> top-5 arrays."""
 
     def __init__(self, artifacts, manifests, ref_keys, weights, threads, data_set, batch):
-        from .evaluate import top_width
         from .parity import reference_model
         from .runtimes import load_runner
 
@@ -51,7 +59,6 @@ class Judge:
         self.width = top_width(manifests)
 
     def run(self, start: int, stop: int) -> dict[str, np.ndarray]:
-        from .evaluate import _top5
         from .parity import reference_logits
 
         out = {f"ref:{k}": np.empty((stop - start, self.width), np.int32) for k in self.models}
@@ -60,9 +67,9 @@ class Judge:
             b = min(a + self.batch, stop)
             x = self.data_set.load(a, b)
             for key, model in self.models.items():
-                out[f"ref:{key}"][a - start : b - start] = _top5(reference_logits(model, x))
+                out[f"ref:{key}"][a - start : b - start] = top5(reference_logits(model, x))
             for i, runner in enumerate(self.runners):
-                out[f"art:{i}"][a - start : b - start] = _top5(runner(x))
+                out[f"art:{i}"][a - start : b - start] = top5(runner(x))
         return out
 
 

@@ -211,15 +211,6 @@ def mcnemar_exact(ref_hit: np.ndarray, art_hit: np.ndarray) -> float:
     return min(1.0, 2 * tail)
 
 
-def _top5(logits: np.ndarray) -> np.ndarray:
-    """Class indices of the 5 largest logits (all of them for a head of fewer than 5 classes)."""
-    return np.argsort(-logits, axis=1, kind="stable")[:, :5].astype(np.int32)
-
-
-def top_width(manifests) -> int:
-    return min(5, *(m["output"]["classes"] for m in manifests))
-
-
 def _accuracy(top5: np.ndarray, targets: np.ndarray) -> dict[str, float]:
     return {"top1": float(np.mean(top5[:, 0] == targets)), "top5": float(np.mean((top5 == targets[:, None]).any(axis=1)))}
 
@@ -237,7 +228,7 @@ def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: i
     reuses them.
     """
     from .artifact import read_manifest
-    from .eval_engines import ShardStore, import_ray, run_local, run_ray, shards, SHARD
+    from .eval_engines import SHARD, ShardStore, import_ray, run_local, run_ray, shards, top_width
     from .parity import check_reference_weights, manifest_family
     from .tolerances import rule_for
 
