@@ -32,8 +32,7 @@ import numpy as np
 from .._deps import IS_MACOS
 from ..artifact import package_versions, read_manifest, tree_bytes
 from ..errors import NotOnThisDevice, UsageError
-
-SCHEMA = "mvit-deploy/bench/1"
+from ..results import SCHEMA
 
 
 def _rss_mb() -> float:

@@ -6,7 +6,7 @@ beside it); box plots of every artifact's rounds per device; the baseline compar
 from eval; latency vs PSNR; the artifacts' metadata; every measurement. report.md holds the same
 tables. Inline SVG, no script, nothing fetched.
 
-read.py checks the inputs, content.py builds the tables' cells, charts.py draws the SVG; this
+mvit_deploy/results.py reads and checks the inputs, content.py builds the tables' cells, charts.py draws the SVG; this
 module lays out the two files.
 """
 
@@ -21,7 +21,7 @@ from .content import (
     PALETTE, Cell, Run, _accuracy_table, _artifacts, _artifacts_table, _comparison_table, _esc, _evals_by_name, _job, _matrix,
     _measurements_table, _regressions, _runs, _runs_table,
 )  # fmt: skip
-from .read import load_evals, load_results
+from ..results import load_evals, load_results
 
 __all__ = ["load_evals", "load_results", "write_report"]
 

@@ -1,16 +1,17 @@
-"""Reading the report's inputs: bench result JSONs and ``eval --json`` outputs, checked before anything is drawn.
+"""Reading bench result JSONs and ``eval --json`` outputs, checked field by field before anything uses them.
 
-A file that is not what the report needs is refused in one line naming the file, the field and what to pass.
+One strict reader for the report (``mvit-deploy report``) and the latency gate (``bench --baseline``):
+a file that is not what they need is refused in one line naming the file, the field and what to pass.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifact import parse_json
-from ..bench.local import SCHEMA
-from ..errors import UsageError
+from .artifact import parse_json
+from .errors import UsageError
 
+SCHEMA = "mvit-deploy/bench/1"  # what bench/local.py writes (and documents, field by field)
 FROM_BENCH = "pass files written by `mvit-deploy bench --json FILE`"
 FROM_EVAL = "pass what `mvit-deploy eval ARTIFACTS --json > FILE` prints"
 # The numbers a report reads from each result (bench/local.py documents the whole schema); True: may be null.
