@@ -95,9 +95,9 @@ class EvalReport:
 
         rows = []
         for r in self.rows:
-            row = asdict(r) if r.predictions is None else {**asdict(replace(r, predictions=None)), "predictions": {**r.predictions, "top5": None}}
+            row = asdict(replace(r, predictions=None))  # asdict would deep-copy the arrays
             if r.predictions is not None:
-                row["predictions"]["top5"] = arrays(r.predictions["top5"])
+                row["predictions"] = {**r.predictions, "top5": arrays(r.predictions["top5"])}
             rows.append(row)
         # one image has no confidence interval: (-inf, inf) becomes null
         out = finite_or_none({"data": self.data, "n_images": self.n_images, "batch": self.batch, "engine": self.engine, "passed": self.passed, "rows": rows})
