@@ -54,8 +54,8 @@ def main() -> None:
     from mvit_deploy.export import calibration_inputs, export
     from mvit_deploy.metrics import fidelity
     from mvit_deploy.parity import parity_inputs, reference_logits
-    from mvit_deploy.targets.onnx import OnnxRunner
-    from mvit_deploy.targets.tflite import LiteRTRunner
+    from mvit_deploy.device.runtimes.onnx import OnnxRunner
+    from mvit_deploy.device.runtimes.tflite import LiteRTRunner
     from mvit_deploy.targets import ExportOptions
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; threads={args.threads}")

@@ -350,16 +350,31 @@ def export(
 @threads_option
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--junit-xml", type=click.Path(dir_okay=False, path_type=str), default=None, help="Write a JUnit report for CI.")
-def parity_cmd(artifact, images, n, weights, threads, as_json, junit_xml):
-    """Check ARTIFACT against PyTorch: exit 0 if every bound holds, 1 if one fails."""
+@click.option("--device", default=None, help="ssh://user@host[:port]: run the artifact on that board (its own runtime and CPU) and judge its logits; "
+              "this machine's run is shown beside it.")  # fmt: skip
+@click.option("--identity", type=click.Path(dir_okay=False, path_type=str), default=None, help="ssh: private key file.")
+@click.option("--ssh-option", "ssh_options", multiple=True, help="ssh: extra -o KEY=VALUE (repeatable).")
+@click.option("--remote-python", default="python3", show_default=True, help="ssh: the board's Python (with mvit-deploy[device] deps).")
+def parity_cmd(artifact, images, n, weights, threads, as_json, junit_xml, device, identity, ssh_options, remote_python):
+    """Check ARTIFACT against PyTorch: exit 0 if every bound holds, 1 if one fails.
+
+    \b
+    With --device: the logits judged are the board's (the device side is copied there with the
+    artifact and the preprocessed images); the table shows the board and this machine side by side.
+    """
     from pathlib import Path
 
     from .parity import parity
     from .progress import progress_line
     from .tables import print_parity
 
+    target = None
+    if device is not None:
+        from .bench import connect
+
+        target = connect(device, identity=identity, ssh_options=ssh_options, remote_python=remote_python)
     with progress_line(quiet=as_json) as line:
-        report = parity(artifact, images=images, n=n, weights=weights, threads=threads, on_step=line.step)
+        report = parity(artifact, images=images, n=n, weights=weights, threads=threads, on_step=line.step, device=target)
     if junit_xml:
         from .artifact import staged
 

@@ -9,7 +9,7 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 from .artifact import read_manifest
-from .errors import NonFiniteError, UsageError
+from .errors import MvitDeployError, NonFiniteError, UsageError
 from .metrics import fidelity, finite_or_none, flipped
 from .tolerances import rule_for
 
@@ -26,10 +26,21 @@ class ParityReport:
     failures: list[str] = field(default_factory=list)
     decisive_margin: float = 0.0  # fraction of peak |logit| (tolerances.Rule)
     flips: list[dict] = field(default_factory=list)  # every changed top-1, with its reference margin
+    # parity --device: the logits judged are the device's; ``device`` names it (name, kind, cpu, machine, os,
+    # runtimes, isa, emulated, seconds), ``host`` is the same artifact on this machine ({runtime, metrics, passed}
+    # or {skipped}), ``device_vs_host`` how far the two runs' logits are apart (max_rel of the host's peak, top-1 agreement)
+    device: dict | None = None
+    host: dict | None = None
+    device_vs_host: dict | None = None
 
     @property
     def passed(self) -> bool:
         return not self.failures
+
+    @property
+    def where(self) -> str:
+        """`` on <device>`` for a device's verdict, else empty."""
+        return f" on {self.device['name']}" if self.device else ""
 
     def to_dict(self) -> dict:
         return finite_or_none({**asdict(self), "passed": self.passed})  # JSON has no inf / NaN: null
@@ -39,10 +50,19 @@ class ParityReport:
         for b in self.bounds:
             name = quoteattr(f"{b['metric']} {b['op']} {b['value']:g}")
             body = f'<failure message={quoteattr(b["message"])}/>' if not b["passed"] else ""
-            cases.append(f'  <testcase classname={quoteattr("parity." + Path(self.artifact).name)} name={name}>{body}</testcase>')
+            cases.append(f'  <testcase classname={quoteattr("parity." + Path(self.artifact).name + self.where)} name={name}>{body}</testcase>')
+        props = ""
+        if self.device:
+            d = self.device
+            items = {"device": d.get("name"), "device.cpu": d.get("cpu"), "device.machine": d.get("machine"), "device.os": d.get("os"),
+                     "device.emulated": d.get("emulated") or "no", **{f"device.runtime.{k}": v for k, v in (d.get("runtimes") or {}).items()}}  # fmt: skip
+            if self.host and "metrics" in self.host:
+                items.update({f"host.{k}": f"{self.host['metrics'][k]:g}" for k in ("max_rel", "psnr_db") if self.host["metrics"].get(k) is not None})
+            props = "  <properties>\n" + "".join(f"    <property name={quoteattr(k)} value={quoteattr(str(v))}/>\n" for k, v in items.items()) + "  </properties>\n"
         return (
             '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<testsuite name={quoteattr("mvit-deploy parity " + escape(Path(self.artifact).name))} tests="{len(cases)}" failures="{len(self.failures)}">\n'
+            f'<testsuite name={quoteattr("mvit-deploy parity " + escape(Path(self.artifact).name) + self.where)} tests="{len(cases)}" failures="{len(self.failures)}">\n'
+            + props
             + "\n".join(cases)
             + "\n</testsuite>\n"
         )
@@ -146,17 +166,56 @@ def reference_logits(model, x: np.ndarray) -> np.ndarray:
 
 
 def parity(artifact: str | Path, images=None, n: int | None = None, weights=None, threads: int | None = None, model=None,
-           on_step=lambda s: None) -> ParityReport:  # fmt: skip
-    """Compare an exported artifact with its PyTorch reference on real photos."""
+           on_step=lambda s: None, device=None) -> ParityReport:  # fmt: skip
+    """Compare an exported artifact with its PyTorch reference on real photos.
+
+    ``device``: a connected device (``bench.connect``) that computes the artifact's logits itself; the
+    verdict is then the device's, and the report carries this machine's run of the same artifact beside it.
+    """
     from .runtimes import load_runner
 
     artifact = Path(artifact)
     manifest = read_manifest(artifact)
     check_reference_weights(manifest, weights)
     x = parity_inputs(manifest, images, n)  # a bad --images folder or --n is refused before any model loads
-    on_step(f"loading {artifact.name}")
-    runner = load_runner(artifact, manifest, threads)
+    if device is not None:
+        on_step(f"{artifact.name} on {len(x)} images on {device.target}")
+        got, answer = device.run_logits(artifact, x, threads)
+        runtime = answer["runtime"]
+    else:
+        on_step(f"loading {artifact.name}")
+        runner = load_runner(artifact, manifest, threads)
     on_step(f"PyTorch reference on {len(x)} images")
     ref = reference_logits(model if model is not None else reference_model(manifest, weights), x)
-    on_step(f"{artifact.name} on {len(x)} images")
-    return judge(artifact, manifest["target"], manifest["precision"], ref, runner(x), runner.runtime, manifest_family(manifest))
+    family = manifest_family(manifest)
+    if device is None:
+        on_step(f"{artifact.name} on {len(x)} images")
+        return judge(artifact, manifest["target"], manifest["precision"], ref, runner(x), runner.runtime, family)
+    report = judge(artifact, manifest["target"], manifest["precision"], ref, got, runtime, family)
+    report.device = {**answer["device"], "seconds": answer.get("seconds")}
+    on_step(f"{artifact.name} on {len(x)} images here")
+    report.host, host = host_run(artifact, manifest, x, ref, threads, family)
+    if host is not None:
+        peak = float(np.max(np.abs(host))) or 1.0
+        report.device_vs_host = finite_or_none({
+            "max_rel": float(np.max(np.abs(got.astype(np.float64) - host))) / peak,
+            "top1_agreement": float(np.mean(np.argmax(got, 1) == np.argmax(host, 1))),
+        })  # fmt: skip
+    return report
+
+
+def host_run(artifact: Path, manifest: dict, x: np.ndarray, ref: np.ndarray, threads, family: str) -> tuple[dict, np.ndarray | None]:
+    """The same artifact on this machine, judged by the same bounds: ({runtime, machine, cpu, metrics, passed}, logits),
+    or ({skipped: why}, None) when this machine cannot run it."""
+    import platform
+
+    from .device.bench import cpu_model
+    from .runtimes import load_runner
+
+    try:
+        runner = load_runner(artifact, manifest, threads)
+        got = runner(x)
+    except MvitDeployError as e:
+        return {"skipped": e.one_line()}, None
+    here = judge(artifact, manifest["target"], manifest["precision"], ref, got, runner.runtime, family)
+    return {"runtime": runner.runtime, "machine": platform.machine(), "cpu": cpu_model(), "metrics": finite_or_none(here.metrics), "passed": here.passed}, got

@@ -24,35 +24,58 @@ def print_models(cards: list[dict]) -> None:
 def print_parity(rows: list[dict]) -> None:
     notes: list[str] = []
     table = Table(title="parity vs PyTorch")
-    for col in ("artifact", "images", "max rel", "PSNR dB", "top-1", "decisive top-1", "result"):
+    on_device = any(r.get("device") for r in rows)
+    for col in ("artifact", *(["where", "runtime"] if on_device else []), "images", "max rel", "PSNR dB", "top-1", "decisive top-1", "result"):
         table.add_column(col, no_wrap=True)
     for r in rows:
+        name = Path(r["artifact"]).name
         m = r.get("metrics") or {}
         if r.get("passed") is None:
-            table.add_row(Path(r["artifact"]).name, "-", "-", "-", "-", "-", "[yellow]not run here[/]")
-            notes.append(f"{Path(r['artifact']).name}: {r.get('skipped', '')}")
+            table.add_row(name, *(["", ""] if on_device else []), "-", "-", "-", "-", "-", "[yellow]not run here[/]")
+            notes.append(f"{name}: {r.get('skipped', '')}")
             continue
-        psnr = m["psnr_db"]
-        table.add_row(
-            Path(r["artifact"]).name,
-            str(r.get("n_images", "")),
-            f"{m['max_rel']:.1e}",
-            "inf" if psnr is None else f"{psnr:.1f}",
-            f"{m['top1_agreement']:.1%}",
-            f"{m['decisive_top1_agreement']:.1%} of {m['n_decisive']}",
-            "[green]pass[/]" if r["passed"] else "[red]FAIL[/]",
-        )
-        notes.extend(f"{Path(r['artifact']).name}: {f}" for f in r.get("failures", []))
+        where = [_device_label(r["device"]), r.get("runtime", "")] if on_device else []
+        table.add_row(name, *where, str(r.get("n_images", "")), *_metric_cells(m), "[green]pass[/]" if r["passed"] else "[red]FAIL[/]")
+        host = r.get("host")
+        if on_device and host and "metrics" in host:
+            table.add_row("", f"this host ({host['machine']})", host["runtime"], str(r.get("n_images", "")), *_metric_cells(host["metrics"]),
+                          "pass" if host["passed"] else "[red]FAIL[/]")  # fmt: skip
+        elif on_device and host:
+            notes.append(f"{name}: not run on this host: {host['skipped']}")
+        notes.extend(f"{name}: {f}" for f in r.get("failures", []))
         for f in r.get("flips", []):
             kind = "decisive" if f["decisive"] else "near-tie, not counted"
             notes.append(
-                f"{Path(r['artifact']).name}: image {f['index']} flipped {f['reference']} -> {f['artifact']}, "
+                f"{name}: image {f['index']} flipped {f['reference']} -> {f['artifact']}, "
                 f"reference margin {f['margin']:.3g} ({f['margin_rel']:.1%} of peak; {kind} below {r.get('decisive_margin', 0):.1%})"
             )
-    console = Console(width=max(Console().width, 110))
+        if r.get("device"):
+            d = r["device"]
+            versions = ", ".join(f"{k} {v}" for k, v in (d.get("runtimes") or {}).items())
+            notes.append(f"{name}: device {d['name']} ({d['kind']}): {d['cpu']}, {d['machine']}, {d['os']}, Python {d.get('python')}; {versions}")
+            if d.get("emulated"):
+                notes.append(f"{name}: the device is emulated ({d['emulated']}): its numerics are its CPU's kernels, its timings are not")
+            dvh = r.get("device_vs_host")
+            if dvh:
+                notes.append(f"{name}: device vs this host: max rel {dvh['max_rel']:.1e}, top-1 agreement {dvh['top1_agreement']:.1%}")
+    console = Console(width=max(Console().width, 150 if on_device else 110))
     console.print(table)
     for note in notes:
         console.print(note, highlight=False, soft_wrap=True)
+
+
+def _device_label(d: dict) -> str:
+    return f"{d['name']} ({d['machine']}{', emulated' if d.get('emulated') else ''})"
+
+
+def _metric_cells(m: dict) -> list[str]:
+    psnr = m.get("psnr_db")
+    return [
+        f"{m['max_rel']:.1e}" if m.get("max_rel") is not None else "-",
+        "inf" if psnr is None else f"{psnr:.1f}",
+        f"{m['top1_agreement']:.1%}",
+        f"{m['decisive_top1_agreement']:.1%} of {m['n_decisive']}",
+    ]
 
 
 def print_bench(console, result: dict, threads: int) -> None:

@@ -182,7 +182,7 @@ def test_int8_is_more_faithful_than_stock_onnxruntime(int8_exports, tmp_path):
     from mvit_deploy.metrics import fidelity
     from mvit_deploy.models import load_model
     from mvit_deploy.parity import parity_inputs, reference_logits
-    from mvit_deploy.targets.onnx import OnnxRunner
+    from mvit_deploy.device.runtimes.onnx import OnnxRunner
 
     ours = int8_exports["onnx-int8"]
     fp32 = export(ExportOptions(model="mobilevit_xxs", target="onnx", out_dir=tmp_path), run_parity=False)
@@ -200,7 +200,7 @@ def test_tflite_int8_is_more_faithful_than_stock_pt2e(int8_exports, tmp_path):
     from mvit_deploy.metrics import fidelity
     from mvit_deploy.models import load_model
     from mvit_deploy.parity import parity_inputs, reference_logits
-    from mvit_deploy.targets.tflite import LiteRTRunner
+    from mvit_deploy.device.runtimes.tflite import LiteRTRunner
 
     ours = int8_exports["tflite-int8"]
     calib = calibration_inputs(TIMM_PREPROCESSING, 256, None, 28)

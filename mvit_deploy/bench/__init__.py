@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .local import SCHEMA, bench, device_info, latency_stats
 
-__all__ = ["DEVICES", "SCHEMA", "bench", "device_info", "latency_stats", "run_on_device", "run_on_devices"]
+__all__ = ["DEVICES", "SCHEMA", "bench", "connect", "device_info", "latency_stats", "run_on_device", "run_on_devices"]
 
 
 DEVICES = 'local | ssh://user@host[:port] | adb[:serial] | aihub:"<AI Hub device name>"'
@@ -49,3 +49,20 @@ def run_on_device(device: str, artifacts, threads: int = 2, warmup: int = 5, ite
 
         return AihubDevice.parse(device).bench(artifacts, threads, warmup, iters, progress=kw.get("progress"), timeout_s=kw.get("aihub_timeout"))
     raise UsageError(f"unknown device {device!r}", f"use {DEVICES}")
+
+
+# Devices that compute an artifact's logits themselves (parity --device): the device side runs there.
+LOGIT_DEVICES = "ssh://user@host[:port]"
+
+
+def connect(device: str, identity=None, ssh_options=(), remote_python: str = "python3"):
+    """A device that runs artifacts on itself (``run_logits``), for ``parity --device``."""
+    from ..errors import UsageError
+
+    if device.startswith("ssh://"):
+        from .ssh import SshDevice
+
+        return SshDevice.parse(device, identity=identity, options=ssh_options, python=remote_python)
+    if device == "adb" or device.startswith(("adb:", "aihub:")):
+        raise UsageError(f"parity on {device.split(':')[0]} devices is not built yet", "run parity on a board over ssh (a Python with mvit-deploy[device]), or on this machine")
+    raise UsageError(f"unknown device {device!r}", f"use {LOGIT_DEVICES}")

@@ -1,9 +1,10 @@
-"""Benchmark on a board over ssh (a Raspberry Pi): copy, run with the remote's Python, fetch JSON.
+"""A board over ssh (a Raspberry Pi, a Mac): copy the device side and the artifacts, run them with the board's Python, fetch the answer.
 
 Every remote path and argument is passed through ``shlex.quote``; local commands are
 argument lists, never a shell string. The remote needs python3 with numpy and the
-runtime of each artifact (``pip install 'mvit-deploy[device]'``); our device-side code is
-copied with the artifacts, so the remote's own mvit-deploy version does not matter.
+runtime of each artifact (``pip install 'mvit-deploy[device]'``); our device side
+(``mvit_deploy/device/``, and only it) is copied with the artifacts as ``mvit_deploy_device``,
+so the remote's own mvit-deploy version does not matter.
 """
 
 from __future__ import annotations
@@ -11,16 +12,42 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import subprocess
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import numpy as np
+
 from ..artifact import manifest_path
 from ..errors import UsageError
 
-PACKAGE = Path(__file__).resolve().parents[1]  # mvit_deploy/
-DEVICE_MODULES = ("__init__.py", "errors.py", "_deps.py", "artifact.py", "metrics.py", "runtimes.py", "targets", "bench", "labels")
+DEVICE_PACKAGE = Path(__file__).resolve().parents[1] / "device"  # mvit_deploy/device/: the whole device side
+REMOTE_PACKAGE = "mvit_deploy_device"  # its name on the device (relative imports only: any name works)
+
+
+def stage_device_code(dest: Path) -> Path:
+    """A copy of the device side's source files (no caches) as ``dest/REMOTE_PACKAGE``."""
+    root = Path(dest) / REMOTE_PACKAGE
+    for f in sorted(DEVICE_PACKAGE.rglob("*.py")):
+        target = root / f.relative_to(DEVICE_PACKAGE)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, target)
+    return root
+
+
+def parse_answer(out: str, what: str, where: str, keys: tuple[str, ...]) -> dict:
+    """The device side's JSON answer, refused in one line when it is not one (a different program answered)."""
+    try:
+        data = json.loads(out)
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict) or any(k not in data for k in keys):
+        raise RemoteError(f"{what} on {where} gave no answer of the device side's shape", "run it by hand there to see why")
+    return data
 
 
 class RemoteError(UsageError):
@@ -74,11 +101,32 @@ class SshDevice:
             raise RemoteError(f"{what} on {self.target} timed out", "check the device and the network") from None
         if out.returncode != 0:
             last = (out.stderr.strip().splitlines() or ["no message"])[-1]
+            if last.startswith("error: "):  # the device side's own one-line error
+                raise RemoteError(f"{what} on {self.target}: {last.removeprefix('error: ')}")
             raise RemoteError(f"{what} on {self.target} failed: {last}", "check ssh access (key, user, port) and the remote python")
         return out.stdout
 
     def remote_shell(self, script: str, what: str) -> str:
         return self._run(["ssh", *self._common("-p"), self.target, script], what)
+
+    @contextmanager
+    def session(self, files):
+        """A fresh remote work directory holding the device side and ``files``; removed afterwards."""
+        remote_dir = self.remote_shell("mktemp -d /tmp/mvit-device.XXXXXX", "creating a work directory").strip()
+        if not re.fullmatch(r"/tmp/mvit-device\.[A-Za-z0-9]+", remote_dir):  # scp (SFTP mode) takes it literally
+            raise RemoteError(f"unexpected remote directory {remote_dir!r}", "check the remote shell")
+        try:
+            with tempfile.TemporaryDirectory(prefix="mvit-device-") as tmp:
+                code = stage_device_code(Path(tmp))
+                self._run(["scp", "-q", "-r", *self._common("-P"), str(code), *map(str, files), f"{self.target}:{remote_dir}/"], "copying the device side")
+            yield remote_dir
+        finally:
+            subprocess.run(["ssh", *self._common("-p"), self.target, f"rm -rf {shlex.quote(remote_dir)}"], capture_output=True, timeout=60)
+
+    def device_command(self, remote_dir: str, args: list[str]) -> str:
+        """The remote shell line that runs the copied device side: ``python -m mvit_deploy_device ARGS``."""
+        argv = [self.python, "-m", REMOTE_PACKAGE, *args]
+        return f"cd {shlex.quote(remote_dir)} && PYTHONPATH={shlex.quote(remote_dir)} " + " ".join(shlex.quote(a) for a in argv)
 
     def bench(self, artifacts, threads: int, warmup: int, iters: int) -> dict:
         artifacts = [Path(a) for a in artifacts]
@@ -87,25 +135,33 @@ class SshDevice:
             if not a.exists():
                 raise UsageError(f"artifact {a} does not exist", "check the path")
             files += [a, manifest_path(a)]
-        remote_dir = self.remote_shell("mktemp -d /tmp/mvit-bench.XXXXXX", "creating a work directory").strip()
-        if not re.fullmatch(r"/tmp/mvit-bench\.[A-Za-z0-9]+", remote_dir):  # scp (SFTP mode) takes it literally
-            raise RemoteError(f"unexpected remote directory {remote_dir!r}", "check the remote shell")
-        try:
-            pkg = [str(PACKAGE / m) for m in DEVICE_MODULES]
-            self._run(["ssh", *self._common("-p"), self.target, f"mkdir -p {shlex.quote(remote_dir + '/mvit_deploy')}"], "preparing")
-            self._run(["scp", "-q", "-r", *self._common("-P"), *pkg, f"{self.target}:{remote_dir}/mvit_deploy/"], "copying the device code")
-            self._run(["scp", "-q", "-r", *self._common("-P"), *map(str, files), f"{self.target}:{remote_dir}/"], "copying artifacts")
-            argv = [self.python, "-m", "mvit_deploy.bench", *[f"{remote_dir}/{a.name}" for a in artifacts]]
-            argv += ["--threads", str(threads), "--warmup", str(warmup), "--iters", str(iters)]
-            script = f"cd {shlex.quote(remote_dir)} && PYTHONPATH={shlex.quote(remote_dir)} " + " ".join(shlex.quote(a) for a in argv)
-            out = self.remote_shell(script, "running the benchmark")
-        finally:
-            subprocess.run(["ssh", *self._common("-p"), self.target, f"rm -rf {shlex.quote(remote_dir)}"], capture_output=True, timeout=60)
-        try:
-            result = json.loads(out)
-        except json.JSONDecodeError:
-            raise RemoteError(f"the remote benchmark on {self.target} printed no JSON", "run it by hand to see why") from None
+        with self.session(files) as remote_dir:
+            args = ["bench", *[f"{remote_dir}/{a.name}" for a in artifacts], "--threads", str(threads), "--warmup", str(warmup), "--iters", str(iters)]
+            out = self.remote_shell(self.device_command(remote_dir, args), "running the benchmark")
+        result = parse_answer(out, "the remote benchmark", self.target, ("device", "results"))
         result["device"].update(kind="ssh", name=self.host)
         for r in result["results"]:
             r["artifact"] = str(Path(r["artifact"]).name)
         return result
+
+    def run_logits(self, artifact, x: np.ndarray, threads: int | None = None) -> tuple[np.ndarray, dict]:
+        """The artifact's logits for ``x`` computed on the device, and the device's answer (device info, runtime, seconds)."""
+        artifact = Path(artifact)
+        with tempfile.TemporaryDirectory(prefix="mvit-device-io-") as tmp:
+            inputs = Path(tmp) / "inputs.npz"
+            np.savez(inputs, x=np.ascontiguousarray(x, np.float32))
+            with self.session([artifact, manifest_path(artifact), inputs]) as remote_dir:
+                args = ["run", f"{remote_dir}/{artifact.name}", "--inputs", f"{remote_dir}/inputs.npz", "--out", f"{remote_dir}/logits.npz"]
+                args += ["--threads", str(threads)] if threads else []
+                out = self.remote_shell(self.device_command(remote_dir, args), f"running {artifact.name}")
+                self._run(["scp", "-q", *self._common("-P"), f"{self.target}:{remote_dir}/logits.npz", str(Path(tmp) / "logits.npz")], "fetching the logits")
+            answer = parse_answer(out, f"running {artifact.name}", self.target, ("device", "runtime", "n"))
+            try:
+                with np.load(Path(tmp) / "logits.npz", allow_pickle=False) as data:
+                    logits = np.asarray(data["logits"], np.float32)
+            except (OSError, ValueError, KeyError):
+                raise RemoteError(f"the logits {self.target} sent back are not readable", "run it by hand there to see why") from None
+        if logits.ndim != 2 or len(logits) != len(x):
+            raise RemoteError(f"{self.target} sent back logits of shape {logits.shape} for {len(x)} images", "check the device's runtime versions")
+        answer["device"].update(kind="ssh", name=self.host)
+        return logits, answer

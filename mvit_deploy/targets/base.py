@@ -2,7 +2,8 @@
 
 A target is one file in this folder. Its ``Target`` subclass declares the file suffix, the
 precisions and their default, the flags it adds to ``export`` and ``bench``, the packages a
-device needs, and implements conversion, running (``runner``, torch-free: the device side),
+device needs, and implements conversion, running (``runner``: by default the device side's runner of the same name,
+``mvit_deploy/device/runtimes/``),
 per-layer tensors for ``quant-report`` and, where the runtime has one, the Android benchmark
 binary. The CLI, parity, quant-report, bench and report ask the registry; no module outside
 ``targets/`` names a target.
@@ -11,13 +12,13 @@ binary. The CLI, parity, quant-report, bench and report ask the registry; no mod
 from __future__ import annotations
 
 import abc
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from ..device.runtimes import Runner, load_runner
 from ..errors import UsageError
 
 # Precisions that need calibration images: int8 (weights + activations, or weight-only where a
@@ -79,36 +80,6 @@ class Converted:
     input: dict = field(default_factory=dict)  # additions to the manifest's input record
     output: dict = field(default_factory=dict)  # additions to the manifest's output record
     extra: dict = field(default_factory=dict)  # additions to the manifest itself (e.g. delegation)
-
-
-class Runner(abc.ABC):
-    """Runs one artifact: a float32 NCHW batch [N, 3, H, W] -> float32 logits [N, classes].
-
-    Layout and dtype conversions to what the artifact expects happen in the subclass, as an app
-    would do them. Most artifacts have a static batch of 1, so images run one at a time; one
-    exported with ``--batch dynamic`` (manifest ``input.batch``) runs ``RUN_BATCH`` at a time.
-    """
-
-    runtime = "?"
-    RUN_BATCH = 32  # images per call for a dynamic-batch artifact (eval's default batch)
-
-    def __init__(self, path: Path, manifest: dict, threads: int | None = None):
-        self.path = Path(path)
-        self.manifest = manifest
-        self.threads = threads or min(2, os.cpu_count() or 1)
-        self.layout = manifest["input"]["layout"]
-        self.step = self.RUN_BATCH if manifest["input"].get("batch") == "dynamic" else 1
-
-    @abc.abstractmethod
-    def _one(self, x: np.ndarray) -> np.ndarray:
-        """x: [b, 3, H, W] float32 (b = 1, or up to RUN_BATCH for a dynamic-batch artifact) -> logits [b, classes]."""
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.asarray(batch, np.float32)
-        return np.concatenate([self._one(batch[i : i + self.step]) for i in range(0, len(batch), self.step)])
-
-    def _to_layout(self, x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if self.layout == "nhwc" else x
 
 
 @dataclass(frozen=True)
@@ -181,9 +152,12 @@ class Target(abc.ABC):
         """The artifact's weights, for determinism checks."""
         return path.read_bytes()
 
-    @abc.abstractmethod
     def runner(self, path: Path, manifest: dict, threads: int | None = None) -> Runner:
-        """Load the artifact in its runtime (torch-free); a missing runtime is a DependencyError."""
+        """Load the artifact in its runtime (torch-free); a missing runtime is a DependencyError.
+
+        The device side's runner (``mvit_deploy/device/runtimes/``), the code a board runs too.
+        """
+        return load_runner(path, manifest, threads)
 
     def import_runtime(self) -> None:
         """Import the runtime's modules, so that ``bench``'s load time is the artifact's, not the import's."""
@@ -193,7 +167,7 @@ class Target(abc.ABC):
 
         Raise :class:`~mvit_deploy.errors.NotOnThisDevice` when this machine cannot time it.
         """
-        return self.runner(path, manifest, threads)
+        return load_runner(path, manifest, threads, **options)
 
     def twin_options(self, manifest: dict) -> dict:
         """ExportOptions fields that make the float twin of a quantized artifact (quant-report)."""

@@ -15,37 +15,33 @@ from ..models.config import get_spec
 from ..models.families import get_family
 from ..quantization import float_modules
 from . import register_target
-from .base import QUANTIZED, AihubProfile, Converted, ExportOptions, Option, Runner, Target
+from ..device.runtimes import Runner
+from ..device.runtimes.coreml import CoreMLRunner as NativeCoreMLRunner
+from .base import QUANTIZED, AihubProfile, Converted, ExportOptions, Option, Target
 
 MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
 COMPUTE_UNITS = ("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne")
 LAYOUTS = ("standard", "ane")  # --coreml-layout; "ane" = export_variant(patches="ane")
 
 
-class CoreMLRunner(Runner):
-    """Core ML: the native framework on macOS, the numpy reference executor elsewhere.
+class CoreMLRunner(NativeCoreMLRunner):
+    """Core ML: the native framework on macOS (the device side's runner), the numpy reference executor elsewhere.
 
     ``backend``: "native" | "executor" | None (native on macOS, executor elsewhere).
     """
 
-    runtime = "coreml"
-
     def __init__(self, path, manifest, threads=None, compute_units: str = "all", backend: str | None = None):
-        super().__init__(path, manifest, threads)
         self.backend = backend or ("native" if IS_MACOS else "executor")
         if self.backend == "native":
             if not IS_MACOS:
                 raise UsageError("the native Core ML runtime exists only on macOS", "use the reference executor (backend='executor')")
-            import coremltools as ct
+            super().__init__(path, manifest, threads, compute_units=compute_units)
+            return
+        Runner.__init__(self, path, manifest, threads)
+        from .coreml_exec import MILExecutor
 
-            units = {"all": ct.ComputeUnit.ALL, "cpu_only": ct.ComputeUnit.CPU_ONLY, "cpu_and_gpu": ct.ComputeUnit.CPU_AND_GPU, "cpu_and_ne": ct.ComputeUnit.CPU_AND_NE}
-            self.model = ct.models.MLModel(str(self.path), compute_units=units[compute_units])
-            self.runtime = "coreml"
-        else:
-            from .coreml_exec import MILExecutor
-
-            self.model = MILExecutor(self.path)
-            self.runtime = "coreml-reference-executor"
+        self.model = MILExecutor(self.path)
+        self.runtime = "coreml-reference-executor"
 
     def __call__(self, batch):
         if self.backend != "executor" or not has("threadpoolctl"):
@@ -58,27 +54,14 @@ class CoreMLRunner(Runner):
             return super().__call__(batch)
 
     def _feed(self, x):
-        """What an app hands Core ML: an image of 0..255 pixels, or the float tensor."""
-        inp = self.manifest["input"]
-        if inp["type"] != "image":
-            return x
-        pixels = np.clip(np.rint(x[0] / inp["scale"]), 0, 255)  # [3, H, W] in the model's channel order
-        if self.backend == "executor":
-            return pixels[None].astype(np.float32)  # the program's input tensor, channels already in model order
-        from PIL import Image
+        if self.backend == "executor" and self.manifest["input"]["type"] == "image":
+            return self._pixels(x)[None].astype(np.float32)  # the program's input tensor, channels already in model order
+        return super()._feed(x)
 
-        rgb = pixels[::-1] if inp["channel_order"] == "BGR" else pixels  # apps pass RGB; Core ML reorders
-        return Image.fromarray(np.ascontiguousarray(rgb.transpose(1, 2, 0)).astype(np.uint8))
-
-    def _one(self, x):
-        name = self.manifest["input"]["name"]
+    def _predict(self, x) -> dict:
         if self.backend == "executor":
-            out = self.model.run({name: self._feed(x)})[0][self.manifest["output"]["name"]]
-        else:
-            out = self.model.predict({name: self._feed(x)})[self.manifest["output"]["name"]]
-        if isinstance(out, dict):  # classifier models return {label: logit}, labels in the manifest's order
-            out = [out[n] for n in self.manifest["output"]["labels"]]
-        return np.asarray(out, np.float32).reshape(1, -1)
+            return self.model.run({self.manifest["input"]["name"]: self._feed(x)})[0]
+        return super()._predict(x)
 
 
 def _weight_config():

@@ -19,39 +19,23 @@ runs over adb.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 
 from .._deps import IS_MACOS
-from ..errors import DependencyError, NotOnThisDevice, UsageError
+from ..errors import NotOnThisDevice, UsageError
 from ..quantization import float_modules
 from . import register_target
-from .base import AdbBenchmark, Converted, ExportOptions, Option, Runner, Target
+from ..device.runtimes import Runner
+from ..device.runtimes.executorch import BACKEND_IDS, registered_backends
+from ..device.runtimes.executorch import ExecuTorchRunner as DeviceExecuTorchRunner
+from ..device.runtimes.executorch import quiet_native as _quiet_native
+from .base import AdbBenchmark, Converted, ExportOptions, Option, Target
 
 DELEGATES = ("xnnpack", "coreml")
-BACKEND_IDS = {"xnnpack": "XnnpackBackend", "coreml": "CoreMLBackend"}
-
-
-@contextlib.contextmanager
-def _quiet_native():
-    """ExecuTorch's C++ side (cpuinfo, torchao's optional kernels) writes to file descriptor 2 on import and load."""
-    import sys
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def unpack_coreml_payload(payload: bytes, dest: Path) -> Path:
@@ -96,30 +80,18 @@ def coreml_payload(pte: Path) -> bytes:
     return _extract_delegate_payload(Path(pte).read_bytes(), BACKEND_IDS["coreml"], 0)
 
 
-class ExecuTorchRunner(Runner):
-    """The ExecuTorch Python runtime (XNNPACK); Core ML-delegated programs off macOS run in the reference executor."""
-
-    runtime = "executorch"
+class ExecuTorchRunner(DeviceExecuTorchRunner):
+    """The ExecuTorch Python runtime (the device side's runner); Core ML-delegated programs where the runtime
+    has no Core ML backend (off macOS) run in the reference executor, from the .pte's own Core ML payload."""
 
     def __init__(self, path, manifest, threads=None):
-        super().__init__(path, manifest, threads)
-        self.delegate = manifest.get("delegation", {}).get("delegate", "xnnpack")
         self._coreml = None
-        try:
-            with _quiet_native():
-                import torch  # the runtime's tensors
-                from executorch.runtime import Runtime
-        except ImportError:
-            raise DependencyError("running .pte needs the executorch runtime", "pip install executorch (or use its C++ executor_runner)") from None
-        self._torch = torch
-        with _quiet_native():
-            runtime = Runtime.get()
-            backends = set(runtime.backend_registry.registered_backend_names)
-        if self.delegate == "coreml" and BACKEND_IDS["coreml"] not in backends:
+        if manifest.get("delegation", {}).get("delegate") == "coreml" and BACKEND_IDS["coreml"] not in registered_backends():
             import tempfile
 
             from .coreml import CoreMLRunner
 
+            Runner.__init__(self, path, manifest, threads)
             self._tmp = tempfile.TemporaryDirectory(prefix="mvit-deploy-pte-")
             package = unpack_coreml_payload(coreml_payload(self.path), Path(self._tmp.name))
             names = json.loads((package.parent / "metadata.json").read_text())  # the program's own input / output names
@@ -131,46 +103,12 @@ class ExecuTorchRunner(Runner):
             self._coreml = CoreMLRunner(package, inner, threads, backend="executor")
             self.runtime = "executorch-coreml-payload/coreml-reference-executor"
             return
-        with _quiet_native():
-            _set_threads(self.threads)
-            try:
-                self.method = runtime.load_program(self.path).load_method("forward")
-            except RuntimeError as e:
-                quantized = manifest.get("precision") == "int8"
-                raise UsageError(
-                    f"the ExecuTorch runtime refused {self.path.name}: {e}"
-                    + (" (XNNPACK rejects int8 requantization scales outside its range; measured with 16 calibration images, not with 64)" if quantized else ""),
-                    "export again with --calib-samples 64 or more" if quantized else "re-export it with the executorch version that runs it",
-                ) from None
+        super().__init__(path, manifest, threads)
 
     def __call__(self, batch):
         if self._coreml is not None:
             return self._coreml(batch)
         return super().__call__(batch)
-
-    def _one(self, x):
-        return self.method.execute([self._torch.from_numpy(np.ascontiguousarray(x))])[0].numpy().reshape(1, -1)
-
-
-_POOL = {"set": False}
-
-
-def _set_threads(n: int) -> None:
-    """XNNPACK in the Python runtime uses ExecuTorch's one global thread pool (default: every core).
-
-    Resetting it while a loaded program still uses the old pool hangs that program (measured in
-    1.5.1), so it is sized once per process, by the first artifact loaded; later ones share it.
-    """
-    if _POOL["set"]:
-        return
-    try:
-        from executorch.extension.pybindings import portable_lib
-
-        if portable_lib._threadpool_get_thread_count() != n:
-            portable_lib._unsafe_reset_threadpool(n)  # experimental API (1.5.1)
-    except (ImportError, AttributeError):
-        pass
-    _POOL["set"] = True
 
 
 # executor_runner (examples/portable/executor_runner/executor_runner.cpp, v1.3+) logs through ET_LOG:

@@ -6,39 +6,12 @@ import contextlib
 import io
 from pathlib import Path
 
-from ..errors import DependencyError, UsageError
 from ..quantization import FLOAT_MODULES, float_modules
 from . import register_target
-from .base import AihubProfile, Converted, ExportOptions, Option, Runner, Target
+from .base import AihubProfile, Converted, ExportOptions, Option, Target
 
 OPSET = 18
 PATCHES = "channels_last"  # mvit_deploy.models.mobilevit.export_variant
-
-
-class OnnxRunner(Runner):
-    runtime = "onnxruntime"
-
-    def __init__(self, path, manifest, threads=None, denormals="keep"):
-        super().__init__(path, manifest, threads)
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise DependencyError("running .onnx needs onnxruntime", "pip install 'mvit-deploy[device]'") from None
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        if denormals == "flush":  # onnxruntime sets flush-to-zero / denormals-are-zero on its threads
-            opts.add_session_config_entry("session.set_denormal_as_zero", "1")
-        try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime's own Fail / InvalidProtobuf / InvalidGraph: the file, not our code
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise UsageError(f"onnxruntime cannot load {self.path.name} ({first})", "re-export it; a copy may be truncated") from None
-        self.input_name = self.session.get_inputs()[0].name
-
-    def _one(self, x):
-        return self.session.run(None, {self.input_name: self._to_layout(x)})[0]
 
 
 def calibration_reader(x, input_name: str = "image"):
@@ -80,12 +53,6 @@ class OnnxTarget(Target):
 
     def twin_options(self, manifest: dict) -> dict:
         return {"batch": "dynamic" if manifest["input"].get("batch") == "dynamic" else "1"}  # quant-report's float twin: the same graph
-
-    def runner(self, path, manifest, threads=None):
-        return OnnxRunner(path, manifest, threads)
-
-    def bench_runner(self, path, manifest, threads, denormals="keep", **_):
-        return OnnxRunner(path, manifest, threads, denormals=denormals)
 
     def layer_errors(self, float_path, int8_path, x, manifest):
         """ORT's qdq_loss_debug: cumulative error vs the float graph, and each tensor's own quantize/dequantize error."""

@@ -13,54 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DependencyError, UsageError
+from ..errors import UsageError
 from ..quantization import FLOAT_MODULES, float_modules
 from . import register_target
-from .base import AdbBenchmark, AihubProfile, Converted, ExportOptions, Option, Runner, Target
-
-
-def interpreter_class():
-    """ai-edge-litert (current), else tflite-runtime (old boards)."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter
-        except ImportError:
-            raise DependencyError("running .tflite needs ai-edge-litert (or tflite-runtime)", "pip install 'mvit-deploy[device]'") from None
-    return Interpreter
-
-
-def tflite_quantize(x: np.ndarray, detail: dict) -> np.ndarray:
-    """Float array -> the tensor's dtype, with its quantization params if it is an integer tensor."""
-    scale, zero = detail["quantization"]
-    if detail["dtype"] in (np.int8, np.uint8) and scale:
-        info = np.iinfo(detail["dtype"])
-        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(detail["dtype"])
-    return np.ascontiguousarray(x, dtype=detail["dtype"])
-
-
-def tflite_dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
-    scale, zero = detail["quantization"]
-    if y.dtype in (np.int8, np.uint8) and scale:
-        return (y.astype(np.float32) - zero) * scale
-    return y.astype(np.float32)
-
-
-class LiteRTRunner(Runner):
-    runtime = "litert"
-
-    def __init__(self, path, manifest, threads=None):
-        super().__init__(path, manifest, threads)
-        self.interpreter = interpreter_class()(model_path=str(self.path), num_threads=self.threads)
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-
-    def _one(self, x):
-        self.interpreter.set_tensor(self.input["index"], tflite_quantize(self._to_layout(x), self.input))
-        self.interpreter.invoke()
-        return tflite_dequantize(self.interpreter.get_tensor(self.output["index"]), self.output).reshape(1, -1)
+from ..device.runtimes.tflite import interpreter_class, tflite_dequantize, tflite_quantize  # noqa: F401  (re-exported: benchmarks use them)
+from .base import AdbBenchmark, AihubProfile, Converted, ExportOptions, Option, Target
 
 
 # benchmark_model's log (LiteRT tools/benchmark): a summary per phase, timings in microseconds.
@@ -187,9 +144,6 @@ class TFLiteTarget(Target):
 
     def stem_tags(self, opts):
         return [f"{opts.io}io"] * (opts.io != "float") + [opts.layout] * (opts.layout != "nchw")
-
-    def runner(self, path, manifest, threads=None):
-        return LiteRTRunner(path, manifest, threads)
 
     def twin_options(self, manifest):
         return {"layout": manifest["input"]["layout"]}

@@ -1,0 +1,88 @@
+"""The device side's half of each target: the runner that runs its artifacts, one file per runtime here.
+
+A runner takes a float32 NCHW batch [N, 3, H, W] in the model's preprocessing convention and
+returns float32 logits [N, classes]. Each runtime file registers its runner for the targets whose
+artifacts it runs (``@register_runner``); the host's targets (``mvit_deploy/targets/``) take their
+runners from here, so the board and the host run an artifact with the same code.
+Importing this package imports no runtime: each runner imports its own when it loads an artifact.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+
+
+class Runner(abc.ABC):
+    """Runs one artifact: a float32 NCHW batch [N, 3, H, W] -> float32 logits [N, classes].
+
+    Layout and dtype conversions to what the artifact expects happen in the subclass, as an app
+    would do them. Most artifacts have a static batch of 1, so images run one at a time; one
+    exported with ``--batch dynamic`` (manifest ``input.batch``) runs ``RUN_BATCH`` at a time.
+    """
+
+    runtime = "?"
+    RUN_BATCH = 32  # images per call for a dynamic-batch artifact (eval's default batch)
+    packages: tuple[str, ...] = ()  # pip names of the runtime (and its fallbacks), recorded in results
+    options: tuple[str, ...] = ()  # keywords ``bench`` may pass (the targets' bench_options fields)
+
+    def __init__(self, path: Path, manifest: dict, threads: int | None = None):
+        self.path = Path(path)
+        self.manifest = manifest
+        self.threads = threads or min(2, os.cpu_count() or 1)
+        self.layout = manifest["input"]["layout"]
+        self.step = self.RUN_BATCH if manifest["input"].get("batch") == "dynamic" else 1
+
+    @abc.abstractmethod
+    def _one(self, x: np.ndarray) -> np.ndarray:
+        """x: [b, 3, H, W] float32 (b = 1, or up to RUN_BATCH for a dynamic-batch artifact) -> logits [b, classes]."""
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch, np.float32)
+        return np.concatenate([self._one(batch[i : i + self.step]) for i in range(0, len(batch), self.step)])
+
+    def _to_layout(self, x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if self.layout == "nhwc" else x
+
+
+RUNNERS: dict[str, type[Runner]] = {}
+
+
+def register_runner(*targets: str):
+    """Class decorator: this runner runs the artifacts of ``targets`` (manifest ``target`` values)."""
+
+    def register(cls: type[Runner]) -> type[Runner]:
+        for t in targets:
+            if t in RUNNERS:
+                raise ValueError(f"target {t!r} has two runners")
+            RUNNERS[t] = cls
+        return cls
+
+    return register
+
+
+def runner_class(target: str) -> type[Runner]:
+    try:
+        return RUNNERS[target]
+    except KeyError:
+        raise UsageError(f"no runner on this side for target {target!r}", f"run artifacts of {', '.join(RUNNERS)}") from None
+
+
+def load_runner(path: str | Path, manifest: dict, threads: int | None = None, **options) -> Runner:
+    """The runner of ``manifest["target"]``; ``options``: bench keywords, each runner takes its own and ignores the rest."""
+    cls = runner_class(manifest["target"])
+    return cls(Path(path), manifest, threads, **{k: v for k, v in options.items() if k in cls.options})
+
+
+def runtime_packages() -> list[str]:
+    return list(dict.fromkeys(p for cls in RUNNERS.values() for p in cls.packages))
+
+
+from . import onnx, tflite, coreml, executorch  # noqa: E402,F401,I001  (each registers its runner)
+
+__all__ = ["RUNNERS", "Runner", "load_runner", "register_runner", "runner_class", "runtime_packages"]

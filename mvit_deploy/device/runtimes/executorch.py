@@ -1,0 +1,101 @@
+"""ExecuTorch's Python runtime: runs .pte artifacts (XNNPACK, and Core ML where the runtime has that backend).
+
+The Python runtime needs torch; boards without it run the C++ ``executor_runner`` instead
+(``bench --device adb``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+
+import numpy as np
+
+from ..errors import DependencyError, NotOnThisDevice, UsageError
+from . import Runner, register_runner
+
+BACKEND_IDS = {"xnnpack": "XnnpackBackend", "coreml": "CoreMLBackend"}
+
+
+@contextlib.contextmanager
+def quiet_native():
+    """ExecuTorch's C++ side (cpuinfo, torchao's optional kernels) writes to file descriptor 2 on import and load."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_runtime():
+    """(torch, executorch.runtime.Runtime), or a one-line DependencyError."""
+    try:
+        with quiet_native():
+            import torch  # the runtime's tensors
+            from executorch.runtime import Runtime
+    except ImportError:
+        raise DependencyError("running .pte needs the executorch runtime", "pip install executorch (or use its C++ executor_runner)") from None
+    return torch, Runtime
+
+
+def registered_backends() -> set[str]:
+    _, runtime = import_runtime()
+    with quiet_native():
+        return set(runtime.get().backend_registry.registered_backend_names)
+
+
+@register_runner("executorch")
+class ExecuTorchRunner(Runner):
+    runtime = "executorch"
+    packages = ("executorch",)
+
+    def __init__(self, path, manifest, threads=None):
+        super().__init__(path, manifest, threads)
+        self.delegate = manifest.get("delegation", {}).get("delegate", "xnnpack")
+        self._torch, runtime_cls = import_runtime()
+        if BACKEND_IDS.get(self.delegate, self.delegate) not in registered_backends():
+            raise NotOnThisDevice(f"this ExecuTorch runtime has no {self.delegate} backend", "run this .pte where it has (Core ML: an Apple device)")
+        with quiet_native():
+            runtime = runtime_cls.get()
+            _set_threads(self.threads)
+            try:
+                self.method = runtime.load_program(self.path).load_method("forward")
+            except RuntimeError as e:
+                quantized = manifest.get("precision") == "int8"
+                raise UsageError(
+                    f"the ExecuTorch runtime refused {self.path.name}: {e}"
+                    + (" (XNNPACK rejects int8 requantization scales outside its range; measured with 16 calibration images, not with 64)" if quantized else ""),
+                    "export again with --calib-samples 64 or more" if quantized else "re-export it with the executorch version that runs it",
+                ) from None
+
+    def _one(self, x):
+        return self.method.execute([self._torch.from_numpy(np.ascontiguousarray(x))])[0].numpy().reshape(1, -1)
+
+
+_POOL = {"set": False}
+
+
+def _set_threads(n: int) -> None:
+    """XNNPACK in the Python runtime uses ExecuTorch's one global thread pool (default: every core).
+
+    Resetting it while a loaded program still uses the old pool hangs that program (measured in
+    1.5.1), so it is sized once per process, by the first artifact loaded; later ones share it.
+    """
+    if _POOL["set"]:
+        return
+    try:
+        from executorch.extension.pybindings import portable_lib
+
+        if portable_lib._threadpool_get_thread_count() != n:
+            portable_lib._unsafe_reset_threadpool(n)  # experimental API (1.5.1)
+    except (ImportError, AttributeError):
+        pass
+    _POOL["set"] = True
