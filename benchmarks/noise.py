@@ -1,14 +1,17 @@
 """How far do correct artifacts drift from PyTorch? The measurements behind tolerances.py.
 
     .venv/bin/python benchmarks/noise.py [--models xxs-fashion s-fashion xxs-fixture v2-050-fixture v2-050-fashion] [--precisions fp32 ...] [--out DIR]
+        [--board ssh://root@127.0.0.1:PORT --identity KEY]   # also on an aarch64 board (scripts/aarch64_board.sh)
 
 For each model it exports every target and precision once, then runs each artifact on the
 model's parity set under every setting that changes summation order but not the maths:
 intra-op threads 1 and 2, ORT graph optimisation disabled / basic / all, and a PyTorch
 reference computed with the default kernels and with ``ATEN_CPU_CAPABILITY=avx2`` (a
-subprocess, since the variable is read at import). Printed per artifact: the worst
+subprocess, since the variable is read at import), and with ``--board`` the artifact run on that
+board (its own runtime's ARM kernels) with 1 and 2 threads. Printed per artifact: the worst
 ``max_rel`` (max |error| / max |reference logit|), the worst PSNR, and the largest
-reference margin (fraction of the peak) at which top-1 changed, across all settings.
+reference margin (fraction of the peak) at which top-1 changed, across all settings; with ``--board``
+a second row (``@ aarch64``) gives the same over the board's settings alone.
 """
 
 from __future__ import annotations
@@ -87,7 +90,15 @@ def main() -> int:
     p.add_argument("--models", nargs="+", default=["xxs-fashion", "s-fashion", "xxs-fixture"], choices=list(MODELS))
     p.add_argument("--precisions", nargs="+", default=None, help="only these precisions (default: all)")
     p.add_argument("--out", type=Path, default=None, help="keep the exports here (default: a temporary folder)")
+    p.add_argument("--board", default=None, help="ssh://user@host[:port] of a board: its runs are settings too")
+    p.add_argument("--identity", default=None)
+    p.add_argument("--ssh-option", action="append", default=["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"])
     args = p.parse_args()
+    board = None
+    if args.board:
+        from mvit_deploy.bench import connect
+
+        board = connect(args.board, identity=args.identity, ssh_options=tuple(args.ssh_option))
 
     from mvit_deploy.export import export
     from mvit_deploy.metrics import fidelity, margins
@@ -95,7 +106,7 @@ def main() -> int:
     from mvit_deploy.targets import ExportOptions
 
     root = args.out or Path(tempfile.mkdtemp(prefix="mvit-noise-"))
-    print(f"{'model':<12}{'artifact':<16}{'settings':>9}{'max_rel':>10}{'min PSNR':>10}{'flips':>7}{'max flip margin':>17}")
+    print(f"{'model':<12}{'artifact':<24}{'settings':>9}{'max_rel':>10}{'min PSNR':>10}{'flips':>7}{'max flip margin':>17}")
     for key in args.models:
         model, pretrained = MODELS[key]
         work = root / key
@@ -110,22 +121,27 @@ def main() -> int:
             x = parity_inputs(res.manifest)
             if refs is None:
                 refs = references(model, pretrained, x, work)
-            worst_rel, worst_psnr, flips, max_flip = 0.0, float("inf"), 0, 0.0
             outs = runs(res.artifact, res.manifest, x)
-            for ref in refs.values():
-                peak = np.abs(ref).max()
-                for got in outs.values():
-                    m = fidelity(ref, got)
-                    worst_rel, worst_psnr = max(worst_rel, m["max_rel"]), min(worst_psnr, m["psnr_db"])
-                    changed = ref.argmax(1) != got.argmax(1)
-                    flips = max(flips, int(changed.sum()))
-                    if changed.any():
-                        max_flip = max(max_flip, float(margins(ref)[changed].max() / peak))
+            on_board = {}
+            if board is not None and target in ("onnx", "tflite"):
+                on_board = {f"aarch64 {t}t": board.run_logits(res.artifact, x, t)[0] for t in (1, 2)}
+            for label, group in ((f"{target} {precision}", {**outs, **on_board}), (f"{target} {precision} @ aarch64", on_board)):
+                if not group:
+                    continue
+                worst_rel, worst_psnr, flips, max_flip = 0.0, float("inf"), 0, 0.0
+                for ref in refs.values():
+                    peak = np.abs(ref).max()
+                    for got in group.values():
+                        m = fidelity(ref, got)
+                        worst_rel, worst_psnr = max(worst_rel, m["max_rel"]), min(worst_psnr, m["psnr_db"])
+                        changed = ref.argmax(1) != got.argmax(1)
+                        flips = max(flips, int(changed.sum()))
+                        if changed.any():
+                            max_flip = max(max_flip, float(margins(ref)[changed].max() / peak))
+                flip_txt = "-" if not flips else f"{max_flip:.4f}"
+                print(f"{key:<12}{label:<24}{len(group) * len(refs):>9}{worst_rel:>10.2e}{worst_psnr:>10.1f}{flips:>7}{flip_txt:>17}", flush=True)
             ref_rel = max(fidelity(a, b)["max_rel"] for a in refs.values() for b in refs.values())
-            label = f"{target} {precision}"
-            flip_txt = "-" if not flips else f"{max_flip:.4f}"
-            print(f"{key:<12}{label:<16}{len(outs) * len(refs):>9}{worst_rel:>10.2e}{worst_psnr:>10.1f}{flips:>7}{flip_txt:>17}", flush=True)
-        print(f"{key:<12}{'torch vs torch':<16}{len(refs) ** 2:>9}{ref_rel:>10.2e}", flush=True)
+        print(f"{key:<12}{'torch vs torch':<24}{len(refs) ** 2:>9}{ref_rel:>10.2e}", flush=True)
     print("max_rel: worst over settings; max flip margin: the largest reference margin (/ peak) among flipped images, worst setting")
     return 0
 

@@ -103,6 +103,12 @@ def main():
       2  usage or input error: bad flag, file or folder (one line names it and the fix)
       3  internal error: one line, and the traceback in a log file to report
       130/143  interrupted (Ctrl-C / SIGTERM); nothing partial is left behind
+
+    \b
+    Where each command runs:
+      a board with only mvit-deploy[device] (no torch): bench, models
+      the host (mvit-deploy[export], torch): export, parity, eval, predict, quant-report,
+        ane-check, report; parity --device ssh:// runs the artifact on the board from here
     """
     _quiet_converters()
 

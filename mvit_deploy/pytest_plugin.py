@@ -4,6 +4,8 @@ Every exported artifact becomes a test case with its bounds::
 
     pytest --mvit-artifacts out/ --junit-xml parity.xml      # the parity cases alone
     pytest tests/ --mvit-artifacts out/                      # with your own tests
+    pytest --mvit-artifacts out/ --mvit-device ssh://pi@raspberrypi.local --mvit-identity ~/.ssh/id_ed25519
+                                                             # the logits computed on the board
 
 and a hand-written test checks one artifact, with its own bounds or the shipped ones::
 
@@ -64,16 +66,23 @@ def _reference(manifest: dict, weights):
     return _models[key]
 
 
-def assert_parity(artifact, images=None, n: int | None = None, weights=None, threads: int | None = None):
+def assert_parity(artifact, images=None, n: int | None = None, weights=None, threads: int | None = None, device=None):
     """Run ``artifact`` and its PyTorch reference on the parity set (or ``images``); raise AssertionError
-    naming every bound that fails, return the :class:`~mvit_deploy.parity.ParityReport` when all hold."""
+    naming every bound that fails, return the :class:`~mvit_deploy.parity.ParityReport` when all hold.
+
+    ``device``: ``ssh://user@host[:port]`` (or a device from ``mvit_deploy.bench.connect``, with its key and
+    options): the logits judged are computed there."""
     from .artifact import read_manifest
     from .parity import check_reference_weights, parity, parity_inputs
 
     manifest = read_manifest(artifact)
     check_reference_weights(manifest, weights)
     parity_inputs(manifest, images, n)  # a bad --mvit-images / --mvit-n is refused before the model loads
-    report = parity(artifact, images=images, n=n, weights=weights, threads=threads, model=_reference(manifest, weights))
+    if isinstance(device, str):
+        from .bench import connect
+
+        device = connect(device)
+    report = parity(artifact, images=images, n=n, weights=weights, threads=threads, model=_reference(manifest, weights), device=device)
     if not report.passed:
         raise ParityFailed(report)
     return report
@@ -84,7 +93,8 @@ def mvit_parity(request):
     """:func:`assert_parity` as a fixture, with the command line's ``--mvit-images``, ``--mvit-n``,
     ``--mvit-weights`` and ``--mvit-threads`` as defaults."""
     opt = request.config.getoption
-    defaults = {"images": opt("--mvit-images"), "n": opt("--mvit-n"), "weights": opt("--mvit-weights"), "threads": opt("--mvit-threads")}
+    defaults = {"images": opt("--mvit-images"), "n": opt("--mvit-n"), "weights": opt("--mvit-weights"), "threads": opt("--mvit-threads"),
+                "device": _device(request.config)}  # fmt: skip
 
     def check(artifact, **kw):
         return assert_parity(artifact, **{**defaults, **kw})
@@ -100,6 +110,21 @@ def pytest_addoption(parser):
     group.addoption("--mvit-n", type=int, default=None, metavar="N", help="Use only the first N parity images.")
     group.addoption("--mvit-weights", default=None, metavar="FILE", help="Reference checkpoint, if it moved since export.")
     group.addoption("--mvit-threads", type=int, default=None, metavar="N", help="Runtime threads.")
+    group.addoption("--mvit-device", default=None, metavar="ssh://user@host[:port]", help="Compute the artifacts' logits on this board.")
+    group.addoption("--mvit-identity", default=None, metavar="FILE", help="--mvit-device: ssh private key.")
+    group.addoption("--mvit-ssh-option", action="append", default=[], metavar="KEY=VALUE", help="--mvit-device: extra ssh -o (repeatable).")
+    group.addoption("--mvit-remote-python", default="python3", metavar="PATH", help="--mvit-device: the board's Python.")
+
+
+def _device(config):
+    """The connected --mvit-device, or None."""
+    spec = config.getoption("--mvit-device", default=None)
+    if not spec:
+        return None
+    from .bench import connect
+
+    return connect(spec, identity=config.getoption("--mvit-identity"), ssh_options=tuple(config.getoption("--mvit-ssh-option")),
+                   remote_python=config.getoption("--mvit-remote-python"))  # fmt: skip
 
 
 def pytest_configure(config):
@@ -110,6 +135,10 @@ def pytest_configure(config):
         if not find_artifacts(folder):
             raise pytest.UsageError(f"--mvit-artifacts {folder}: no exported artifact in it ({', '.join(sorted(artifact_suffixes()))}) "
                                     "— export into it first: `mvit-deploy export --target ... --out DIR`")  # fmt: skip
+    try:
+        _device(config)
+    except MvitDeployError as e:
+        raise pytest.UsageError(f"--mvit-device: {e.one_line()}") from None
     n = config.getoption("--mvit-n", default=None)
     if n is not None and n < 1:
         raise pytest.UsageError(f"--mvit-n {n}: use a positive number of images, e.g. --mvit-n 8")
@@ -154,7 +183,7 @@ class ParityItem(pytest.Item):
     def runtest(self):
         opt = self.config.getoption
         try:
-            report = assert_parity(self.artifact, opt("--mvit-images"), opt("--mvit-n"), opt("--mvit-weights"), opt("--mvit-threads"))
+            report = assert_parity(self.artifact, opt("--mvit-images"), opt("--mvit-n"), opt("--mvit-weights"), opt("--mvit-threads"), _device(self.config))
         except NotOnThisDevice as e:
             pytest.skip(e.one_line())
         except ParityFailed as e:
@@ -167,6 +196,11 @@ class ParityItem(pytest.Item):
     def _record(self, report) -> None:
         self.user_properties.append(("runtime", report.runtime))
         self.user_properties.append(("images", report.n_images))
+        if report.device:
+            d = report.device
+            self.user_properties += [("device", d["name"]), ("device.machine", d["machine"]), ("device.cpu", d["cpu"]), ("device.emulated", d.get("emulated") or "no")]
+            if report.device_vs_host:
+                self.user_properties.append(("device_vs_host.max_rel", f"{report.device_vs_host['max_rel']:.3g}"))
         for b in report.bounds:
             self.user_properties.append((f"{b['metric']} {b['op']} {b['value']:g}", f"{b['measured']:.6g} ({'pass' if b['passed'] else 'FAIL'})"))
 

@@ -83,7 +83,8 @@ def print_bench(console, result: dict, threads: int) -> None:
 
     dev = result["device"]
     cores = f"{dev['cores']} cores, {threads} threads" if dev.get("cores") else "hosted"
-    table = Table(title=f"{dev['name']} ({dev['kind']}): {dev['cpu']}, {cores}")
+    emulated = f"\nemulated ({dev['emulated']}): its timings are the emulator's, not a latency" if dev.get("emulated") else ""
+    table = Table(title=f"{dev['name']} ({dev['kind']}): {dev['cpu']}, {cores}{emulated}")
     for col in ("artifact", "runtime", "load ms", "min", "p50", "p90", "p99", "mean ± std ms", "img/s", "RSS+ MB", "MB"):
         table.add_column(col, no_wrap=True)
     f = lambda v, spec=".2f": "-" if v is None else format(v, spec)  # noqa: E731

@@ -1,4 +1,5 @@
-"""A target is one file: nothing outside ``mvit_deploy/targets/`` names one, and the registry drives the rest."""
+"""A target is one file (and its runner one file on the device side): nothing outside ``mvit_deploy/targets/`` and
+``mvit_deploy/device/runtimes/`` names one, and the registry drives the rest."""
 
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def target_mentions(path: Path) -> list[str]:
 
 
 def test_no_module_outside_targets_names_a_target():
-    outside = [p for p in sorted(PACKAGE.rglob("*.py")) if "targets" not in p.relative_to(PACKAGE).parts]
+    inside = ("targets",), ("device", "runtimes")  # a target's file, and its runner on the device side
+    outside = [p for p in sorted(PACKAGE.rglob("*.py")) if not any(p.relative_to(PACKAGE).parts[: len(i)] == i for i in inside)]
     assert len(outside) > 20
     found = [m for p in outside for m in target_mentions(p)]
     assert found == [], "\n".join(found)
@@ -128,3 +130,11 @@ def test_a_manifest_naming_an_unregistered_target_is_a_one_line_error(tmp_path):
 
     with pytest.raises(UsageError, match="unknown target 'tensorrt'"):
         load_runner(tmp_path / "m.plan", {"target": "tensorrt", "input": {"layout": "nchw"}})
+
+
+def test_every_target_has_a_runner_on_the_device_side_with_its_bench_options():
+    from mvit_deploy.device.runtimes import RUNNERS
+
+    assert set(RUNNERS) == set(TARGETS)
+    for name, target in TARGETS.items():
+        assert {o.field for o in target.bench_options} <= set(RUNNERS[name].options), name

@@ -20,7 +20,8 @@ class Run:
 
     @property
     def device(self) -> str:
-        return f"{self.data['device']['name']} ({self.data['device']['kind']})"
+        d = self.data["device"]
+        return f"{d['name']} ({d['kind']}{', emulated: not a latency' if d.get('emulated') else ''})"
 
     def results(self) -> list[tuple[str, dict]]:
         return list(zip(self.keys, self.data["results"]))
@@ -179,7 +180,8 @@ def _runs_table(runs: list[Run]) -> tuple[list, list]:
     for run in runs:
         d, s = run.data["device"], run.data["settings"]
         runtimes = ", ".join(f"{k} {v}" for k, v in (d.get("runtimes") or {}).items() if k != v) or "-"
-        rows.append([Cell(run.label, f"name run-{len(rows) % len(PALETTE)}"), Cell(str(d["name"])), Cell(str(d["kind"])), Cell(str(d.get("cpu") or "-")),
+        rows.append([Cell(run.label, f"name run-{len(rows) % len(PALETTE)}"), Cell(str(d["name"])),
+                     Cell(f"{d['kind']}, emulated ({d['emulated']})" if d.get("emulated") else str(d["kind"])), Cell(str(d.get("cpu") or "-")),
                      Cell(str(d.get("cores") or "-"), "num"), Cell(str(d.get("os") or "-")), Cell(str(s["threads"]), "num"),
                      Cell(f"{s.get('warmup', '-')} / {s.get('iters', '-')}", "num"), Cell(_fmt(run.data.get("peak_rss_mb"), ".0f"), "num"), Cell(runtimes)])  # fmt: skip
     return head, rows
