@@ -89,6 +89,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["xxs-fashion", "s-fashion", "xxs-fixture"], choices=list(MODELS))
     p.add_argument("--precisions", nargs="+", default=None, help="only these precisions (default: all)")
+    p.add_argument("--targets", nargs="+", default=None, help="only these targets (default: all)")
     p.add_argument("--out", type=Path, default=None, help="keep the exports here (default: a temporary folder)")
     p.add_argument("--board", default=None, help="ssh://user@host[:port] of a board: its runs are settings too")
     p.add_argument("--identity", default=None)
@@ -113,7 +114,7 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
         refs = None
         for target, precision in EXPORTS:
-            if args.precisions and precision not in args.precisions:
+            if (args.precisions and precision not in args.precisions) or (args.targets and target not in args.targets):
                 continue
             opts = ExportOptions(model=model, target=target, precision=precision, pretrained=pretrained, out_dir=work,
                                  min_target="iOS17" if precision == "w8a8" else "iOS16")

@@ -356,11 +356,12 @@ def export(
 @threads_option
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--junit-xml", type=click.Path(dir_okay=False, path_type=str), default=None, help="Write a JUnit report for CI.")
-@click.option("--device", default=None, help="ssh://user@host[:port]: run the artifact on that board (its own runtime and CPU) and judge its logits; "
-              "this machine's run is shown beside it.")  # fmt: skip
+@click.option("--device", default=None, help="ssh://user@host[:port] | adb[:serial]: run the artifact on that device (its own runtime and CPU) "
+              "and judge its logits; this machine's run is shown beside it.")  # fmt: skip
 @click.option("--identity", type=click.Path(dir_okay=False, path_type=str), default=None, help="ssh: private key file.")
 @click.option("--ssh-option", "ssh_options", multiple=True, help="ssh: extra -o KEY=VALUE (repeatable).")
-@click.option("--remote-python", default="python3", show_default=True, help="ssh: the board's Python (with mvit-deploy[device] deps).")
+@click.option("--remote-python", default="python3", show_default=True,
+              help="ssh / adb: the device's Python, with numpy and the artifact's runtime (a phone: one the adb shell can run).")
 def parity_cmd(artifact, images, n, weights, threads, as_json, junit_xml, device, identity, ssh_options, remote_python):
     """Check ARTIFACT against PyTorch: exit 0 if every bound holds, 1 if one fails.
 

@@ -43,12 +43,15 @@ class Rule:
 # Measured with benchmarks/noise.py on 2026-11-23 (AMD EPYC, AVX-512), 128 Fashion-MNIST test
 # images for the trained models, 64 photo crops for the fixture; "worst" is over every setting
 # (torch default/avx2 x 1/2 threads as reference; ORT 3 opt levels x 1/2 threads; LiteRT 1/2 threads).
+# ARM figures: benchmarks/noise.py --board on 2026-12-07, the emulated Cortex-A76 board of scripts/aarch64_board.sh
+# (onnxruntime 1.31.1 and ai-edge-litert 2.3.0's own aarch64 kernels, 1/2 threads), trained XXS and v2-0.5.
 _FP32 = Rule(
     (
         Bound("max_rel", "<=", 1e-4,
               "summation order only: worst max_rel 2.97e-6 (XXS), 1.87e-6 (S), 1.79e-6 (fixture) over 24 ORT, "
-              "8 LiteRT and 4 Core ML-executor settings; torch vs torch 1.5e-7. 1e-4 leaves 30x for other CPUs "
-              "(NEON, Apple AMX); a broken conversion lands 195x above it or more: dropped classifier bias 0.0195 "
+              "8 LiteRT and 4 Core ML-executor settings; torch vs torch 1.5e-7; on the emulated Cortex-A76 board "
+              "(NEON kernels, 1/2 threads) 2.97e-6 (XXS ORT), 1.74e-6 (XXS LiteRT). 1e-4 leaves 30x for other CPUs "
+              "(Apple AMX); a broken conversion lands 195x above it or more: dropped classifier bias 0.0195 "
               "(trained XXS), transposed weight 0.47, swapped RGB/BGR 0.81 (photos) — tests/test_verdicts.py"),
         Bound("decisive_top1_agreement", ">=", 1.0, "fp32 must not change a decisive prediction; measured: 0 flips in any setting"),
     ),
@@ -78,9 +81,11 @@ _INT8 = Rule(
               "reaches on the untrained photo fixture (34.4-35.1) and 7 dB below the worst trained artifact"),
         Bound("decisive_top1_agreement", ">=", 0.99, "int8 may flip a near-tie, not a clear prediction; measured: 0 decisive flips"),
     ),
-    0.15,
-    "int8 worst max_rel 0.061 (XXS, ONNX Runtime), 0.055 (S); a flip needs a margin < 2 x max_rel = 0.12; 0.15 is above "
-    "that, and the fixture's worst flipped margin is 0.08",
+    0.16,
+    "int8 worst max_rel 0.0787 (XXS, ONNX Runtime: the same on an AVX-512 VNNI x86 host and on the emulated Cortex-A76 "
+    "board, whose logits are 6.0e-3 apart; 0.045 on an AVX2-only x86), 0.055 (S); LiteRT int8 0.0448 on both CPUs "
+    "(benchmarks/noise.py --board, 2026-12-07); a flip needs a margin < 2 x max_rel = 0.157; 0.16 is above that; the "
+    "largest flipped margin measured is 0.129 (XXS ORT int8, x86 and ARM alike), the fixture's 0.08",
     Bound("accuracy_drop_points", "<=", 0.5,
           "the issue's bound; the best published W8A8 MobileViT PTQ loses 0.64 points (HyQ, ImageNet XS); "
           "measured on 10,000 test images: see README, int8"),
@@ -101,7 +106,8 @@ _FP32_V2 = Rule(
         Bound("max_rel", "<=", 1e-3,
               "MobileViT v2, summation order only: worst max_rel 3.72e-5 (ORT, 24 settings), 2.86e-5 (LiteRT, 8), "
               "8.31e-5 (Core ML executor, 4), 8.77e-5 (ExecuTorch, 8); torch vs torch 9.4e-6 (v2-0.5 photo fixture; "
-              "the trained v2-0.5: 1.39e-6, 1.20e-6, 6.22e-6, 1.06e-6, seeded HF v2-1.0 ExecuTorch 2.3e-4). "
+              "the trained v2-0.5: 1.39e-6, 1.20e-6, 6.22e-6, 1.06e-6, seeded HF v2-1.0 ExecuTorch 2.3e-4; the trained "
+              "v2-0.5 on the emulated Cortex-A76 board: 1.58e-6 ORT, 1.07e-6 LiteRT). "
               "1e-3 is 4.3x the worst; broken conversions land 2.8x above it or more: GroupNorm eps 1e-5 -> 1e-2 "
               "2.83e-3 (one block's norm), dropped last FFN bias 0.0147, dropped classifier bias 0.365, transposed attention "
               "projection 1.23, swapped RGB/BGR 1.26 (v2-0.5 fixture, photos)"),

@@ -161,8 +161,9 @@ def test_parity_on_the_aarch64_board(board, fashion_artifact):
         assert report["metrics"]["top1_agreement"] >= 0.99
         apart[target, precision] = report["device_vs_host"]["max_rel"]
     assert apart["onnx", "fp32"] < 1e-5 and apart["tflite", "fp32"] < 1e-5
-    # onnxruntime's int8 kernels on ARM are not its x86 ones: measured 6.5e-2 apart (issue 31); LiteRT's are closer
-    assert apart["onnx", "int8"] > 1e-2 and apart["ort", "int8"] > 1e-2
+    # onnxruntime's int8 kernels on ARM are not its x86 ones: 6.0e-3 apart from an AVX-512 VNNI host, 6.5e-2 from
+    # an AVX2-only one (issue 31); fp32 runs agree to 8e-7. The board is what this test is about: the gap is real.
+    assert apart["onnx", "int8"] > 1e-3 and apart["ort", "int8"] > 1e-3
 
 
 @pytest.mark.slow
@@ -250,3 +251,50 @@ def test_the_pi_users_own_install_on_aarch64(board, fashion_artifact, tmp_path):
         assert needs_host.returncode == 2 and "Traceback" not in needs_host.stderr and "torch" in needs_host.stderr
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.board
+def test_pytest_plugin_judges_on_the_board(board, fashion_artifact, tmp_path):
+    from conftest import copy_artifact
+
+    folder = tmp_path / "out"
+    copy_artifact(fashion_artifact("tflite", "int8"), folder)
+    xml = tmp_path / "junit.xml"
+    ssh_opts = [f"--mvit-ssh-option={o}" for o in board["flags"][3::2]]
+    done = subprocess.run([sys.executable, "-m", "pytest", "--mvit-artifacts", str(folder), "--mvit-n", "16", "--mvit-device", board["spec"],
+                           "--mvit-identity", board["flags"][1], *ssh_opts, "--junit-xml", str(xml), "-q", "-p", "no:cacheprovider"],
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    text = xml.read_text()
+    assert 'name="device.machine" value="aarch64"' in text and 'name="device_vs_host.max_rel"' in text and 'tests="1"' in text
+
+
+def test_parity_over_adb_with_a_python_on_the_phone(clean_python, fashion_artifact, tmp_path):
+    """A stand-in `adb` whose phone is a folder here and whose Python is the clean interpreter: the device side is pushed,
+    run there and the logits pulled back (no phone is attached to this machine)."""
+    phone = tmp_path / "phone"
+    fake = tmp_path / "bin" / "adb"
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/bash\n"
+        f'map() {{ printf "%s" "${{1//\\/data\\/local\\/tmp/{phone}/data/local/tmp}}"; }}\n'
+        '[ "$1" = -s ] && shift 2\n'
+        'case "$1" in\n'
+        '  shell) shift; exec sh -c "$(map "$*")" ;;\n'
+        '  push) cp -r "$2" "$(map "$3")" ;;\n'
+        '  pull) cp "$(map "$2")" "$3" ;;\n'
+        "esac\n"
+    )  # fmt: skip
+    fake.chmod(0o755)
+    (phone / "data" / "local" / "tmp").mkdir(parents=True)
+    env = {"PATH": f"{fake.parent}:{os.environ['PATH']}"}
+    art = fashion_artifact("onnx", "int8")
+    done = run_cli("parity", str(art), "--device", "adb:EMU42", "--remote-python", str(clean_python), "--n", "16", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["device"]["kind"] == "adb" and report["device"]["name"] == "EMU42" and report["passed"]
+    assert report["device_vs_host"]["max_rel"] < 1e-6  # the same runtime on the same CPU
+    assert not any((phone / "data" / "local" / "tmp").rglob("*.npz")), "the work directory is left on the phone"
+    missing = run_cli("parity", str(art), "--device", "adb", "--remote-python", "/no/python3", "--n", "4", env=env)
+    assert missing.returncode == 2 and "--remote-python" in missing.stderr and "Traceback" not in missing.stderr

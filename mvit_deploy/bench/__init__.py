@@ -52,7 +52,7 @@ def run_on_device(device: str, artifacts, threads: int = 2, warmup: int = 5, ite
 
 
 # Devices that compute an artifact's logits themselves (parity --device): the device side runs there.
-LOGIT_DEVICES = "ssh://user@host[:port]"
+LOGIT_DEVICES = "ssh://user@host[:port] | adb[:serial]"
 
 
 def connect(device: str, identity=None, ssh_options=(), remote_python: str = "python3"):
@@ -63,6 +63,10 @@ def connect(device: str, identity=None, ssh_options=(), remote_python: str = "py
         from .ssh import SshDevice
 
         return SshDevice.parse(device, identity=identity, options=ssh_options, python=remote_python)
-    if device == "adb" or device.startswith(("adb:", "aihub:")):
-        raise UsageError(f"parity on {device.split(':')[0]} devices is not built yet", "run parity on a board over ssh (a Python with mvit-deploy[device]), or on this machine")
+    if device == "adb" or device.startswith("adb:"):
+        from .adb import AdbDevice
+
+        return AdbDevice.parse(device, python=remote_python)
+    if device.startswith("aihub:"):
+        raise UsageError("parity on AI Hub's hosted phones (its inference jobs) is not built yet", "run parity on a board over ssh or adb, or on this machine")
     raise UsageError(f"unknown device {device!r}", f"use {LOGIT_DEVICES}")

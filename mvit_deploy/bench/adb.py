@@ -1,17 +1,24 @@
-"""Benchmark artifacts on an Android phone over adb, with each runtime's own benchmark binary.
+"""An Android phone over adb: latency from each runtime's own benchmark binary, logits from a Python on the phone.
 
 A target that has one declares it (``Target.adb``: the binary's name, its command line and a
 parser of its output). The user supplies the binaries (android_aarch64 builds); we push them
 and the artifacts, run each with the same thread / warm-up / iteration settings, and parse
 its log into the bench schema. A statistic a binary does not report stays null.
+
+``parity --device adb`` needs a Python the adb shell can run, with numpy and the artifact's runtime
+(``--remote-python``): the device side is pushed with the artifact and the preprocessed images, run
+there, and the logits pulled back — the same device side as over ssh.
 """
 
 from __future__ import annotations
 
 import shlex
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from ..artifact import read_manifest, tree_bytes
 from ..errors import UsageError
@@ -19,13 +26,50 @@ from .local import SCHEMA, result_entry
 
 REMOTE_DIR = "/data/local/tmp/mvit-deploy"
 
+
 @dataclass
 class AdbDevice:
     serial: str | None = None
+    python: str = "python3"  # parity: a Python the adb shell runs (numpy and the runtime installed)
 
     @classmethod
-    def parse(cls, spec: str) -> "AdbDevice":
-        return cls(spec.split(":", 1)[1] or None if ":" in spec else None)
+    def parse(cls, spec: str, python: str = "python3") -> "AdbDevice":
+        return cls(spec.split(":", 1)[1] or None if ":" in spec else None, python)
+
+    @property
+    def target(self) -> str:
+        return f"adb:{self.serial}" if self.serial else "adb"
+
+    def run_logits(self, artifact, x: np.ndarray, threads: int | None = None) -> tuple[np.ndarray, dict]:
+        """The artifact's logits for ``x`` computed on the phone by the device side, and its answer."""
+        from ..artifact import manifest_path
+        from .ssh import REMOTE_PACKAGE, parse_answer, stage_device_code
+
+        artifact, work = Path(artifact), f"{REMOTE_DIR}/parity"
+        with tempfile.TemporaryDirectory(prefix="mvit-adb-") as tmp:
+            code = stage_device_code(Path(tmp))
+            np.savez(Path(tmp) / "inputs.npz", x=np.ascontiguousarray(x, np.float32))
+            self._run(self.shell(["rm", "-rf", work]), "clearing the work directory")
+            self._run(self.shell(["mkdir", "-p", work]), "creating the work directory")
+            for f in (code, artifact, manifest_path(artifact), Path(tmp) / "inputs.npz"):
+                self._run(self.adb("push", str(f), f"{work}/"), f"pushing {f.name}")
+            args = [self.python, "-m", REMOTE_PACKAGE, "run", f"{work}/{artifact.name}", "--inputs", f"{work}/inputs.npz", "--out", f"{work}/logits.npz"]
+            args += ["--threads", str(threads)] if threads else []
+            script = f"cd {shlex.quote(work)} && PYTHONPATH={shlex.quote(work)} " + " ".join(shlex.quote(a) for a in args)
+            out = self._run(self.shell(["sh", "-c", script]), f"running {artifact.name} with {self.python} on the phone "
+                            "(a Python the adb shell can run, with numpy and the runtime: --remote-python)")  # fmt: skip
+            self._run(self.adb("pull", f"{work}/logits.npz", str(Path(tmp) / "logits.npz")), "pulling the logits")
+            self._run(self.shell(["rm", "-rf", work]), "removing the work directory")
+            answer = parse_answer(out, f"running {artifact.name}", self.target, ("device", "runtime", "n"))
+            try:
+                with np.load(Path(tmp) / "logits.npz", allow_pickle=False) as data:
+                    logits = np.asarray(data["logits"], np.float32)
+            except (OSError, ValueError, KeyError):
+                raise UsageError(f"the logits {self.target} sent back are not readable", "run it by hand on the phone to see why") from None
+        if logits.ndim != 2 or len(logits) != len(x):
+            raise UsageError(f"{self.target} sent back logits of shape {logits.shape} for {len(x)} images", "check the phone's runtime versions")
+        answer["device"].update(kind="adb", name=self.serial or answer["device"].get("name"))
+        return logits, answer
 
     def adb(self, *args: str) -> list[str]:
         return ["adb", *(["-s", self.serial] if self.serial else []), *args]
@@ -44,7 +88,10 @@ class AdbDevice:
         except FileNotFoundError:
             raise UsageError("adb is not installed here", "install Android platform-tools (adb) and connect the phone") from None
         if out.returncode != 0:
-            raise UsageError(f"{what} failed: {(out.stderr.strip().splitlines() or ['no message'])[-1]}", "check `adb devices`")
+            last = (out.stderr.strip().splitlines() or ["no message"])[-1]
+            if last.startswith("error: "):  # the device side's own one-line error
+                raise UsageError(f"{what}: {last.removeprefix('error: ')}")
+            raise UsageError(f"{what} failed: {last}", "check `adb devices`")
         return out.stdout + out.stderr if both else out.stdout
 
     def device_info(self) -> dict:

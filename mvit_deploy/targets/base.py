@@ -157,7 +157,7 @@ class Target(abc.ABC):
 
         The device side's runner (``mvit_deploy/device/runtimes/``), the code a board runs too.
         """
-        return load_runner(path, manifest, threads)
+        return load_runner(path, manifest, threads, target=self.name)
 
     def import_runtime(self) -> None:
         """Import the runtime's modules, so that ``bench``'s load time is the artifact's, not the import's."""
@@ -167,7 +167,7 @@ class Target(abc.ABC):
 
         Raise :class:`~mvit_deploy.errors.NotOnThisDevice` when this machine cannot time it.
         """
-        return load_runner(path, manifest, threads, **options)
+        return load_runner(path, manifest, threads, target=self.name, **options)
 
     def twin_options(self, manifest: dict) -> dict:
         """ExportOptions fields that make the float twin of a quantized artifact (quant-report)."""
