@@ -9,7 +9,7 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 from .artifact import read_manifest
-from .errors import MvitDeployError, NonFiniteError, UsageError
+from .errors import DependencyError, MvitDeployError, NonFiniteError, UsageError
 from .metrics import fidelity, finite_or_none, flipped
 from .tolerances import rule_for
 
@@ -125,8 +125,18 @@ def check_reference_weights(manifest: dict, weights: str | Path | None) -> None:
         raise UsageError(f"the reference checkpoint {weights} does not exist", "pass the checkpoint the artifact was exported from")
 
 
+def need_torch() -> None:
+    """The PyTorch reference needs torch: a board's install (mvit-deploy[device]) has none, and says so in one line."""
+    from ._deps import has
+
+    if not has("torch"):
+        raise DependencyError("the PyTorch reference needs torch, which this install lacks (mvit-deploy[device] is a board's)",
+                              "run parity on the host (pip install 'mvit-deploy[export]'), with --device ssh://<this board> to run the artifact here")  # fmt: skip
+
+
 def reference_model(manifest: dict, weights: str | Path | None = None):
     """The PyTorch model the artifact was exported from (needs torch)."""
+    need_torch()
     from .models import load_model
 
     check_reference_weights(manifest, weights)
@@ -178,6 +188,8 @@ def parity(artifact: str | Path, images=None, n: int | None = None, weights=None
     manifest = read_manifest(artifact)
     check_reference_weights(manifest, weights)
     x = parity_inputs(manifest, images, n)  # a bad --images folder or --n is refused before any model loads
+    if model is None:
+        need_torch()
     if device is not None:
         on_step(f"{artifact.name} on {len(x)} images on {device.target}")
         got, answer = device.run_logits(artifact, x, threads)

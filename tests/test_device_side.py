@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, run_cli
+
 from mvit_deploy.bench.ssh import REMOTE_PACKAGE, stage_device_code
 
 DEVICE = ROOT / "mvit_deploy" / "device"
@@ -203,7 +204,7 @@ def test_bench_on_the_aarch64_board_is_labelled_emulated(board, fashion_artifact
 def test_the_board_python_holds_only_the_runtimes(board):
     """The board's interpreter is the clean one the device code must run in: nothing of ours, no torch, click or rich."""
     probe = "import importlib.util as u; print([m for m in ('numpy', 'onnxruntime', 'ai_edge_litert', 'torch', 'click', 'rich', 'mvit_deploy') if u.find_spec(m)])"
-    done = subprocess.run(["chroot", str(board["root"]), "/usr/bin/python3", "-I", "-c", probe], capture_output=True, text=True, timeout=300,
+    done = subprocess.run([shutil.which("chroot") or "/usr/sbin/chroot", str(board["root"]), "/usr/bin/python3", "-I", "-c", probe], capture_output=True, text=True, timeout=300,
                           env={"QEMU_CPU": "cortex-a76", "PATH": "/usr/bin:/bin"})  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['numpy', 'onnxruntime', 'ai_edge_litert']"
@@ -212,7 +213,7 @@ def test_the_board_python_holds_only_the_runtimes(board):
 def in_board(board, *argv: str, timeout: int = 900) -> subprocess.CompletedProcess:
     """A command inside the board (its own aarch64 binaries), with the environment an ssh session gets."""
     env = {"QEMU_CPU": "cortex-a76", "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/root", "LC_ALL": "C.UTF-8"}
-    return subprocess.run(["chroot", str(board["root"]), *argv], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run([shutil.which("chroot") or "/usr/sbin/chroot", str(board["root"]), *argv], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.mark.slow
@@ -220,7 +221,7 @@ def in_board(board, *argv: str, timeout: int = 900) -> subprocess.CompletedProce
 def test_the_pi_users_own_install_on_aarch64(board, fashion_artifact, tmp_path):
     """`pip install 'mvit-deploy[device]'` from the wheel this project builds (plus the aarch64 wheels) gives a
     working `mvit-deploy bench` on the board, and its --help says which commands need the host."""
-    import shutil
+
 
     wheels = tmp_path / "wheel"
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
