@@ -43,7 +43,7 @@ class AdbDevice:
     def run_logits(self, artifact, x: np.ndarray, threads: int | None = None) -> tuple[np.ndarray, dict]:
         """The artifact's logits for ``x`` computed on the phone by the device side, and its answer."""
         from ..artifact import manifest_path
-        from .ssh import REMOTE_PACKAGE, parse_answer, stage_device_code
+        from .ssh import REMOTE_PACKAGE, device_answer, stage_device_code
 
         artifact, work = Path(artifact), f"{REMOTE_DIR}/parity"
         with tempfile.TemporaryDirectory(prefix="mvit-adb-") as tmp:
@@ -60,14 +60,7 @@ class AdbDevice:
                             "(a Python the adb shell can run, with numpy and the runtime: --remote-python)")  # fmt: skip
             self._run(self.adb("pull", f"{work}/logits.npz", str(Path(tmp) / "logits.npz")), "pulling the logits")
             self._run(self.shell(["rm", "-rf", work]), "removing the work directory")
-            answer = parse_answer(out, f"running {artifact.name}", self.target, ("device", "runtime", "n"))
-            try:
-                with np.load(Path(tmp) / "logits.npz", allow_pickle=False) as data:
-                    logits = np.asarray(data["logits"], np.float32)
-            except (OSError, ValueError, KeyError):
-                raise UsageError(f"the logits {self.target} sent back are not readable", "run it by hand on the phone to see why") from None
-        if logits.ndim != 2 or len(logits) != len(x):
-            raise UsageError(f"{self.target} sent back logits of shape {logits.shape} for {len(x)} images", "check the phone's runtime versions")
+            logits, answer = device_answer(out, Path(tmp) / "logits.npz", len(x), f"running {artifact.name}", self.target)
         answer["device"].update(kind="adb", name=self.serial or answer["device"].get("name"))
         return logits, answer
 

@@ -50,6 +50,21 @@ def parse_answer(out: str, what: str, where: str, keys: tuple[str, ...]) -> dict
     return data
 
 
+def device_answer(out: str, logits_file: Path, n: int, what: str, where: str) -> tuple[np.ndarray, dict]:
+    """The device side's ``run`` answer and the logits it wrote, each checked before it is trusted."""
+    answer = parse_answer(out, what, where, ("device", "runtime", "n"))
+    if not isinstance(answer["device"], dict):
+        raise RemoteError(f"{what} on {where} gave no answer of the device side's shape", "run it by hand there to see why")
+    try:
+        with np.load(logits_file, allow_pickle=False) as data:
+            logits = np.asarray(data["logits"], np.float32)
+    except (OSError, ValueError, KeyError):
+        raise RemoteError(f"the logits {where} sent back are not readable", "run it by hand there to see why") from None
+    if logits.ndim != 2 or len(logits) != n:
+        raise RemoteError(f"{where} sent back logits of shape {logits.shape} for {n} images", "check the device's runtime versions")
+    return logits, answer
+
+
 class RemoteError(UsageError):
     """The device could not be reached or its run failed: an input error (exit 2), not a failed bound."""
 
@@ -155,13 +170,6 @@ class SshDevice:
                 args += ["--threads", str(threads)] if threads else []
                 out = self.remote_shell(self.device_command(remote_dir, args), f"running {artifact.name}")
                 self._run(["scp", "-q", *self._common("-P"), f"{self.target}:{remote_dir}/logits.npz", str(Path(tmp) / "logits.npz")], "fetching the logits")
-            answer = parse_answer(out, f"running {artifact.name}", self.target, ("device", "runtime", "n"))
-            try:
-                with np.load(Path(tmp) / "logits.npz", allow_pickle=False) as data:
-                    logits = np.asarray(data["logits"], np.float32)
-            except (OSError, ValueError, KeyError):
-                raise RemoteError(f"the logits {self.target} sent back are not readable", "run it by hand there to see why") from None
-        if logits.ndim != 2 or len(logits) != len(x):
-            raise RemoteError(f"{self.target} sent back logits of shape {logits.shape} for {len(x)} images", "check the device's runtime versions")
+            logits, answer = device_answer(out, Path(tmp) / "logits.npz", len(x), f"running {artifact.name}", self.target)
         answer["device"].update(kind="ssh", name=self.host)
         return logits, answer
