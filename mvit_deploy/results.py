@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from .artifact import parse_json
+from .device.bench import SCHEMA  # what the bench writes (and documents there, field by field)
 from .errors import UsageError
 
-SCHEMA = "mvit-deploy/bench/1"  # what bench/local.py writes (and documents, field by field)
 FROM_BENCH = "pass files written by `mvit-deploy bench --json FILE`"
 FROM_EVAL = "pass what `mvit-deploy eval ARTIFACTS --json > FILE` prints"
 # The numbers a report reads from each result (bench/local.py documents the whole schema); True: may be null.

@@ -127,10 +127,10 @@ def test_the_copy_runs_in_a_clean_interpreter(clean_python, fashion_artifact, tm
 def board(tmp_path_factory):
     """The emulated Cortex-A76 board (built once, cached outside the clone), an sshd whose sessions run inside it."""
     if os.geteuid() != 0:
-        pytest.skip("the aarch64 board needs root (binfmt_misc, chroot); CI runs as root")
+        pytest.skip(reason="the aarch64 board needs root (binfmt_misc, chroot); CI runs as root")
     built = subprocess.run(["bash", str(BOARD_SCRIPT), "build"], capture_output=True, text=True, timeout=1800)
     if built.returncode == 77:
-        pytest.skip(built.stderr.strip().splitlines()[-1])
+        pytest.skip(reason=built.stderr.strip().splitlines()[-1])
     assert built.returncode == 0, built.stderr[-3000:]
     keys = tmp_path_factory.mktemp("board-ssh")
     port = _free_port()

@@ -11,22 +11,15 @@ from ..device.bench import (  # noqa: F401  (re-exported: the host's modules and
     DENORMAL_SLOWDOWN, SCHEMA, Subject, _rss_mb, cpu_model, device_info, latency_stats, result_entry,
 )  # fmt: skip
 from ..device.bench import bench as device_bench
-from ..device.manifest import read_manifest, tree_bytes
 
 
-def _load_artifact(path: Path, threads: int, runtime_options: dict) -> Subject:
-    """The host's targets decide what this machine times (``Target.bench_runner``)."""
+def _target_runner(path: Path, manifest: dict, threads: int, runtime_options: dict):
+    """The host's targets decide what this machine times (``Target.bench_runner``: Core ML's executor is skipped)."""
     from ..targets import get_target
 
-    manifest = read_manifest(path)
     target = get_target(manifest["target"])
     known = {o.field for o in target.bench_options}
-    target.import_runtime()
-    before = _rss_mb()
-    t0 = time.perf_counter()
-    runner = target.bench_runner(path, manifest, threads, **{k: v for k, v in runtime_options.items() if k in known})
-    load_ms = (time.perf_counter() - t0) * 1e3
-    return Subject(str(path), manifest, runner, load_ms, before, tree_bytes(path), runner.runtime)
+    return target.bench_runner(path, manifest, threads, **{k: v for k, v in runtime_options.items() if k in known})
 
 
 def _reference_subject(manifest: dict, threads: int) -> Subject:
@@ -64,4 +57,4 @@ def bench(artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, referen
         return out
 
     return device_bench(artifacts, threads, warmup, iters, on_round=on_round, denormal_check=denormal_check,
-                        more_subjects=references if reference else None, load=_load_artifact, **runtime_options)  # fmt: skip
+                        more_subjects=references if reference else None, make_runner=_target_runner, **runtime_options)  # fmt: skip

@@ -172,25 +172,20 @@ class Subject:
         self.times: list[float] = []
 
 
-def _load_artifact(path: Path, threads: int, runtime_options: dict) -> Subject:
+def device_runner(path: Path, manifest: dict, threads: int, runtime_options: dict):
+    """The runner this side times; the host times its targets' ``bench_runner`` instead (bench/local.py)."""
+    return load_runner(path, manifest, threads, **runtime_options)
+
+
+def load_subject(path: Path, threads: int, runtime_options: dict, make_runner=device_runner) -> Subject:
+    """Load one artifact to time: its runtime imported first, then the load itself timed."""
     manifest = read_manifest(path)
-    cls = runner_class(manifest["target"])
-    import_runtime = getattr(sys.modules[cls.__module__], "import_runtime", None)
-    if import_runtime is not None:  # load time is the artifact's, not the runtime's import
-        try:
-            import_runtime()
-        except Exception:
-            pass  # the runner's own load says why
+    runner_class(manifest["target"]).preload()
     before = _rss_mb()
     t0 = time.perf_counter()
-    runner = runner_for_bench(path, manifest, threads, runtime_options)
+    runner = make_runner(path, manifest, threads, runtime_options)
     load_ms = (time.perf_counter() - t0) * 1e3
     return Subject(str(path), manifest, runner, load_ms, before, tree_bytes(path), runner.runtime)
-
-
-def runner_for_bench(path: Path, manifest: dict, threads: int, runtime_options: dict):
-    """The runner this side times; the host replaces it with its targets' ``bench_runner`` (bench/local.py)."""
-    return load_runner(path, manifest, threads, **runtime_options)
 
 
 # A run this much slower with denormals kept than flushed is reported: its activations
@@ -224,12 +219,13 @@ def denormal_slowdown(path: Path, manifest: dict, threads: int, rounds: int = 2)
 
 
 def bench(artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, on_round=None, denormal_check: bool = True,
-          more_subjects=None, load=_load_artifact, **runtime_options) -> dict:  # fmt: skip
+          more_subjects=None, make_runner=device_runner, **runtime_options) -> dict:  # fmt: skip
     """Measure every artifact on this machine, interleaved round by round.
 
     ``denormal_check``: time each artifact whose runtime can flush denormals once more with
     them flushed (:func:`denormal_slowdown`), reported as ``denormal_slowdown``.
     ``more_subjects``: subjects -> further :class:`Subject` to time in the same rounds (the host's PyTorch reference).
+    ``make_runner``: (path, manifest, threads, runtime_options) -> the runner timed (:func:`device_runner`).
     ``runtime_options``: the targets' ``bench_options`` (each runner takes its own, ignores the others').
     """
     if warmup < 0 or iters < 2:
@@ -238,7 +234,7 @@ def bench(artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, on_roun
     skipped = []
     for path in map(Path, artifacts):
         try:
-            subjects.append(load(path, threads, runtime_options))
+            subjects.append(load_subject(path, threads, runtime_options, make_runner))
         except NotOnThisDevice as e:
             skipped.append({"artifact": str(path), "reason": e.one_line()})
     # loaded runtimes have not run yet, so no idle pool of ours spins against the probe's children

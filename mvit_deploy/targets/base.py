@@ -159,9 +159,6 @@ class Target(abc.ABC):
         """
         return load_runner(path, manifest, threads, target=self.name)
 
-    def import_runtime(self) -> None:
-        """Import the runtime's modules, so that ``bench``'s load time is the artifact's, not the import's."""
-
     def bench_runner(self, path: Path, manifest: dict, threads: int, **options) -> Runner:
         """The runner ``bench`` times (``options``: this target's ``bench_options``).
 

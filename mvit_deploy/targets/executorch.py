@@ -18,7 +18,6 @@ runs over adb.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from pathlib import Path
@@ -180,10 +179,6 @@ class ExecuTorchTarget(Target):
 
     def runner(self, path, manifest, threads=None):
         return ExecuTorchRunner(path, manifest, threads)
-
-    def import_runtime(self):
-        with contextlib.suppress(ImportError), _quiet_native():
-            import executorch.runtime  # noqa: F401  (imports torch: seconds)
 
     def bench_runner(self, path, manifest, threads, **_):
         if manifest.get("delegation", {}).get("delegate") == "coreml" and not IS_MACOS:

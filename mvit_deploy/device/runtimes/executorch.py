@@ -76,6 +76,11 @@ class ExecuTorchRunner(Runner):
                     "export again with --calib-samples 64 or more" if quantized else "re-export it with the executorch version that runs it",
                 ) from None
 
+    @classmethod
+    def preload(cls) -> None:
+        with contextlib.suppress(DependencyError):
+            import_runtime()  # imports torch: seconds
+
     def _one(self, x):
         return self.method.execute([self._torch.from_numpy(np.ascontiguousarray(x))])[0].numpy().reshape(1, -1)
 
