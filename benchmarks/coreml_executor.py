@@ -27,16 +27,25 @@ def main() -> None:
     args = parser.parse_args()
 
     from mvit_deploy.calibration import photo_inputs
-    from mvit_deploy.targets.coreml_exec import MILExecutor
     from mvit_deploy.export import export
     from mvit_deploy.targets import ExportOptions
+    from mvit_deploy.targets.coreml_exec import MILExecutor
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
-    print(f"{'model':<15}{'precision':<10}{'layout':<10}{'load s':>8}{'min s/img':>11}{'median s/img':>14}  goal (S <= 2 s/img)")
+    print(
+        f"{'model':<15}{'precision':<10}{'layout':<10}{'load s':>8}{'min s/img':>11}{'median s/img':>14}  goal (S <= 2 s/img)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             for precision, layout in [(p, lay) for p in args.precisions for lay in args.layouts]:
-                opts = ExportOptions(model=name, target="coreml", precision=precision, input_size=args.size, coreml_layout=layout, out_dir=Path(tmp))
+                opts = ExportOptions(
+                    model=name,
+                    target="coreml",
+                    precision=precision,
+                    input_size=args.size,
+                    coreml_layout=layout,
+                    out_dir=Path(tmp),
+                )
                 artifact = export(opts, run_parity=False).artifact
                 t0 = time.perf_counter()
                 ex = MILExecutor(artifact)

@@ -34,8 +34,15 @@ CONFIGS = {  # label: (engine, workers, threads per worker) — cores in use = w
 def run(artifacts, n: int, engine: str, workers, threads: int) -> tuple[float, float]:
     marks = []
     t0 = time.perf_counter()
-    evaluate(artifacts, "fashion-mnist", n=n, threads=threads, engine=engine, workers=workers,
-             on_count=lambda done, total: marks.append((time.perf_counter(), done)))  # fmt: skip
+    evaluate(
+        artifacts,
+        "fashion-mnist",
+        n=n,
+        threads=threads,
+        engine=engine,
+        workers=workers,
+        on_count=lambda done, total: marks.append((time.perf_counter(), done)),
+    )
     wall = time.perf_counter() - t0
     done = [m for m in marks if m[1] > 0]  # one mark per finished shard
     k = workers or 1  # steady state starts once every worker has delivered its first shard
@@ -47,19 +54,25 @@ def run(artifacts, n: int, engine: str, workers, threads: int) -> tuple[float, f
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--n", type=int, default=1536)  # 6 shards of 256: steady state needs shards after every worker's first
+    ap.add_argument(
+        "--n", type=int, default=1536
+    )  # 6 shards of 256: steady state needs shards after every worker's first
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     out = Path(tempfile.mkdtemp(prefix="eval-scale-"))
     opts = dict(model="mobilevit_xxs", pretrained="fashion", input_size=args.size, out_dir=out)
-    artifacts = [export(ExportOptions(target="onnx", **opts), run_parity=False).artifact,
-                 export(ExportOptions(target="tflite", precision="int8", **opts), run_parity=False).artifact]  # fmt: skip
+    artifacts = [
+        export(ExportOptions(target="onnx", **opts), run_parity=False).artifact,
+        export(ExportOptions(target="tflite", precision="int8", **opts), run_parity=False).artifact,
+    ]
     results = {label: [] for label in CONFIGS}
     for _ in range(args.rounds):
         for label, (engine, workers, threads) in CONFIGS.items():
             results[label].append(run(artifacts, args.n, engine, workers, threads))
-    print(f"eval of 2 artifacts (ONNX fp32, LiteRT int8) + the PyTorch reference, {args.n} images at {args.size} px, "
-          f"{os.cpu_count()} cores, best of {args.rounds} interleaved rounds")  # fmt: skip
+    print(
+        f"eval of 2 artifacts (ONNX fp32, LiteRT int8) + the PyTorch reference, {args.n} images at {args.size} px, "
+        f"{os.cpu_count()} cores, best of {args.rounds} interleaved rounds"
+    )
     print(f"{'configuration':30s} {'images/s (wall)':>16s} {'images/s (steady)':>18s}")
     best = {label: (max(w for w, _ in r), max(s for _, s in r)) for label, r in results.items()}
     for label, (wall, steady) in best.items():
@@ -67,7 +80,9 @@ def main() -> None:
     # (no in-process 1-thread row: --threads sets the runtimes' threads, the PyTorch reference keeps torch's own)
     for ray_label, local_label in (("ray, 1 worker x 2 threads", "in-process, 2 threads"),):
         (rw, rs), (lw, ls) = best[ray_label], best[local_label]
-        print(f"Ray overhead at equal cores ({ray_label} vs {local_label}): wall {1 - rw / lw:+.0%}, steady {1 - rs / ls:+.0%}")
+        print(
+            f"Ray overhead at equal cores ({ray_label} vs {local_label}): wall {1 - rw / lw:+.0%}, steady {1 - rs / ls:+.0%}"
+        )
     (w2, s2), (w1, s1) = best["ray, 2 workers x 1 thread"], best["ray, 1 worker x 1 thread"]
     print(f"Ray scaling 1 -> 2 workers (1 thread each): wall {w2 / w1:.2f}x, steady {s2 / s1:.2f}x")
 

@@ -46,7 +46,9 @@ SIZE = 256
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["mobilevit_xxs", "mobilevit_s", "mobilevitv2_050", "mobilevitv2_100"])
+    parser.add_argument(
+        "--models", nargs="+", default=["mobilevit_xxs", "mobilevit_s", "mobilevitv2_050", "mobilevitv2_100"]
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--block", type=int, default=20)
@@ -65,8 +67,12 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     peak = gemm_peak_gflops(args.threads)
-    print(f"machine: {platform.machine()}, {platform.processor() or '?'}, {os.cpu_count()} cores, {platform.platform()}")
-    print(f"threads={args.threads}; fp32 GEMM peak {peak:.1f} GFLOP/s; onnxruntime {ort.__version__}, torch {torch.__version__}")
+    print(
+        f"machine: {platform.machine()}, {platform.processor() or '?'}, {os.cpu_count()} cores, {platform.platform()}"
+    )
+    print(
+        f"threads={args.threads}; fp32 GEMM peak {peak:.1f} GFLOP/s; onnxruntime {ort.__version__}, torch {torch.__version__}"
+    )
 
     def ort_run(path):
         o = ort.SessionOptions()
@@ -122,24 +128,52 @@ def main() -> None:
             except Exception as e:  # noqa: BLE001
                 failed["stock litert-torch"] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
             precisions = ["fp32"] if args.no_int8 else ["fp32", "int8"]
-            targets = [("onnx", {}), ("ort", {"ort_platform": "amd64"}), ("tflite", {}), ("tflite", {"layout": "nhwc"})] + ([] if args.no_executorch else [("executorch", {})])
+            targets = [
+                ("onnx", {}),
+                ("ort", {"ort_platform": "amd64"}),
+                ("tflite", {}),
+                ("tflite", {"layout": "nhwc"}),
+            ] + ([] if args.no_executorch else [("executorch", {})])
             for target, extra in targets:
                 for precision in precisions:
-                    calib = 64 if target == "executorch" else 32  # XNNPACK refuses some requantization scales from fewer crops
+                    calib = (
+                        64 if target == "executorch" else 32
+                    )  # XNNPACK refuses some requantization scales from fewer crops
                     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                        r = export(ExportOptions(model=name, target=target, precision=precision, out_dir=tmp, calib_samples=calib, **extra), run_parity=False)
+                        r = export(
+                            ExportOptions(
+                                model=name,
+                                target=target,
+                                precision=precision,
+                                out_dir=tmp,
+                                calib_samples=calib,
+                                **extra,
+                            ),
+                            run_parity=False,
+                        )
                     label = " ".join(["ours", target, precision, *extra.values()])
                     if target in ("onnx", "ort"):
-                        saved = onnx_ops(r.artifact) if target == "onnx" else None  # an .ort file is ORT's own flatbuffer
+                        saved = (
+                            onnx_ops(r.artifact) if target == "onnx" else None
+                        )  # an .ort file is ORT's own flatbuffer
                         add(label, "onnx", ort_run(r.artifact), (saved, ort_optimized_ops(r.artifact, args.threads)))
                     elif target == "tflite":
                         add(label, "tflite", tfl_run(r.artifact, nhwc=bool(extra)), tflite_ops(r.artifact))
                     else:
                         d = r.manifest.get("delegation", {})
-                        add(label, "tflite", get_target(target).bench_runner(r.artifact, r.manifest, args.threads), (d.get("nodes_total"), d.get("nodes_delegated")))
+                        add(
+                            label,
+                            "tflite",
+                            get_target(target).bench_runner(r.artifact, r.manifest, args.threads),
+                            (d.get("nodes_total"), d.get("nodes_delegated")),
+                        )
             med = block_latency(routes, x, args.rounds, args.block)
             flops = count(name, SIZE)[1]
-            stock = {"torch": "stock PyTorch eager (HF)", "onnx": "stock torch.onnx + ORT", "tflite": "stock litert-torch"}
+            stock = {
+                "torch": "stock PyTorch eager (HF)",
+                "onnx": "stock torch.onnx + ORT",
+                "tflite": "stock litert-torch",
+            }
             print(f"\n{name}: {flops / 1e9:.2f} GFLOPs per image at {SIZE}, batch 1")
             print(f"{'route':<28}{'p50 ms':>8}{'vs stock':>10}{'int8/fp32':>10}{'% peak':>8}   graph")
             for label, ms in med.items():

@@ -35,8 +35,17 @@ MODELS = {
     "v2-050-fixture": ("mobilevitv2_050", None),
     "v2-050-fashion": ("mobilevitv2_050", "fashion"),
 }
-EXPORTS = [("onnx", "fp32"), ("tflite", "fp32"), ("coreml", "fp32"), ("executorch", "fp32"), ("coreml", "fp16"),
-           ("onnx", "int8"), ("tflite", "int8"), ("coreml", "int8"), ("coreml", "w8a8")]
+EXPORTS = [
+    ("onnx", "fp32"),
+    ("tflite", "fp32"),
+    ("coreml", "fp32"),
+    ("executorch", "fp32"),
+    ("coreml", "fp16"),
+    ("onnx", "int8"),
+    ("tflite", "int8"),
+    ("coreml", "int8"),
+    ("coreml", "w8a8"),
+]
 
 REFERENCE_SNIPPET = """
 import sys, numpy as np, torch
@@ -58,8 +67,20 @@ def references(model: str, pretrained: str | None, x: np.ndarray, work: Path) ->
             if cap != "default":
                 env["ATEN_CPU_CAPABILITY"] = cap
             dest = work / f"ref-{cap}-{threads}.npy"
-            subprocess.run([sys.executable, "-c", REFERENCE_SNIPPET, model, pretrained or "-", str(work / "x.npy"), str(threads), str(dest)],
-                           env=env, check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    REFERENCE_SNIPPET,
+                    model,
+                    pretrained or "-",
+                    str(work / "x.npy"),
+                    str(threads),
+                    str(dest),
+                ],
+                env=env,
+                check=True,
+            )
             out[f"torch {cap} {threads}t"] = np.load(dest)
     return out
 
@@ -78,7 +99,9 @@ def runs(artifact: Path, manifest: dict, x: np.ndarray) -> dict[str, np.ndarray]
                 opts.intra_op_num_threads = threads
                 sess = ort.InferenceSession(str(artifact), opts, providers=["CPUExecutionProvider"])
                 name = sess.get_inputs()[0].name
-                out[f"{level} {threads}t"] = np.concatenate([sess.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))])
+                out[f"{level} {threads}t"] = np.concatenate(
+                    [sess.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))]
+                )
     else:
         for threads in (1, 2) if manifest["target"] in ("tflite", "executorch") else (1,):
             out[f"{threads}t"] = load_runner(artifact, manifest, threads)(x)
@@ -93,7 +116,9 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=None, help="keep the exports here (default: a temporary folder)")
     p.add_argument("--board", default=None, help="ssh://user@host[:port] of a board: its runs are settings too")
     p.add_argument("--identity", default=None)
-    p.add_argument("--ssh-option", action="append", default=["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"])
+    p.add_argument(
+        "--ssh-option", action="append", default=["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"]
+    )
     args = p.parse_args()
     board = None
     if args.board:
@@ -107,7 +132,9 @@ def main() -> int:
     from mvit_deploy.targets import ExportOptions
 
     root = args.out or Path(tempfile.mkdtemp(prefix="mvit-noise-"))
-    print(f"{'model':<12}{'artifact':<24}{'settings':>9}{'max_rel':>10}{'min PSNR':>10}{'flips':>7}{'max flip margin':>17}")
+    print(
+        f"{'model':<12}{'artifact':<24}{'settings':>9}{'max_rel':>10}{'min PSNR':>10}{'flips':>7}{'max flip margin':>17}"
+    )
     for key in args.models:
         model, pretrained = MODELS[key]
         work = root / key
@@ -116,8 +143,14 @@ def main() -> int:
         for target, precision in EXPORTS:
             if (args.precisions and precision not in args.precisions) or (args.targets and target not in args.targets):
                 continue
-            opts = ExportOptions(model=model, target=target, precision=precision, pretrained=pretrained, out_dir=work,
-                                 min_target="iOS17" if precision == "w8a8" else "iOS16")
+            opts = ExportOptions(
+                model=model,
+                target=target,
+                precision=precision,
+                pretrained=pretrained,
+                out_dir=work,
+                min_target="iOS17" if precision == "w8a8" else "iOS16",
+            )
             res = export(opts, run_parity=False)
             x = parity_inputs(res.manifest)
             if refs is None:
@@ -126,7 +159,10 @@ def main() -> int:
             on_board = {}
             if board is not None and target in ("onnx", "tflite"):
                 on_board = {f"aarch64 {t}t": board.run_logits(res.artifact, x, t)[0] for t in (1, 2)}
-            for label, group in ((f"{target} {precision}", {**outs, **on_board}), (f"{target} {precision} @ aarch64", on_board)):
+            for label, group in (
+                (f"{target} {precision}", {**outs, **on_board}),
+                (f"{target} {precision} @ aarch64", on_board),
+            ):
                 if not group:
                     continue
                 worst_rel, worst_psnr, flips, max_flip = 0.0, float("inf"), 0, 0.0
@@ -140,10 +176,15 @@ def main() -> int:
                         if changed.any():
                             max_flip = max(max_flip, float(margins(ref)[changed].max() / peak))
                 flip_txt = "-" if not flips else f"{max_flip:.4f}"
-                print(f"{key:<12}{label:<24}{len(group) * len(refs):>9}{worst_rel:>10.2e}{worst_psnr:>10.1f}{flips:>7}{flip_txt:>17}", flush=True)
+                print(
+                    f"{key:<12}{label:<24}{len(group) * len(refs):>9}{worst_rel:>10.2e}{worst_psnr:>10.1f}{flips:>7}{flip_txt:>17}",
+                    flush=True,
+                )
             ref_rel = max(fidelity(a, b)["max_rel"] for a in refs.values() for b in refs.values())
         print(f"{key:<12}{'torch vs torch':<24}{len(refs) ** 2:>9}{ref_rel:>10.2e}", flush=True)
-    print("max_rel: worst over settings; max flip margin: the largest reference margin (/ peak) among flipped images, worst setting")
+    print(
+        "max_rel: worst over settings; max flip margin: the largest reference margin (/ peak) among flipped images, worst setting"
+    )
     return 0
 
 

@@ -22,8 +22,8 @@ import argparse
 import contextlib
 import io
 import os
-import sys
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -45,17 +45,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--block", type=int, default=20)
     parser.add_argument("--calib-samples", type=int, default=64)
-    parser.add_argument("--pretrained", default="fashion", help="weights: fashion (trained) or none (the photo fixture)")
-    parser.add_argument("--no-pt2e", action="store_true", help="skip the stock litert-torch PT2E route (minutes to convert)")
+    parser.add_argument(
+        "--pretrained", default="fashion", help="weights: fashion (trained) or none (the photo fixture)"
+    )
+    parser.add_argument(
+        "--no-pt2e", action="store_true", help="skip the stock litert-torch PT2E route (minutes to convert)"
+    )
     args = parser.parse_args()
 
     from mvit_deploy import load_model
+    from mvit_deploy.device.runtimes.onnx import OnnxRunner
+    from mvit_deploy.device.runtimes.tflite import LiteRTRunner
     from mvit_deploy.evaluate import labeled_inputs
     from mvit_deploy.export import calibration_inputs, export
     from mvit_deploy.metrics import fidelity
     from mvit_deploy.parity import parity_inputs, reference_logits
-    from mvit_deploy.device.runtimes.onnx import OnnxRunner
-    from mvit_deploy.device.runtimes.tflite import LiteRTRunner
     from mvit_deploy.targets import ExportOptions
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; threads={args.threads}")
@@ -66,13 +70,30 @@ def main() -> None:
             tmp = Path(tmp)
             routes = {}
             convert_s = {}
-            for label, target, precision in [("ours onnx fp32", "onnx", "fp32"), ("ours onnx int8", "onnx", "int8"), ("ours tflite fp32", "tflite", "fp32"), ("ours tflite int8", "tflite", "int8")]:
+            for label, target, precision in [
+                ("ours onnx fp32", "onnx", "fp32"),
+                ("ours onnx int8", "onnx", "int8"),
+                ("ours tflite fp32", "tflite", "fp32"),
+                ("ours tflite int8", "tflite", "int8"),
+            ]:
                 t0 = time.perf_counter()
-                r = export(ExportOptions(model=name, target=target, precision=precision, out_dir=tmp, pretrained=pretrained, calib_samples=args.calib_samples), run_parity=False)
+                r = export(
+                    ExportOptions(
+                        model=name,
+                        target=target,
+                        precision=precision,
+                        out_dir=tmp,
+                        pretrained=pretrained,
+                        calib_samples=args.calib_samples,
+                    ),
+                    run_parity=False,
+                )
                 convert_s[label] = time.perf_counter() - t0
                 routes[label] = (OnnxRunner if target == "onnx" else LiteRTRunner)(r.artifact, r.manifest, args.threads)
             manifest = r.manifest
-            calib = calibration_inputs(model.preprocessing, manifest["input"]["size"], None, args.calib_samples, model.domain)
+            calib = calibration_inputs(
+                model.preprocessing, manifest["input"]["size"], None, args.calib_samples, model.domain
+            )
             onnx_manifest = {**manifest, "target": "onnx", "input": {**manifest["input"], "layout": "nchw"}}
             t0 = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):
@@ -84,7 +105,9 @@ def main() -> None:
                 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                     pt2e = stock_pt2e_int8(model, tmp / "stock_pt2e.tflite", calib)
                 convert_s["stock litert PT2E int8"] = time.perf_counter() - t0
-                routes["stock litert PT2E int8"] = LiteRTRunner(pt2e, {**manifest, "input": {**manifest["input"], "layout": "nchw"}}, args.threads)
+                routes["stock litert PT2E int8"] = LiteRTRunner(
+                    pt2e, {**manifest, "input": {**manifest["input"], "layout": "nchw"}}, args.threads
+                )
 
             x = parity_inputs(manifest)
             ref = reference_logits(model, x)
@@ -95,13 +118,24 @@ def main() -> None:
                 acc = {label: float(np.mean(run(xe).argmax(1) == ye)) for label, run in routes.items()}
                 acc["reference"] = float(np.mean(reference_logits(model, xe).argmax(1) == ye))
             med = block_latency(routes, x[:1], args.rounds, args.block)
-            print(f"\n{name} ({len(x)} parity images; ratios vs ours fp32 of the same runtime)" + (f"; accuracy: {what}" if acc else ""))
-            print(f"{'route':<26}{'ms':>8}{'vs fp32':>9}{'top-1 agr':>10}{'PSNR dB':>9}{'acc %':>8}{'drop pt':>9}{'convert s':>11}")
+            print(
+                f"\n{name} ({len(x)} parity images; ratios vs ours fp32 of the same runtime)"
+                + (f"; accuracy: {what}" if acc else "")
+            )
+            print(
+                f"{'route':<26}{'ms':>8}{'vs fp32':>9}{'top-1 agr':>10}{'PSNR dB':>9}{'acc %':>8}{'drop pt':>9}{'convert s':>11}"
+            )
             for label in routes:
                 base = med["ours onnx fp32" if "onnx" in label or "ORT" in label else "ours tflite fp32"]
                 f = fid[label]
-                a = f"{acc[label] * 100:>8.2f}{(acc['reference'] - acc[label]) * 100:>+9.2f}" if acc else f"{'-':>8}{'-':>9}"
-                print(f"{label:<26}{med[label]:>8.2f}{med[label] / base:>8.2f}x{f['top1_agreement']:>10.1%}{f['psnr_db']:>9.1f}{a}{convert_s[label]:>11.1f}")
+                a = (
+                    f"{acc[label] * 100:>8.2f}{(acc['reference'] - acc[label]) * 100:>+9.2f}"
+                    if acc
+                    else f"{'-':>8}{'-':>9}"
+                )
+                print(
+                    f"{label:<26}{med[label]:>8.2f}{med[label] / base:>8.2f}x{f['top1_agreement']:>10.1%}{f['psnr_db']:>9.1f}{a}{convert_s[label]:>11.1f}"
+                )
             if acc:
                 print(f"{'PyTorch fp32 reference':<26}{'':>8}{'':>9}{'':>10}{'':>9}{acc['reference'] * 100:>8.2f}")
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 # transformers' configs per variant, as its conversion script sets them.
 HF_CONFIGS = {
     "mobilevit_xxs": dict(hidden_sizes=[64, 80, 96], neck_hidden_sizes=[16, 16, 24, 48, 64, 80, 320], expand_ratio=2.0),
@@ -84,7 +83,9 @@ def stock_ort_int8(fp32: Path, out: Path, calibration: np.ndarray) -> Path:
     from mvit_deploy.targets.onnx import calibration_reader
 
     with contextlib.redirect_stdout(io.StringIO()):
-        quantize_static(str(fp32), str(out), calibration_reader(calibration), quant_format=QuantFormat.QDQ, per_channel=True)
+        quantize_static(
+            str(fp32), str(out), calibration_reader(calibration), quant_format=QuantFormat.QDQ, per_channel=True
+        )
     return out
 
 

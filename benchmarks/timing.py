@@ -9,8 +9,40 @@ import numpy as np
 
 # Ops that only move or re-view data, per runtime's spelling.
 DATA_MOVEMENT = {
-    "onnx": {"Reshape", "Transpose", "Slice", "Split", "Concat", "Unsqueeze", "Squeeze", "Flatten", "Gather", "Expand", "Identity", "DepthToSpace", "SpaceToDepth", "ReorderInput", "ReorderOutput"},
-    "tflite": {"RESHAPE", "TRANSPOSE", "SLICE", "STRIDED_SLICE", "SPLIT", "SPLIT_V", "CONCATENATION", "PACK", "UNPACK", "GATHER", "EXPAND_DIMS", "SQUEEZE", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "BROADCAST_TO"},
+    "onnx": {
+        "Reshape",
+        "Transpose",
+        "Slice",
+        "Split",
+        "Concat",
+        "Unsqueeze",
+        "Squeeze",
+        "Flatten",
+        "Gather",
+        "Expand",
+        "Identity",
+        "DepthToSpace",
+        "SpaceToDepth",
+        "ReorderInput",
+        "ReorderOutput",
+    },
+    "tflite": {
+        "RESHAPE",
+        "TRANSPOSE",
+        "SLICE",
+        "STRIDED_SLICE",
+        "SPLIT",
+        "SPLIT_V",
+        "CONCATENATION",
+        "PACK",
+        "UNPACK",
+        "GATHER",
+        "EXPAND_DIMS",
+        "SQUEEZE",
+        "DEPTH_TO_SPACE",
+        "SPACE_TO_DEPTH",
+        "BROADCAST_TO",
+    },
 }
 
 
@@ -38,16 +70,18 @@ def block_latency(routes: dict, x: np.ndarray, rounds: int, block: int) -> dict[
 def gemm_peak_gflops(threads: int, n: int = 1024, reps: int = 10) -> float:
     """Best fp32 GEMM throughput here: the better of torch's sgemm and onnxruntime's MLAS on
     n x n matrices (a lower bound on the machine's peak; XNNPACK may still beat both)."""
-    import onnx
     import onnxruntime as ort
     import torch
     from onnx import TensorProto, helper
 
     torch.set_num_threads(threads)
     a, b = torch.randn(n, n), torch.randn(n, n)
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
-                              [helper.make_tensor_value_info(k, TensorProto.FLOAT, [n, n]) for k in "ab"],
-                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])  # fmt: skip
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "gemm",
+        [helper.make_tensor_value_info(k, TensorProto.FLOAT, [n, n]) for k in "ab"],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 10
     o = ort.SessionOptions()

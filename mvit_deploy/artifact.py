@@ -12,13 +12,23 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .device.manifest import (  # noqa: F401  (the manifest reader lives on the device side; host modules import it from here)
-    MANIFEST_KEYS, MANIFEST_SCHEMA, check_artifact_matches, manifest_path, package_versions, parse_json, read_manifest, tree_bytes, tree_sha256,
-)  # fmt: skip
+    MANIFEST_KEYS,
+    MANIFEST_SCHEMA,
+    check_artifact_matches,
+    manifest_path,
+    package_versions,
+    parse_json,
+    read_manifest,
+    tree_bytes,
+    tree_sha256,
+)
 
 _IMPORTED_AT = time.time()  # fallback for the process start time
 
 
-def artifact_stem(model: str, target: str, precision: str, tags=(), input_size: int = 256, default_size: int = 256) -> str:
+def artifact_stem(
+    model: str, target: str, precision: str, tags=(), input_size: int = 256, default_size: int = 256
+) -> str:
     """``<model>-<target>-<precision>``, plus the target's tags for non-default options (``int8io``,
     ``nhwc``, a delegate) and the input size when it is not the weights' own."""
     stem = "-".join((model, target, precision, *tags))
@@ -56,7 +66,9 @@ def _process_start_time() -> float:
     """When this process started (epoch seconds), from /proc where there is one."""
     try:
         ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
+        boot = next(
+            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
+        )
         return boot + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return _IMPORTED_AT

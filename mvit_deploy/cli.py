@@ -85,7 +85,9 @@ def _write_crash_log() -> str:
 
     log = Path(tempfile.gettempdir()) / f"mvit-deploy-{os.getpid()}.log"
     try:
-        log.write_text(f"mvit-deploy {__version__}, Python {platform.python_version()}, {platform.platform()}\nargv: {sys.argv}\n\n{traceback.format_exc()}")
+        log.write_text(
+            f"mvit-deploy {__version__}, Python {platform.python_version()}, {platform.platform()}\nargv: {sys.argv}\n\n{traceback.format_exc()}"
+        )
     except OSError as e:
         return f"no traceback log: cannot write {log} ({e.strerror})"
     return f"full traceback in {log}"
@@ -123,7 +125,9 @@ def _quiet_converters() -> None:
     from .targets import TARGETS
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TORCH_LOGS", "-all")  # torch's own log handler (set up at import) ignores the logger levels below
+    os.environ.setdefault(
+        "TORCH_LOGS", "-all"
+    )  # torch's own log handler (set up at import) ignores the logger levels below
     for name in dict.fromkeys(("torch", "torchao", *(n for t in TARGETS.values() for n in t.noisy_loggers))):
         logging.getLogger(name).setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", module=rf"{re.escape(name)}(\.|$)")  # only the named converters' warnings
@@ -136,7 +140,10 @@ def _sizes(value: str | None) -> list[int] | None:
     try:
         sizes = [int(v) for v in value.split(",")]
     except ValueError:
-        raise UsageError(f"--input-size {value!r} is not a size or a comma-separated list of sizes", "use e.g. --input-size 256, or 256,320 for Core ML") from None
+        raise UsageError(
+            f"--input-size {value!r} is not a size or a comma-separated list of sizes",
+            "use e.g. --input-size 256, or 256,320 for Core ML",
+        ) from None
     return sizes
 
 
@@ -146,7 +153,9 @@ def _at_least(minimum: int, example: int):
     def check(ctx, param, value):
         if value is not None and value < minimum:
             flag = param.opts[0]
-            raise UsageError(f"{flag} {value} is out of range: it must be at least {minimum}", f"use e.g. {flag} {example}")
+            raise UsageError(
+                f"{flag} {value} is out of range: it must be at least {minimum}", f"use e.g. {flag} {example}"
+            )
         return value
 
     return check
@@ -157,9 +166,14 @@ def _echo_json(data, indent: int | None = 2) -> None:
     click.echo(json.dumps(data, indent=indent, allow_nan=False))
 
 
-model_option = click.option("--model", "model_name", type=click.Choice(list(MODELS)), default="mobilevit_xxs", show_default=True)
+model_option = click.option(
+    "--model", "model_name", type=click.Choice(list(MODELS)), default="mobilevit_xxs", show_default=True
+)
 weights_option = click.option(
-    "--weights", type=click.Path(path_type=str), default=None, help="Local checkpoint: timm, Hugging Face or ml-cvnets layout."
+    "--weights",
+    type=click.Path(path_type=str),
+    default=None,
+    help="Local checkpoint: timm, Hugging Face or ml-cvnets layout.",
 )
 pretrained_option = click.option(
     "--pretrained",
@@ -168,11 +182,18 @@ pretrained_option = click.option(
     help="Named weights: fashion = our Fashion-MNIST model (shipped, 64 px; xxs, s, mobilevitv2_050); hf / timm / timm-in22k(-384) = published ImageNet weights (network or a filled hub cache).",
 )
 num_classes_option = click.option(
-    "--num-classes", type=int, default=None, callback=_at_least(1, 10), help="Default: the checkpoint's head (1000 for the fixture)."
+    "--num-classes",
+    type=int,
+    default=None,
+    callback=_at_least(1, 10),
+    help="Default: the checkpoint's head (1000 for the fixture).",
 )
 threads_option = click.option("--threads", type=int, default=2, show_default=True, callback=_at_least(1, 2))
 reference_weights_option = click.option(
-    "--weights", type=click.Path(exists=True, dir_okay=False, path_type=str), default=None, help="Reference checkpoint, if it moved since export."
+    "--weights",
+    type=click.Path(exists=True, dir_okay=False, path_type=str),
+    default=None,
+    help="Reference checkpoint, if it moved since export.",
 )
 INPUT_SIZE_HELP = f"Multiple of 64 up to {MAX_INPUT_SIZE} (memory grows with the square of the pixel count)"
 
@@ -197,25 +218,36 @@ def models_cmd(as_json: bool):
 @weights_option
 @pretrained_option
 @num_classes_option
-@click.option("--input-size", type=int, default=None, help=f"{INPUT_SIZE_HELP}; default: the weights' (256; 64 for --pretrained fashion).")
+@click.option(
+    "--input-size",
+    type=int,
+    default=None,
+    help=f"{INPUT_SIZE_HELP}; default: the weights' (256; 64 for --pretrained fashion).",
+)
 @click.option("--top", type=int, default=5, show_default=True, callback=_at_least(1, 5))
 @click.option("--json", "as_json", is_flag=True)
 def predict(image, model_name, weights, pretrained, num_classes, input_size, top, as_json):
     """Classify IMAGE and print the top-5 classes."""
+    from .images import load_image
     from .models import check_input_size, default_input_size, load_model
     from .predict import predict as run
 
-    from .images import load_image
-
-    size = check_input_size(default_input_size(model_name, weights, pretrained) if input_size is None else input_size, model_name)
+    size = check_input_size(
+        default_input_size(model_name, weights, pretrained) if input_size is None else input_size, model_name
+    )
     photo = load_image(image)  # a bad image fails before the model is built
     model = load_model(model_name, weights, num_classes=num_classes, pretrained=pretrained)
     preds = run(photo, model, size, top)
     if as_json:
-        _echo_json({"model": model_name, "weights": model.source_layout, "top": [p.__dict__ for p in preds]}, indent=None)
+        _echo_json(
+            {"model": model_name, "weights": model.source_layout, "top": [p.__dict__ for p in preds]}, indent=None
+        )
         return
     if model.source_layout == "fixture":
-        click.echo("note: no --weights/--pretrained given: using the untrained test fixture, so the classes are arbitrary (try --pretrained fashion)", err=True)
+        click.echo(
+            "note: no --weights/--pretrained given: using the untrained test fixture, so the classes are arbitrary (try --pretrained fashion)",
+            err=True,
+        )
     for rank, p in enumerate(preds, 1):
         click.echo(f"{rank}. {p.label:<32} {p.probability:7.2%}  (class {p.index})")
 
@@ -245,7 +277,9 @@ def _target_options(kind: str):
         for flag, (opt, targets) in reversed(options_of(kind).items()):
             names = ", ".join(t.name for t in targets)
             default = f" (default {opt.default})" if opt.default is not None else ""
-            f = click.option(flag, opt.field, type=click.Choice(opt.choices), default=None, help=f"{names}: {opt.help}{default}")(f)
+            f = click.option(
+                flag, opt.field, type=click.Choice(opt.choices), default=None, help=f"{names}: {opt.help}{default}"
+            )(f)
         return f
 
     return decorate
@@ -258,14 +292,21 @@ def _options_for(target, kind: str, given: dict, strict: bool) -> dict:
     mine = {o.field for o in getattr(target, f"{kind}_options")}
     for flag, (opt, targets) in options_of(kind).items():
         if given.get(opt.field) is not None and opt.field not in mine and strict:
-            raise UsageError(f"{flag} applies to {', '.join(t.name for t in targets)}, not {target.name}", f"drop {flag}, or use --target {targets[0].name}")
+            raise UsageError(
+                f"{flag} applies to {', '.join(t.name for t in targets)}, not {target.name}",
+                f"drop {flag}, or use --target {targets[0].name}",
+            )
     return {k: v for k, v in given.items() if k in mine and v is not None}
 
 
 def _adb_help() -> str:
     from .targets import TARGETS
 
-    return "adb: the runtime's Android benchmark binary, repeatable (" + "; ".join(f"{t.suffix}: {t.adb.where}" for t in TARGETS.values() if t.adb) + ")."
+    return (
+        "adb: the runtime's Android benchmark binary, repeatable ("
+        + "; ".join(f"{t.suffix}: {t.adb.where}" for t in TARGETS.values() if t.adb)
+        + ")."
+    )
 
 
 @main.command()
@@ -275,18 +316,50 @@ def _adb_help() -> str:
 @num_classes_option
 @click.option("--target", "target_name", required=True, type=click.Choice([*_target_names(), "all"]))
 @click.option("--precision", type=click.Choice(all_precisions()), default=None, help=_precision_help())
-@click.option("--calib", type=click.Path(file_okay=False, path_type=str), default=None, help="int8: folder of your own calibration images.")
-@click.option("--calib-samples", type=int, default=64, show_default=True, callback=_at_least(1, 64), help="int8: calibration crops to draw.")
-@click.option("--input-size", "input_sizes", type=str, default=None, callback=lambda ctx, p, v: _sizes(v),
-              help=f"{INPUT_SIZE_HELP}; default: the weights' (256; 64 for --pretrained fashion). Core ML takes a list, "
-                   "256,320,384: one artifact with those EnumeratedShapes (the first is the default).")  # fmt: skip
+@click.option(
+    "--calib",
+    type=click.Path(file_okay=False, path_type=str),
+    default=None,
+    help="int8: folder of your own calibration images.",
+)
+@click.option(
+    "--calib-samples",
+    type=int,
+    default=64,
+    show_default=True,
+    callback=_at_least(1, 64),
+    help="int8: calibration crops to draw.",
+)
+@click.option(
+    "--input-size",
+    "input_sizes",
+    type=str,
+    default=None,
+    callback=lambda ctx, p, v: _sizes(v),
+    help=f"{INPUT_SIZE_HELP}; default: the weights' (256; 64 for --pretrained fashion). Core ML takes a list, "
+    "256,320,384: one artifact with those EnumeratedShapes (the first is the default).",
+)
 @_target_options("export")
 @threads_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=str), required=True)
-@click.option("--keep-failed", is_flag=True, help="Keep an artifact whose parity failed (default: none is written, exit 1).")
+@click.option(
+    "--keep-failed", is_flag=True, help="Keep an artifact whose parity failed (default: none is written, exit 1)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one machine-readable summary.")
 def export(
-    model_name, weights, pretrained, num_classes, target_name, precision, calib, calib_samples, input_sizes, threads, out_dir, keep_failed, as_json,
+    model_name,
+    weights,
+    pretrained,
+    num_classes,
+    target_name,
+    precision,
+    calib,
+    calib_samples,
+    input_sizes,
+    threads,
+    out_dir,
+    keep_failed,
+    as_json,
     **target_options,
 ):
     """Export a MobileViT and check the artifact against PyTorch."""
@@ -297,27 +370,44 @@ def export(
     from .targets import ExportOptions, get_target
 
     names = _target_names() if target_name == "all" else [target_name]
-    per_target = {name: _options_for(get_target(name), "export", target_options, strict=target_name != "all") for name in names}
+    per_target = {
+        name: _options_for(get_target(name), "export", target_options, strict=target_name != "all") for name in names
+    }
     input_size, more_sizes = (input_sizes[0], tuple(input_sizes[1:])) if input_sizes else (None, ())
     for size in input_sizes or ():
         check_input_size(size, model_name)
     rigid = [n for n in names if not get_target(n).flexible_sizes]
     if more_sizes and rigid:
         flexible = [n for n in _target_names() if get_target(n).flexible_sizes]
-        raise UsageError(f"--input-size {','.join(map(str, input_sizes))}: a {rigid[0]} artifact takes one input size",
-                         f"pass one size, or --target {' / '.join(flexible)} for several (EnumeratedShapes)")  # fmt: skip
+        raise UsageError(
+            f"--input-size {','.join(map(str, input_sizes))}: a {rigid[0]} artifact takes one input size",
+            f"pass one size, or --target {' / '.join(flexible)} for several (EnumeratedShapes)",
+        )
     if len(set(input_sizes or ())) != len(input_sizes or ()):
         raise UsageError(f"--input-size {','.join(map(str, input_sizes))} lists a size twice", "list each size once")
     if calib is not None:
         image_files(calib, check=True)  # an empty folder or a bad file is refused now, not after loading the model
     opts = {
-        name: get_target(name).resolve(ExportOptions(
-            model=model_name, target=name, out_dir=Path(out_dir), precision=precision, input_size=input_size, weights=weights,
-            pretrained=pretrained, num_classes=num_classes, threads=threads, calib=calib, calib_samples=calib_samples,
-            keep_failed=keep_failed, more_sizes=more_sizes, **per_target[name],
-        ))
+        name: get_target(name).resolve(
+            ExportOptions(
+                model=model_name,
+                target=name,
+                out_dir=Path(out_dir),
+                precision=precision,
+                input_size=input_size,
+                weights=weights,
+                pretrained=pretrained,
+                num_classes=num_classes,
+                threads=threads,
+                calib=calib,
+                calib_samples=calib_samples,
+                keep_failed=keep_failed,
+                more_sizes=more_sizes,
+                **per_target[name],
+            )
+        )
         for name in names
-    }  # fmt: skip  (every target's flags are checked before the first export starts)
+    }  # every target's flags are checked before the first export starts
 
     from .export import export as run_export
     from .progress import progress_line
@@ -329,39 +419,70 @@ def export(
             results.append(run_export(opts[name], on_step=lambda s, n=name: line.step(f"{n}: {s}")))
     rows = [{"artifact": str(r.artifact), **(r.manifest.get("parity") or {})} for r in results]
     if as_json:
-        _echo_json({"artifacts": [
-            {"artifact": str(r.artifact), "manifest": str(r.manifest_path), "kept": r.kept, "parity": r.manifest.get("parity")} for r in results
-        ]})  # fmt: skip
+        _echo_json(
+            {
+                "artifacts": [
+                    {
+                        "artifact": str(r.artifact),
+                        "manifest": str(r.manifest_path),
+                        "kept": r.kept,
+                        "parity": r.manifest.get("parity"),
+                    }
+                    for r in results
+                ]
+            }
+        )
     else:
         print_parity(rows)
         for r in results:
             d = r.manifest.get("delegation")
             if d:  # a target that lowers to delegates records the share each took
-                click.echo(f"{r.artifact.name}: {d['nodes_delegated']} of {d['nodes_total']} graph nodes ({d['share']:.1%}) delegated to {d['backend']} in {d['subgraphs']} subgraph(s)")
+                click.echo(
+                    f"{r.artifact.name}: {d['nodes_delegated']} of {d['nodes_total']} graph nodes ({d['share']:.1%}) delegated to {d['backend']} in {d['subgraphs']} subgraph(s)"
+                )
             a = r.manifest.get("ane")
             if a:  # Core ML: the static Neural Engine check
-                click.echo(f"{r.artifact.name}: Neural Engine check: {a['hard']} hard, {a['cost']} cost, {a['reported']} reported finding(s) "
-                           f"(`mvit-deploy ane-check {r.artifact}` lists them)")  # fmt: skip
+                click.echo(
+                    f"{r.artifact.name}: Neural Engine check: {a['hard']} hard, {a['cost']} cost, {a['reported']} reported finding(s) "
+                    f"(`mvit-deploy ane-check {r.artifact}` lists them)"
+                )
             if not r.kept:
-                click.echo(f"{r.artifact.name}: parity failed, so no artifact was written (--keep-failed keeps it)", err=True)
+                click.echo(
+                    f"{r.artifact.name}: parity failed, so no artifact was written (--keep-failed keeps it)", err=True
+                )
     if any(r.get("passed") is False for r in rows):
         sys.exit(1)
 
 
 @main.command("parity")
 @click.argument("artifact", type=click.Path(path_type=str))
-@click.option("--images", type=click.Path(path_type=str), default=None, help="Folder of photos (default: the shipped held-out set).")
+@click.option(
+    "--images",
+    type=click.Path(path_type=str),
+    default=None,
+    help="Folder of photos (default: the shipped held-out set).",
+)
 @click.option("--n", "n", type=int, default=None, callback=_at_least(1, 8), help="Use only the first N images.")
 @reference_weights_option
 @threads_option
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--junit-xml", type=click.Path(dir_okay=False, path_type=str), default=None, help="Write a JUnit report for CI.")
-@click.option("--device", default=None, help="ssh://user@host[:port] | adb[:serial]: run the artifact on that device (its own runtime and CPU) "
-              "and judge its logits; this machine's run is shown beside it.")  # fmt: skip
+@click.option(
+    "--junit-xml", type=click.Path(dir_okay=False, path_type=str), default=None, help="Write a JUnit report for CI."
+)
+@click.option(
+    "--device",
+    default=None,
+    help="ssh://user@host[:port] | adb[:serial]: run the artifact on that device (its own runtime and CPU) "
+    "and judge its logits; this machine's run is shown beside it.",
+)
 @click.option("--identity", type=click.Path(dir_okay=False, path_type=str), default=None, help="ssh: private key file.")
 @click.option("--ssh-option", "ssh_options", multiple=True, help="ssh: extra -o KEY=VALUE (repeatable).")
-@click.option("--remote-python", default="python3", show_default=True,
-              help="ssh / adb: the device's Python, with numpy and the artifact's runtime (a phone: one the adb shell can run).")
+@click.option(
+    "--remote-python",
+    default="python3",
+    show_default=True,
+    help="ssh / adb: the device's Python, with numpy and the artifact's runtime (a phone: one the adb shell can run).",
+)
 def parity_cmd(artifact, images, n, weights, threads, as_json, junit_xml, device, identity, ssh_options, remote_python):
     """Check ARTIFACT against PyTorch: exit 0 if every bound holds, 1 if one fails.
 
@@ -381,7 +502,9 @@ def parity_cmd(artifact, images, n, weights, threads, as_json, junit_xml, device
 
         target = connect(device, identity=identity, ssh_options=ssh_options, remote_python=remote_python)
     with progress_line(quiet=as_json) as line:
-        report = parity(artifact, images=images, n=n, weights=weights, threads=threads, on_step=line.step, device=target)
+        report = parity(
+            artifact, images=images, n=n, weights=weights, threads=threads, on_step=line.step, device=target
+        )
     if junit_xml:
         from .artifact import staged
 
@@ -396,7 +519,15 @@ def parity_cmd(artifact, images, n, weights, threads, as_json, junit_xml, device
 
 @main.command("quant-report")
 @click.argument("artifact", type=click.Path(path_type=str))
-@click.option("--n", "n", type=int, default=4, show_default=True, callback=_at_least(1, 4), help="Held-out photo crops to compare on.")
+@click.option(
+    "--n",
+    "n",
+    type=int,
+    default=4,
+    show_default=True,
+    callback=_at_least(1, 4),
+    help="Held-out photo crops to compare on.",
+)
 @click.option("--top", type=int, default=15, show_default=True, callback=_at_least(1, 15), help="Rows to print.")
 @reference_weights_option
 @click.option("--json", "as_json", is_flag=True)
@@ -413,7 +544,9 @@ def quant_report_cmd(artifact, n, top, weights, as_json):
         line.step(f"quant-report: {Path(artifact).name} and its float twin, layer by layer")
         layers = quant_report(artifact, n=n, weights=weights)
     if as_json:
-        _echo_json({"layers": to_dict(layers), "blocks": finite_or_none(blocks_summary(layers))})  # SQNR of identical tensors: null
+        _echo_json(
+            {"layers": to_dict(layers), "blocks": finite_or_none(blocks_summary(layers))}
+        )  # SQNR of identical tensors: null
         return
     print_quant_report(layers, blocks_summary(layers), n, top)
 
@@ -421,25 +554,70 @@ def quant_report_cmd(artifact, n, top, weights, as_json):
 @main.command("eval")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option(
-    "--data", type=str, default=None,
+    "--data",
+    type=str,
+    default=None,
     help="ImageNet-style folder (synset or index subfolders), or fashion-mnist[:test|:subset]. "
     "Default for Fashion-MNIST models: the full test set if Debian's dataset-fashion-mnist is installed, else the shipped 1,000 images.",
 )
-@click.option("--labels", type=click.Path(path_type=str), default=None, help="Optional `path<TAB>label` file instead of folder names.")
+@click.option(
+    "--labels",
+    type=click.Path(path_type=str),
+    default=None,
+    help="Optional `path<TAB>label` file instead of folder names.",
+)
 @click.option("--n", "n", type=int, default=None, callback=_at_least(1, 100), help="Use only the first N images.")
-@click.option("--batch", type=int, default=None, callback=_at_least(1, 32),
-              help="Images decoded per step (default 32, measured); memory does not grow with the set's size. "
-                   "An artifact exported with export --batch dynamic runs 32 per call, any other one image at a time.")
+@click.option(
+    "--batch",
+    type=int,
+    default=None,
+    callback=_at_least(1, 32),
+    help="Images decoded per step (default 32, measured); memory does not grow with the set's size. "
+    "An artifact exported with export --batch dynamic runs 32 per call, any other one image at a time.",
+)
 @reference_weights_option
-@click.option("--threads", type=int, default=None, callback=_at_least(1, 2),
-              help="Threads per runtime: default 2 in-process; with --engine ray, 1 per worker and a worker per CPU (measured fastest).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON result, with per-sample predictions (top-5 of every artifact and reference).")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="ray: shard the images over a Ray cluster (pip install 'mvit-deploy[cluster]').")
-@click.option("--address", default=None, help="ray: the cluster (auto, HOST:PORT, ray://HOST:10001); default: start one on this machine.")
-@click.option("--workers", type=int, default=None, callback=_at_least(1, 2), help="ray: workers (default: the cluster's CPUs / --threads).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=str), default=None, help="Keep each finished shard here (for --resume).")
-@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out: shards already there are not run again.")
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    callback=_at_least(1, 2),
+    help="Threads per runtime: default 2 in-process; with --engine ray, 1 per worker and a worker per CPU (measured fastest).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON result, with per-sample predictions (top-5 of every artifact and reference).",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="ray: shard the images over a Ray cluster (pip install 'mvit-deploy[cluster]').",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="ray: the cluster (auto, HOST:PORT, ray://HOST:10001); default: start one on this machine.",
+)
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    callback=_at_least(1, 2),
+    help="ray: workers (default: the cluster's CPUs / --threads).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=str),
+    default=None,
+    help="Keep each finished shard here (for --resume).",
+)
+@click.option(
+    "--resume", is_flag=True, help="Continue the interrupted run in --out: shards already there are not run again."
+)
 def eval_cmd(artifacts, data, labels, n, batch, weights, threads, as_json, engine, address, workers, out_dir, resume):
     """Top-1 / top-5 of the PyTorch reference and of each ARTIFACT on one labeled set (exit 1: an accuracy bound failed).
 
@@ -453,9 +631,22 @@ def eval_cmd(artifacts, data, labels, n, batch, weights, threads, as_json, engin
     from .tables import print_eval
 
     with progress_line(quiet=as_json) as line:
-        report = evaluate(artifacts, data, labels, n=n, threads=threads or (None if engine == "ray" else 2), weights=weights, on_step=line.step,
-                          on_count=lambda done, total: line.count("images", done, total), batch=batch or DEFAULT_BATCH,
-                          engine=engine, address=address, workers=workers, out_dir=out_dir, resume=resume)  # fmt: skip
+        report = evaluate(
+            artifacts,
+            data,
+            labels,
+            n=n,
+            threads=threads or (None if engine == "ray" else 2),
+            weights=weights,
+            on_step=line.step,
+            on_count=lambda done, total: line.count("images", done, total),
+            batch=batch or DEFAULT_BATCH,
+            engine=engine,
+            address=address,
+            workers=workers,
+            out_dir=out_dir,
+            resume=resume,
+        )
     if as_json:
         report.write_json(sys.stdout)  # per-sample predictions streamed: compact, never held as Python lists
         sys.stdout.write("\n")
@@ -468,24 +659,73 @@ def eval_cmd(artifacts, data, labels, n, batch, weights, threads, as_json, engin
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=str))
 @threads_option
 @click.option("--warmup", type=int, default=5, show_default=True, callback=_at_least(0, 5))
-@click.option("--iters", type=int, default=50, show_default=True, callback=_at_least(2, 50), help="Measured rounds (every artifact once per round).")
-@click.option("--device", "devices", multiple=True, default=["local"], show_default=True,
-              help='local | ssh://user@host[:port] | adb[:serial] | aihub:"<AI Hub device name>" (repeat aihub: for several phones at once).')
+@click.option(
+    "--iters",
+    type=int,
+    default=50,
+    show_default=True,
+    callback=_at_least(2, 50),
+    help="Measured rounds (every artifact once per round).",
+)
+@click.option(
+    "--device",
+    "devices",
+    multiple=True,
+    default=["local"],
+    show_default=True,
+    help='local | ssh://user@host[:port] | adb[:serial] | aihub:"<AI Hub device name>" (repeat aihub: for several phones at once).',
+)
 @click.option("--reference", is_flag=True, help="Also time the PyTorch eager reference (needs torch; local only).")
 @_target_options("bench")
 @click.option("--identity", type=click.Path(dir_okay=False, path_type=str), default=None, help="ssh: private key file.")
 @click.option("--ssh-option", "ssh_options", multiple=True, help="ssh: extra -o KEY=VALUE (repeatable).")
-@click.option("--remote-python", default="python3", show_default=True, help="ssh: the board's Python (with mvit-deploy[device] deps).")
+@click.option(
+    "--remote-python",
+    default="python3",
+    show_default=True,
+    help="ssh: the board's Python (with mvit-deploy[device] deps).",
+)
 @click.option("--benchmark-binary", type=click.Path(dir_okay=False, path_type=str), multiple=True, help=_adb_help())
-@click.option("--aihub-timeout", type=float, default=7200, show_default=True,
-              help="aihub: seconds to wait for the hosted jobs; one still queued then is reported as not measured.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="Write the result JSON here (several devices: one file each, FILE's stem + the device's name).")
-@click.option("--baseline", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="A previous run's --json: exit 1 if an artifact's median got slower by more than --max-regression beyond noise.")
-@click.option("--max-regression", default="10%", show_default=True, help="With --baseline: the slowdown of the median that fails.")
-def bench(artifacts, threads, warmup, iters, devices, reference, identity, ssh_options, remote_python, benchmark_binary, aihub_timeout, json_out,
-          baseline, max_regression, **runtime_options):  # fmt: skip
+@click.option(
+    "--aihub-timeout",
+    type=float,
+    default=7200,
+    show_default=True,
+    help="aihub: seconds to wait for the hosted jobs; one still queued then is reported as not measured.",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    help="Write the result JSON here (several devices: one file each, FILE's stem + the device's name).",
+)
+@click.option(
+    "--baseline",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    help="A previous run's --json: exit 1 if an artifact's median got slower by more than --max-regression beyond noise.",
+)
+@click.option(
+    "--max-regression", default="10%", show_default=True, help="With --baseline: the slowdown of the median that fails."
+)
+def bench(
+    artifacts,
+    threads,
+    warmup,
+    iters,
+    devices,
+    reference,
+    identity,
+    ssh_options,
+    remote_python,
+    benchmark_binary,
+    aihub_timeout,
+    json_out,
+    baseline,
+    max_regression,
+    **runtime_options,
+):
     """Latency of ARTIFACTS on a device, with load time, percentiles, memory and size.
 
     \b
@@ -505,19 +745,39 @@ def bench(artifacts, threads, warmup, iters, devices, reference, identity, ssh_o
 
     bound = parse_regression(max_regression)
     if baseline and iters < MIN_SAMPLES:
-        raise UsageError(f"--baseline compares raw rounds, and --iters {iters} gives too few", f"use --iters {MIN_SAMPLES} or more (e.g. 50)")
+        raise UsageError(
+            f"--baseline compares raw rounds, and --iters {iters} gives too few",
+            f"use --iters {MIN_SAMPLES} or more (e.g. 50)",
+        )
     if baseline and any(d == "adb" or d.startswith("adb:") for d in devices):
-        raise UsageError("--baseline needs raw rounds, and an adb benchmark binary reports only its summary", "gate this artifact on a local, ssh or aihub device")
+        raise UsageError(
+            "--baseline needs raw rounds, and an adb benchmark binary reports only its summary",
+            "gate this artifact on a local, ssh or aihub device",
+        )
     if baseline and len(set(devices)) > 1:
-        raise UsageError("--baseline holds one device's run, and several --device were given", "gate each device in its own bench run")
+        raise UsageError(
+            "--baseline holds one device's run, and several --device were given",
+            "gate each device in its own bench run",
+        )
     base = load_baseline(baseline) if baseline else None  # a bad baseline is refused before anything is measured
     with progress_line() as line:
         line.step("loading the artifacts")
         results = run_on_devices(
-            devices, artifacts, threads, warmup, iters, reference=reference, runtime_options={k: v for k, v in runtime_options.items() if v is not None},
-            identity=identity, ssh_options=ssh_options, remote_python=remote_python, benchmark_binary=benchmark_binary,
-            on_round=lambda i, n: line.count("benchmark rounds", i, n), progress=line.step, aihub_timeout=aihub_timeout,
-        )  # fmt: skip
+            devices,
+            artifacts,
+            threads,
+            warmup,
+            iters,
+            reference=reference,
+            runtime_options={k: v for k, v in runtime_options.items() if v is not None},
+            identity=identity,
+            ssh_options=ssh_options,
+            remote_python=remote_python,
+            benchmark_binary=benchmark_binary,
+            on_round=lambda i, n: line.count("benchmark rounds", i, n),
+            progress=line.step,
+            aihub_timeout=aihub_timeout,
+        )
     console = Console(width=max(Console().width, 170))
     regressions = []
     for result in results:
@@ -529,12 +789,20 @@ def bench(artifacts, threads, warmup, iters, devices, reference, identity, ssh_o
     if json_out:
         taken: set = set()
         for result in results:
-            path = Path(json_out) if len(results) == 1 else Path(json_out).with_name(f"{Path(json_out).stem}-{_slug(result['device']['name'], taken)}.json")
+            path = (
+                Path(json_out)
+                if len(results) == 1
+                else Path(json_out).with_name(f"{Path(json_out).stem}-{_slug(result['device']['name'], taken)}.json")
+            )
             with staged(path) as tmp:
                 tmp.write_text(json.dumps(result, indent=2, allow_nan=False))
             console.print(f"wrote {path}", highlight=False)
     if regressions:
-        _fail(f"latency regression past {percent(bound)} against {baseline}: " + "; ".join(describe(r) for r in regressions), 1)
+        _fail(
+            f"latency regression past {percent(bound)} against {baseline}: "
+            + "; ".join(describe(r) for r in regressions),
+            1,
+        )
 
 
 def _slug(name: str, taken: set) -> str:
@@ -553,24 +821,38 @@ def _slug(name: str, taken: set) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print every rule and finding as JSON.")
 @click.option("--strict", is_flag=True, help="Exit 1 when a hard rule fires.")
 @click.option("--all", "show_all", is_flag=True, help="List every finding (default: the first 3 per rule).")
-@click.option("--compute-plan", "ask_core_ml", is_flag=True, help="macOS 14.4+: ask Core ML (MLComputePlan) where each op runs.")
-@click.option("--plan", "plan_file", type=click.Path(exists=True, dir_okay=False, path_type=str), default=None,
-              help="Compare with a compute plan recorded on a Mac (the JSON --save-plan writes).")  # fmt: skip
-@click.option("--save-plan", type=click.Path(dir_okay=False, path_type=str), default=None, help="With --compute-plan: record the plan as JSON.")
+@click.option(
+    "--compute-plan", "ask_core_ml", is_flag=True, help="macOS 14.4+: ask Core ML (MLComputePlan) where each op runs."
+)
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=str),
+    default=None,
+    help="Compare with a compute plan recorded on a Mac (the JSON --save-plan writes).",
+)
+@click.option(
+    "--save-plan",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    help="With --compute-plan: record the plan as JSON.",
+)
 @click.option("--compute-units", type=click.Choice(["cpu_and_ne", "all"]), default="cpu_and_ne", show_default=True)
 def ane_check_cmd(artifact, as_json, strict, show_all, ask_core_ml, plan_file, save_plan, compute_units):
     """Predict whether a Core ML program stays on the Neural Engine (static rules; on a Mac, Core ML's own plan)."""
     from pathlib import Path
 
-    from .targets.coreml_exec import ane
-    from .targets.coreml_exec.program import load_program
-    from .tables import print_ane_report
-
     from ._deps import IS_MACOS
     from .errors import NotOnThisDevice
+    from .tables import print_ane_report
+    from .targets.coreml_exec import ane
+    from .targets.coreml_exec.program import load_program
 
     if ask_core_ml and not IS_MACOS:  # refused before the program loads
-        raise NotOnThisDevice("Core ML's compute plan exists only on macOS 14.4+", "run ane-check --compute-plan on a Mac, or pass a recorded plan with --plan FILE")
+        raise NotOnThisDevice(
+            "Core ML's compute plan exists only on macOS 14.4+",
+            "run ane-check --compute-plan on a Mac, or pass a recorded plan with --plan FILE",
+        )
     if save_plan and not ask_core_ml:
         raise UsageError("--save-plan records the plan --compute-plan asks for", "add --compute-plan (macOS 14.4+)")
     if ask_core_ml and plan_file:
@@ -580,9 +862,15 @@ def ane_check_cmd(artifact, as_json, strict, show_all, ask_core_ml, plan_file, s
         try:
             plan = json.loads(Path(plan_file).read_text())
         except (ValueError, UnicodeDecodeError) as e:
-            raise UsageError(f"{plan_file} is not a recorded compute plan ({e})", "pass the JSON `ane-check --compute-plan --save-plan` wrote") from None
+            raise UsageError(
+                f"{plan_file} is not a recorded compute plan ({e})",
+                "pass the JSON `ane-check --compute-plan --save-plan` wrote",
+            ) from None
         if not isinstance(plan, dict) or not all(isinstance(v, dict) and "device" in v for v in plan.values()):
-            raise UsageError(f"{plan_file} is not a recorded compute plan", "pass the JSON `ane-check --compute-plan --save-plan` wrote")
+            raise UsageError(
+                f"{plan_file} is not a recorded compute plan",
+                "pass the JSON `ane-check --compute-plan --save-plan` wrote",
+            )
     report = ane.check(artifact)
     if ask_core_ml:
         plan = ane.compute_plan(artifact, compute_units)
@@ -603,8 +891,13 @@ def ane_check_cmd(artifact, as_json, strict, show_all, ask_core_ml, plan_file, s
 @main.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=str))
-@click.option("--eval", "eval_files", multiple=True, type=click.Path(path_type=str),
-              help="What `mvit-deploy eval ... --json` printed, saved to a file (repeatable): accuracy beside latency, matched by artifact file name.")
+@click.option(
+    "--eval",
+    "eval_files",
+    multiple=True,
+    type=click.Path(path_type=str),
+    help="What `mvit-deploy eval ... --json` printed, saved to a file (repeatable): accuracy beside latency, matched by artifact file name.",
+)
 def report(results, out_dir, eval_files):
     """Build report.md and a self-contained report.html from bench RESULTS (JSON): a latency matrix per
     device and run, box plots of the rounds, the baseline comparison, fidelity and accuracy, artifact metadata."""

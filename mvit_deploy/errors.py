@@ -6,6 +6,13 @@ that subpackage alone); every host module imports them from here.
 
 from __future__ import annotations
 
-from .device.errors import CheckpointError, DependencyError, MvitDeployError, NonFiniteError, NotOnThisDevice, UsageError
+from .device.errors import (
+    CheckpointError,
+    DependencyError,
+    MvitDeployError,
+    NonFiniteError,
+    NotOnThisDevice,
+    UsageError,
+)
 
 __all__ = ["CheckpointError", "DependencyError", "MvitDeployError", "NonFiniteError", "NotOnThisDevice", "UsageError"]

@@ -80,7 +80,9 @@ class ShardStore:
         self.dir = None if out_dir is None else Path(out_dir)
         if self.dir is None:
             if resume:
-                raise UsageError("--resume needs the --out folder of the interrupted run", "pass --out DIR with --resume")
+                raise UsageError(
+                    "--resume needs the --out folder of the interrupted run", "pass --out DIR with --resume"
+                )
             return
         if resume and not self.dir.is_dir():
             raise UsageError(f"--resume: {self.dir} does not exist", "pass the --out folder of the interrupted run")
@@ -91,15 +93,25 @@ class ShardStore:
             except (ValueError, OSError):
                 previous = None
             if not resume:
-                raise UsageError(f"{self.dir} holds shards of an earlier eval", "pass --resume to continue it, or another --out folder")
+                raise UsageError(
+                    f"{self.dir} holds shards of an earlier eval",
+                    "pass --resume to continue it, or another --out folder",
+                )
             if previous != fingerprint:
-                raise UsageError(f"{self.dir} holds shards of a different eval (artifacts, data or shard size differ)", "use another --out folder")
+                raise UsageError(
+                    f"{self.dir} holds shards of a different eval (artifacts, data or shard size differ)",
+                    "use another --out folder",
+                )
         elif resume and self.dir.exists() and any(self.dir.iterdir()):
-            raise UsageError(f"{self.dir} is not an eval --out folder (no run.json)", "pass the --out folder of the interrupted run")
+            raise UsageError(
+                f"{self.dir} is not an eval --out folder (no run.json)", "pass the --out folder of the interrupted run"
+            )
         try:
             (self.dir / "shards").mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise UsageError(f"cannot write shards into {self.dir} ({e.strerror})", "pass a writable --out folder") from None
+            raise UsageError(
+                f"cannot write shards into {self.dir} ({e.strerror})", "pass a writable --out folder"
+            ) from None
         from .artifact import _alive
 
         for partial in (self.dir / "shards").glob(".*.tmp-*"):  # a shard being written when its run was killed
@@ -155,7 +167,9 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise UsageError("--engine ray needs Ray", "pip install 'mvit-deploy[cluster]' (ray) on this machine and on every worker") from None
+        raise UsageError(
+            "--engine ray needs Ray", "pip install 'mvit-deploy[cluster]' (ray) on this machine and on every worker"
+        ) from None
     return ray
 
 
@@ -172,7 +186,16 @@ def _worker_cause(text: str) -> str:
     return (text.strip().splitlines() or ["unknown"])[0][:300]
 
 
-def run_ray(judge_args: tuple, todo, store: ShardStore, on_shard, address: str | None, workers: int | None, threads: int, on_step) -> dict:
+def run_ray(
+    judge_args: tuple,
+    todo,
+    store: ShardStore,
+    on_shard,
+    address: str | None,
+    workers: int | None,
+    threads: int,
+    on_step,
+) -> dict:
     """Shards over Ray actors: each loads the artifacts once; a dead actor is replaced and its shard rerun."""
     import logging
 
@@ -182,26 +205,41 @@ def run_ray(judge_args: tuple, todo, store: ShardStore, on_shard, address: str |
         on_step("starting Ray" if address in (None, "local") else f"connecting to Ray at {address}")
         try:
             if address in (None, "local"):  # Ray counts this machine's CPUs itself (container limits included)
-                ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
+                ray.init(
+                    address="local",
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.ERROR,
+                    configure_logging=False,
+                )
             else:
                 ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as e:
-            raise UsageError(f"cannot reach the Ray cluster at {address or 'local'}: {_first_line(e)}",
-                             "start one (`ray start --head`) or pass --address auto | HOST:PORT | ray://HOST:10001") from None  # fmt: skip
+            raise UsageError(
+                f"cannot reach the Ray cluster at {address or 'local'}: {_first_line(e)}",
+                "start one (`ray start --head`) or pass --address auto | HOST:PORT | ray://HOST:10001",
+            ) from None
     try:
         cpus = int(ray.cluster_resources().get("CPU", 0))
         per_worker = max(1, threads)
         if per_worker > cpus:
-            raise UsageError(f"--threads {per_worker} per worker, and the Ray cluster has {cpus} CPU(s)", f"use --threads {max(1, cpus)} or fewer")
+            raise UsageError(
+                f"--threads {per_worker} per worker, and the Ray cluster has {cpus} CPU(s)",
+                f"use --threads {max(1, cpus)} or fewer",
+            )
         if workers is not None and workers * per_worker > cpus:
-            raise UsageError(f"--workers {workers} x --threads {per_worker} needs {workers * per_worker} CPUs, the Ray cluster has {cpus}",
-                             f"use --workers {cpus // per_worker} or fewer (or fewer --threads)")  # fmt: skip
+            raise UsageError(
+                f"--workers {workers} x --threads {per_worker} needs {workers * per_worker} CPUs, the Ray cluster has {cpus}",
+                f"use --workers {cpus // per_worker} or fewer (or fewer --threads)",
+            )
         n = max(1, min(workers or cpus // per_worker, len(todo)))
         # Ray starts workers at niceness 15: its own daemons and the driver then preempt them, and a
         # worker's intra-op threads wait at every barrier for the one preempted: the PyTorch reference
         # ran 35 % slower in a 2-thread worker than in-process (3.7 -> 5.0 s per shard, 2 cores).
         # At niceness 0 it runs at the in-process rate (benchmarks/eval_scale.py).
-        remote_judge = ray.remote(num_cpus=per_worker, max_restarts=0, runtime_env={"env_vars": {"RAY_worker_niceness": "0"}})(Judge)
+        remote_judge = ray.remote(
+            num_cpus=per_worker, max_restarts=0, runtime_env={"env_vars": {"RAY_worker_niceness": "0"}}
+        )(Judge)
         actors = [remote_judge.remote(*judge_args) for _ in range(n)]
         queue, pending, restarts = deque(todo), {}, 0
 
@@ -219,19 +257,28 @@ def run_ray(judge_args: tuple, todo, store: ShardStore, on_shard, address: str |
             try:
                 arrays = ray.get(ref)
             except ray.exceptions.RayActorError as e:
-                if getattr(e, "actor_init_failed", False):  # the judge could not load on the worker: an input error, not a crash
-                    raise UsageError(f"a Ray worker could not load the artifacts: {_worker_cause(str(getattr(e, 'error_msg', None) or e))}",
-                                     "every worker needs mvit-deploy[export] (the PyTorch reference) and the same paths to artifacts and data") from None  # fmt: skip
+                if getattr(
+                    e, "actor_init_failed", False
+                ):  # the judge could not load on the worker: an input error, not a crash
+                    raise UsageError(
+                        f"a Ray worker could not load the artifacts: {_worker_cause(str(getattr(e, 'error_msg', None) or e))}",
+                        "every worker needs mvit-deploy[export] (the PyTorch reference) and the same paths to artifacts and data",
+                    ) from None
                 restarts += 1  # the worker died (killed, out of memory, node lost): replace it, rerun its shard
                 if restarts > MAX_RESTARTS_PER_WORKER * n:
-                    raise UsageError(f"Ray workers died {restarts} times", "look at the workers' logs (`ray logs`); memory per worker?") from None
+                    raise UsageError(
+                        f"Ray workers died {restarts} times",
+                        "look at the workers' logs (`ray logs`); memory per worker?",
+                    ) from None
                 actors[i] = remote_judge.remote(*judge_args)
                 queue.appendleft(shard)
                 submit(i)
                 continue
             except ray.exceptions.RayTaskError as e:  # the judge failed on a shard (an unreadable image, ...)
-                raise UsageError(f"a Ray worker failed on images {shard[0]}..{shard[1] - 1}: {_worker_cause(str(getattr(e, 'cause', None) or e))}",
-                                 "fix the input; finished shards are kept with --out DIR, continue with --resume") from None  # fmt: skip
+                raise UsageError(
+                    f"a Ray worker failed on images {shard[0]}..{shard[1] - 1}: {_worker_cause(str(getattr(e, 'cause', None) or e))}",
+                    "fix the input; finished shards are kept with --out DIR, continue with --resume",
+                ) from None
             store.save(*shard, arrays)
             on_shard(*shard, arrays)
             submit(i)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import image_files
 from .errors import UsageError
+from .images import image_files
 from .labels import imagenet1k
 
 
@@ -34,7 +34,9 @@ def _class_index(label: str, num_classes: int) -> int:
             raise UsageError(f"synset {label} is not an ImageNet-1k class", "use ImageNet-1k synsets or class indices")
         index = synsets[label]
     else:
-        raise UsageError(f"label {label!r} is neither a class index nor a synset id", "name folders n01440764-style or 0..999")
+        raise UsageError(
+            f"label {label!r} is neither a class index nor a synset id", "name folders n01440764-style or 0..999"
+        )
     if not 0 <= index < num_classes:
         raise UsageError(f"class index {index} is outside 0..{num_classes - 1}", "check the labels")
     return index
@@ -70,9 +72,13 @@ class EvalRow:
     bound: dict | None  # tolerances: accuracy drop allowed for this precision
     passed: bool
     flipped: int = 0  # samples whose top-1 differs from the reference's
-    mcnemar_p: float | None = None  # exact McNemar test on the discordant pairs: is the accuracy change more than noise?
+    mcnemar_p: float | None = (
+        None  # exact McNemar test on the discordant pairs: is the accuracy change more than noise?
+    )
     noise: str = ""  # "within noise" (p >= 0.05) or "significant"
-    predictions: dict | None = None  # per sample: top-5 class indices of the artifact ("top5": [N, 5] array), for a later diff
+    predictions: dict | None = (
+        None  # per sample: top-5 class indices of the artifact ("top5": [N, 5] array), for a later diff
+    )
 
 
 @dataclass
@@ -100,9 +106,21 @@ class EvalReport:
                 row["predictions"] = {**r.predictions, "top5": arrays(r.predictions["top5"])}
             rows.append(row)
         # one image has no confidence interval: (-inf, inf) becomes null
-        out = finite_or_none({"data": self.data, "n_images": self.n_images, "batch": self.batch, "engine": self.engine, "passed": self.passed, "rows": rows})
+        out = finite_or_none(
+            {
+                "data": self.data,
+                "n_images": self.n_images,
+                "batch": self.batch,
+                "engine": self.engine,
+                "passed": self.passed,
+                "rows": rows,
+            }
+        )
         if self.labels is not None:
-            out["samples"] = {"labels": arrays(self.labels), "references": {k: arrays(v) for k, v in self.references.items()}}
+            out["samples"] = {
+                "labels": arrays(self.labels),
+                "references": {k: arrays(v) for k, v in self.references.items()},
+            }
         return out
 
     def write_json(self, stream, chunk: int = 4096) -> None:
@@ -170,20 +188,36 @@ def labeled_set(manifest: dict, data, labels=None, n: int | None = None) -> Labe
     pre, size = manifest_preprocessing(manifest), manifest["input"]["size"]
     if data is None or data in FASHION_DATA:
         if manifest.get("domain") != "fashion-mnist" and data is None:
-            raise UsageError("--data is needed for a model of the photo domain", "pass a folder of labeled images (see `eval --help`)")
+            raise UsageError(
+                "--data is needed for a model of the photo domain",
+                "pass a folder of labeled images (see `eval --help`)",
+            )
         split = "subset" if data == "fashion-mnist:subset" else "test"
         if data is None and fashion_mnist.find_dir() is None:
             split = "subset"
         images, targets = fashion_mnist.load_fashion_mnist(split)  # uint8 28x28: 7.8 MB for all 10,000
         images, targets = images[:n], targets[:n]
-        what = "Fashion-MNIST test set" if split == "test" else "Fashion-MNIST shipped test subset (apt-get install dataset-fashion-mnist for all 10,000)"
+        what = (
+            "Fashion-MNIST test set"
+            if split == "test"
+            else "Fashion-MNIST shipped test subset (apt-get install dataset-fashion-mnist for all 10,000)"
+        )
         digest = hashlib.sha256(images.tobytes() + targets.astype(np.int64).tobytes()).hexdigest()
-        return LabeledSet(f"{what}, {len(targets)} images", targets, lambda a, b: fashion_mnist.to_model_inputs(images[a:b], size, pre), digest)
+        return LabeledSet(
+            f"{what}, {len(targets)} images",
+            targets,
+            lambda a, b: fashion_mnist.to_model_inputs(images[a:b], size, pre),
+            digest,
+        )
     pairs = labeled_images(data, labels, manifest["output"]["classes"])[:n]
     paths = [p for p, _ in pairs]
     digest = hashlib.sha256("\n".join(f"{Path(p).resolve()}\t{t}" for p, t in pairs).encode()).hexdigest()
-    return LabeledSet(f"{data}, {len(pairs)} images", np.array([t for _, t in pairs]), lambda a, b: np.stack([preprocess(p, size, pre) for p in paths[a:b]]),
-                      digest)  # fmt: skip
+    return LabeledSet(
+        f"{data}, {len(pairs)} images",
+        np.array([t for _, t in pairs]),
+        lambda a, b: np.stack([preprocess(p, size, pre) for p in paths[a:b]]),
+        digest,
+    )
 
 
 def labeled_inputs(manifest: dict, data, labels=None, n: int | None = None) -> tuple[np.ndarray, np.ndarray, str]:
@@ -207,17 +241,35 @@ def mcnemar_exact(ref_hit: np.ndarray, art_hit: np.ndarray) -> float:
     if n == 0:
         return 1.0
     log_half = n * math.log(0.5)
-    tail = sum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + log_half) for i in range(k + 1))
+    tail = sum(
+        math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + log_half) for i in range(k + 1)
+    )
     return min(1.0, 2 * tail)
 
 
 def _accuracy(top5: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    return {"top1": float(np.mean(top5[:, 0] == targets)), "top5": float(np.mean((top5 == targets[:, None]).any(axis=1)))}
+    return {
+        "top1": float(np.mean(top5[:, 0] == targets)),
+        "top5": float(np.mean((top5 == targets[:, None]).any(axis=1))),
+    }
 
 
-def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: int | None = None, weights=None, on_step=lambda s: None,
-             on_count=lambda done, total: None, batch: int = DEFAULT_BATCH, engine: str = "local", address: str | None = None,
-             workers: int | None = None, out_dir=None, resume: bool = False) -> EvalReport:  # fmt: skip
+def evaluate(
+    artifacts,
+    data=None,
+    labels=None,
+    n: int | None = None,
+    threads: int | None = None,
+    weights=None,
+    on_step=lambda s: None,
+    on_count=lambda done, total: None,
+    batch: int = DEFAULT_BATCH,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    out_dir=None,
+    resume: bool = False,
+) -> EvalReport:
     """Top-1/top-5 of each artifact and of its PyTorch reference on one labeled set, streamed in shards.
 
     Memory does not grow with the number of images: each batch is decoded, run through every
@@ -239,27 +291,49 @@ def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: i
     if engine == "ray":
         import_ray()  # missing Ray is said before any model loads
     # absolute paths: Ray workers on other nodes do not share this process's working directory
-    artifacts = [str(Path(a).resolve()) for a in ([artifacts] if isinstance(artifacts, (str, Path)) else list(artifacts))]
+    artifacts = [
+        str(Path(a).resolve()) for a in ([artifacts] if isinstance(artifacts, (str, Path)) else list(artifacts))
+    ]
     if data is not None and data not in FASHION_DATA:
         data = str(Path(data).resolve())
     weights = None if weights is None else str(Path(weights).resolve())
     manifests = [read_manifest(a) for a in artifacts]  # every path checked before any work
     for manifest in manifests:
         check_reference_weights(manifest, weights)
-    keys = {(m.get("domain"), m["input"]["size"], m["output"]["classes"], json.dumps(m["input"]["preprocessing"], sort_keys=True)) for m in manifests}
+    keys = {
+        (
+            m.get("domain"),
+            m["input"]["size"],
+            m["output"]["classes"],
+            json.dumps(m["input"]["preprocessing"], sort_keys=True),
+        )
+        for m in manifests
+    }
     if len(keys) > 1:
-        raise UsageError("these artifacts need different evaluation inputs (domain, size, classes or preprocessing)", "evaluate them in separate runs")
+        raise UsageError(
+            "these artifacts need different evaluation inputs (domain, size, classes or preprocessing)",
+            "evaluate them in separate runs",
+        )
     on_step("reading the labels")
     data_set = labeled_set(manifests[0], data, labels, n)
     total = len(data_set)
-    ref_keys = [f"{m['model']}:{m['checkpoint'].get('sha256') or m['checkpoint']['layout']}:{m['output']['classes']}" for m in manifests]
-    fingerprint = {"artifacts": [[Path(a).name, m.get("sha256")] for a, m in zip(artifacts, manifests)], "data": data_set.fingerprint, "n": total,
-                   "shard": SHARD}  # fmt: skip
+    ref_keys = [
+        f"{m['model']}:{m['checkpoint'].get('sha256') or m['checkpoint']['layout']}:{m['output']['classes']}"
+        for m in manifests
+    ]
+    fingerprint = {
+        "artifacts": [[Path(a).name, m.get("sha256")] for a, m in zip(artifacts, manifests)],
+        "data": data_set.fingerprint,
+        "n": total,
+        "shard": SHARD,
+    }
     store = ShardStore(out_dir, fingerprint, resume)
     width = top_width(manifests)
     ref_top5 = {key: np.full((total, width), -1, np.int32) for key in ref_keys}
     art_top5 = [np.full((total, width), -1, np.int32) for _ in artifacts]
-    counted = np.zeros(total, np.int32)  # how many times each sample's result came in: exactly once, whatever the engine
+    counted = np.zeros(
+        total, np.int32
+    )  # how many times each sample's result came in: exactly once, whatever the engine
     done = 0
 
     def on_shard(start: int, stop: int, arrays: dict) -> None:
@@ -293,7 +367,9 @@ def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: i
         on_step("loading the PyTorch reference and the artifacts")
         info = run_local(judge_args, todo, store, on_shard)
     if not (counted == 1).all():  # a bug, never an input: say so loudly
-        raise RuntimeError(f"eval counted {int((counted == 0).sum())} samples never and {int((counted > 1).sum())} more than once")
+        raise RuntimeError(
+            f"eval counted {int((counted == 0).sum())} samples never and {int((counted > 1).sum())} more than once"
+        )
     info.update(shards=len(todo) + resumed, resumed=resumed)
     targets = data_set.targets
     rows = []
@@ -305,11 +381,24 @@ def evaluate(artifacts, data=None, labels=None, n: int | None = None, threads: i
         bound = rule_for(manifest["precision"], manifest_family(manifest)).accuracy
         passed = bound is None or bound.holds(drop)
         p = mcnemar_exact(ref_hit, art_hit)
-        rows.append(EvalRow(
-            str(artifact), manifest["target"], manifest["precision"], ref_acc, art_acc, drop, _drop_ci95(ref_hit, art_hit),
-            float(np.mean(ref[:, 0] == got[:, 0])),
-            None if bound is None else {"metric": bound.metric, "op": bound.op, "value": bound.value, "reason": bound.reason}, passed,
-            int(np.count_nonzero(ref[:, 0] != got[:, 0])), p, "within noise" if p >= 0.05 else "significant",
-            {"reference": key, "top5": got},
-        ))  # fmt: skip
+        rows.append(
+            EvalRow(
+                str(artifact),
+                manifest["target"],
+                manifest["precision"],
+                ref_acc,
+                art_acc,
+                drop,
+                _drop_ci95(ref_hit, art_hit),
+                float(np.mean(ref[:, 0] == got[:, 0])),
+                None
+                if bound is None
+                else {"metric": bound.metric, "op": bound.op, "value": bound.value, "reason": bound.reason},
+                passed,
+                int(np.count_nonzero(ref[:, 0] != got[:, 0])),
+                p,
+                "within noise" if p >= 0.05 else "significant",
+                {"reference": key, "top5": got},
+            )
+        )
     return EvalReport(data_set.what, total, rows, targets, dict(ref_top5), batch, info)

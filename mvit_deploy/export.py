@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from . import __version__
 from .artifact import (
-    MANIFEST_SCHEMA, artifact_stem, interruptible, manifest_path, output_folder, package_versions, staged, sweep_staging, tree_bytes, tree_sha256, write_json_atomic,
+    MANIFEST_SCHEMA,
+    artifact_stem,
+    interruptible,
+    manifest_path,
+    output_folder,
+    package_versions,
+    staged,
+    sweep_staging,
+    tree_bytes,
+    tree_sha256,
+    write_json_atomic,
 )
 from .errors import DependencyError, NotOnThisDevice, UsageError
 from .parity import ParityReport, judge, parity_inputs, reference_logits
@@ -41,7 +51,9 @@ def _versions(packages) -> dict[str, str]:
     return {"mvit-deploy": __version__, "python": platform.python_version(), **package_versions(("torch", *packages))}
 
 
-def export(opts: ExportOptions, on_step: Callable[[str], None] = lambda s: None, run_parity: bool = True) -> ExportResult:
+def export(
+    opts: ExportOptions, on_step: Callable[[str], None] = lambda s: None, run_parity: bool = True
+) -> ExportResult:
     """Export one artifact; its parity result is in the manifest.
 
     Failed parity writes nothing unless ``opts.keep_failed`` (the result says ``kept=False``).
@@ -71,8 +83,10 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
     if opts.more_sizes:
         if not target.flexible_sizes:
             flexible = [t for t in TARGETS.values() if t.flexible_sizes]
-            raise UsageError(f"a {target.name} artifact takes one input size, not {[size, *opts.more_sizes]}",
-                             f"pass one --input-size (several sizes: --target {' / '.join(t.name for t in flexible)})")  # fmt: skip
+            raise UsageError(
+                f"a {target.name} artifact takes one input size, not {[size, *opts.more_sizes]}",
+                f"pass one --input-size (several sizes: --target {' / '.join(t.name for t in flexible)})",
+            )
         if len({size, *opts.more_sizes}) != 1 + len(opts.more_sizes):
             raise UsageError(f"--input-size lists a size twice: {[size, *opts.more_sizes]}", "list each size once")
         for extra in opts.more_sizes:
@@ -108,7 +122,10 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
             "preprocessing": pre.to_dict(),
         },
         "output": {
-            "name": "logits", "shape": [lead, model.num_classes], "dtype": "float32", "classes": model.num_classes,
+            "name": "logits",
+            "shape": [lead, model.num_classes],
+            "dtype": "float32",
+            "classes": model.num_classes,
             "labels": get_domain(model.domain).named_classes(model.num_classes),
         },
         "checkpoint": {
@@ -124,7 +141,10 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
     calibration = None
     if opts.precision in QUANTIZED:
         calibration = calibration_inputs(pre, size, opts.calib, opts.calib_samples, model.domain)
-        manifest["calibration"] = {"source": opts.calib or f"shipped {model.domain} calibration split", "samples": len(calibration)}
+        manifest["calibration"] = {
+            "source": opts.calib or f"shipped {model.domain} calibration split",
+            "samples": len(calibration),
+        }
     try:
         with staged(final) as tmp:
             on_step(f"converting to {target.name} ({opts.precision})")
@@ -138,19 +158,46 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
                 on_step(f"parity on {len(x)} photo crops")
                 try:
                     runner = load_runner(tmp, manifest, opts.threads)
-                except (DependencyError, NotOnThisDevice) as e:  # a runtime missing here: say so, never pass (other errors propagate)
+                except (
+                    DependencyError,
+                    NotOnThisDevice,
+                ) as e:  # a runtime missing here: say so, never pass (other errors propagate)
                     manifest["parity"] = {"passed": None, "skipped": e.one_line()}
                 else:
-                    report = judge(final, target.name, opts.precision, reference_logits(model, x), runner(x), runner.runtime, manifest["family"])
+                    report = judge(
+                        final,
+                        target.name,
+                        opts.precision,
+                        reference_logits(model, x),
+                        runner(x),
+                        runner.runtime,
+                        manifest["family"],
+                    )
                     manifest["parity"] = report.to_dict()
                     for extra in opts.more_sizes:  # every declared size is checked, not only the default one
                         on_step(f"parity at {extra} px")
-                        xe = parity_inputs({**manifest, "input": {**manifest["input"], "size": extra}}, opts.parity_images, opts.parity_n)
-                        extra_report = judge(final, target.name, opts.precision, reference_logits(model, xe), runner(xe), runner.runtime, manifest["family"])
+                        xe = parity_inputs(
+                            {**manifest, "input": {**manifest["input"], "size": extra}},
+                            opts.parity_images,
+                            opts.parity_n,
+                        )
+                        extra_report = judge(
+                            final,
+                            target.name,
+                            opts.precision,
+                            reference_logits(model, xe),
+                            runner(xe),
+                            runner.runtime,
+                            manifest["family"],
+                        )
                         manifest.setdefault("parity_sizes", {})[str(extra)] = extra_report.to_dict()
                         if report.passed and not extra_report.passed:
                             report = extra_report  # the verdict is the worst size's
-                            manifest["parity"] = {**manifest["parity"], "passed": False, "failures": [f"at {extra} px: {f}" for f in extra_report.failures]}
+                            manifest["parity"] = {
+                                **manifest["parity"],
+                                "passed": False,
+                                "failures": [f"at {extra} px: {f}" for f in extra_report.failures],
+                            }
             manifest["sha256"] = tree_sha256(tmp)
             manifest["bytes"] = tree_bytes(tmp)
             if report is not None and not report.passed and not opts.keep_failed:

@@ -45,16 +45,24 @@ def _open(path: Path):
     except Image.DecompressionBombError as e:  # above twice Pillow's limit, refused before the size is returned
         pixels = re.search(r"\((\d+) pixels\)", str(e))
         count = f"{int(pixels.group(1)):,} pixels" if pixels else "too many pixels"
-        raise UsageError(f"image {path} is too large to decode safely: {count}, the limit is {MAX_PIXELS:,}", too_large) from None
+        raise UsageError(
+            f"image {path} is too large to decode safely: {count}, the limit is {MAX_PIXELS:,}", too_large
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise UsageError(f"cannot read image {path}: {e}", "pass a JPEG, PNG, BMP, WebP, GIF or TIFF file") from None
     w, h = im.size
     if w * h > MAX_PIXELS:
         im.close()
-        raise UsageError(f"image {path} is too large to decode safely: {w} x {h} = {w * h:,} pixels, the limit is {MAX_PIXELS:,}", too_large)
+        raise UsageError(
+            f"image {path} is too large to decode safely: {w} x {h} = {w * h:,} pixels, the limit is {MAX_PIXELS:,}",
+            too_large,
+        )
     if min(w, h) < MIN_SIDE:
         im.close()
-        raise UsageError(f"image {path} is {w} x {h} pixels, smaller than {MIN_SIDE} on a side", f"pass an image at least {MIN_SIDE} x {MIN_SIDE}")
+        raise UsageError(
+            f"image {path} is {w} x {h} pixels, smaller than {MIN_SIDE} on a side",
+            f"pass an image at least {MIN_SIDE} x {MIN_SIDE}",
+        )
     return im
 
 
@@ -96,7 +104,9 @@ def to_rgb(im, path: Path | str = "image"):
         grey = np.asarray(im, dtype=np.float64)  # 16-bit greyscale, whatever the byte order
         im = Image.fromarray(np.clip(np.rint(grey / 257.0), 0, 255).astype(np.uint8), "L")
     elif im.mode == "F":
-        raise UsageError(f"image {path} holds floating-point pixels (mode F), which have no agreed range", "save it as 8- or 16-bit")
+        raise UsageError(
+            f"image {path} holds floating-point pixels (mode F), which have no agreed range", "save it as 8- or 16-bit"
+        )
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     elif im.mode in ("PA", "La", "RGBa"):
@@ -120,9 +130,12 @@ def image_files(directory: str | Path, check: bool = False) -> list[Path]:
     if not directory.is_dir():
         raise UsageError(f"{directory} is not a directory", "pass a folder of JPEG/PNG images")
     files = sorted(
-        p for p in directory.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
-    )  # fmt: skip
+        p
+        for p in directory.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    )
     if not files:
         raise UsageError(f"no images in {directory}", f"put {', '.join(IMAGE_SUFFIXES)} files there")
     if check:
@@ -131,4 +144,13 @@ def image_files(directory: str | Path, check: bool = False) -> list[Path]:
     return files
 
 
-__all__ = ["BACKGROUND", "IMAGE_SUFFIXES", "MAX_PIXELS", "MIN_SIDE", "check_image", "image_files", "load_image", "to_rgb"]
+__all__ = [
+    "BACKGROUND",
+    "IMAGE_SUFFIXES",
+    "MAX_PIXELS",
+    "MIN_SIDE",
+    "check_image",
+    "image_files",
+    "load_image",
+    "to_rgb",
+]

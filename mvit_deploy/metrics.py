@@ -79,8 +79,14 @@ def flipped(ref: np.ndarray, got: np.ndarray, decisive_margin: float = 0.0) -> l
     m = margins(ref)
     a, b = ref.argmax(1), got.argmax(1)
     return [
-        {"index": int(i), "reference": int(a[i]), "artifact": int(b[i]), "margin": float(m[i]),
-         "margin_rel": float(m[i] / peak), "decisive": bool(m[i] > decisive_margin * peak)}
+        {
+            "index": int(i),
+            "reference": int(a[i]),
+            "artifact": int(b[i]),
+            "margin": float(m[i]),
+            "margin_rel": float(m[i] / peak),
+            "decisive": bool(m[i] > decisive_margin * peak),
+        }
         for i in np.flatnonzero(a != b)
     ]
 

@@ -49,16 +49,34 @@ class ParityReport:
         cases = []
         for b in self.bounds:
             name = quoteattr(f"{b['metric']} {b['op']} {b['value']:g}")
-            body = f'<failure message={quoteattr(b["message"])}/>' if not b["passed"] else ""
-            cases.append(f'  <testcase classname={quoteattr("parity." + Path(self.artifact).name + self.where)} name={name}>{body}</testcase>')
+            body = f"<failure message={quoteattr(b['message'])}/>" if not b["passed"] else ""
+            cases.append(
+                f"  <testcase classname={quoteattr('parity.' + Path(self.artifact).name + self.where)} name={name}>{body}</testcase>"
+            )
         props = ""
         if self.device:
             d = self.device
-            items = {"device": d.get("name"), "device.cpu": d.get("cpu"), "device.machine": d.get("machine"), "device.os": d.get("os"),
-                     "device.emulated": d.get("emulated") or "no", **{f"device.runtime.{k}": v for k, v in (d.get("runtimes") or {}).items()}}  # fmt: skip
+            items = {
+                "device": d.get("name"),
+                "device.cpu": d.get("cpu"),
+                "device.machine": d.get("machine"),
+                "device.os": d.get("os"),
+                "device.emulated": d.get("emulated") or "no",
+                **{f"device.runtime.{k}": v for k, v in (d.get("runtimes") or {}).items()},
+            }
             if self.host and "metrics" in self.host:
-                items.update({f"host.{k}": f"{self.host['metrics'][k]:g}" for k in ("max_rel", "psnr_db") if self.host["metrics"].get(k) is not None})
-            props = "  <properties>\n" + "".join(f"    <property name={quoteattr(k)} value={quoteattr(str(v))}/>\n" for k, v in items.items()) + "  </properties>\n"
+                items.update(
+                    {
+                        f"host.{k}": f"{self.host['metrics'][k]:g}"
+                        for k in ("max_rel", "psnr_db")
+                        if self.host["metrics"].get(k) is not None
+                    }
+                )
+            props = (
+                "  <properties>\n"
+                + "".join(f"    <property name={quoteattr(k)} value={quoteattr(str(v))}/>\n" for k, v in items.items())
+                + "  </properties>\n"
+            )
         return (
             '<?xml version="1.0" encoding="UTF-8"?>\n'
             f'<testsuite name={quoteattr("mvit-deploy parity " + escape(Path(self.artifact).name) + self.where)} tests="{len(cases)}" failures="{len(self.failures)}">\n'
@@ -68,19 +86,39 @@ class ParityReport:
         )
 
 
-def check_bounds(target: str, precision: str, metrics: dict[str, float], family: str = "mobilevit") -> tuple[list[dict], list[str]]:
+def check_bounds(
+    target: str, precision: str, metrics: dict[str, float], family: str = "mobilevit"
+) -> tuple[list[dict], list[str]]:
     rows, failures = [], []
     for bound in rule_for(precision, family).bounds:
         value = float(metrics[bound.metric])
         ok = bool(bound.holds(value))
         message = f"{bound.metric} = {value:.6g}, bound {bound.describe()} ({bound.reason})"
-        rows.append({"metric": bound.metric, "op": bound.op, "value": bound.value, "measured": value, "passed": ok, "message": message, "reason": bound.reason})
+        rows.append(
+            {
+                "metric": bound.metric,
+                "op": bound.op,
+                "value": bound.value,
+                "measured": value,
+                "passed": ok,
+                "message": message,
+                "reason": bound.reason,
+            }
+        )
         if not ok:
             failures.append(message)
     return rows, failures
 
 
-def judge(artifact, target: str, precision: str, ref: np.ndarray, got: np.ndarray, runtime: str = "", family: str = "mobilevit") -> ParityReport:
+def judge(
+    artifact,
+    target: str,
+    precision: str,
+    ref: np.ndarray,
+    got: np.ndarray,
+    runtime: str = "",
+    family: str = "mobilevit",
+) -> ParityReport:
     """Metrics, bounds and flipped samples of artifact logits ``got`` against reference ``ref`` (bounds: the
     precision's row for the model's family, ``tolerances.rule_for``)."""
     margin = rule_for(precision, family).decisive_margin
@@ -89,7 +127,9 @@ def judge(artifact, target: str, precision: str, ref: np.ndarray, got: np.ndarra
     broken = int(np.count_nonzero(~np.isfinite(got)))
     if broken:
         failures.insert(0, f"logits: {broken} of {got.size} values from the artifact are NaN or infinite")
-    return ParityReport(str(artifact), target, precision, len(ref), metrics, runtime, rows, failures, margin, flipped(ref, got, margin))
+    return ParityReport(
+        str(artifact), target, precision, len(ref), metrics, runtime, rows, failures, margin, flipped(ref, got, margin)
+    )
 
 
 def manifest_family(manifest: dict) -> str:
@@ -100,14 +140,18 @@ def manifest_family(manifest: dict) -> str:
 def manifest_preprocessing(manifest: dict):
     from .preprocess import Preprocessing
 
-    return Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest["input"]["preprocessing"].items()})
+    return Preprocessing(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in manifest["input"]["preprocessing"].items()}
+    )
 
 
 def parity_inputs(manifest: dict, images: str | Path | None = None, n: int | None = None) -> np.ndarray:
     """The parity set of the artifact's domain (64 photo crops, 128 Fashion-MNIST test images), or the user's folder."""
     from .datasets import get_domain
 
-    x = get_domain(manifest.get("domain")).parity_inputs(manifest["input"]["size"], manifest_preprocessing(manifest), images)
+    x = get_domain(manifest.get("domain")).parity_inputs(
+        manifest["input"]["size"], manifest_preprocessing(manifest), images
+    )
     if n is not None:
         if n < 1:
             raise UsageError(f"--n {n} is not a positive number of images", "use e.g. --n 8")
@@ -120,9 +164,14 @@ def check_reference_weights(manifest: dict, weights: str | Path | None) -> None:
     if weights is None:
         return
     if manifest["checkpoint"]["layout"] == "fixture":
-        raise UsageError(f"{manifest['artifact']} was exported from the untrained test fixture, so --weights does not apply", "drop --weights")
+        raise UsageError(
+            f"{manifest['artifact']} was exported from the untrained test fixture, so --weights does not apply",
+            "drop --weights",
+        )
     if not Path(weights).is_file():
-        raise UsageError(f"the reference checkpoint {weights} does not exist", "pass the checkpoint the artifact was exported from")
+        raise UsageError(
+            f"the reference checkpoint {weights} does not exist", "pass the checkpoint the artifact was exported from"
+        )
 
 
 def need_torch() -> None:
@@ -130,8 +179,10 @@ def need_torch() -> None:
     from ._deps import has
 
     if not has("torch"):
-        raise DependencyError("the PyTorch reference needs torch, which this install lacks (mvit-deploy[device] is a board's)",
-                              "run parity on the host (pip install 'mvit-deploy[export]'), with --device ssh://<this board> to run the artifact here")  # fmt: skip
+        raise DependencyError(
+            "the PyTorch reference needs torch, which this install lacks (mvit-deploy[device] is a board's)",
+            "run parity on the host (pip install 'mvit-deploy[export]'), with --device ssh://<this board> to run the artifact here",
+        )
 
 
 def reference_model(manifest: dict, weights: str | Path | None = None):
@@ -146,14 +197,20 @@ def reference_model(manifest: dict, weights: str | Path | None = None):
     if weights is None and ckpt.get("pretrained"):
         model = load_model(manifest["model"], pretrained=ckpt["pretrained"], num_classes=manifest["output"]["classes"])
         if model.checkpoint_sha256 != ckpt["sha256"]:
-            raise UsageError(f"the {ckpt['pretrained']} weights changed since this artifact was exported (sha256 differs)", "re-export it")
+            raise UsageError(
+                f"the {ckpt['pretrained']} weights changed since this artifact was exported (sha256 differs)",
+                "re-export it",
+            )
         return model
     path = Path(weights or ckpt["path"])
     if not path.exists():
         raise UsageError(f"the reference checkpoint {path} is gone", "pass it with --weights PATH")
     model = load_model(manifest["model"], path, num_classes=manifest["output"]["classes"])
     if model.checkpoint_sha256 != ckpt["sha256"]:
-        raise UsageError(f"{path} is not the checkpoint this artifact was exported from (sha256 differs)", "pass the original with --weights")
+        raise UsageError(
+            f"{path} is not the checkpoint this artifact was exported from (sha256 differs)",
+            "pass the original with --weights",
+        )
     return model
 
 
@@ -171,12 +228,23 @@ def reference_logits(model, x: np.ndarray) -> np.ndarray:
         logits = torch.cat([model(torch.from_numpy(x[i : i + step])) for i in range(0, len(x), step)]).numpy()
     broken = int(np.count_nonzero(~np.isfinite(logits)))
     if broken:
-        raise NonFiniteError(f"the PyTorch reference's logits hold {broken} NaN or infinite values of {logits.size}", "check the checkpoint's weights")
+        raise NonFiniteError(
+            f"the PyTorch reference's logits hold {broken} NaN or infinite values of {logits.size}",
+            "check the checkpoint's weights",
+        )
     return logits
 
 
-def parity(artifact: str | Path, images=None, n: int | None = None, weights=None, threads: int | None = None, model=None,
-           on_step=lambda s: None, device=None) -> ParityReport:  # fmt: skip
+def parity(
+    artifact: str | Path,
+    images=None,
+    n: int | None = None,
+    weights=None,
+    threads: int | None = None,
+    model=None,
+    on_step=lambda s: None,
+    device=None,
+) -> ParityReport:
     """Compare an exported artifact with its PyTorch reference on real photos.
 
     ``device``: a connected device (``bench.connect``) that computes the artifact's logits itself; the
@@ -213,7 +281,9 @@ def parity(artifact: str | Path, images=None, n: int | None = None, weights=None
     return report
 
 
-def host_run(artifact: Path, manifest: dict, x: np.ndarray, ref: np.ndarray, threads, family: str) -> tuple[dict, np.ndarray | None]:
+def host_run(
+    artifact: Path, manifest: dict, x: np.ndarray, ref: np.ndarray, threads, family: str
+) -> tuple[dict, np.ndarray | None]:
     """The same artifact on this machine, judged by the same bounds: ({runtime, machine, cpu, metrics, passed}, logits),
     or ({skipped: why}, None) when this machine cannot run it."""
     import platform
@@ -227,4 +297,10 @@ def host_run(artifact: Path, manifest: dict, x: np.ndarray, ref: np.ndarray, thr
     except MvitDeployError as e:
         return {"skipped": e.one_line()}, None
     here = judge(artifact, manifest["target"], manifest["precision"], ref, got, runner.runtime, family)
-    return {"runtime": runner.runtime, "machine": platform.machine(), "cpu": cpu_model(), "metrics": finite_or_none(here.metrics), "passed": here.passed}, got
+    return {
+        "runtime": runner.runtime,
+        "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "metrics": finite_or_none(here.metrics),
+        "passed": here.passed,
+    }, got

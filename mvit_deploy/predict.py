@@ -40,5 +40,8 @@ def predict(image: str | Path, model, input_size: int, k: int = 5) -> list[Predi
         logits = model(torch.from_numpy(x)[None])[0].numpy()
     broken = int(np.count_nonzero(~np.isfinite(logits)))
     if broken:
-        raise NonFiniteError(f"the model's logits hold {broken} NaN or infinite values of {logits.size}", "check the weights: they overflow on this image")
+        raise NonFiniteError(
+            f"the model's logits hold {broken} NaN or infinite values of {logits.size}",
+            "check the weights: they overflow on this image",
+        )
     return top_k(logits, k, getattr(model, "domain", "photos"))

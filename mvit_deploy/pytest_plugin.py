@@ -47,7 +47,9 @@ def find_artifacts(folder: Path) -> list[Path]:
 class ParityFailed(AssertionError):
     def __init__(self, report):
         self.report = report
-        lines = [f"{Path(report.artifact).name} ({report.target} {report.precision}, {report.runtime}, {report.n_images} images): parity failed"]
+        lines = [
+            f"{Path(report.artifact).name} ({report.target} {report.precision}, {report.runtime}, {report.n_images} images): parity failed"
+        ]
         lines += [f"  {f}" for f in report.failures]
         for flip in report.flips[:5]:
             lines.append(f"  flipped: {flip}")
@@ -82,7 +84,15 @@ def assert_parity(artifact, images=None, n: int | None = None, weights=None, thr
         from .bench import connect
 
         device = connect(device)
-    report = parity(artifact, images=images, n=n, weights=weights, threads=threads, model=_reference(manifest, weights), device=device)
+    report = parity(
+        artifact,
+        images=images,
+        n=n,
+        weights=weights,
+        threads=threads,
+        model=_reference(manifest, weights),
+        device=device,
+    )
     if not report.passed:
         raise ParityFailed(report)
     return report
@@ -93,8 +103,13 @@ def mvit_parity(request):
     """:func:`assert_parity` as a fixture, with the command line's ``--mvit-images``, ``--mvit-n``,
     ``--mvit-weights`` and ``--mvit-threads`` as defaults."""
     opt = request.config.getoption
-    defaults = {"images": opt("--mvit-images"), "n": opt("--mvit-n"), "weights": opt("--mvit-weights"), "threads": opt("--mvit-threads"),
-                "device": _device(request.config)}  # fmt: skip
+    defaults = {
+        "images": opt("--mvit-images"),
+        "n": opt("--mvit-n"),
+        "weights": opt("--mvit-weights"),
+        "threads": opt("--mvit-threads"),
+        "device": _device(request.config),
+    }
 
     def check(artifact, **kw):
         return assert_parity(artifact, **{**defaults, **kw})
@@ -104,16 +119,38 @@ def mvit_parity(request):
 
 def pytest_addoption(parser):
     group = parser.getgroup(GROUP, "mvit-deploy parity of exported artifacts")
-    group.addoption("--mvit-artifacts", action="append", default=[], metavar="DIR",
-                    help="Folder of exported artifacts: each becomes a parity test case (repeatable).")  # fmt: skip
-    group.addoption("--mvit-images", default=None, metavar="DIR", help="Parity photos (default: the artifact's own parity set).")
+    group.addoption(
+        "--mvit-artifacts",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="Folder of exported artifacts: each becomes a parity test case (repeatable).",
+    )
+    group.addoption(
+        "--mvit-images", default=None, metavar="DIR", help="Parity photos (default: the artifact's own parity set)."
+    )
     group.addoption("--mvit-n", type=int, default=None, metavar="N", help="Use only the first N parity images.")
-    group.addoption("--mvit-weights", default=None, metavar="FILE", help="Reference checkpoint, if it moved since export.")
+    group.addoption(
+        "--mvit-weights", default=None, metavar="FILE", help="Reference checkpoint, if it moved since export."
+    )
     group.addoption("--mvit-threads", type=int, default=None, metavar="N", help="Runtime threads.")
-    group.addoption("--mvit-device", default=None, metavar="ssh://user@host[:port]", help="Compute the artifacts' logits on this board.")
+    group.addoption(
+        "--mvit-device",
+        default=None,
+        metavar="ssh://user@host[:port]",
+        help="Compute the artifacts' logits on this board.",
+    )
     group.addoption("--mvit-identity", default=None, metavar="FILE", help="--mvit-device: ssh private key.")
-    group.addoption("--mvit-ssh-option", action="append", default=[], metavar="KEY=VALUE", help="--mvit-device: extra ssh -o (repeatable).")
-    group.addoption("--mvit-remote-python", default="python3", metavar="PATH", help="--mvit-device: the board's Python.")
+    group.addoption(
+        "--mvit-ssh-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="--mvit-device: extra ssh -o (repeatable).",
+    )
+    group.addoption(
+        "--mvit-remote-python", default="python3", metavar="PATH", help="--mvit-device: the board's Python."
+    )
 
 
 def _device(config):
@@ -123,18 +160,26 @@ def _device(config):
         return None
     from .bench import connect
 
-    return connect(spec, identity=config.getoption("--mvit-identity"), ssh_options=tuple(config.getoption("--mvit-ssh-option")),
-                   remote_python=config.getoption("--mvit-remote-python"))  # fmt: skip
+    return connect(
+        spec,
+        identity=config.getoption("--mvit-identity"),
+        ssh_options=tuple(config.getoption("--mvit-ssh-option")),
+        remote_python=config.getoption("--mvit-remote-python"),
+    )
 
 
 def pytest_configure(config):
     folders = config.getoption("--mvit-artifacts", default=[])
     for folder in map(Path, folders):
         if not folder.is_dir():
-            raise pytest.UsageError(f"--mvit-artifacts {folder}: no such folder — pass the --out folder of `mvit-deploy export`")
+            raise pytest.UsageError(
+                f"--mvit-artifacts {folder}: no such folder — pass the --out folder of `mvit-deploy export`"
+            )
         if not find_artifacts(folder):
-            raise pytest.UsageError(f"--mvit-artifacts {folder}: no exported artifact in it ({', '.join(sorted(artifact_suffixes()))}) "
-                                    "— export into it first: `mvit-deploy export --target ... --out DIR`")  # fmt: skip
+            raise pytest.UsageError(
+                f"--mvit-artifacts {folder}: no exported artifact in it ({', '.join(sorted(artifact_suffixes()))}) "
+                "— export into it first: `mvit-deploy export --target ... --out DIR`"
+            )
     try:
         _device(config)
     except MvitDeployError as e:
@@ -149,7 +194,9 @@ def pytest_sessionstart(session):
     (``pytest tests/ --mvit-artifacts out/``)."""
     config = session.config
     typed = any(a == "--mvit-artifacts" or a.startswith("--mvit-artifacts=") for a in config.invocation_params.args)
-    if typed and config.args_source != pytest.Config.ArgsSource.ARGS:  # (--mvit-artifacts in a config's addopts: the suite runs as usual)
+    if (
+        typed and config.args_source != pytest.Config.ArgsSource.ARGS
+    ):  # (--mvit-artifacts in a config's addopts: the suite runs as usual)
         config.args = []
 
 
@@ -183,13 +230,22 @@ class ParityItem(pytest.Item):
     def runtest(self):
         opt = self.config.getoption
         try:
-            report = assert_parity(self.artifact, opt("--mvit-images"), opt("--mvit-n"), opt("--mvit-weights"), opt("--mvit-threads"), _device(self.config))
+            report = assert_parity(
+                self.artifact,
+                opt("--mvit-images"),
+                opt("--mvit-n"),
+                opt("--mvit-weights"),
+                opt("--mvit-threads"),
+                _device(self.config),
+            )
         except NotOnThisDevice as e:
             pytest.skip(e.one_line())
         except ParityFailed as e:
             self._record(e.report)
             raise
-        except MvitDeployError as e:  # an unreadable artifact or manifest, a missing reference: the case fails in one line
+        except (
+            MvitDeployError
+        ) as e:  # an unreadable artifact or manifest, a missing reference: the case fails in one line
             raise AssertionError(f"{self.artifact.name}: {e.one_line()}") from None
         self._record(report)
 
@@ -198,11 +254,21 @@ class ParityItem(pytest.Item):
         self.user_properties.append(("images", report.n_images))
         if report.device:
             d = report.device
-            self.user_properties += [("device", d["name"]), ("device.machine", d["machine"]), ("device.cpu", d["cpu"]), ("device.emulated", d.get("emulated") or "no")]
+            self.user_properties += [
+                ("device", d["name"]),
+                ("device.machine", d["machine"]),
+                ("device.cpu", d["cpu"]),
+                ("device.emulated", d.get("emulated") or "no"),
+            ]
             if report.device_vs_host:
                 self.user_properties.append(("device_vs_host.max_rel", f"{report.device_vs_host['max_rel']:.3g}"))
         for b in report.bounds:
-            self.user_properties.append((f"{b['metric']} {b['op']} {b['value']:g}", f"{b['measured']:.6g} ({'pass' if b['passed'] else 'FAIL'})"))
+            self.user_properties.append(
+                (
+                    f"{b['metric']} {b['op']} {b['value']:g}",
+                    f"{b['measured']:.6g} ({'pass' if b['passed'] else 'FAIL'})",
+                )
+            )
 
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, AssertionError):

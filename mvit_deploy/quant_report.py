@@ -67,7 +67,10 @@ def quant_report(artifact: str | Path, n: int = 4, weights=None) -> list[LayerEr
     artifact = Path(artifact)
     manifest = read_manifest(artifact)
     if manifest["precision"] not in QUANTIZED:
-        raise UsageError(f"{artifact.name} is {manifest['precision']}, not a quantized artifact", "run quant-report on an int8 export")
+        raise UsageError(
+            f"{artifact.name} is {manifest['precision']}, not a quantized artifact",
+            "run quant-report on an int8 export",
+        )
     target = get_target(manifest["target"])
     if not target.layer_report:  # refused before the float twin is exported
         raise UsageError(f"quant-report does not read {target.name} artifacts yet", target.layer_report_hint)
@@ -98,4 +101,7 @@ def blocks_summary(layers: list[LayerError], depth: int = 3) -> list[tuple[str, 
 
 
 def to_dict(layers: list[LayerError]) -> list[dict]:
-    return [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in asdict(layer).items()} for layer in layers]
+    return [
+        {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in asdict(layer).items()}
+        for layer in layers
+    ]

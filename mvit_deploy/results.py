@@ -17,9 +17,22 @@ FROM_EVAL = "pass what `mvit-deploy eval ARTIFACTS --json > FILE` prints"
 # The numbers a report reads from each result (bench/local.py documents the whole schema); True: may be null.
 RESULT_NUMBERS = {"load_ms": True, "bytes": True}  # an AI Hub profile may report no load time
 LATENCY_NUMBERS = {"mean": False, "std": False, "p50": True, "p90": True, "min": True, "p99": True}
-OPTIONAL_NUMBERS = ("rss_delta_mb", "peak_memory_mb", "input_size")  # newer or device-specific fields, null or absent allowed
+OPTIONAL_NUMBERS = (
+    "rss_delta_mb",
+    "peak_memory_mb",
+    "input_size",
+)  # newer or device-specific fields, null or absent allowed
 COMPARISON_NUMBERS = ("baseline_p50_ms", "p50_ms", "change", "p_value")
-EVAL_ROW_KEYS = ("artifact", "precision", "reference", "artifact_metrics", "drop_points", "drop_ci95", "top1_agreement", "passed")
+EVAL_ROW_KEYS = (
+    "artifact",
+    "precision",
+    "reference",
+    "artifact_metrics",
+    "drop_points",
+    "drop_ci95",
+    "top1_agreement",
+    "passed",
+)
 
 
 def _is_number(v, none_ok: bool = False) -> bool:
@@ -72,25 +85,35 @@ def _incomplete(run: dict) -> str | None:
     for i, r in enumerate(results):
         if not isinstance(r, dict):
             return f"results[{i}] is not an object"
-        missing = [k for k in ("artifact", "model", "target", "precision", "runtime", "latency_ms", *RESULT_NUMBERS) if k not in r]
+        missing = [
+            k
+            for k in ("artifact", "model", "target", "precision", "runtime", "latency_ms", *RESULT_NUMBERS)
+            if k not in r
+        ]
         if missing:
             return f"results[{i}] has no {', '.join(missing)}"
         if not isinstance(r["artifact"], str) or not r["artifact"]:
             return f"results[{i}].artifact is not a path"
         latency = r["latency_ms"]
-        if not isinstance(latency, dict) or not all(_is_number(latency.get(k), none_ok) for k, none_ok in LATENCY_NUMBERS.items()):
+        if not isinstance(latency, dict) or not all(
+            _is_number(latency.get(k), none_ok) for k, none_ok in LATENCY_NUMBERS.items()
+        ):
             return f"results[{i}].latency_ms needs the numbers {', '.join(LATENCY_NUMBERS)}"
         negative = [k for k in LATENCY_NUMBERS if (latency.get(k) or 0) < 0]
         if negative:
             return f"results[{i}].latency_ms.{negative[0]} is negative"
-        bad = [k for k, none_ok in RESULT_NUMBERS.items() if not _is_number(r[k], none_ok)] + [k for k in OPTIONAL_NUMBERS if not _is_number(r.get(k), True)]
+        bad = [k for k, none_ok in RESULT_NUMBERS.items() if not _is_number(r[k], none_ok)] + [
+            k for k in OPTIONAL_NUMBERS if not _is_number(r.get(k), True)
+        ]
         if bad:
             return f"results[{i}].{bad[0]} is not a number"
         problem = _optional_problem(r)
         if problem:
             return f"results[{i}].{problem}"
     skipped = run.get("skipped", [])
-    if not isinstance(skipped, list) or not all(isinstance(s, dict) and {"artifact", "reason"} <= s.keys() for s in skipped):
+    if not isinstance(skipped, list) or not all(
+        isinstance(s, dict) and {"artifact", "reason"} <= s.keys() for s in skipped
+    ):
         return "skipped is not a list of {artifact, reason}"
     return None
 
@@ -98,14 +121,18 @@ def _incomplete(run: dict) -> str | None:
 def _optional_problem(r: dict) -> str | None:
     """The first optional field of a result (parity, raw rounds, baseline comparison, ...) present but malformed."""
     samples = r["latency_ms"].get("samples")
-    if samples is not None and not (isinstance(samples, list) and samples and all(_is_number(v) and v >= 0 for v in samples)):
+    if samples is not None and not (
+        isinstance(samples, list) and samples and all(_is_number(v) and v >= 0 for v in samples)
+    ):
         return "latency_ms.samples is not a list of latencies in ms"
     parity = r.get("parity")
     if parity is not None:
         metrics = parity.get("metrics") if isinstance(parity, dict) else None
         if not isinstance(parity, dict) or not isinstance(metrics or {}, dict):
             return "parity is not an object with metrics"
-        if not all(_is_number((metrics or {}).get(k), True) for k in ("psnr_db", "top1_agreement")) or parity.get("passed") not in (True, False, None):
+        if not all(_is_number((metrics or {}).get(k), True) for k in ("psnr_db", "top1_agreement")) or parity.get(
+            "passed"
+        ) not in (True, False, None):
             return "parity needs metrics.psnr_db and metrics.top1_agreement as numbers and passed as true/false"
     units = r.get("compute_units")
     if units is not None and not (isinstance(units, dict) and all(_is_number(v) for v in units.values())):
@@ -138,7 +165,10 @@ def load_evals(paths) -> list[dict]:
     for p in map(Path, paths):
         data = _read_json(p, "eval", FROM_EVAL)
         if isinstance(data, dict) and data.get("schema") == SCHEMA:
-            raise UsageError(f"{p} is a bench result, not an eval result", "pass bench results as RESULTS and eval outputs with --eval")
+            raise UsageError(
+                f"{p} is a bench result, not an eval result",
+                "pass bench results as RESULTS and eval outputs with --eval",
+            )
         problem = _eval_incomplete(data)
         if problem:
             raise UsageError(f"{p} is not an eval result: {problem}", FROM_EVAL)
@@ -169,6 +199,8 @@ def _eval_incomplete(data) -> str | None:
         if not (isinstance(ci, list) and len(ci) == 2 and all(_is_number(v, True) for v in ci)):
             return f"rows[{i}].drop_ci95 is not [low, high]"
         bound = row.get("bound")
-        if not isinstance(row["passed"], bool) or not (bound is None or (isinstance(bound, dict) and _is_number(bound.get("value"), True))):
+        if not isinstance(row["passed"], bool) or not (
+            bound is None or (isinstance(bound, dict) and _is_number(bound.get("value"), True))
+        ):
             return f"rows[{i}].passed is not true/false or bound has no value"
     return None

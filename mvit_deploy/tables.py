@@ -14,10 +14,23 @@ from rich.table import Table
 def print_models(cards: list[dict]) -> None:
     table = Table(title="MobileViT variants (params and GMACs counted at the default input)")
     for col in ("model", "family", "input", "params M", "GMACs", "architecture", "--pretrained (classes, input)"):
-        table.add_column(col, no_wrap=col not in ("architecture", "--pretrained (classes, input)"))  # the long ones wrap in 80 columns
+        table.add_column(
+            col, no_wrap=col not in ("architecture", "--pretrained (classes, input)")
+        )  # the long ones wrap in 80 columns
     for c in cards:
-        sources = ", ".join(s["name"] + (f" ({s['num_classes']} classes, {s['input_size']} px)" if s["input_size"] else "") for s in c["sources"])
-        table.add_row(c["name"], c["family_title"], str(c["input_size"]), f"{c['params_m']:.2f}", f"{c['gmacs']:.2f}", c["summary"], sources)
+        sources = ", ".join(
+            s["name"] + (f" ({s['num_classes']} classes, {s['input_size']} px)" if s["input_size"] else "")
+            for s in c["sources"]
+        )
+        table.add_row(
+            c["name"],
+            c["family_title"],
+            str(c["input_size"]),
+            f"{c['params_m']:.2f}",
+            f"{c['gmacs']:.2f}",
+            c["summary"],
+            sources,
+        )
     Console(width=max(Console().width, 130)).print(table)  # never squeeze names when piped
 
 
@@ -25,7 +38,16 @@ def print_parity(rows: list[dict]) -> None:
     notes: list[str] = []
     table = Table(title="parity vs PyTorch")
     on_device = any(r.get("device") for r in rows)
-    for col in ("artifact", *(["where", "runtime"] if on_device else []), "images", "max rel", "PSNR dB", "top-1", "decisive top-1", "result"):
+    for col in (
+        "artifact",
+        *(["where", "runtime"] if on_device else []),
+        "images",
+        "max rel",
+        "PSNR dB",
+        "top-1",
+        "decisive top-1",
+        "result",
+    ):
         table.add_column(col, no_wrap=True)
     for r in rows:
         name = Path(r["artifact"]).name
@@ -35,11 +57,23 @@ def print_parity(rows: list[dict]) -> None:
             notes.append(f"{name}: {r.get('skipped', '')}")
             continue
         where = [_device_label(r["device"]), r.get("runtime", "")] if on_device else []
-        table.add_row(name, *where, str(r.get("n_images", "")), *_metric_cells(m), "[green]pass[/]" if r["passed"] else "[red]FAIL[/]")
+        table.add_row(
+            name,
+            *where,
+            str(r.get("n_images", "")),
+            *_metric_cells(m),
+            "[green]pass[/]" if r["passed"] else "[red]FAIL[/]",
+        )
         host = r.get("host")
         if on_device and host and "metrics" in host:
-            table.add_row("", f"this host ({host['machine']})", host["runtime"], str(r.get("n_images", "")), *_metric_cells(host["metrics"]),
-                          "pass" if host["passed"] else "[red]FAIL[/]")  # fmt: skip
+            table.add_row(
+                "",
+                f"this host ({host['machine']})",
+                host["runtime"],
+                str(r.get("n_images", "")),
+                *_metric_cells(host["metrics"]),
+                "pass" if host["passed"] else "[red]FAIL[/]",
+            )
         elif on_device and host:
             notes.append(f"{name}: not run on this host: {host['skipped']}")
         notes.extend(f"{name}: {f}" for f in r.get("failures", []))
@@ -52,12 +86,18 @@ def print_parity(rows: list[dict]) -> None:
         if r.get("device"):
             d = r["device"]
             versions = ", ".join(f"{k} {v}" for k, v in (d.get("runtimes") or {}).items())
-            notes.append(f"{name}: device {d['name']} ({d['kind']}): {d['cpu']}, {d['machine']}, {d['os']}, Python {d.get('python')}; {versions}")
+            notes.append(
+                f"{name}: device {d['name']} ({d['kind']}): {d['cpu']}, {d['machine']}, {d['os']}, Python {d.get('python')}; {versions}"
+            )
             if d.get("emulated"):
-                notes.append(f"{name}: the device is emulated ({d['emulated']}): its numerics are its CPU's kernels, its timings are not")
+                notes.append(
+                    f"{name}: the device is emulated ({d['emulated']}): its numerics are its CPU's kernels, its timings are not"
+                )
             dvh = r.get("device_vs_host")
             if dvh:
-                notes.append(f"{name}: device vs this host: max rel {dvh['max_rel']:.1e}, top-1 agreement {dvh['top1_agreement']:.1%}")
+                notes.append(
+                    f"{name}: device vs this host: max rel {dvh['max_rel']:.1e}, top-1 agreement {dvh['top1_agreement']:.1%}"
+                )
     console = Console(width=max(Console().width, 150 if on_device else 110))
     console.print(table)
     for note in notes:
@@ -83,16 +123,38 @@ def print_bench(console, result: dict, threads: int) -> None:
 
     dev = result["device"]
     cores = f"{dev['cores']} cores, {threads} threads" if dev.get("cores") else "hosted"
-    emulated = f"\nemulated ({dev['emulated']}): its timings are the emulator's, not a latency" if dev.get("emulated") else ""
+    emulated = (
+        f"\nemulated ({dev['emulated']}): its timings are the emulator's, not a latency" if dev.get("emulated") else ""
+    )
     table = Table(title=f"{dev['name']} ({dev['kind']}): {dev['cpu']}, {cores}{emulated}")
-    for col in ("artifact", "runtime", "load ms", "min", "p50", "p90", "p99", "mean ± std ms", "img/s", "RSS+ MB", "MB"):
+    for col in (
+        "artifact",
+        "runtime",
+        "load ms",
+        "min",
+        "p50",
+        "p90",
+        "p99",
+        "mean ± std ms",
+        "img/s",
+        "RSS+ MB",
+        "MB",
+    ):
         table.add_column(col, no_wrap=True)
     f = lambda v, spec=".2f": "-" if v is None else format(v, spec)  # noqa: E731
     for r in result["results"]:
         lat = r["latency_ms"]
         table.add_row(
-            Path(r["artifact"]).name, r["runtime"], f(r["load_ms"], ".0f"), f(lat["min"]), f(lat["p50"]), f(lat["p90"]), f(lat["p99"]),
-            f"{f(lat['mean'])} ± {f(lat.get('std'))}", f(r.get("throughput_ips"), ".1f"), f(r.get("rss_delta_mb"), ".0f"),
+            Path(r["artifact"]).name,
+            r["runtime"],
+            f(r["load_ms"], ".0f"),
+            f(lat["min"]),
+            f(lat["p50"]),
+            f(lat["p90"]),
+            f(lat["p99"]),
+            f"{f(lat['mean'])} ± {f(lat.get('std'))}",
+            f(r.get("throughput_ips"), ".1f"),
+            f(r.get("rss_delta_mb"), ".0f"),
             "-" if r["bytes"] is None else f"{r['bytes'] / 1e6:.1f}",
         )
     console.print(table)
@@ -104,8 +166,9 @@ def print_bench(console, result: dict, threads: int) -> None:
             console.print(
                 f"warning: {Path(r['artifact']).name} runs {slow:.1f}x slower with denormal floats than with them flushed to zero: its "
                 "activations underflow (untrained or badly scaled weights?) — use trained weights, or time it as phones run it with --denormals flush",
-                highlight=False, soft_wrap=True,
-            )  # fmt: skip
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def print_comparison(console, result: dict) -> None:
@@ -113,7 +176,10 @@ def print_comparison(console, result: dict) -> None:
 
     b = result["baseline"]
     if not b["same_device"]:
-        console.print(f"warning: the baseline was measured on {b['device']!r}, another CPU / OS: the comparison mixes machines", highlight=False)
+        console.print(
+            f"warning: the baseline was measured on {b['device']!r}, another CPU / OS: the comparison mixes machines",
+            highlight=False,
+        )
     if b["missing"]:
         console.print(f"warning: not measured in this run, so not gated: {', '.join(b['missing'])}", highlight=False)
     table = Table(title=f"against {b['file']} (fails past +{percent(b['max_regression'])}: {b['method']})")
@@ -127,8 +193,15 @@ def print_comparison(console, result: dict) -> None:
             continue
         lo, hi = c["ci95"]
         verdict = f"[{colour[c['verdict']]}]{c['verdict']}[/]" if c["verdict"] in colour else c["verdict"]
-        table.add_row(Path(r["artifact"]).name, f"{c['baseline_p50_ms']:.2f}", f"{c['p50_ms']:.2f}", f"{c['change']:+.1%}",
-                      f"{lo:+.1%} .. {hi:+.1%}", f"{c['p_value']:.1g}", verdict)  # fmt: skip
+        table.add_row(
+            Path(r["artifact"]).name,
+            f"{c['baseline_p50_ms']:.2f}",
+            f"{c['p50_ms']:.2f}",
+            f"{c['change']:+.1%}",
+            f"{lo:+.1%} .. {hi:+.1%}",
+            f"{c['p_value']:.1g}",
+            verdict,
+        )
     console.print(table)
 
 
@@ -150,15 +223,24 @@ def print_ane_report(report, comparison, show_all: bool) -> None:
         if len(found) > 3 and not show_all:
             console.print(f"  ... {len(found) - 3} more {r.id} (--all lists them)", markup=False, highlight=False)
     s = report.summary()
-    console.print(f"{s['hard']} hard, {s['cost']} cost, {s['reported']} reported; last-axis padding ~{s['last_axis_padding_bytes'] / 1e6:.2f} MB. "
-                  "These are predictions from public sources: on a Mac, --compute-plan asks Core ML.", highlight=False)  # fmt: skip
+    console.print(
+        f"{s['hard']} hard, {s['cost']} cost, {s['reported']} reported; last-axis padding ~{s['last_axis_padding_bytes'] / 1e6:.2f} MB. "
+        "These are predictions from public sources: on a Mac, --compute-plan asks Core ML.",
+        highlight=False,
+    )
     if comparison:
         agree = comparison["agreement"]
-        console.print(f"Core ML's plan: {comparison['core_ml_on_ane']} of {comparison['ops']} ops on the Neural Engine; "
-                      f"the static rules agree on {'n/a' if agree is None else f'{agree:.0%}'} of them.", highlight=False)  # fmt: skip
+        console.print(
+            f"Core ML's plan: {comparison['core_ml_on_ane']} of {comparison['ops']} ops on the Neural Engine; "
+            f"the static rules agree on {'n/a' if agree is None else f'{agree:.0%}'} of them.",
+            highlight=False,
+        )
         for row in comparison["disagreements"][: None if show_all else 10]:
-            console.print(f"  {row['op']}: predicted {row['predicted']}{' (' + row['rule'] + ')' if row['rule'] else ''}, Core ML: {row['core_ml']}",
-                          markup=False, highlight=False)  # fmt: skip
+            console.print(
+                f"  {row['op']}: predicted {row['predicted']}{' (' + row['rule'] + ')' if row['rule'] else ''}, Core ML: {row['core_ml']}",
+                markup=False,
+                highlight=False,
+            )
 
 
 def print_quant_report(layers, blocks: list, n: int, top: int) -> None:
@@ -180,14 +262,34 @@ def print_quant_report(layers, blocks: list, n: int, top: int) -> None:
 
 def print_eval(report) -> None:
     table = Table(title=f"accuracy on {report.data}")
-    for col in ("artifact", "precision", "reference top-1", "artifact top-1", "drop (95% CI), points", "McNemar", "top-5", "agreement", "flipped", "result"):
+    for col in (
+        "artifact",
+        "precision",
+        "reference top-1",
+        "artifact top-1",
+        "drop (95% CI), points",
+        "McNemar",
+        "top-5",
+        "agreement",
+        "flipped",
+        "result",
+    ):
         table.add_column(col, no_wrap=True)
     for r in report.rows:
         lo, hi = r.drop_ci95
-        verdict = "-" if r.bound is None else ("[green]pass[/]" if r.passed else f"[red]FAIL[/] (> {r.bound['value']:g})")
+        verdict = (
+            "-" if r.bound is None else ("[green]pass[/]" if r.passed else f"[red]FAIL[/] (> {r.bound['value']:g})")
+        )
         table.add_row(
-            Path(r.artifact).name, r.precision, f"{r.reference['top1']:.2%}", f"{r.artifact_metrics['top1']:.2%}",
-            f"{r.drop_points:+.2f} ({lo:+.2f}, {hi:+.2f})", f"p={r.mcnemar_p:.2g} {r.noise}", f"{r.artifact_metrics['top5']:.2%}",
-            f"{r.top1_agreement:.2%}", str(r.flipped), verdict,
+            Path(r.artifact).name,
+            r.precision,
+            f"{r.reference['top1']:.2%}",
+            f"{r.artifact_metrics['top1']:.2%}",
+            f"{r.drop_points:+.2f} ({lo:+.2f}, {hi:+.2f})",
+            f"p={r.mcnemar_p:.2g} {r.noise}",
+            f"{r.artifact_metrics['top5']:.2%}",
+            f"{r.top1_agreement:.2%}",
+            str(r.flipped),
+            verdict,
         )
     Console(width=max(Console().width, 190)).print(table)

@@ -41,39 +41,71 @@ SUITE = "coremltools.converters.mil.mil.ops.tests"
 # The test classes of the ops the executor implements (mvit_deploy/targets/coreml_exec/ops.py): the
 # default run. `--subset all` runs the whole installed suite (~19,700 cases, hours on 2 cores).
 REGISTRY = [
-    "iOS14/test_activation.py", "iOS17/test_activation.py",
-    "iOS14/test_control_flow.py::TestSelect", "iOS14/test_control_flow.py::TestConst",
-    "iOS14/test_conv.py", "iOS16/test_conv.py", "iOS17/test_conv.py",
-    "iOS14/test_elementwise_binary.py", "iOS14/test_elementwise_unary.py", "iOS15/test_elementwise_unary.py",
+    "iOS14/test_activation.py",
+    "iOS17/test_activation.py",
+    "iOS14/test_control_flow.py::TestSelect",
+    "iOS14/test_control_flow.py::TestConst",
+    "iOS14/test_conv.py",
+    "iOS16/test_conv.py",
+    "iOS17/test_conv.py",
+    "iOS14/test_elementwise_binary.py",
+    "iOS14/test_elementwise_unary.py",
+    "iOS15/test_elementwise_unary.py",
     "iOS17/test_elementwise_unary.py",
-    "iOS14/test_linear.py", "iOS17/test_linear.py",
-    "iOS14/test_normalization.py::TestNormalizationBatchNorm", "iOS17/test_normalization.py::TestNormalizationBatchNorm",
-    "iOS14/test_normalization.py::TestNormalizationInstanceNorm", "iOS17/test_normalization.py::TestNormalizationInstanceNorm",
-    "iOS14/test_normalization.py::TestNormalizationLayerNorm", "iOS17/test_normalization.py::TestNormalizationLayerNorm",
+    "iOS14/test_linear.py",
+    "iOS17/test_linear.py",
+    "iOS14/test_normalization.py::TestNormalizationBatchNorm",
+    "iOS17/test_normalization.py::TestNormalizationBatchNorm",
+    "iOS14/test_normalization.py::TestNormalizationInstanceNorm",
+    "iOS17/test_normalization.py::TestNormalizationInstanceNorm",
+    "iOS14/test_normalization.py::TestNormalizationLayerNorm",
+    "iOS17/test_normalization.py::TestNormalizationLayerNorm",
     "iOS14/test_pool.py",
-    "iOS14/test_reduction.py", "iOS17/test_reduction.py",
-    "iOS14/test_scatter_gather.py::TestGather", "iOS16/test_scatter_gather.py::TestGather", "iOS17/test_scatter_gather.py::TestGather",
-    "iOS14/test_scatter_gather.py::TestGatherAlongAxis", "iOS16/test_scatter_gather.py::TestGatherAlongAxis",
+    "iOS14/test_reduction.py",
+    "iOS17/test_reduction.py",
+    "iOS14/test_scatter_gather.py::TestGather",
+    "iOS16/test_scatter_gather.py::TestGather",
+    "iOS17/test_scatter_gather.py::TestGather",
+    "iOS14/test_scatter_gather.py::TestGatherAlongAxis",
+    "iOS16/test_scatter_gather.py::TestGatherAlongAxis",
     "iOS17/test_scatter_gather.py::TestGatherAlongAxis",
-    "iOS14/test_scatter_gather.py::TestGatherNd", "iOS16/test_scatter_gather.py::TestGatherNd", "iOS17/test_scatter_gather.py::TestGatherNd",
-    "iOS14/test_tensor_operation.py::TestConcat", "iOS14/test_tensor_operation.py::TestIdentity", "iOS14/test_tensor_operation.py::TestPad",
-    "iOS14/test_tensor_operation.py::TestShape", "iOS14/test_tensor_operation.py::TestTile", "iOS14/test_tensor_operation.py::TestTopK",
-    "iOS16/test_tensor_operation.py::TestTopK", "iOS17/test_tensor_operation.py::TestTopK",
-    "iOS14/test_tensor_transformation.py::TestConcat", "iOS14/test_tensor_transformation.py::TestDepthToSpace",
-    "iOS14/test_tensor_transformation.py::TestSpaceToDepth", "iOS14/test_tensor_transformation.py::TestExpandDims",
-    "iOS17/test_tensor_transformation.py::TestExpandDims", "iOS14/test_tensor_transformation.py::TestPixelShuffle",
+    "iOS14/test_scatter_gather.py::TestGatherNd",
+    "iOS16/test_scatter_gather.py::TestGatherNd",
+    "iOS17/test_scatter_gather.py::TestGatherNd",
+    "iOS14/test_tensor_operation.py::TestConcat",
+    "iOS14/test_tensor_operation.py::TestIdentity",
+    "iOS14/test_tensor_operation.py::TestPad",
+    "iOS14/test_tensor_operation.py::TestShape",
+    "iOS14/test_tensor_operation.py::TestTile",
+    "iOS14/test_tensor_operation.py::TestTopK",
+    "iOS16/test_tensor_operation.py::TestTopK",
+    "iOS17/test_tensor_operation.py::TestTopK",
+    "iOS14/test_tensor_transformation.py::TestConcat",
+    "iOS14/test_tensor_transformation.py::TestDepthToSpace",
+    "iOS14/test_tensor_transformation.py::TestSpaceToDepth",
+    "iOS14/test_tensor_transformation.py::TestExpandDims",
+    "iOS17/test_tensor_transformation.py::TestExpandDims",
+    "iOS14/test_tensor_transformation.py::TestPixelShuffle",
     "iOS16/test_tensor_transformation.py::TestPixelUnshuffle",
-    "iOS14/test_tensor_transformation.py::TestReshape", "iOS15/test_tensor_transformation.py::TestReshape",
+    "iOS14/test_tensor_transformation.py::TestReshape",
+    "iOS15/test_tensor_transformation.py::TestReshape",
     "iOS17/test_tensor_transformation.py::TestReshape",
-    "iOS14/test_tensor_transformation.py::TestSliceByIndex", "iOS17/test_tensor_transformation.py::TestSliceByIndex",
-    "iOS14/test_tensor_transformation.py::TestSliceBySize", "iOS17/test_tensor_transformation.py::TestSliceBySize",
-    "iOS14/test_tensor_transformation.py::TestSplit", "iOS14/test_tensor_transformation.py::TestSqueeze",
-    "iOS17/test_tensor_transformation.py::TestSqueeze", "iOS14/test_tensor_transformation.py::TestStack",
-    "iOS14/test_tensor_transformation.py::TestTranspose", "iOS17/test_tensor_transformation.py::TestTranspose",
-    "iOS16/test_constexpr_ops.py", "iOS18/test_compression.py::TestConstexprBlockwiseDequantize",
-    "iOS18/test_compression.py::TestConstexprLut", "iOS18/test_compression.py::TestConstexprSparseToDense",
+    "iOS14/test_tensor_transformation.py::TestSliceByIndex",
+    "iOS17/test_tensor_transformation.py::TestSliceByIndex",
+    "iOS14/test_tensor_transformation.py::TestSliceBySize",
+    "iOS17/test_tensor_transformation.py::TestSliceBySize",
+    "iOS14/test_tensor_transformation.py::TestSplit",
+    "iOS14/test_tensor_transformation.py::TestSqueeze",
+    "iOS17/test_tensor_transformation.py::TestSqueeze",
+    "iOS14/test_tensor_transformation.py::TestStack",
+    "iOS14/test_tensor_transformation.py::TestTranspose",
+    "iOS17/test_tensor_transformation.py::TestTranspose",
+    "iOS16/test_constexpr_ops.py",
+    "iOS18/test_compression.py::TestConstexprBlockwiseDequantize",
+    "iOS18/test_compression.py::TestConstexprLut",
+    "iOS18/test_compression.py::TestConstexprSparseToDense",
     "iOS17/test_quantization.py",
-]  # fmt: skip
+]
 # make test's share: the op families MobileViT's exports and the planned ANE layout emit, layer_norm
 # over every axis set, and the flexible-input cases; ~2 minutes on 2 cores.
 FAST = [
@@ -121,7 +153,8 @@ def _install_executor() -> None:
             RECORD["ops"] = sorted({o.type for o in executor.program.operations if o.type != "const"})
             RECORD["fp16_data"] = any(i.data_type == FLOAT16 for i in executor.program.inputs) or any(
                 (o.type == "const" or o.type.startswith("constexpr_")) and o.outputs and o.outputs[0][1] == FLOAT16
-                for o in executor.program.operations)  # fmt: skip
+                for o in executor.program.operations
+            )
             inputs = {k: np.asarray(v) for k, v in input_key_values.items()}
             outputs, _ = executor.run(inputs)
         except UnsupportedOpError as e:
@@ -153,8 +186,19 @@ def _install_executor() -> None:
             # output at another precision (from the unrounded fp32 values, or in numpy fp16 arithmetic where the
             # program adds in fp32), under fp32 tolerances: no runtime can meet that. Re-compare within a few fp16
             # ulps of the output's scale, and count the case apart ("fp16-data"), never as a pass.
-            scale = max(float(np.max(np.abs(np.asarray(v, np.float64)))) for v in expected_outputs.values() if np.size(v)) or 1.0
-            real_compare(mlmodel, input_key_values, expected_outputs, dtype=dtype, atol=max(atol, 2**-9 * scale), rtol=max(rtol, 2**-9), **kw)
+            scale = (
+                max(float(np.max(np.abs(np.asarray(v, np.float64)))) for v in expected_outputs.values() if np.size(v))
+                or 1.0
+            )
+            real_compare(
+                mlmodel,
+                input_key_values,
+                expected_outputs,
+                dtype=dtype,
+                atol=max(atol, 2**-9 * scale),
+                rtol=max(rtol, 2**-9),
+                **kw,
+            )
             RECORD["outcome"] = "fp16-data"
 
     testing_utils._IS_MACOS = True
@@ -202,7 +246,9 @@ def pytest_runtest_makereport(item, call):
         entry["outcome"] = "pass"
     else:
         exc = call.excinfo
-        entry["outcome"] = "mismatch" if exc is not None and exc.errisinstance(AssertionError) and RECORD.get("predicted") else "other"
+        entry["outcome"] = (
+            "mismatch" if exc is not None and exc.errisinstance(AssertionError) and RECORD.get("predicted") else "other"
+        )
     if entry["outcome"] in ("mismatch", "raw", "other", "refused", "not-reached"):
         text = RECORD.get("message") or (str(call.excinfo.value) if call.excinfo else "")
         entry["message"] = text.strip().splitlines()[0][:300] if text.strip() else ""
@@ -220,7 +266,11 @@ def _suite_dir() -> Path:
 
 
 def read_results(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()] if Path(path).exists() else []
+    return (
+        [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        if Path(path).exists()
+        else []
+    )
 
 
 def summarize(results: list[dict]) -> tuple[dict, dict]:
@@ -234,18 +284,24 @@ def summarize(results: list[dict]) -> tuple[dict, dict]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subset", choices=["registry", "fast", "all"], default="registry")
-    parser.add_argument("--select", nargs="*", default=None, help="test paths relative to the suite (iOS14/test_linear.py::TestLinear)")
+    parser.add_argument(
+        "--select", nargs="*", default=None, help="test paths relative to the suite (iOS14/test_linear.py::TestLinear)"
+    )
     parser.add_argument("-k", default=None, help="pytest -k expression")
     parser.add_argument("--json", default=None, help="write every case's outcome here (JSON lines)")
     parser.add_argument("--failures", action="store_true", help="list every mismatch / raw case")
-    parser.add_argument("--report", default=None, help="print the tables of an earlier run's --json file, without running anything")
+    parser.add_argument(
+        "--report", default=None, help="print the tables of an earlier run's --json file, without running anything"
+    )
     args = parser.parse_args(argv)
     if args.report:
         return report(read_results(Path(args.report)), args.failures)
 
     os.environ["PYMIL_TEST_TARGETS"] = "mlprogram"
     os.environ["INCLUDE_MIL_FP32_UNIT_TESTS"] = "1"
-    out = Path(args.json) if args.json else Path(os.environ.get("TMPDIR", "/tmp")) / f"coreml_op_suite_{os.getpid()}.json"
+    out = (
+        Path(args.json) if args.json else Path(os.environ.get("TMPDIR", "/tmp")) / f"coreml_op_suite_{os.getpid()}.json"
+    )
     os.environ["MVIT_OP_SUITE_JSON"] = str(out)
     out.unlink(missing_ok=True)
     root = _suite_dir()
@@ -257,8 +313,23 @@ def main(argv=None) -> int:
         targets = [str(root / s) for s in REGISTRY]
     else:
         targets = [str(root / d) for d in ("iOS14", "iOS15", "iOS16", "iOS17", "iOS18")]
-    pytest_args = ["-q", "-p", "no:cacheprovider", "-p", "coreml_op_suite", "--no-header", "-rN", "--tb=no", "-o", "addopts=",
-                   "-W", "ignore", "--rootdir", str(root), *targets]  # fmt: skip
+    pytest_args = [
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "coreml_op_suite",
+        "--no-header",
+        "-rN",
+        "--tb=no",
+        "-o",
+        "addopts=",
+        "-W",
+        "ignore",
+        "--rootdir",
+        str(root),
+        *targets,
+    ]
     if args.k:
         pytest_args += ["-k", args.k]
     sys.path.insert(0, str(Path(__file__).parent))

@@ -24,7 +24,12 @@ test_x, test_y = load_fashion_mnist("test")
 train_x, train_y = load_fashion_mnist("train")
 ti, ci = balanced(test_y, 100, rng), balanced(train_y, 26, rng)[:256]
 np.savez_compressed(
-    SUBSET, images=test_x[ti], labels=test_y[ti].astype(np.uint8), index=ti.astype(np.int32),
-    calib_images=train_x[ci], calib_labels=train_y[ci].astype(np.uint8), calib_index=ci.astype(np.int32),
+    SUBSET,
+    images=test_x[ti],
+    labels=test_y[ti].astype(np.uint8),
+    index=ti.astype(np.int32),
+    calib_images=train_x[ci],
+    calib_labels=train_y[ci].astype(np.uint8),
+    calib_index=ci.astype(np.int32),
 )
 print(f"wrote {SUBSET} ({SUBSET.stat().st_size / 1e6:.2f} MB)")

@@ -30,7 +30,9 @@ sizes = [int(s) for s in sys.argv[2:]] or [256, 320]
 model = timm.create_model(name, pretrained=False, num_classes=1000)
 make_realistic(model, model, model.head.fc, seed=7)
 state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})  # run the fp16-rounded weights
+model.load_state_dict(
+    {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+)  # run the fp16-rounded weights
 model.eval()
 
 out = {f"model.{k}": v.contiguous() for k, v in state.items()}
@@ -42,6 +44,12 @@ for size in sizes:
     out[f"pixels_{size}"] = torch.from_numpy(pixels)
     out[f"logits_{size}"] = logits
     print(size, "logit std", logits.std().item())
-meta = {"timm": timm.__version__, "torch": torch.__version__, "model": name, "seed": "7", "sizes": ",".join(map(str, sizes))}
+meta = {
+    "timm": timm.__version__,
+    "torch": torch.__version__,
+    "model": name,
+    "seed": "7",
+    "sizes": ",".join(map(str, sizes)),
+}
 save_file(out, str(ROOT / f"tests/fixtures/timm_{name}.safetensors"), metadata=meta)
 print("keys", [k for k in state][:8])

@@ -32,8 +32,20 @@ MEASURE = """<script>window.addEventListener("load", () => document.fonts.ready.
 
 
 def chromium_argv(chromium: str, profile: Path, width: int, height: int, *flags: str) -> list[str]:
-    return [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}", f"--window-size={width},{height}", *flags]  # fmt: skip
+    return [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        f"--window-size={width},{height}",
+        *flags,
+    ]
 
 
 def page_height(chromium: str, page: Path, width: int, profile: Path) -> int:
@@ -51,11 +63,15 @@ def page_height(chromium: str, page: Path, width: int, profile: Path) -> int:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="+", help="bench result JSONs, in the order of the report's columns")
-    parser.add_argument("--eval", dest="evals", action="append", default=[], help="`mvit-deploy eval --json` output (repeatable)")
+    parser.add_argument(
+        "--eval", dest="evals", action="append", default=[], help="`mvit-deploy eval --json` output (repeatable)"
+    )
     parser.add_argument("--out", default="docs/report.png")
     parser.add_argument("--width", type=int, default=1400)
     parser.add_argument("--max-height", type=int, default=4000, help="crop a longer page here")
-    parser.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium")
+    parser.add_argument(
+        "--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
+    )
     args = parser.parse_args(argv)
     if not Path(args.chromium).exists():
         sys.exit(f"no chromium at {args.chromium}: apt-get install chromium, or pass --chromium PATH")
@@ -64,7 +80,9 @@ def main(argv=None) -> None:
         height = min(page_height(args.chromium, page, args.width, Path(tmp) / "profile"), args.max_height)
         out = Path(args.out).resolve()
         out.parent.mkdir(parents=True, exist_ok=True)
-        argv = chromium_argv(args.chromium, Path(tmp) / "profile", args.width, height, f"--screenshot={out}", page.as_uri())
+        argv = chromium_argv(
+            args.chromium, Path(tmp) / "profile", args.width, height, f"--screenshot={out}", page.as_uri()
+        )
         subprocess.run(argv, capture_output=True, timeout=120, check=True)
     print(f"wrote {args.out} ({args.width}x{height})")
 

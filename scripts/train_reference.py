@@ -50,7 +50,11 @@ def parse_args(argv=None):
     p.add_argument("--save-every", type=int, default=100, help="steps between resumable checkpoints")
     p.add_argument("--data", default=None, help="folder of the idx files (default: Debian's package)")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--fp32", action="store_true", help="train in fp32 (default: bf16 autocast, 2-3x faster on AVX512-BF16/AMX CPUs)")
+    p.add_argument(
+        "--fp32",
+        action="store_true",
+        help="train in fp32 (default: bf16 autocast, 2-3x faster on AVX512-BF16/AMX CPUs)",
+    )
     p.add_argument("--limit-steps", type=int, default=0, help="stop after this many steps (timing runs)")
     return p.parse_args(argv)
 
@@ -161,7 +165,10 @@ def main(argv=None) -> int:
     if state_path.is_file():
         st = torch.load(state_path, weights_only=True)
         if st["args"]["model"] != args.model or st["args"]["epochs"] != args.epochs:
-            print(f"{state_path} is a run of {st['args']['model']} for {st['args']['epochs']} epochs; use another --out", file=sys.stderr)
+            print(
+                f"{state_path} is a run of {st['args']['model']} for {st['args']['epochs']} epochs; use another --out",
+                file=sys.stderr,
+            )
             return 2
         model.load_state_dict(st["model"])
         if "ema" in st and not any(k.startswith("module.") for k in st["ema"]):
@@ -176,14 +183,27 @@ def main(argv=None) -> int:
     def save():
         tmp = state_path.with_suffix(".tmp")
         torch.save(
-            {"args": vars(args) | {"out": str(args.out)}, "model": model.state_dict(), "ema": ema.state_dict(),
-             "opt": opt.state_dict(), "step": step, "history": history, "train_seconds": train_seconds},
+            {
+                "args": vars(args) | {"out": str(args.out)},
+                "model": model.state_dict(),
+                "ema": ema.state_dict(),
+                "opt": opt.state_dict(),
+                "step": step,
+                "history": history,
+                "train_seconds": train_seconds,
+            },
             tmp,
         )
         os.replace(tmp, state_path)
 
-    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, disable=not sys.stdout.isatty()) as bar:
         task = bar.add_task(f"{args.model}", total=total, completed=step, info="")
         while step < total:
@@ -219,20 +239,45 @@ def main(argv=None) -> int:
             acc = evaluate(ema.model(), test_px, test_y)
             history.append({"epoch": epoch + 1, "loss": loss_sum / max(1, n_sum), "ema_test_top1": acc})
             save()
-            print(f"epoch {epoch + 1}/{args.epochs}: loss {loss_sum / max(1, n_sum):.4f}, EMA test top-1 {acc:.4f}", flush=True)
+            print(
+                f"epoch {epoch + 1}/{args.epochs}: loss {loss_sum / max(1, n_sum):.4f}, EMA test top-1 {acc:.4f}",
+                flush=True,
+            )
 
     # ship the EMA weights as fp16, and measure them as the toolkit will load them
     from safetensors.torch import load_file, save_file
 
-    shipped = {k: (v.detach().to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in ema.state.items()}
-    save_file(shipped, str(args.out / "model.safetensors"), metadata={"format": "pt", "mvit_deploy.pretrained": "fashion"})
+    shipped = {
+        k: (v.detach().to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in ema.state.items()
+    }
+    save_file(
+        shipped, str(args.out / "model.safetensors"), metadata={"format": "pt", "mvit_deploy.pretrained": "fashion"}
+    )
     reloaded = create_model(args.model, num_classes=len(CLASSES))
-    reloaded.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(str(args.out / "model.safetensors")).items()})
+    reloaded.load_state_dict(
+        {
+            k: v.float() if v.is_floating_point() else v
+            for k, v in load_file(str(args.out / "model.safetensors")).items()
+        }
+    )
     acc = evaluate(reloaded, test_px, test_y)
-    result = {"model": args.model, "test_top1": acc, "test_images": len(test_px), "input_size": args.size,
-              "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "weight_decay": args.weight_decay,
-              "ema": args.ema, "bf16_autocast": not args.fp32, "seed": args.seed, "threads": args.threads, "train_minutes": round(train_seconds / 60, 1),
-              "torch": torch.__version__, "history": history}
+    result = {
+        "model": args.model,
+        "test_top1": acc,
+        "test_images": len(test_px),
+        "input_size": args.size,
+        "epochs": args.epochs,
+        "batch": args.batch,
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "ema": args.ema,
+        "bf16_autocast": not args.fp32,
+        "seed": args.seed,
+        "threads": args.threads,
+        "train_minutes": round(train_seconds / 60, 1),
+        "torch": torch.__version__,
+        "history": history,
+    }
     (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"{args.model}: test top-1 {acc:.4f} (fp16 weights as loaded), {train_seconds / 60:.1f} min", flush=True)
     return 0

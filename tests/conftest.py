@@ -44,7 +44,7 @@ def hf_width(name: str) -> float:
     return int(name.removeprefix("mobilevitv2_")) / 100
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def hf_reference(name: str, num_classes: int = 1000, seed: int = 3):
     """A seeded HF MobileViTForImageClassification (v1) or MobileViTV2ForImageClassification with realistic activations."""
     import transformers
@@ -72,10 +72,14 @@ def eval_photos():
     from mvit_deploy.calibration import photo_inputs
     from mvit_deploy.models.config import HF_PREPROCESSING
 
-    return {size: torch.from_numpy(photo_inputs("eval", size, HF_PREPROCESSING, crops_per_photo=2)) for size in (256, 320)}
+    return {
+        size: torch.from_numpy(photo_inputs("eval", size, HF_PREPROCESSING, crops_per_photo=2)) for size in (256, 320)
+    }
 
 
-def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, memory_cap: int | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict | None = None, cwd: Path | None = None, memory_cap: int | None = None
+) -> subprocess.CompletedProcess:
     """Run the installed console script the way a person would.
 
     ``memory_cap`` (bytes) limits its address space (RLIMIT_AS, as `prlimit --as`), so a run
@@ -91,16 +95,22 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, memory
         resource.setrlimit(resource.RLIMIT_AS, (memory_cap, memory_cap))
 
     return subprocess.run(
-        cmd + list(args), capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600, preexec_fn=cap if memory_cap else None
+        cmd + list(args),
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=600,
+        preexec_fn=cap if memory_cap else None,
     )
 
 
 def break_onnx(src, dst, how: str):
     """A deliberately wrong conversion: the artifact keeps running, its numbers are wrong."""
     import onnx
+    from onnx import numpy_helper
 
     from mvit_deploy.artifact import manifest_path, tree_sha256
-    from onnx import numpy_helper
 
     model = onnx.load(str(src))
     inits = {t.name: t for t in model.graph.initializer}
@@ -136,7 +146,9 @@ def fashion_artifact(tmp_path_factory):
 
     def get(target: str, precision: str = "fp32") -> Path:
         if (target, precision) not in cache:
-            opts = ExportOptions(model="mobilevit_xxs", pretrained="fashion", target=target, precision=precision, out_dir=out)
+            opts = ExportOptions(
+                model="mobilevit_xxs", pretrained="fashion", target=target, precision=precision, out_dir=out
+            )
             cache[target, precision] = export(opts, run_parity=False).artifact
         return cache[target, precision]
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
+
 from mvit_deploy.artifact import MANIFEST_SCHEMA, manifest_path, tree_sha256
 from mvit_deploy.bench.aihub import AihubDevice, bench_many, parse_device, profile_numbers
 from mvit_deploy.errors import UsageError
@@ -54,7 +53,7 @@ class FakeStatus:
 
 @dataclass
 class FakeJob:
-    hub: "FakeHub"
+    hub: FakeHub
     job_id: str
     outcome: FakeStatus  # where it ends
     polls: int = 0
@@ -66,7 +65,11 @@ class FakeJob:
     def get_status(self):
         self.hub.calls.append(("get_status", self.job_id))
         self.polls += 1
-        return [FakeStatus("PROVISIONING_DEVICE"), FakeStatus("MEASURING_PERFORMANCE")][self.polls - 1] if self.polls < 3 else self.outcome
+        return (
+            [FakeStatus("PROVISIONING_DEVICE"), FakeStatus("MEASURING_PERFORMANCE")][self.polls - 1]
+            if self.polls < 3
+            else self.outcome
+        )
 
     def download_profile(self):
         self.hub.calls.append(("download_profile", self.job_id))
@@ -117,7 +120,9 @@ class FakeHub:
             outcome = FakeStatus("SUCCESS")
         return FakeJob(self, f"j{len(self.calls):08d}", outcome)
 
-    def submit_inference_job(self, model, device, inputs=None, name=None, options="", retry=True, profile=True, project=None):
+    def submit_inference_job(
+        self, model, device, inputs=None, name=None, options="", retry=True, profile=True, project=None
+    ):
         assert profile is True and inputs is None
         return self._job(model, device, options)
 
@@ -145,10 +150,17 @@ def stand_in_artifact(folder: Path, target: str, precision: str = "fp32") -> Pat
     else:
         path.write_bytes(f"stand-in {target} artifact ".encode() * 200)
     manifest = {
-        "schema": MANIFEST_SCHEMA, "artifact": path.name, "model": "mobilevit_xxs", "target": target, "precision": precision,
-        "input": {"name": "image", "size": 256, "layout": "nchw"}, "output": {"name": "logits", "classes": 1000},
-        "checkpoint": {"sha256": None}, "sha256": tree_sha256(path), "parity": {"passed": True, "metrics": {"psnr_db": 88.0}},
-    }  # fmt: skip
+        "schema": MANIFEST_SCHEMA,
+        "artifact": path.name,
+        "model": "mobilevit_xxs",
+        "target": target,
+        "precision": precision,
+        "input": {"name": "image", "size": 256, "layout": "nchw"},
+        "output": {"name": "logits", "classes": 1000},
+        "checkpoint": {"sha256": None},
+        "sha256": tree_sha256(path),
+        "parity": {"passed": True, "metrics": {"psnr_db": 88.0}},
+    }
     manifest_path(path).write_text(json.dumps(manifest))
     return path
 
@@ -181,10 +193,22 @@ def test_recorded_profile_maps_into_the_bench_schema(arts):
     result = AihubDevice(S24, client=hub).bench([tfl], threads=2, warmup=5, iters=50, poll_seconds=0)
     assert result["schema"] == "mvit-deploy/bench/1" and result["peak_rss_mb"] is None and result["skipped"] == []
     assert result["device"] == {
-        "name": S24, "kind": "aihub", "cpu": "qualcomm-snapdragon-8gen3", "cores": None, "os": "Android 14",
-        "machine": "aarch64-android", "python": None, "runtimes": {"qai-hub": "0.56.0"},
-    }  # fmt: skip
-    assert result["settings"] == {"threads": 2, "warmup": 5, "iters": 50, "interleaved": False, "aihub_options": "--max_profiler_iterations 55"}
+        "name": S24,
+        "kind": "aihub",
+        "cpu": "qualcomm-snapdragon-8gen3",
+        "cores": None,
+        "os": "Android 14",
+        "machine": "aarch64-android",
+        "python": None,
+        "runtimes": {"qai-hub": "0.56.0"},
+    }
+    assert result["settings"] == {
+        "threads": 2,
+        "warmup": 5,
+        "iters": 50,
+        "interleaved": False,
+        "aihub_options": "--max_profiler_iterations 55",
+    }
     submits = [c for c in hub.calls if c[0] == "submit"]
     assert submits == [("submit", S24, tfl.name, "--max_profiler_iterations 55")]
 
@@ -202,14 +226,24 @@ def test_recorded_profile_maps_into_the_bench_schema(arts):
     placed = {"NPU": 0, "GPU": 0, "CPU": 0}
     for layer in PROFILE["execution_detail"]:
         placed[layer["compute_unit"]] += 1
-    assert r["compute_units"] == placed and sum(placed.values()) == len(PROFILE["execution_detail"]) and placed["CPU"] > 0
+    assert (
+        r["compute_units"] == placed and sum(placed.values()) == len(PROFILE["execution_detail"]) and placed["CPU"] > 0
+    )
 
     assert r["load_ms"] == pytest.approx(summary["warm_load_time"] / 1000)
     assert r["first_load_ms"] == pytest.approx(summary["first_load_time"] / 1000)
     assert r["peak_memory_mb"] == pytest.approx(summary["estimated_inference_peak_memory"] / 2**20, abs=0.01)
-    assert r["peak_memory_range_mb"] == pytest.approx([v / 2**20 for v in summary["inference_memory_peak_range"]], abs=0.01)
+    assert r["peak_memory_range_mb"] == pytest.approx(
+        [v / 2**20 for v in summary["inference_memory_peak_range"]], abs=0.01
+    )
     assert r["rss_delta_mb"] is None and r["bytes"] == tfl.stat().st_size and r["parity"]["passed"] is True
-    assert (r["artifact"], r["model"], r["target"], r["precision"], r["input_size"]) == (tfl.name, "mobilevit_xxs", "tflite", "fp32", 256)
+    assert (r["artifact"], r["model"], r["target"], r["precision"], r["input_size"]) == (
+        tfl.name,
+        "mobilevit_xxs",
+        "tflite",
+        "fp32",
+        256,
+    )
     assert r["runtime"] == get_target("tflite").aihub.runtime
     job = r["aihub_job"]
     assert job["id"].startswith("j") and job["url"] == f"https://app.aihub.qualcomm.com/jobs/{job['id']}/"
@@ -217,7 +251,14 @@ def test_recorded_profile_maps_into_the_bench_schema(arts):
 
 def test_two_devices_at_once_submit_every_job_before_waiting(arts):
     hub = FakeHub()
-    results = bench_many([f"aihub:{S24}", f"aihub:{ELITE}"], [arts["tflite"], arts["onnx"]], warmup=5, iters=50, client=hub, poll_seconds=0)
+    results = bench_many(
+        [f"aihub:{S24}", f"aihub:{ELITE}"],
+        [arts["tflite"], arts["onnx"]],
+        warmup=5,
+        iters=50,
+        client=hub,
+        poll_seconds=0,
+    )
     assert [r["device"]["name"] for r in results] == [S24, ELITE]
     assert results[1]["device"]["cpu"] == "qualcomm-snapdragon-8-elite" and results[1]["device"]["os"] == "Android 15"
     assert all(len(r["results"]) == 2 and r["skipped"] == [] for r in results)
@@ -239,16 +280,26 @@ def test_failed_job_is_skipped_with_the_hubs_reason(arts):
     result = AihubDevice(S24, client=hub).bench([arts["tflite"], arts["onnx"]], 2, 5, 50, poll_seconds=0)
     assert [r["artifact"] for r in result["results"]] == [arts["tflite"].name]
     (s,) = result["skipped"]
-    assert s["artifact"] == arts["onnx"].name and FAILED["failure_reason"] in s["reason"] and s["reason"].startswith("the AI Hub job failed")
+    assert (
+        s["artifact"] == arts["onnx"].name
+        and FAILED["failure_reason"] in s["reason"]
+        and s["reason"].startswith("the AI Hub job failed")
+    )
     assert s["aihub_job"]["url"] in s["reason"]
     downloaded = [c for c in hub.calls if c[0] == "download_profile"]
     assert len(downloaded) == 1, "a failed job's profile is not asked for"
 
 
 def test_a_job_still_running_at_the_timeout_is_skipped_with_its_url(arts):
-    result = AihubDevice(S24, client=FakeHub(never_finish=True)).bench([arts["tflite"]], 2, 5, 50, poll_seconds=0, timeout_s=0)
+    result = AihubDevice(S24, client=FakeHub(never_finish=True)).bench(
+        [arts["tflite"]], 2, 5, 50, poll_seconds=0, timeout_s=0
+    )
     (s,) = result["skipped"]
-    assert result["results"] == [] and s["reason"].startswith("still PROVISIONING_DEVICE on AI Hub after 0 s") and s["aihub_job"]["url"] in s["reason"]
+    assert (
+        result["results"] == []
+        and s["reason"].startswith("still PROVISIONING_DEVICE on AI Hub after 0 s")
+        and s["aihub_job"]["url"] in s["reason"]
+    )
 
 
 def test_formats_the_hub_or_the_phone_cannot_run_are_skipped(arts):
@@ -258,10 +309,14 @@ def test_formats_the_hub_or_the_phone_cannot_run_are_skipped(arts):
     reasons = {s["artifact"]: s["reason"] for s in result["skipped"]}
     assert reasons[arts["executorch"].name] == f"AI Hub profiles {', '.join(t.suffix for t in profiled)} artifacts only"
     assert reasons[arts["ort"].name] == reasons[arts["executorch"].name]
-    assert reasons[arts["coreml"].name].startswith(f"{S24} does not run .mlpackage on AI Hub (its frameworks: onnx, qnn, tflite)")
+    assert reasons[arts["coreml"].name].startswith(
+        f"{S24} does not run .mlpackage on AI Hub (its frameworks: onnx, qnn, tflite)"
+    )
     assert sorted(r["artifact"] for r in result["results"]) == sorted([arts["tflite"].name, arts["onnx"].name])
     assert not any(c[0] == "upload_model" and c[1].endswith((".pte", ".mlpackage")) for c in hub.calls)
-    (r,) = AihubDevice("Apple iPhone 15 Pro", client=FakeHub()).bench([arts["coreml"]], 2, 5, 50, poll_seconds=0)["results"]
+    (r,) = AihubDevice("Apple iPhone 15 Pro", client=FakeHub()).bench([arts["coreml"]], 2, 5, 50, poll_seconds=0)[
+        "results"
+    ]
     assert r["runtime"] == get_target("coreml").aihub.runtime
 
 
@@ -276,11 +331,17 @@ def test_missing_client_is_a_one_line_usage_error(arts, monkeypatch):
     monkeypatch.setitem(sys.modules, "qai_hub", None)  # `import qai_hub` raises ImportError
     with pytest.raises(UsageError) as caught:
         AihubDevice(S24).bench([arts["tflite"]], 2, 5, 50)
-    assert caught.value.one_line() == "--device aihub: needs Qualcomm AI Hub's client — pip install qai-hub, then `qai-hub configure --api_token TOKEN`"
+    assert (
+        caught.value.one_line()
+        == "--device aihub: needs Qualcomm AI Hub's client — pip install qai-hub, then `qai-hub configure --api_token TOKEN`"
+    )
     assert caught.value.exit_code == 2
 
 
-@pytest.mark.parametrize("recorded, says", [("error_no_client_ini.txt", "client.ini not found"), ("error_api_token_missing.txt", "Your API token is missing")])
+@pytest.mark.parametrize(
+    "recorded, says",
+    [("error_no_client_ini.txt", "client.ini not found"), ("error_api_token_missing.txt", "Your API token is missing")],
+)
 def test_no_token_names_qai_hub_configure(arts, recorded, says):
     message = (DATA / recorded).read_text().removesuffix("\n")
     assert "\n" in message and "┌" in message  # the recorded message is qai-hub's boxed multi-line one
@@ -305,11 +366,19 @@ def test_progress_goes_to_the_callback_and_the_clients_prints_to_stderr(arts, ca
     AihubDevice(S24, client=FakeHub()).bench([arts["tflite"]], 2, 5, 50, progress=said.append, poll_seconds=0)
     out = capsys.readouterr()
     assert out.out == "" and "Scheduled profile job" in out.err
-    assert any("uploading" in m for m in said) and any("0/1 jobs done" in m and "MEASURING_PERFORMANCE" in m for m in said)
+    assert any("uploading" in m for m in said) and any(
+        "0/1 jobs done" in m and "MEASURING_PERFORMANCE" in m for m in said
+    )
 
 
 def test_profile_without_a_series_falls_back_to_the_estimate():
-    numbers = profile_numbers({"execution_summary": {"estimated_inference_time": 1234, "warm_load_time": None, "first_load_time": 50_000}, "execution_detail": []}, 5)
+    numbers = profile_numbers(
+        {
+            "execution_summary": {"estimated_inference_time": 1234, "warm_load_time": None, "first_load_time": 50_000},
+            "execution_detail": [],
+        },
+        5,
+    )
     assert numbers["latency_ms"]["samples"] == [1.234] and numbers["warmup_dropped"] == 0 and numbers["load_ms"] == 50.0
     assert numbers["compute_units"] == {"NPU": 0, "GPU": 0, "CPU": 0}
 

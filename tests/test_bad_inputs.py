@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, run_cli
+
 from mvit_deploy.artifact import MANIFEST_SCHEMA, tree_sha256
 from mvit_deploy.bench.local import SCHEMA as BENCH_SCHEMA
 from mvit_deploy.models.hub import WEIGHTS_DIR
@@ -35,30 +35,67 @@ FASHION_IMAGE = str(ROOT / "mvit_deploy/datasets/fashion_sample_ankle_boot.png")
 def _sidecar(artifact: str, target: str = "onnx", **overrides) -> dict:
     """A manifest as `mvit-deploy export` writes it, for a file other than the one beside it."""
     manifest = {
-        "schema": MANIFEST_SCHEMA, "artifact": artifact, "model": "mobilevit_xxs", "domain": "fashion-mnist", "target": target,
+        "schema": MANIFEST_SCHEMA,
+        "artifact": artifact,
+        "model": "mobilevit_xxs",
+        "domain": "fashion-mnist",
+        "target": target,
         "precision": "fp32",
-        "input": {"name": "image", "shape": [1, 3, 64, 64], "layout": "nchw", "dtype": "float32", "size": 64, "type": "tensor", "scale": 1 / 255,
-                  "channel_order": "RGB", "mean": [0, 0, 0], "std": [1, 1, 1],
-                  "preprocessing": {"channel_order": "RGB", "crop_pct": 1.0, "interpolation": "bilinear", "scale": 1 / 255, "mean": [0, 0, 0], "std": [1, 1, 1]}},
+        "input": {
+            "name": "image",
+            "shape": [1, 3, 64, 64],
+            "layout": "nchw",
+            "dtype": "float32",
+            "size": 64,
+            "type": "tensor",
+            "scale": 1 / 255,
+            "channel_order": "RGB",
+            "mean": [0, 0, 0],
+            "std": [1, 1, 1],
+            "preprocessing": {
+                "channel_order": "RGB",
+                "crop_pct": 1.0,
+                "interpolation": "bilinear",
+                "scale": 1 / 255,
+                "mean": [0, 0, 0],
+                "std": [1, 1, 1],
+            },
+        },
         "output": {"name": "logits", "shape": [1, 10], "dtype": "float32", "classes": 10, "labels": None},
         "checkpoint": {"layout": "timm", "path": None, "pretrained": "fashion", "sha256": "1" * 64},
         "versions": {"mvit-deploy": "0.1.0"},
         "sha256": "ef" * 32,  # the file export wrote; never the bytes beside it
         "bytes": 5_000_000,
-    }  # fmt: skip
+    }
     return {**manifest, **overrides}
 
 
 def _bench_result(**overrides) -> dict:
-    result = {"artifact": "a.onnx", "model": "mobilevit_xxs", "target": "onnx", "precision": "fp32", "runtime": "onnxruntime", "input_size": 64,
-              "bytes": 5_000_000, "load_ms": 40.0, "latency_ms": {"min": 1.0, "p50": 1.1, "p90": 1.2, "p99": 1.3, "mean": 1.1, "std": 0.1},
-              "throughput_ips": 900.0, "rss_delta_mb": 30.0, "parity": None}  # fmt: skip
+    result = {
+        "artifact": "a.onnx",
+        "model": "mobilevit_xxs",
+        "target": "onnx",
+        "precision": "fp32",
+        "runtime": "onnxruntime",
+        "input_size": 64,
+        "bytes": 5_000_000,
+        "load_ms": 40.0,
+        "latency_ms": {"min": 1.0, "p50": 1.1, "p90": 1.2, "p99": 1.3, "mean": 1.1, "std": 0.1},
+        "throughput_ips": 900.0,
+        "rss_delta_mb": 30.0,
+        "parity": None,
+    }
     return {**result, **overrides}
 
 
 def _bench_run(**overrides) -> dict:
-    run = {"schema": BENCH_SCHEMA, "device": {"name": "host", "kind": "local", "cpu": "cpu", "cores": 2},
-           "settings": {"threads": 2, "warmup": 5, "iters": 50, "interleaved": True}, "results": [_bench_result()], "skipped": []}  # fmt: skip
+    run = {
+        "schema": BENCH_SCHEMA,
+        "device": {"name": "host", "kind": "local", "cpu": "cpu", "cores": 2},
+        "settings": {"threads": 2, "warmup": 5, "iters": 50, "interleaved": True},
+        "results": [_bench_result()],
+        "skipped": [],
+    }
     return {**run, **overrides}
 
 
@@ -113,14 +150,22 @@ def corpus(tmp_path_factory) -> Path:
     artifact("typed.onnx", rng.bytes(1000), _sidecar("typed.tflite", target="tflite"))
     artifact("nan-manifest.onnx", rng.bytes(1000), json.dumps(_sidecar("nan-manifest.onnx", bytes=float("nan"))))
     artifact("list-manifest.onnx", rng.bytes(1000), "[1, 2, 3]")
-    artifact("partial.onnx", rng.bytes(1000), {k: v for k, v in _sidecar("partial.onnx").items() if k not in ("sha256", "input")})
+    artifact(
+        "partial.onnx",
+        rng.bytes(1000),
+        {k: v for k, v in _sidecar("partial.onnx").items() if k not in ("sha256", "input")},
+    )
     (d / "lonely.onnx").write_bytes(rng.bytes(1000))
 
     (d / "bench-list.json").write_text("[]")
     (d / "bench-no-results.json").write_text(json.dumps({k: v for k, v in _bench_run().items() if k != "results"}))
-    (d / "bench-no-latency.json").write_text(json.dumps(_bench_run(results=[{k: v for k, v in _bench_result().items() if k != "latency_ms"}])))
+    (d / "bench-no-latency.json").write_text(
+        json.dumps(_bench_run(results=[{k: v for k, v in _bench_result().items() if k != "latency_ms"}]))
+    )
     (d / "bench-no-device.json").write_text(json.dumps({k: v for k, v in _bench_run().items() if k != "device"}))
-    (d / "bench-text-latency.json").write_text(json.dumps(_bench_run(results=[_bench_result(latency_ms={"mean": "fast", "std": 0.1})])))
+    (d / "bench-text-latency.json").write_text(
+        json.dumps(_bench_run(results=[_bench_result(latency_ms={"mean": "fast", "std": 0.1})]))
+    )
     (d / "bench-nan.json").write_text(json.dumps(_bench_run(results=[_bench_result(load_ms=float("nan"))])))
     (d / "binary.json").write_bytes(b"\xff\xfe" + rng.bytes(100))
 
@@ -153,111 +198,291 @@ def corpus(tmp_path_factory) -> Path:
 CASES = [
     # predict
     pytest.param(["predict", PHOTO, "--input-size", "0"], "input size 0 is not a multiple of 64", id="predict-size-0"),
-    pytest.param(["predict", PHOTO, "--input-size", "32"], "input size 32 is not a multiple of 64", id="predict-size-32"),
-    pytest.param(["predict", PHOTO, "--input-size", "96"], "input size 96 is not a multiple of 64", id="predict-size-96"),
+    pytest.param(
+        ["predict", PHOTO, "--input-size", "32"], "input size 32 is not a multiple of 64", id="predict-size-32"
+    ),
+    pytest.param(
+        ["predict", PHOTO, "--input-size", "96"], "input size 96 is not a multiple of 64", id="predict-size-96"
+    ),
     pytest.param(["predict", PHOTO, "--input-size", "-64"], "not a multiple of 64", id="predict-size-negative"),
     pytest.param(["predict", PHOTO, "--input-size", "100000"], "above the maximum 1024", id="predict-size-100000"),
-    pytest.param(["predict", PHOTO, "--input-size", "2048", "--model", "mobilevit_s"], "would need about 36 GB", id="predict-size-2048"),
+    pytest.param(
+        ["predict", PHOTO, "--input-size", "2048", "--model", "mobilevit_s"],
+        "would need about 36 GB",
+        id="predict-size-2048",
+    ),
     pytest.param(["predict", PHOTO, "--top", "0"], "--top 0 is out of range", id="predict-top-0"),
     pytest.param(["predict", PHOTO, "--top", "-2"], "--top -2 is out of range", id="predict-top-negative"),
     pytest.param(["predict", PHOTO, "--top", "abc"], "'abc' is not a valid integer", id="predict-top-text"),
-    pytest.param(["predict", PHOTO, "--num-classes", "0"], "--num-classes 0 is out of range", id="predict-num-classes-0"),
-    pytest.param(["predict", "{d}/bomb.png"], "too large to decode safely: 400,000,000 pixels, the limit is 89,478,485", id="predict-decompression-bomb"),
-    pytest.param(["predict", "{d}/big.png"], "10000 x 10000 = 100,000,000 pixels, the limit is 89,478,485", id="predict-above-pixel-limit"),
+    pytest.param(
+        ["predict", PHOTO, "--num-classes", "0"], "--num-classes 0 is out of range", id="predict-num-classes-0"
+    ),
+    pytest.param(
+        ["predict", "{d}/bomb.png"],
+        "too large to decode safely: 400,000,000 pixels, the limit is 89,478,485",
+        id="predict-decompression-bomb",
+    ),
+    pytest.param(
+        ["predict", "{d}/big.png"],
+        "10000 x 10000 = 100,000,000 pixels, the limit is 89,478,485",
+        id="predict-above-pixel-limit",
+    ),
     pytest.param(["predict", "{d}/tiny.png"], "is 8 x 8 pixels, smaller than 16 on a side", id="predict-tiny-image"),
     pytest.param(["predict", "{d}/float.tif"], "floating-point pixels (mode F)", id="predict-float-image"),
     pytest.param(["predict", "{d}/truncated.png"], "cannot read image", id="predict-truncated-png"),
     pytest.param(["predict", "{d}/gif-only"], "is a directory, not an image", id="predict-folder-as-image"),
-    pytest.param(["predict", PHOTO, "--weights", "{d}/random.pt"], "not a PyTorch checkpoint (neither a zip archive nor a pickle)", id="predict-random-pt"),
-    pytest.param(["predict", PHOTO, "--weights", "{d}/random.bin"], "not a PyTorch checkpoint (neither a zip archive nor a pickle)", id="predict-random-bin"),
+    pytest.param(
+        ["predict", PHOTO, "--weights", "{d}/random.pt"],
+        "not a PyTorch checkpoint (neither a zip archive nor a pickle)",
+        id="predict-random-pt",
+    ),
+    pytest.param(
+        ["predict", PHOTO, "--weights", "{d}/random.bin"],
+        "not a PyTorch checkpoint (neither a zip archive nor a pickle)",
+        id="predict-random-bin",
+    ),
     pytest.param(["predict", "{d}/not-an-image.jpg"], "cannot read image", id="predict-text-as-jpg"),
     pytest.param(["predict", "{d}/empty.png"], "cannot read image", id="predict-empty-png"),
     pytest.param(["predict", "{d}/missing.jpg"], "does not exist", id="predict-missing-image"),
-    pytest.param(["predict", PHOTO, "--weights", "{d}/nan.safetensors"], "holds NaN or infinite values in stem.conv.weight", id="predict-nan-weights"),
-    pytest.param(["predict", PHOTO, "--weights", "{d}/random.safetensors"], "not a readable safetensors file", id="predict-random-weights"),
-    pytest.param(["predict", FASHION_IMAGE, "--weights", "{d}/overflow.safetensors", "--json"], "logits hold 10 NaN or infinite", id="predict-overflow"),
-    pytest.param(["predict", PHOTO, "--weights", "{d}/nan.safetensors", "--pretrained", "fashion"], "both a weights file and --pretrained", id="predict-two-weights"),
+    pytest.param(
+        ["predict", PHOTO, "--weights", "{d}/nan.safetensors"],
+        "holds NaN or infinite values in stem.conv.weight",
+        id="predict-nan-weights",
+    ),
+    pytest.param(
+        ["predict", PHOTO, "--weights", "{d}/random.safetensors"],
+        "not a readable safetensors file",
+        id="predict-random-weights",
+    ),
+    pytest.param(
+        ["predict", FASHION_IMAGE, "--weights", "{d}/overflow.safetensors", "--json"],
+        "logits hold 10 NaN or infinite",
+        id="predict-overflow",
+    ),
+    pytest.param(
+        ["predict", PHOTO, "--weights", "{d}/nan.safetensors", "--pretrained", "fashion"],
+        "both a weights file and --pretrained",
+        id="predict-two-weights",
+    ),
     # export
-    pytest.param(["export", "--target", "onnx", "--input-size", "100000", "--out", "{out}"], "above the maximum 1024", id="export-size-100000"),
-    pytest.param(["export", "--target", "onnx", "--input-size", "250", "--out", "{out}"], "not a multiple of 64", id="export-size-250"),
-    pytest.param(["export", "--target", "onnx", "--input-size", "0", "--out", "{out}"], "input size 0", id="export-size-0"),
-    pytest.param(["export", "--target", "onnx", "--threads", "0", "--out", "{out}"], "--threads 0 is out of range", id="export-threads-0"),
-    pytest.param(["export", "--target", "onnx", "--threads", "-1", "--out", "{out}"], "--threads -1 is out of range", id="export-threads-negative"),
-    pytest.param(["export", "--target", "onnx", "--num-classes", "0", "--out", "{out}"], "--num-classes 0", id="export-num-classes-0"),
-    pytest.param(["export", "--target", "onnx", "--precision", "int8", "--calib-samples", "0", "--out", "{out}"], "--calib-samples 0", id="export-calib-samples-0"),
-    pytest.param(["export", "--target", "onnx", "--precision", "int8", "--calib", "{d}/empty-folder", "--out", "{out}"], "no images in", id="export-calib-empty"),
-    pytest.param(["export", "--target", "onnx", "--precision", "int8", "--calib", "{d}/text-only", "--out", "{out}"], "no images in", id="export-calib-no-images"),
-    pytest.param(["export", "--target", "onnx", "--precision", "int8", "--calib", "{d}/nowhere", "--out", "{out}"], "is not a directory", id="export-calib-missing"),
-    pytest.param(["export", "--target", "onnx", "--precision", "int8", "--calib", "{d}/calib-corrupt", "--out", "{out}"], "calib-corrupt/not-an-image.jpg", id="export-calib-corrupt-file"),
-    pytest.param(["export", "--target", "onnx", "--precision", "int8", "--calib", "{d}/calib-tiny", "--out", "{out}"], "calib-tiny/tiny.png is 8 x 8 pixels", id="export-calib-tiny-file"),
-    pytest.param(["export", "--target", "onnx", "--weights", "{d}/random.pt", "--out", "{out}"], "not a PyTorch checkpoint", id="export-random-pt"),
-    pytest.param(["export", "--target", "onnx", "--precision", "fp16", "--out", "{out}"], "onnx does not export precision fp16", id="export-onnx-fp16"),
-    pytest.param(["export", "--target", "bogus", "--out", "{out}"], "Invalid value for '--target'", id="export-unknown-target"),
+    pytest.param(
+        ["export", "--target", "onnx", "--input-size", "100000", "--out", "{out}"],
+        "above the maximum 1024",
+        id="export-size-100000",
+    ),
+    pytest.param(
+        ["export", "--target", "onnx", "--input-size", "250", "--out", "{out}"],
+        "not a multiple of 64",
+        id="export-size-250",
+    ),
+    pytest.param(
+        ["export", "--target", "onnx", "--input-size", "0", "--out", "{out}"], "input size 0", id="export-size-0"
+    ),
+    pytest.param(
+        ["export", "--target", "onnx", "--threads", "0", "--out", "{out}"],
+        "--threads 0 is out of range",
+        id="export-threads-0",
+    ),
+    pytest.param(
+        ["export", "--target", "onnx", "--threads", "-1", "--out", "{out}"],
+        "--threads -1 is out of range",
+        id="export-threads-negative",
+    ),
+    pytest.param(
+        ["export", "--target", "onnx", "--num-classes", "0", "--out", "{out}"],
+        "--num-classes 0",
+        id="export-num-classes-0",
+    ),
+    pytest.param(
+        ["export", "--target", "onnx", "--precision", "int8", "--calib-samples", "0", "--out", "{out}"],
+        "--calib-samples 0",
+        id="export-calib-samples-0",
+    ),
+    pytest.param(
+        ["export", "--target", "onnx", "--precision", "int8", "--calib", "{d}/empty-folder", "--out", "{out}"],
+        "no images in",
+        id="export-calib-empty",
+    ),
+    pytest.param(
+        ["export", "--target", "onnx", "--precision", "int8", "--calib", "{d}/text-only", "--out", "{out}"],
+        "no images in",
+        id="export-calib-no-images",
+    ),
+    pytest.param(
+        ["export", "--target", "onnx", "--precision", "int8", "--calib", "{d}/nowhere", "--out", "{out}"],
+        "is not a directory",
+        id="export-calib-missing",
+    ),
+    pytest.param(
+        ["export", "--target", "onnx", "--precision", "int8", "--calib", "{d}/calib-corrupt", "--out", "{out}"],
+        "calib-corrupt/not-an-image.jpg",
+        id="export-calib-corrupt-file",
+    ),
+    pytest.param(
+        ["export", "--target", "onnx", "--precision", "int8", "--calib", "{d}/calib-tiny", "--out", "{out}"],
+        "calib-tiny/tiny.png is 8 x 8 pixels",
+        id="export-calib-tiny-file",
+    ),
+    pytest.param(
+        ["export", "--target", "onnx", "--weights", "{d}/random.pt", "--out", "{out}"],
+        "not a PyTorch checkpoint",
+        id="export-random-pt",
+    ),
+    pytest.param(
+        ["export", "--target", "onnx", "--precision", "fp16", "--out", "{out}"],
+        "onnx does not export precision fp16",
+        id="export-onnx-fp16",
+    ),
+    pytest.param(
+        ["export", "--target", "bogus", "--out", "{out}"], "Invalid value for '--target'", id="export-unknown-target"
+    ),
     pytest.param(["export", "--target", "onnx"], "Missing option '--out'", id="export-no-out"),
-    pytest.param(["export", "--target", "onnx", "--weights", "{d}/nan.safetensors", "--out", "{out}"], "holds NaN or infinite values", id="export-nan-weights"),
+    pytest.param(
+        ["export", "--target", "onnx", "--weights", "{d}/nan.safetensors", "--out", "{out}"],
+        "holds NaN or infinite values",
+        id="export-nan-weights",
+    ),
     # parity
-    pytest.param(["parity", "{d}/random.onnx"], "random.onnx does not match its manifest (sha256", id="parity-random-onnx"),
+    pytest.param(
+        ["parity", "{d}/random.onnx"], "random.onnx does not match its manifest (sha256", id="parity-random-onnx"
+    ),
     pytest.param(["parity", "{d}/empty.tflite"], "empty.tflite does not match its manifest", id="parity-empty-tflite"),
-    pytest.param(["parity", "{d}/other.onnx"], "this manifest is not this artifact's", id="parity-other-models-manifest"),
-    pytest.param(["parity", "{d}/typed.onnx"], "this manifest is not this artifact's", id="parity-other-targets-manifest"),
-    pytest.param(["parity", "{d}/nan-manifest.onnx"], "is not valid JSON (NaN is not JSON)", id="parity-nan-in-manifest"),
+    pytest.param(
+        ["parity", "{d}/other.onnx"], "this manifest is not this artifact's", id="parity-other-models-manifest"
+    ),
+    pytest.param(
+        ["parity", "{d}/typed.onnx"], "this manifest is not this artifact's", id="parity-other-targets-manifest"
+    ),
+    pytest.param(
+        ["parity", "{d}/nan-manifest.onnx"], "is not valid JSON (NaN is not JSON)", id="parity-nan-in-manifest"
+    ),
     pytest.param(["parity", "{d}/list-manifest.onnx"], "has schema 'list'", id="parity-list-manifest"),
     pytest.param(["parity", "{d}/partial.onnx"], "lacks input, sha256", id="parity-partial-manifest"),
     pytest.param(["parity", "{d}/lonely.onnx"], "has no manifest", id="parity-no-manifest"),
     pytest.param(["parity", "{d}/missing.onnx"], "does not exist", id="parity-missing"),
     pytest.param(["parity", "{d}/random.onnx", "--n", "0"], "--n 0 is out of range", id="parity-n-0"),
     pytest.param(["parity", "{d}/random.onnx", "--threads", "0"], "--threads 0 is out of range", id="parity-threads-0"),
-    pytest.param(["parity", "{d}/random.onnx", "--weights", "{d}/does-not-exist.safetensors"], "does not exist", id="parity-missing-weights"),
-    pytest.param(["parity", "{d}/random.onnx", "--junit-xml", "{out}/parity.xml"], "does not match its manifest", id="parity-junit-not-written"),
-    pytest.param(["parity", "{d}/matching.onnx", "--images", "{d}/calib-corrupt"], "calib-corrupt/not-an-image.jpg", id="parity-images-corrupt-file"),
+    pytest.param(
+        ["parity", "{d}/random.onnx", "--weights", "{d}/does-not-exist.safetensors"],
+        "does not exist",
+        id="parity-missing-weights",
+    ),
+    pytest.param(
+        ["parity", "{d}/random.onnx", "--junit-xml", "{out}/parity.xml"],
+        "does not match its manifest",
+        id="parity-junit-not-written",
+    ),
+    pytest.param(
+        ["parity", "{d}/matching.onnx", "--images", "{d}/calib-corrupt"],
+        "calib-corrupt/not-an-image.jpg",
+        id="parity-images-corrupt-file",
+    ),
     pytest.param(["parity", "{d}/matching.onnx", "--images", "{d}/text-only"], "no images in", id="parity-images-none"),
-    pytest.param(["parity", "{d}/matching.onnx", "--images", "{d}/calib-tiny"], "smaller than 16 on a side", id="parity-images-tiny"),
+    pytest.param(
+        ["parity", "{d}/matching.onnx", "--images", "{d}/calib-tiny"],
+        "smaller than 16 on a side",
+        id="parity-images-tiny",
+    ),
     # eval
     pytest.param(["eval", "{d}/random.onnx", "--n", "0"], "--n 0 is out of range", id="eval-n-0"),
-    pytest.param(["eval", "{d}/random.onnx", "--data", "fashion-mnist:subset"], "does not match its manifest", id="eval-random-onnx"),
-    pytest.param(["eval", "{d}/empty.tflite", "--threads", "-1"], "--threads -1 is out of range", id="eval-threads-negative"),
+    pytest.param(
+        ["eval", "{d}/random.onnx", "--data", "fashion-mnist:subset"],
+        "does not match its manifest",
+        id="eval-random-onnx",
+    ),
+    pytest.param(
+        ["eval", "{d}/empty.tflite", "--threads", "-1"], "--threads -1 is out of range", id="eval-threads-negative"
+    ),
     pytest.param(["eval", "{d}/other.onnx"], "this manifest is not this artifact's", id="eval-other-models-manifest"),
-    pytest.param(["eval", "{d}/matching.onnx", "--data", "{d}/labeled"], "labeled/3/broken.png", id="eval-data-corrupt-file"),
+    pytest.param(
+        ["eval", "{d}/matching.onnx", "--data", "{d}/labeled"], "labeled/3/broken.png", id="eval-data-corrupt-file"
+    ),
     pytest.param(["eval", "{d}/matching.onnx", "--data", "{d}/text-only"], "no images in", id="eval-data-no-images"),
     # bench
     pytest.param(["bench", "{d}/random.onnx"], "does not match its manifest", id="bench-random-onnx"),
     pytest.param(["bench", "{d}/empty.tflite"], "does not match its manifest", id="bench-empty-tflite"),
     pytest.param(["bench", "{d}/random.onnx", "--threads", "0"], "--threads 0 is out of range", id="bench-threads-0"),
     pytest.param(["bench", "{d}/random.onnx", "--iters", "1"], "--iters 1 is out of range", id="bench-iters-1"),
-    pytest.param(["bench", "{d}/random.onnx", "--warmup", "-1"], "--warmup -1 is out of range", id="bench-warmup-negative"),
+    pytest.param(
+        ["bench", "{d}/random.onnx", "--warmup", "-1"], "--warmup -1 is out of range", id="bench-warmup-negative"
+    ),
     pytest.param(["bench", "{d}/random.onnx", "--device", "nowhere"], "unknown device", id="bench-unknown-device"),
-    pytest.param(["bench", "{d}/random.onnx", "--json", "{out}/bench.json"], "does not match its manifest", id="bench-json-not-written"),
+    pytest.param(
+        ["bench", "{d}/random.onnx", "--json", "{out}/bench.json"],
+        "does not match its manifest",
+        id="bench-json-not-written",
+    ),
     # report
-    pytest.param(["report", "{d}/bench-list.json", "--out", "{out}"], "is not a bench result (schema 'list')", id="report-json-list"),
+    pytest.param(
+        ["report", "{d}/bench-list.json", "--out", "{out}"],
+        "is not a bench result (schema 'list')",
+        id="report-json-list",
+    ),
     pytest.param(["report", "{d}/bench-no-results.json", "--out", "{out}"], "no results list", id="report-no-results"),
-    pytest.param(["report", "{d}/bench-no-latency.json", "--out", "{out}"], "results[0] has no latency_ms", id="report-no-latency"),
+    pytest.param(
+        ["report", "{d}/bench-no-latency.json", "--out", "{out}"],
+        "results[0] has no latency_ms",
+        id="report-no-latency",
+    ),
     pytest.param(["report", "{d}/bench-no-device.json", "--out", "{out}"], "no device", id="report-no-device"),
-    pytest.param(["report", "{d}/bench-text-latency.json", "--out", "{out}"], "latency_ms needs the numbers", id="report-text-latency"),
-    pytest.param(["report", "{d}/bench-nan.json", "--out", "{out}"], "not valid JSON (NaN is not JSON)", id="report-nan"),
+    pytest.param(
+        ["report", "{d}/bench-text-latency.json", "--out", "{out}"],
+        "latency_ms needs the numbers",
+        id="report-text-latency",
+    ),
+    pytest.param(
+        ["report", "{d}/bench-nan.json", "--out", "{out}"], "not valid JSON (NaN is not JSON)", id="report-nan"
+    ),
     pytest.param(["report", "{d}/binary.json", "--out", "{out}"], "is not valid JSON", id="report-binary"),
     pytest.param(["report", "{d}/missing.json", "--out", "{out}"], "does not exist", id="report-missing"),
     pytest.param(["report", "{d}/empty-folder", "--out", "{out}"], "is a directory", id="report-folder"),
     # quant-report
     pytest.param(["quant-report", "{d}/random.onnx"], "does not match its manifest", id="quant-report-random-onnx"),
-    pytest.param(["quant-report", "{d}/other.onnx"], "this manifest is not this artifact's", id="quant-report-other-manifest"),
+    pytest.param(
+        ["quant-report", "{d}/other.onnx"], "this manifest is not this artifact's", id="quant-report-other-manifest"
+    ),
     pytest.param(["quant-report", "{d}/random.onnx", "--n", "0"], "--n 0 is out of range", id="quant-report-n-0"),
     pytest.param(["quant-report", "{d}/random.onnx", "--top", "0"], "--top 0 is out of range", id="quant-report-top-0"),
     # ane-check
     pytest.param(["ane-check", "{d}/random.onnx"], "is not an .mlpackage directory", id="ane-check-not-mlpackage"),
     pytest.param(["ane-check", "{d}/missing.mlpackage"], "is not an .mlpackage directory", id="ane-check-missing"),
     pytest.param(["ane-check", "{d}/empty-folder"], "is not an .mlpackage directory", id="ane-check-folder"),
-    pytest.param(["ane-check", "{d}/random.onnx", "--plan", "{d}/binary.json"], "is not a recorded compute plan", id="ane-check-plan-binary"),
-    pytest.param(["ane-check", "{d}/random.onnx", "--plan", "{d}/bench-list.json"], "is not a recorded compute plan", id="ane-check-plan-list"),
-    pytest.param(["ane-check", "{d}/random.onnx", "--save-plan", "{out}/p.json"], "add --compute-plan", id="ane-check-save-without-plan"),
+    pytest.param(
+        ["ane-check", "{d}/random.onnx", "--plan", "{d}/binary.json"],
+        "is not a recorded compute plan",
+        id="ane-check-plan-binary",
+    ),
+    pytest.param(
+        ["ane-check", "{d}/random.onnx", "--plan", "{d}/bench-list.json"],
+        "is not a recorded compute plan",
+        id="ane-check-plan-list",
+    ),
+    pytest.param(
+        ["ane-check", "{d}/random.onnx", "--save-plan", "{out}/p.json"],
+        "add --compute-plan",
+        id="ane-check-save-without-plan",
+    ),
     # export: several sizes
-    pytest.param(["export", "--model", "mobilevit_xxs", "--target", "onnx", "--input-size", "128,192", "--out", "{out}"], "takes one input size",
-                 id="export-sizes-one-size-target"),
-    pytest.param(["export", "--model", "mobilevit_xxs", "--target", "coreml", "--input-size", "128,x", "--out", "{out}"], "is not a size",
-                 id="export-sizes-not-numbers"),
-    pytest.param(["export", "--model", "mobilevit_xxs", "--target", "coreml", "--input-size", "128,128", "--out", "{out}"], "lists a size twice",
-                 id="export-sizes-twice"),
-    pytest.param(["export", "--model", "mobilevit_xxs", "--target", "coreml", "--input-size", "128,100", "--out", "{out}"], "is not a multiple of 64",
-                 id="export-sizes-not-64"),
+    pytest.param(
+        ["export", "--model", "mobilevit_xxs", "--target", "onnx", "--input-size", "128,192", "--out", "{out}"],
+        "takes one input size",
+        id="export-sizes-one-size-target",
+    ),
+    pytest.param(
+        ["export", "--model", "mobilevit_xxs", "--target", "coreml", "--input-size", "128,x", "--out", "{out}"],
+        "is not a size",
+        id="export-sizes-not-numbers",
+    ),
+    pytest.param(
+        ["export", "--model", "mobilevit_xxs", "--target", "coreml", "--input-size", "128,128", "--out", "{out}"],
+        "lists a size twice",
+        id="export-sizes-twice",
+    ),
+    pytest.param(
+        ["export", "--model", "mobilevit_xxs", "--target", "coreml", "--input-size", "128,100", "--out", "{out}"],
+        "is not a multiple of 64",
+        id="export-sizes-not-64",
+    ),
     # models, and the group itself
     pytest.param(["models", "--bogus"], "No such option '--bogus'", id="models-unknown-option"),
     pytest.param(["models", "extra"], "unexpected extra argument", id="models-extra-argument"),
@@ -303,7 +528,10 @@ def test_an_unexpected_exception_is_exit_3_with_its_traceback_in_a_log(monkeypat
     result = CliRunner().invoke(cli.main, ["models", "--json"])
     assert result.exit_code == 3
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
-    assert "error: internal error: RuntimeError: a bug over two lines — please report it; full traceback in " in result.stderr
+    assert (
+        "error: internal error: RuntimeError: a bug over two lines — please report it; full traceback in "
+        in result.stderr
+    )
     log = Path(result.stderr.rsplit("full traceback in ", 1)[1].strip())
     assert log.parent == tmp_path and "Traceback" in log.read_text() and "crash" in log.read_text()
 
@@ -327,7 +555,9 @@ def test_eval_json_of_one_image_has_no_infinite_interval():
     ci = _drop_ci95(np.array([True]), np.array([False]))
     assert ci == (float("-inf"), float("inf"))
     row = EvalRow("a.onnx", "onnx", "fp32", {"top1": 1.0}, {"top1": 0.0}, 100.0, ci, 0.0, None, True)
-    assert json.loads(json.dumps(EvalReport("one image", 1, [row]).to_dict(), allow_nan=False))["rows"][0]["drop_ci95"] == [None, None]
+    assert json.loads(json.dumps(EvalReport("one image", 1, [row]).to_dict(), allow_nan=False))["rows"][0][
+        "drop_ci95"
+    ] == [None, None]
 
 
 def test_the_corpus_covers_every_command():
@@ -343,7 +573,9 @@ def test_a_sidecar_copied_with_its_renamed_artifact_still_reads(tmp_path):
 
     art = tmp_path / "renamed.onnx"
     art.write_bytes(b"not a real model, but the bytes the manifest was written for")
-    (tmp_path / "renamed.json").write_text(json.dumps(_sidecar("mobilevit_xxs-onnx-fp32.onnx", sha256=tree_sha256(art))))
+    (tmp_path / "renamed.json").write_text(
+        json.dumps(_sidecar("mobilevit_xxs-onnx-fp32.onnx", sha256=tree_sha256(art)))
+    )
     assert read_manifest(art)["model"] == "mobilevit_xxs"
 
 
@@ -398,7 +630,9 @@ def test_palette_transparency_animation_and_exif_rotation(tmp_path):
     frames = [Image.new("RGB", (32, 32), c) for c in ((255, 0, 0), (0, 255, 0))]
     for suffix in ("gif", "webp"):
         frames[0].save(tmp_path / f"anim.{suffix}", save_all=True, append_images=frames[1:], lossless=True)
-        assert tuple(np.asarray(load_image(tmp_path / f"anim.{suffix}"))[0, 0]) == (255, 0, 0), suffix  # the first frame
+        assert tuple(np.asarray(load_image(tmp_path / f"anim.{suffix}"))[0, 0]) == (255, 0, 0), (
+            suffix
+        )  # the first frame
     wide = Image.new("RGB", (40, 20), (0, 0, 0))
     exif = wide.getexif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
@@ -451,7 +685,13 @@ def test_a_stale_staging_entry_of_a_dead_process_is_swept(tmp_path):
         os.utime(p, (old, old))
     removed = sweep_staging(tmp_path, started=time.time() - 60)
     assert sorted(removed) == sorted([stale, legacy])
-    assert not stale.exists() and not legacy.exists() and live.exists() and fresh.exists() and all(p.exists() for p in mine)
+    assert (
+        not stale.exists()
+        and not legacy.exists()
+        and live.exists()
+        and fresh.exists()
+        and all(p.exists() for p in mine)
+    )
 
 
 def test_a_write_sweeps_stale_staging_of_the_same_file_only(tmp_path):
@@ -518,9 +758,12 @@ def test_an_interrupted_export_leaves_nothing(signame, code, tmp_path):
     out = tmp_path / "out"
     exe = Path(sys.executable).with_name("mvit-deploy")
     proc = subprocess.Popen(
-        [str(exe), "export", "--target", "onnx", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [str(exe), "export", "--target", "onnx", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )  # fmt: skip
+    )
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not list(out.glob(".*.tmp-*")):
         time.sleep(0.05)
@@ -579,14 +822,19 @@ def test_a_failed_export_keeps_no_artifact_unless_asked(monkeypatch, tmp_path):
     monkeypatch.setattr(target, "convert", fake_convert)
     monkeypatch.setattr(target, "check", lambda self, path: None)
     monkeypatch.setattr(runtimes, "load_runner", lambda path, manifest, threads=None: WrongRunner())
-    opts = ExportOptions(model="mobilevit_xxs", target="onnx", out_dir=tmp_path / "out", pretrained="fashion", parity_n=4)  # shipped: loads fast
+    opts = ExportOptions(
+        model="mobilevit_xxs", target="onnx", out_dir=tmp_path / "out", pretrained="fashion", parity_n=4
+    )  # shipped: loads fast
     result = export(opts)
     assert not result.kept and not result.parity.passed
     assert not (tmp_path / "out").exists()
     kept = export(dataclasses.replace(opts, keep_failed=True))
     assert kept.kept and kept.artifact.read_bytes() == b"a converted model" and kept.manifest_path.exists()
     assert json.loads(kept.manifest_path.read_text())["parity"]["passed"] is False
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mobilevit_xxs-onnx-fp32.json", "mobilevit_xxs-onnx-fp32.onnx"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "mobilevit_xxs-onnx-fp32.json",
+        "mobilevit_xxs-onnx-fp32.onnx",
+    ]
 
 
 def test_hub_weights_not_cached_fail_fast_when_offline_or_unreachable(monkeypatch, tmp_path):
@@ -602,7 +850,10 @@ def test_hub_weights_not_cached_fail_fast_when_offline_or_unreachable(monkeypatc
     source = get_spec("mobilevit_xxs").source("hf")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(CheckpointError, match="not in the Hugging Face cache and HF_HUB_OFFLINE is set.*hf download apple/mobilevit-xx-small"):
+    with pytest.raises(
+        CheckpointError,
+        match="not in the Hugging Face cache and HF_HUB_OFFLINE is set.*hf download apple/mobilevit-xx-small",
+    ):
         hub.download(source)
 
     def no_route(*args, **kwargs):

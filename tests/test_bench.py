@@ -13,15 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import FIXTURES, ROOT, run_cli
+
 from mvit_deploy.bench.adb import AdbDevice
-from mvit_deploy.targets import get_target
-from mvit_deploy.targets.tflite import parse_benchmark_output
 from mvit_deploy.bench.ssh import SshDevice
 from mvit_deploy.export import export
-from mvit_deploy.targets import ExportOptions
+from mvit_deploy.targets import ExportOptions, get_target
+from mvit_deploy.targets.tflite import parse_benchmark_output
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +47,26 @@ def check_result(result: dict, n: int, kind: str):
 
 def test_local_bench_table_and_json(artifacts, tmp_path):
     out = tmp_path / "host.json"
-    result = run_cli("bench", str(artifacts["onnx"]), str(artifacts["tflite"]), str(artifacts["coreml"]), "--iters", "5", "--warmup", "1", "--json", str(out))
+    result = run_cli(
+        "bench",
+        str(artifacts["onnx"]),
+        str(artifacts["tflite"]),
+        str(artifacts["coreml"]),
+        "--iters",
+        "5",
+        "--warmup",
+        "1",
+        "--json",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     assert "mobilevit_xxs-onnx-fp32.onnx" in result.stdout and "p50" in result.stdout
     data = json.loads(out.read_text())
     check_result(data, 2, "local")
     probe = {r["target"]: r["denormal_slowdown"] for r in data["results"]}
-    assert probe["tflite"] is None and 0.3 < probe["onnx"] < 1.5  # trained-like weights: no underflow, and a child process timed each mode
+    assert (
+        probe["tflite"] is None and 0.3 < probe["onnx"] < 1.5
+    )  # trained-like weights: no underflow, and a child process timed each mode
     assert "denormal floats" not in result.stdout
     if sys.platform != "darwin":
         assert "Core ML latency needs a Mac" in result.stdout and data["skipped"][0]["artifact"].endswith(".mlpackage")
@@ -112,11 +123,26 @@ def sshd(tmp_path):
 def test_ssh_bench_against_loopback_sshd(sshd, artifacts, tmp_path):
     out = tmp_path / "pi.json"
     result = run_cli(
-        "bench", str(artifacts["onnx"]), str(artifacts["tflite"]), "--iters", "4", "--warmup", "1",
-        "--device", f"ssh://root@127.0.0.1:{sshd['port']}", "--identity", sshd["key"],
-        "--ssh-option", "StrictHostKeyChecking=no", "--ssh-option", f"UserKnownHostsFile={tmp_path / 'known_hosts'}",
-        "--remote-python", sys.executable, "--json", str(out),
-    )  # fmt: skip
+        "bench",
+        str(artifacts["onnx"]),
+        str(artifacts["tflite"]),
+        "--iters",
+        "4",
+        "--warmup",
+        "1",
+        "--device",
+        f"ssh://root@127.0.0.1:{sshd['port']}",
+        "--identity",
+        sshd["key"],
+        "--ssh-option",
+        "StrictHostKeyChecking=no",
+        "--ssh-option",
+        f"UserKnownHostsFile={tmp_path / 'known_hosts'}",
+        "--remote-python",
+        sys.executable,
+        "--json",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     check_result({**data, "settings": data["settings"]}, 2, "ssh")
@@ -124,7 +150,9 @@ def test_ssh_bench_against_loopback_sshd(sshd, artifacts, tmp_path):
     assert {Path(r["artifact"]).name for r in data["results"]} == {artifacts["onnx"].name, artifacts["tflite"].name}
     # the report joins a host run and the ssh run
     host = tmp_path / "host.json"
-    assert run_cli("bench", str(artifacts["onnx"]), "--iters", "3", "--warmup", "1", "--json", str(host)).returncode == 0
+    assert (
+        run_cli("bench", str(artifacts["onnx"]), "--iters", "3", "--warmup", "1", "--json", str(host)).returncode == 0
+    )
     rep = run_cli("report", str(host), str(out), "--out", str(tmp_path / "report"))
     assert rep.returncode == 0, rep.stderr
     md = (tmp_path / "report" / "report.md").read_text()
@@ -140,7 +168,14 @@ def test_ssh_command_quotes_every_word():
 
 
 def test_ssh_unreachable_is_one_line(artifacts):
-    result = run_cli("bench", str(artifacts["onnx"]), "--device", f"ssh://nobody@127.0.0.1:{_free_port()}", "--ssh-option", "ConnectTimeout=3")
+    result = run_cli(
+        "bench",
+        str(artifacts["onnx"]),
+        "--device",
+        f"ssh://nobody@127.0.0.1:{_free_port()}",
+        "--ssh-option",
+        "ConnectTimeout=3",
+    )
     assert result.returncode == 2 and "failed" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -151,16 +186,25 @@ def test_benchmark_model_parser_on_recorded_output():
     parsed = parse_benchmark_output((FIXTURES / "benchmark_model_android.txt").read_text())
     assert parsed["runs"] == 50  # the measured summary, not the warm-up one
     lat = parsed["latency_ms"]
-    assert lat["min"] == pytest.approx(23.402) and lat["mean"] == pytest.approx(24.0182) and lat["p50"] == pytest.approx(23.901)
+    assert (
+        lat["min"] == pytest.approx(23.402)
+        and lat["mean"] == pytest.approx(24.0182)
+        and lat["p50"] == pytest.approx(23.901)
+    )
     assert lat["std"] == pytest.approx(0.612) and lat["p95"] == pytest.approx(25.209) and lat["p90"] is None
     assert parsed["load_ms"] == pytest.approx(41.873) and parsed["memory_overall_mb"] == pytest.approx(21.3711)
 
 
 def test_adb_command_construction():
     dev = AdbDevice.parse("adb:R58M12345")
-    cmd = dev.benchmark_command(get_target("tflite"), "/data/local/tmp/mvit-deploy/m.tflite", "/home/me/benchmark_model", 4, 5, 50)
+    cmd = dev.benchmark_command(
+        get_target("tflite"), "/data/local/tmp/mvit-deploy/m.tflite", "/home/me/benchmark_model", 4, 5, 50
+    )
     assert cmd[:4] == ["adb", "-s", "R58M12345", "shell"]
-    assert cmd[4] == "/data/local/tmp/mvit-deploy/benchmark_model --graph=/data/local/tmp/mvit-deploy/m.tflite --num_threads=4 --warmup_runs=5 --num_runs=50 --use_xnnpack=true"
+    assert (
+        cmd[4]
+        == "/data/local/tmp/mvit-deploy/benchmark_model --graph=/data/local/tmp/mvit-deploy/m.tflite --num_threads=4 --warmup_runs=5 --num_runs=50 --use_xnnpack=true"
+    )
     assert AdbDevice.parse("adb").adb("devices") == ["adb", "devices"]
 
 
@@ -173,7 +217,7 @@ def test_adb_bench_end_to_end_with_a_fake_adb(artifacts, tmp_path):
         "#!/bin/sh\n"
         f'printf "%s\\n" "$*" >> {log}\n'
         'case "$*" in\n'
-        f'  *benchmark_model*--graph*) cat {FIXTURES / "benchmark_model_android.txt"} ;;\n'
+        f"  *benchmark_model*--graph*) cat {FIXTURES / 'benchmark_model_android.txt'} ;;\n"
         '  *ro.product.model*) echo "SM-N975F" ;;\n'
         '  *ro.board.platform*) echo "exynos9825" ;;\n'
         '  *ro.build.version.release*) echo "12" ;;\n'
@@ -186,15 +230,35 @@ def test_adb_bench_end_to_end_with_a_fake_adb(artifacts, tmp_path):
     binary.write_bytes(b"\x7fELF")
     out = tmp_path / "phone.json"
     env = {"PATH": f"{fake.parent}:{os.environ['PATH']}"}
-    result = run_cli("bench", str(artifacts["tflite"]), str(artifacts["onnx"]), "--device", "adb:R58M", "--benchmark-binary", str(binary), "--threads", "4", "--json", str(out), env=env)
+    result = run_cli(
+        "bench",
+        str(artifacts["tflite"]),
+        str(artifacts["onnx"]),
+        "--device",
+        "adb:R58M",
+        "--benchmark-binary",
+        str(binary),
+        "--threads",
+        "4",
+        "--json",
+        str(out),
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
-    assert data["device"]["name"] == "SM-N975F" and data["device"]["cores"] == 8 and data["device"]["os"] == "Android 12"
+    assert (
+        data["device"]["name"] == "SM-N975F" and data["device"]["cores"] == 8 and data["device"]["os"] == "Android 12"
+    )
     (r,) = data["results"]
     assert r["latency_ms"]["mean"] == pytest.approx(24.0182) and r["runtime"].startswith("litert")
-    assert data["skipped"][0]["reason"] == "adb devices run .tflite (benchmark_model), .pte (executor_runner) artifacts only"
+    assert (
+        data["skipped"][0]["reason"]
+        == "adb devices run .tflite (benchmark_model), .pte (executor_runner) artifacts only"
+    )
     calls = log.read_text().splitlines()
-    assert any(c.startswith("-s R58M push") and c.endswith("/data/local/tmp/mvit-deploy/benchmark_model") for c in calls)
+    assert any(
+        c.startswith("-s R58M push") and c.endswith("/data/local/tmp/mvit-deploy/benchmark_model") for c in calls
+    )
     assert any("--num_threads=4" in c and "--use_xnnpack=true" in c for c in calls)
 
 
@@ -206,15 +270,30 @@ def test_device_extra_venv_benches_without_torch(artifacts, tmp_path):
     venv = tmp_path / "device-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
-    pip = subprocess.run([str(py), "-m", "pip", "install", "-q", f"{ROOT}[device]"], capture_output=True, text=True, timeout=900)
+    pip = subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", f"{ROOT}[device]"], capture_output=True, text=True, timeout=900
+    )
     assert pip.returncode == 0, pip.stderr[-2000:]
     no_torch = subprocess.run([str(py), "-c", "import torch"], capture_output=True)
     assert no_torch.returncode != 0, "the [device] extra pulled in torch"
     out = tmp_path / "device.json"
     run = subprocess.run(
-        [str(venv / "bin" / "mvit-deploy"), "bench", str(artifacts["onnx"]), str(artifacts["tflite"]), "--iters", "3", "--warmup", "1", "--json", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            str(venv / "bin" / "mvit-deploy"),
+            "bench",
+            str(artifacts["onnx"]),
+            str(artifacts["tflite"]),
+            "--iters",
+            "3",
+            "--warmup",
+            "1",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     check_result(json.loads(out.read_text()), 2, "local")
 
@@ -226,13 +305,42 @@ def _bench_json(tmp_path, name, kind, ms):
     from mvit_deploy.bench.local import SCHEMA
 
     results = [
-        {"artifact": f"mobilevit_xxs-{t}-{p}.x", "model": "mobilevit_xxs", "target": t, "precision": p, "runtime": rt, "input_size": 256, "bytes": 5_400_000,
-         "load_ms": 40.0, "latency_ms": {"min": m * 0.9, "p50": m, "p90": m * 1.1, "p99": m * 1.2, "mean": m, "std": 0.3}, "throughput_ips": 1e3 / m,
-         "rss_delta_mb": 30.0, "parity": {"passed": psnr > 45, "metrics": {"psnr_db": psnr, "top1_agreement": 1.0}}}
-        for (t, p, rt, m, psnr) in [("onnx", "fp32", "onnxruntime", ms, 120.0), ("tflite", "int8", "litert", ms * 0.7, 36.0)]
-    ]  # fmt: skip
-    data = {"schema": SCHEMA, "device": {"name": name, "kind": kind, "cpu": "cpu", "cores": 4, "os": "Linux", "machine": "aarch64", "python": "3.11", "runtimes": {}},
-            "settings": {"threads": 2, "warmup": 5, "iters": 50, "interleaved": True}, "results": results, "peak_rss_mb": 300.0, "skipped": []}  # fmt: skip
+        {
+            "artifact": f"mobilevit_xxs-{t}-{p}.x",
+            "model": "mobilevit_xxs",
+            "target": t,
+            "precision": p,
+            "runtime": rt,
+            "input_size": 256,
+            "bytes": 5_400_000,
+            "load_ms": 40.0,
+            "latency_ms": {"min": m * 0.9, "p50": m, "p90": m * 1.1, "p99": m * 1.2, "mean": m, "std": 0.3},
+            "throughput_ips": 1e3 / m,
+            "rss_delta_mb": 30.0,
+            "parity": {"passed": psnr > 45, "metrics": {"psnr_db": psnr, "top1_agreement": 1.0}},
+        }
+        for (t, p, rt, m, psnr) in [
+            ("onnx", "fp32", "onnxruntime", ms, 120.0),
+            ("tflite", "int8", "litert", ms * 0.7, 36.0),
+        ]
+    ]
+    data = {
+        "schema": SCHEMA,
+        "device": {
+            "name": name,
+            "kind": kind,
+            "cpu": "cpu",
+            "cores": 4,
+            "os": "Linux",
+            "machine": "aarch64",
+            "python": "3.11",
+            "runtimes": {},
+        },
+        "settings": {"threads": 2, "warmup": 5, "iters": 50, "interleaved": True},
+        "results": results,
+        "peak_rss_mb": 300.0,
+        "skipped": [],
+    }
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(data))
     return path
@@ -254,10 +362,15 @@ def test_onnx_denormals_flush_option_flushes(tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
     graph = helper.make_graph(
-        [helper.make_node("Mul", ["image", "tiny"], ["d"]), helper.make_node("Mul", ["d", "big"], ["logits"])], "underflow",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 4])], [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])],
-        [numpy_helper.from_array(np.array(1e-30, np.float32), "tiny"), numpy_helper.from_array(np.array(1e30, np.float32), "big")],
-    )  # fmt: skip
+        [helper.make_node("Mul", ["image", "tiny"], ["d"]), helper.make_node("Mul", ["d", "big"], ["logits"])],
+        "underflow",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])],
+        [
+            numpy_helper.from_array(np.array(1e-30, np.float32), "tiny"),
+            numpy_helper.from_array(np.array(1e30, np.float32), "big"),
+        ],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 10
     onnx.save(model, tmp_path / "u.onnx")
@@ -269,7 +382,12 @@ def test_onnx_denormals_flush_option_flushes(tmp_path):
         f"r = get_target('onnx').bench_runner({str(tmp_path / 'u.onnx')!r}, {{'input': {{'layout': 'nchw'}}}}, 1, denormals=sys.argv[1]); "
         "print(float(r._one(np.full((1, 4), 1e-10, np.float32))[0, 0]))"
     )
-    out = {mode: float(subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, check=True).stdout) for mode in ("keep", "flush")}
+    out = {
+        mode: float(
+            subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, check=True).stdout
+        )
+        for mode in ("keep", "flush")
+    }
     assert out["keep"] == pytest.approx(float(d[0, 0] * np.float32(1e30)), rel=1e-3)
     assert out["flush"] == 0.0
 
@@ -288,20 +406,52 @@ def _scaled(src: Path, dst: Path, factor: float) -> Path:
 
 def test_latency_gate_fails_a_regression_and_passes_noise(artifacts, tmp_path):
     first = tmp_path / "first.json"
-    assert run_cli("bench", str(artifacts["onnx"]), "--iters", "20", "--warmup", "2", "--json", str(first)).returncode == 0
+    assert (
+        run_cli("bench", str(artifacts["onnx"]), "--iters", "20", "--warmup", "2", "--json", str(first)).returncode == 0
+    )
     samples = json.loads(first.read_text())["results"][0]["latency_ms"]["samples"]
-    assert len(samples) == 20 and np.median(samples) == pytest.approx(json.loads(first.read_text())["results"][0]["latency_ms"]["p50"], rel=1e-3)
+    assert len(samples) == 20 and np.median(samples) == pytest.approx(
+        json.loads(first.read_text())["results"][0]["latency_ms"]["p50"], rel=1e-3
+    )
     # the same artifact again against a baseline 2.5 times as fast: a 150 % regression
     second = tmp_path / "second.json"
     fast = _scaled(first, tmp_path / "fast.json", 0.4)
-    result = run_cli("bench", str(artifacts["onnx"]), "--iters", "20", "--warmup", "2", "--baseline", str(fast), "--max-regression", "30%", "--json", str(second))
+    result = run_cli(
+        "bench",
+        str(artifacts["onnx"]),
+        "--iters",
+        "20",
+        "--warmup",
+        "2",
+        "--baseline",
+        str(fast),
+        "--max-regression",
+        "30%",
+        "--json",
+        str(second),
+    )
     assert result.returncode == 1, result.stderr
-    assert "latency regression past 30%" in result.stderr and artifacts["onnx"].name in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert (
+        "latency regression past 30%" in result.stderr
+        and artifacts["onnx"].name in result.stderr
+        and len(result.stderr.strip().splitlines()) == 1
+    )
     c = json.loads(second.read_text())["results"][0]["comparison"]
     assert c["verdict"] == "regression" and c["change"] > 0.3 and c["p_value"] < 0.01 and c["ci95"][1] > 0.3
     assert json.loads(second.read_text())["baseline"]["max_regression"] == pytest.approx(0.3)
     # against its own first run: passes a bound above this VM's run-to-run drift (measured up to +66 %, README)
-    result = run_cli("bench", str(artifacts["onnx"]), "--iters", "20", "--warmup", "2", "--baseline", str(first), "--max-regression", "300%")
+    result = run_cli(
+        "bench",
+        str(artifacts["onnx"]),
+        "--iters",
+        "20",
+        "--warmup",
+        "2",
+        "--baseline",
+        str(first),
+        "--max-regression",
+        "300%",
+    )
     assert result.returncode == 0, result.stderr
     assert "within" in result.stdout or "faster" in result.stdout
 
@@ -319,8 +469,14 @@ def test_latency_gate_refuses_a_bad_baseline_before_measuring(artifacts, tmp_pat
 def test_aihub_device_from_the_cli_without_its_client(artifacts):
     """qai-hub is not installed here (nor a token): the one-line fix, before anything runs."""
     result = run_cli("bench", str(artifacts["tflite"]), "--device", "aihub:Samsung Galaxy S24 (Family)")
-    assert result.returncode == 2 and "pip install qai-hub" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert (
+        result.returncode == 2
+        and "pip install qai-hub" in result.stderr
+        and len(result.stderr.strip().splitlines()) == 1
+    )
     result = run_cli("bench", str(artifacts["tflite"]), "--device", "aihub:A", "--device", "local")
     assert result.returncode == 2 and "several --device at once are AI Hub devices only" in result.stderr
-    result = run_cli("bench", str(artifacts["tflite"]), "--device", "aihub:A", "--device", "aihub:B", "--baseline", "x.json")
+    result = run_cli(
+        "bench", str(artifacts["tflite"]), "--device", "aihub:A", "--device", "aihub:B", "--baseline", "x.json"
+    )
     assert result.returncode == 2 and "--baseline holds one device's run" in result.stderr

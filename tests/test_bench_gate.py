@@ -63,13 +63,25 @@ def test_bootstrap_interval_covers_the_true_ratio():
     assert hits >= 51  # ~95 % nominal; >= 85 % of 60
 
 
-@pytest.mark.parametrize(("text", "value"), [("10%", 0.10), ("0.1", 0.10), ("2.5%", 0.025), (" 25 % ", 0.25), ("0.5%", 0.005), ("150%", 1.5)])
+@pytest.mark.parametrize(
+    ("text", "value"), [("10%", 0.10), ("0.1", 0.10), ("2.5%", 0.025), (" 25 % ", 0.25), ("0.5%", 0.005), ("150%", 1.5)]
+)
 def test_parse_regression(text, value):
     assert parse_regression(text) == pytest.approx(value)
 
 
-@pytest.mark.parametrize(("text", "why"), [("ten", "not a percentage"), ("-5%", "out of range"), ("0", "out of range"), ("nan", "out of range"),
-                                           ("5000%", "out of range"), ("10", "ambiguous"), ("1", "ambiguous")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("ten", "not a percentage"),
+        ("-5%", "out of range"),
+        ("0", "out of range"),
+        ("nan", "out of range"),
+        ("5000%", "out of range"),
+        ("10", "ambiguous"),
+        ("1", "ambiguous"),
+    ],
+)
 def test_parse_regression_refuses(text, why):
     with pytest.raises(UsageError, match=why):
         parse_regression(text)
@@ -98,7 +110,11 @@ def test_gate_never_passes_what_it_did_not_compare():
     regressions = gate(cur, base, "base.json", 0.1)
     assert [r["artifact"] for r in regressions] == ["out/a.onnx"]
     assert cur["results"][1]["comparison"]["verdict"] == "no baseline"
-    assert cur["baseline"]["missing"] == ["b.onnx"] and cur["baseline"]["compared"] == 1 and cur["baseline"]["same_device"] is False
+    assert (
+        cur["baseline"]["missing"] == ["b.onnx"]
+        and cur["baseline"]["compared"] == 1
+        and cur["baseline"]["same_device"] is False
+    )
 
 
 def test_gate_refuses_two_results_it_cannot_tell_apart():

@@ -6,9 +6,9 @@ import pickle
 
 import pytest
 import torch
+from conftest import hf_reference, run_cli
 from safetensors.torch import save_file
 
-from conftest import hf_reference, run_cli
 from mvit_deploy import CheckpointError, load_model
 
 PHOTO = "mvit_deploy/calibration/photos/coffee.jpg"
@@ -43,7 +43,9 @@ def _bad_files(tmp_path, hf_xxs_file):
     directory.mkdir()
     (directory / "model.safetensors").write_bytes(hf_xxs_file.read_bytes())
     evil_proto0 = tmp_path / "evil0.pt"
-    evil_proto0.write_bytes(pickle.dumps({"stem.conv.weight": Payload()}, protocol=0))  # torch fails on its opcodes first
+    evil_proto0.write_bytes(
+        pickle.dumps({"stem.conv.weight": Payload()}, protocol=0)
+    )  # torch fails on its opcodes first
     random_pt = tmp_path / "random.pt"
     random_pt.write_bytes(bytes(range(256)) * 16)
     not_mvit = tmp_path / "other.safetensors"
@@ -117,9 +119,9 @@ def test_partial_checkpoint_lists_missing_keys_and_layout(tmp_path, hf_xxs_file)
 
 def test_state_dict_under_a_prefix_beside_other_tensors_loads(tmp_path):
     """tests/fixtures holds timm's state dict under ``model.`` beside reference pixels and logits."""
+    from conftest import FIXTURES
     from safetensors.torch import load_file
 
-    from conftest import FIXTURES
     from mvit_deploy.models.checkpoints import load_checkpoint
 
     bundle = load_file(str(FIXTURES / "timm_mobilevit_xxs.safetensors"))

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, break_onnx, copy_artifact
 
 VENV_BIN = Path(sys.executable).parent
@@ -23,7 +22,14 @@ def shell_env() -> dict:
 
 def user_pytest(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """pytest as a user runs it, in a folder with no tests and no config of ours."""
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=cwd, capture_output=True, text=True, env=shell_env(), timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=shell_env(),
+        timeout=900,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +51,9 @@ def test_every_artifact_is_a_parity_case_with_its_bounds_in_junit(exported, tmp_
     props = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")} for c in cases}
     assert sorted(props) == sorted(p.name for p in good.iterdir() if p.suffix in (".onnx", ".tflite"))
     for name, p in props.items():
-        assert p["images"] == "128" and any(k.startswith("max_rel <=") and v.endswith("(pass)") for k, v in p.items()), (name, p)
+        assert p["images"] == "128" and any(
+            k.startswith("max_rel <=") and v.endswith("(pass)") for k, v in p.items()
+        ), (name, p)
 
     result = user_pytest("--mvit-artifacts", str(mixed), "--junit-xml", str(tmp_path / "bad.xml"), cwd=tmp_path)
     assert result.returncode == 1, result.stdout[-3000:]
@@ -71,7 +79,9 @@ def test_assert_parity_in_a_hand_written_test(exported, tmp_path):
         "    with pytest.raises(AssertionError, match='max_rel'):\n"
         "        assert_parity(BROKEN, n=32)\n"
     )
-    result = user_pytest("test_mine.py", "-q", "--mvit-n", "32", cwd=tmp_path)  # the fixture takes --mvit-n as its default
+    result = user_pytest(
+        "test_mine.py", "-q", "--mvit-n", "32", cwd=tmp_path
+    )  # the fixture takes --mvit-n as its default
     assert result.returncode == 0 and "2 passed" in result.stdout, result.stdout[-3000:]
     # named test paths and --mvit-artifacts: both run; --mvit-artifacts alone: the parity cases alone
     result = user_pytest("test_mine.py", "--mvit-artifacts", str(good), "--mvit-n", "32", "-q", cwd=tmp_path)
@@ -103,7 +113,9 @@ def ci_commands(name: str) -> list[str]:
     import tomllib
 
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert extras and extras <= declared.keys(), f"{name} installs extras {extras - declared.keys()} that pyproject.toml does not declare"
+    assert extras and extras <= declared.keys(), (
+        f"{name} installs extras {extras - declared.keys()} that pyproject.toml does not declare"
+    )
     return commands
 
 
@@ -120,11 +132,20 @@ def test_both_example_ci_files_run_the_same_commands():
 @pytest.mark.parametrize("name", ["github-actions.yml"])
 def test_example_ci_commands_pass(name, tmp_path):
     for command in ci_commands(name):
-        done = subprocess.run(["bash", "-eo", "pipefail", "-c", command], cwd=tmp_path, capture_output=True, text=True, env=shell_env(), timeout=900)
+        done = subprocess.run(
+            ["bash", "-eo", "pipefail", "-c", command],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=shell_env(),
+            timeout=900,
+        )
         assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     cases = list(ET.parse(tmp_path / "parity.xml").getroot().iter("testcase"))
     assert len(cases) == 2 and not any(c.find("failure") is not None for c in cases)
-    assert (tmp_path / "report" / "report.html").exists() and len(json.loads((tmp_path / "bench.json").read_text())["results"]) == 2
+    assert (tmp_path / "report" / "report.html").exists() and len(
+        json.loads((tmp_path / "bench.json").read_text())["results"]
+    ) == 2
     # the latency step again, with a baseline twice as fast as this run: the job must fail
     data = json.loads((tmp_path / "bench.json").read_text())
     for r in data["results"]:
@@ -134,5 +155,12 @@ def test_example_ci_commands_pass(name, tmp_path):
     latency = next(c for c in ci_commands(name) if "mvit-deploy bench" in c)
     if name.startswith("gitlab"):
         latency = "\n".join(c for c in ci_commands(name) if c.startswith("gate=") or "mvit-deploy bench" in c)
-    done = subprocess.run(["bash", "-eo", "pipefail", "-c", latency], cwd=tmp_path, capture_output=True, text=True, env=shell_env(), timeout=900)
+    done = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", latency],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=shell_env(),
+        timeout=900,
+    )
     assert done.returncode == 1 and "latency regression past 25%" in done.stderr, done.stderr[-2000:]

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import hf_reference, run_cli
 from PIL import Image
 from safetensors.torch import save_file
 
-from conftest import hf_reference, run_cli
 from mvit_deploy.models.config import MODELS
 
 PHOTO = "mvit_deploy/calibration/photos/chelsea.jpg"
@@ -22,7 +22,11 @@ def test_models_json_lists_registry_with_counted_numbers():
     cards = {c["name"]: c for c in json.loads(result.stdout)}
     assert set(cards) == set(MODELS)
     # widths and dims from the paper; params/GMACs counted (timm reports 1.27/2.32/5.58 M, 0.4/1.0/2.0 GMACs)
-    expect = {"mobilevit_xxs": (1.27, 0.41, [64, 80, 96], 2.0), "mobilevit_xs": (2.32, 1.03, [96, 120, 144], 4.0), "mobilevit_s": (5.58, 2.0, [144, 192, 240], 4.0)}
+    expect = {
+        "mobilevit_xxs": (1.27, 0.41, [64, 80, 96], 2.0),
+        "mobilevit_xs": (2.32, 1.03, [96, 120, 144], 4.0),
+        "mobilevit_s": (5.58, 2.0, [144, 192, 240], 4.0),
+    }
     for name, (params, gmacs, dims, expand) in expect.items():
         c = cards[name]
         assert c["params_m"] == pytest.approx(params, abs=0.01)
@@ -33,7 +37,11 @@ def test_models_json_lists_registry_with_counted_numbers():
         assert layouts["hf"]["preprocessing"]["channel_order"] == "BGR"
         assert layouts["timm"]["preprocessing"]["channel_order"] == "RGB"
     # v2: timm's model cards list 1.4 / 4.9 / 18.4 M params and 0.5 / 1.8 / 7.2 GMACs at 256 px
-    for name, (params, gmacs) in {"mobilevitv2_050": (1.4, 0.5), "mobilevitv2_100": (4.9, 1.8), "mobilevitv2_200": (18.4, 7.2)}.items():
+    for name, (params, gmacs) in {
+        "mobilevitv2_050": (1.4, 0.5),
+        "mobilevitv2_100": (4.9, 1.8),
+        "mobilevitv2_200": (18.4, 7.2),
+    }.items():
         c = cards[name]
         assert c["family"] == "mobilevitv2" and c["input_size"] == 256
         assert c["params_m"] == pytest.approx(params, rel=0.05) and c["gmacs"] == pytest.approx(gmacs, rel=0.08)

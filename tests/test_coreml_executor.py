@@ -7,27 +7,33 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import hf_logits, hf_reference
 from safetensors.torch import save_file
 
-from conftest import hf_logits, hf_reference
-from mvit_deploy.tolerances import bounds_for
 from mvit_deploy import load_model
-from mvit_deploy.targets.coreml_exec import MILExecutor
 from mvit_deploy.export import export
 from mvit_deploy.parity import parity
-from mvit_deploy.targets.coreml import CoreMLRunner
 from mvit_deploy.targets import ExportOptions
+from mvit_deploy.targets.coreml import CoreMLRunner
+from mvit_deploy.targets.coreml_exec import MILExecutor
+from mvit_deploy.tolerances import bounds_for
 
 SIZES = [256, 320]
 
 
 def variant_params():
-    return [pytest.param(n, s, marks=pytest.mark.slow) if n != "mobilevit_xxs" else (n, s) for n in ("mobilevit_xxs", "mobilevit_xs", "mobilevit_s") for s in SIZES]
+    return [
+        pytest.param(n, s, marks=pytest.mark.slow) if n != "mobilevit_xxs" else (n, s)
+        for n in ("mobilevit_xxs", "mobilevit_xs", "mobilevit_s")
+        for s in SIZES
+    ]
 
 
 @pytest.mark.parametrize("name, size", variant_params())
 def test_fp32_program_matches_pytorch(name, size, tmp_path):
-    result = export(ExportOptions(model=name, target="coreml", precision="fp32", input_size=size, out_dir=tmp_path, parity_n=8))
+    result = export(
+        ExportOptions(model=name, target="coreml", precision="fp32", input_size=size, out_dir=tmp_path, parity_n=8)
+    )
     report = result.parity
     assert report.runtime in ("coreml-reference-executor", "coreml")
     assert report.metrics["max_rel"] <= 1e-4, report.metrics
@@ -35,18 +41,31 @@ def test_fp32_program_matches_pytorch(name, size, tmp_path):
 
 
 @pytest.mark.verdict
-@pytest.mark.parametrize("name", ["mobilevit_xxs", pytest.param("mobilevit_xs", marks=pytest.mark.slow), pytest.param("mobilevit_s", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mobilevit_xxs",
+        pytest.param("mobilevit_xs", marks=pytest.mark.slow),
+        pytest.param("mobilevit_s", marks=pytest.mark.slow),
+    ],
+)
 def test_fp16_program_passes_fp16_row(name, tmp_path):
     report = export(ExportOptions(model=name, target="coreml", precision="fp16", out_dir=tmp_path)).parity
     assert report.passed, report.failures
-    assert report.metrics["decisive_top1_agreement"] == 1.0 and report.metrics["psnr_db"] >= 45 and report.n_images >= 64
+    assert (
+        report.metrics["decisive_top1_agreement"] == 1.0 and report.metrics["psnr_db"] >= 45 and report.n_images >= 64
+    )
 
 
 def test_hf_weights_bgr_image_input_matches_hf_model(tmp_path, eval_photos):
     """BGR checkpoint, ImageType input: executor output == HF model on the same photos."""
     path = tmp_path / "hf.safetensors"
     save_file({k: v.contiguous() for k, v in hf_reference("mobilevit_xxs").state_dict().items()}, str(path))
-    result = export(ExportOptions(model="mobilevit_xxs", target="coreml", precision="fp32", weights=str(path), out_dir=tmp_path, parity_n=4))
+    result = export(
+        ExportOptions(
+            model="mobilevit_xxs", target="coreml", precision="fp32", weights=str(path), out_dir=tmp_path, parity_n=4
+        )
+    )
     assert result.manifest["input"]["channel_order"] == "BGR" and result.manifest["input"]["type"] == "image"
     x = eval_photos[256][:4]
     got = CoreMLRunner(result.artifact, result.manifest, backend="executor")(x.numpy())
@@ -55,12 +74,18 @@ def test_hf_weights_bgr_image_input_matches_hf_model(tmp_path, eval_photos):
 
 
 def test_tensor_input_program(tmp_path):
-    result = export(ExportOptions(model="mobilevit_xxs", target="coreml", precision="fp32", input_type="tensor", out_dir=tmp_path, parity_n=4))
+    result = export(
+        ExportOptions(
+            model="mobilevit_xxs", target="coreml", precision="fp32", input_type="tensor", out_dir=tmp_path, parity_n=4
+        )
+    )
     assert result.manifest["input"]["type"] == "tensor" and result.parity.passed
 
 
 def test_intermediate_tensors_by_name(tmp_path):
-    result = export(ExportOptions(model="mobilevit_xxs", target="coreml", precision="fp32", out_dir=tmp_path), run_parity=False)
+    result = export(
+        ExportOptions(model="mobilevit_xxs", target="coreml", precision="fp32", out_dir=tmp_path), run_parity=False
+    )
     ex = MILExecutor(result.artifact)
     names = ex.value_names()
     assert len(names) > 100 and names == list(dict.fromkeys(names))
@@ -87,8 +112,13 @@ def test_classifier_label_output_is_the_argmax(tmp_path):
         head.weight.copy_(torch.eye(10))
         head.bias.zero_()
     program = torch.export.export(head, (torch.zeros(1, 10),)).run_decompositions({})
-    model = ct.convert(program, inputs=[ct.TensorType(name="x", shape=(1, 10))], convert_to="mlprogram",
-                       classifier_config=ct.ClassifierConfig(labels), compute_precision=ct.precision.FLOAT32)  # fmt: skip
+    model = ct.convert(
+        program,
+        inputs=[ct.TensorType(name="x", shape=(1, 10))],
+        convert_to="mlprogram",
+        classifier_config=ct.ClassifierConfig(labels),
+        compute_precision=ct.precision.FLOAT32,
+    )
     model.save(str(tmp_path / "cls.mlpackage"))
     ex = MILExecutor(tmp_path / "cls.mlpackage")
     assert "classify" in {o.type for o in ex.program.operations}
@@ -106,7 +136,9 @@ def test_classifier_label_output_is_the_argmax(tmp_path):
 
 @pytest.mark.skipif(sys.platform != "darwin", reason="the native Core ML runtime exists only on macOS")
 def test_native_core_ml_agrees_with_executor(tmp_path):
-    result = export(ExportOptions(model="mobilevit_xxs", target="coreml", precision="fp32", out_dir=tmp_path), run_parity=False)
+    result = export(
+        ExportOptions(model="mobilevit_xxs", target="coreml", precision="fp32", out_dir=tmp_path), run_parity=False
+    )
     x = np.random.default_rng(0).integers(0, 256, (4, 3, 256, 256)).astype(np.float32) / 255
     native = CoreMLRunner(result.artifact, result.manifest, compute_units="cpu_only", backend="native")(x)
     reference = CoreMLRunner(result.artifact, result.manifest, backend="executor")(x)
@@ -120,8 +152,12 @@ def test_an_op_the_executor_does_not_know_fails_export_by_name(monkeypatch, tmp_
     from mvit_deploy.targets.coreml_exec import ops
 
     monkeypatch.delitem(ops.OPS, "softmax")
-    opts = ExportOptions(model="mobilevit_xxs", target="coreml", pretrained="fashion", out_dir=tmp_path / "out", parity_n=2)
-    with pytest.raises(MvitDeployError, match=r"Core ML op 'softmax' \(.*\) is not implemented by the reference executor") as e:
+    opts = ExportOptions(
+        model="mobilevit_xxs", target="coreml", pretrained="fashion", out_dir=tmp_path / "out", parity_n=2
+    )
+    with pytest.raises(
+        MvitDeployError, match=r"Core ML op 'softmax' \(.*\) is not implemented by the reference executor"
+    ) as e:
         export(opts)
     assert e.value.exit_code == 1
     assert not (tmp_path / "out").exists()

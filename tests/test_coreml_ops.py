@@ -44,8 +44,13 @@ def run(tmp_path, build, inputs: dict[str, np.ndarray], opset=ct.target.iOS17, f
     prog = mb.program(input_specs=specs, opset_version=opset)(fn)
 
     precision = ct.precision.FLOAT16 if fp16 else ct.precision.FLOAT32
-    model = ct.convert(prog, convert_to="mlprogram", pass_pipeline=ct.PassPipeline.EMPTY if not fp16 else ct.PassPipeline.DEFAULT,
-                       minimum_deployment_target=opset, compute_precision=precision)  # fmt: skip
+    model = ct.convert(
+        prog,
+        convert_to="mlprogram",
+        pass_pipeline=ct.PassPipeline.EMPTY if not fp16 else ct.PassPipeline.DEFAULT,
+        minimum_deployment_target=opset,
+        compute_precision=precision,
+    )
     path = tmp_path / f"p{len(list(tmp_path.iterdir()))}.mlpackage"
     model.save(str(path))
     ex = MILExecutor(path)
@@ -67,7 +72,11 @@ T = torch.from_numpy
 
 def test_conv_custom_pad_stride2_bias(tmp_path):
     x, w, b = rand(2, 3, 9, 10), rand(5, 3, 3, 3), rand(5)
-    got = run(tmp_path, lambda x: mb.conv(x=x, weight=w, bias=b, strides=[2, 2], pad_type="custom", pad=[1, 0, 2, 1]), {"x": x})
+    got = run(
+        tmp_path,
+        lambda x: mb.conv(x=x, weight=w, bias=b, strides=[2, 2], pad_type="custom", pad=[1, 0, 2, 1]),
+        {"x": x},
+    )
     close(got, F.conv2d(F.pad(T(x), (2, 1, 1, 0)), T(w), T(b), stride=2), 1e-4)
 
 
@@ -94,7 +103,9 @@ def test_conv_same_stride2(tmp_path):
 
 def test_conv_depthwise_with_multiplier(tmp_path):
     x, w, b = rand(2, 4, 6, 6), rand(8, 1, 3, 3), rand(8)
-    got = run(tmp_path, lambda x: mb.conv(x=x, weight=w, bias=b, pad_type="custom", pad=[1, 1, 1, 1], groups=4), {"x": x})
+    got = run(
+        tmp_path, lambda x: mb.conv(x=x, weight=w, bias=b, pad_type="custom", pad=[1, 1, 1, 1], groups=4), {"x": x}
+    )
     close(got, F.conv2d(T(x), T(w), T(b), padding=1, groups=4), 1e-4)
 
 
@@ -119,7 +130,17 @@ def test_matmul_transposes_and_broadcast(tmp_path, tx, ty):
 # ---------------------------------------------------------------------------- elementwise and activations
 
 
-@pytest.mark.parametrize("name, fn", [("add", torch.add), ("sub", torch.sub), ("mul", torch.mul), ("real_div", torch.div), ("maximum", torch.maximum), ("minimum", torch.minimum)])
+@pytest.mark.parametrize(
+    "name, fn",
+    [
+        ("add", torch.add),
+        ("sub", torch.sub),
+        ("mul", torch.mul),
+        ("real_div", torch.div),
+        ("maximum", torch.maximum),
+        ("minimum", torch.minimum),
+    ],
+)
 def test_binary_broadcast(tmp_path, name, fn):
     x, y = rand(2, 3, 4), rand(3, 1) + 3.0
     close(run(tmp_path, lambda x, y: getattr(mb, name)(x=x, y=y), {"x": x, "y": y}), fn(T(x), T(y)))
@@ -188,7 +209,9 @@ def test_batch_norm(tmp_path):
     close(got, F.batch_norm(T(x), T(m), T(v), T(g), T(b), training=False, eps=1e-3), 1e-5)
 
 
-@pytest.mark.parametrize("name, ref", [("reduce_mean", torch.mean), ("reduce_sum", torch.sum), ("reduce_max", torch.amax)])
+@pytest.mark.parametrize(
+    "name, ref", [("reduce_mean", torch.mean), ("reduce_sum", torch.sum), ("reduce_max", torch.amax)]
+)
 @pytest.mark.parametrize("keep", [False, True])
 def test_reductions(tmp_path, name, ref, keep):
     x = rand(2, 3, 4, 5)
@@ -213,7 +236,12 @@ def test_pixel_shuffle_and_unshuffle_match_torch(tmp_path):
     x = rand(2, 12, 3, 5)
     close(run(tmp_path, lambda x: mb.pixel_shuffle(x=x, upscale_factor=2), {"x": x}), F.pixel_shuffle(T(x), 2))
     y = rand(1, 3, 6, 10)
-    close(run(tmp_path, lambda y: mb.pixel_unshuffle(x=y, downscale_factor=np.uint32(2)), {"y": y}, opset=ct.target.iOS16), F.pixel_unshuffle(T(y), 2))
+    close(
+        run(
+            tmp_path, lambda y: mb.pixel_unshuffle(x=y, downscale_factor=np.uint32(2)), {"y": y}, opset=ct.target.iOS16
+        ),
+        F.pixel_unshuffle(T(y), 2),
+    )
 
 
 @pytest.mark.parametrize("interleave", [False, True])
@@ -237,7 +265,13 @@ def test_split_by_count_and_sizes(tmp_path):
 def test_slice_by_index_masks_and_stride(tmp_path):
     x = rand(3, 8, 9)
     build = lambda x: mb.slice_by_index(  # noqa: E731
-        x=x, begin=[1, 1, 2], end=[0, 7, 0], stride=[1, 2, 3], begin_mask=[False, False, True], end_mask=[True, False, True], squeeze_mask=[False, False, False]
+        x=x,
+        begin=[1, 1, 2],
+        end=[0, 7, 0],
+        stride=[1, 2, 3],
+        begin_mask=[False, False, True],
+        end_mask=[True, False, True],
+        squeeze_mask=[False, False, False],
     )
     close(run(tmp_path, build, {"x": x}), T(x)[1:, 1:7:2, ::3])
     squeeze = lambda x: mb.slice_by_index(x=x, begin=[2, 0, 0], end=[3, 8, 9], squeeze_mask=[True, False, False])  # noqa: E731
@@ -258,8 +292,13 @@ def test_classify_returns_label_and_dict(tmp_path):
     lin = torch.nn.Linear(4, 3).eval()
     x = torch.randn(1, 4)
     program = torch.export.export(lin, (x,)).run_decompositions({})
-    model = ct.convert(program, inputs=[ct.TensorType(name="x", shape=(1, 4))], convert_to="mlprogram",
-                       classifier_config=ct.ClassifierConfig(["cat", "dog", "owl"]), compute_precision=ct.precision.FLOAT32)  # fmt: skip
+    model = ct.convert(
+        program,
+        inputs=[ct.TensorType(name="x", shape=(1, 4))],
+        convert_to="mlprogram",
+        classifier_config=ct.ClassifierConfig(["cat", "dog", "owl"]),
+        compute_precision=ct.precision.FLOAT32,
+    )
     model.save(str(tmp_path / "cls.mlpackage"))
     ex = MILExecutor(tmp_path / "cls.mlpackage")
     assert "classify" in {o.type for o in ex.program.operations}
@@ -329,10 +368,21 @@ def test_constexpr_lut_to_dense_ios16_2bit(tmp_path):
 def test_quantize_dequantize_per_channel(tmp_path):
     x = rand(2, 3, 4) * 3
     scale, zp = np.array([0.05, 0.1, 0.02], np.float32), np.array([3, -2, 0], np.int8)
-    got = run(tmp_path, lambda x: mb.quantize(input=x, scale=scale, zero_point=zp, axis=1, output_dtype="int8"), {"x": x})
+    got = run(
+        tmp_path, lambda x: mb.quantize(input=x, scale=scale, zero_point=zp, axis=1, output_dtype="int8"), {"x": x}
+    )
     ref = torch.quantize_per_channel(T(x), T(scale).double(), T(zp).long(), axis=1, dtype=torch.qint8)
     np.testing.assert_array_equal(got, ref.int_repr().numpy())
-    deq = run(tmp_path, lambda x: mb.dequantize(input=mb.quantize(input=x, scale=scale, zero_point=zp, axis=1, output_dtype="int8"), scale=scale, zero_point=zp, axis=1), {"x": x})
+    deq = run(
+        tmp_path,
+        lambda x: mb.dequantize(
+            input=mb.quantize(input=x, scale=scale, zero_point=zp, axis=1, output_dtype="int8"),
+            scale=scale,
+            zero_point=zp,
+            axis=1,
+        ),
+        {"x": x},
+    )
     close(deq, ref.dequantize(), 1e-6)
 
 
@@ -341,13 +391,16 @@ def test_quantize_dequantize_per_channel(tmp_path):
 
 def onnx_op(op_type: str, x: np.ndarray, **attrs) -> np.ndarray:
     """One ONNX node run by onnxruntime: an implementation independent of ours and of coremltools."""
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
     node = helper.make_node(op_type, ["x"], ["y"], **attrs)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])  # fmt: skip
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return sess.run(None, {"x": x})[0]
@@ -356,12 +409,22 @@ def onnx_op(op_type: str, x: np.ndarray, **attrs) -> np.ndarray:
 def test_depth_to_space_and_space_to_depth_follow_tensorflow_order(tmp_path):
     """Core ML's pair is TensorFlow's (ONNX mode DCR), unlike pixel_shuffle (CRD): C > 1 tells them apart."""
     x = rand(1, 12, 3, 4)
-    close(run(tmp_path, lambda x: mb.depth_to_space(x=x, block_size=2), {"x": x}), onnx_op("DepthToSpace", x, blocksize=2, mode="DCR"), 0)
+    close(
+        run(tmp_path, lambda x: mb.depth_to_space(x=x, block_size=2), {"x": x}),
+        onnx_op("DepthToSpace", x, blocksize=2, mode="DCR"),
+        0,
+    )
     y = rand(2, 3, 6, 4)
-    close(run(tmp_path, lambda x: mb.space_to_depth(x=x, block_size=2), {"x": y}), onnx_op("SpaceToDepth", y, blocksize=2), 0)
+    close(
+        run(tmp_path, lambda x: mb.space_to_depth(x=x, block_size=2), {"x": y}),
+        onnx_op("SpaceToDepth", y, blocksize=2),
+        0,
+    )
 
 
-@pytest.mark.parametrize("mode, torch_mode", [("constant", "constant"), ("reflect", "reflect"), ("replicate", "replicate")])
+@pytest.mark.parametrize(
+    "mode, torch_mode", [("constant", "constant"), ("reflect", "reflect"), ("replicate", "replicate")]
+)
 def test_pad_modes(tmp_path, mode, torch_mode):
     x = rand(2, 3, 5, 6)
     kw = dict(constant_val=np.float32(1.5)) if mode == "constant" else {}
@@ -389,11 +452,28 @@ def test_topk_values_and_indices(tmp_path, ascending):
 
 def test_max_and_avg_pool_ceil_mode_and_padding(tmp_path):
     x = rand(1, 2, 7, 8)
-    got = run(tmp_path, lambda x: mb.max_pool(x=x, kernel_sizes=[3, 3], strides=[2, 2], pad_type="custom", pad=[1, 1, 1, 1], ceil_mode=True), {"x": x})
+    got = run(
+        tmp_path,
+        lambda x: mb.max_pool(
+            x=x, kernel_sizes=[3, 3], strides=[2, 2], pad_type="custom", pad=[1, 1, 1, 1], ceil_mode=True
+        ),
+        {"x": x},
+    )
     close(got, F.max_pool2d(T(x), 3, 2, padding=1, ceil_mode=True), 0)
     for exclude in (False, True):
-        got = run(tmp_path, lambda x: mb.avg_pool(x=x, kernel_sizes=[3, 3], strides=[2, 2], pad_type="custom", pad=[1, 1, 1, 1],
-                                                  exclude_padding_from_average=exclude, ceil_mode=True), {"x": x})  # fmt: skip
+        got = run(
+            tmp_path,
+            lambda x: mb.avg_pool(
+                x=x,
+                kernel_sizes=[3, 3],
+                strides=[2, 2],
+                pad_type="custom",
+                pad=[1, 1, 1, 1],
+                exclude_padding_from_average=exclude,
+                ceil_mode=True,
+            ),
+            {"x": x},
+        )
         close(got, F.avg_pool2d(T(x), 3, 2, padding=1, ceil_mode=True, count_include_pad=not exclude), 1e-6)
 
 
@@ -405,24 +485,41 @@ def test_fp16_weights_in_fp32_program_round_once_from_the_stored_values(tmp_path
     w, b = rand(4, 1, 2, 2).astype(np.float16), rand(4).astype(np.float16)
     x = RNG.random((1, 2, 5, 5)).astype(np.float16)
     prog = mb.program(input_specs=[mb.TensorSpec(shape=x.shape, dtype=types.fp16)], opset_version=ct.target.iOS17)(
-        lambda x: mb.conv(x=x, weight=w, bias=b, pad=[2, 2, 2, 2], pad_type="custom", strides=[2, 1], groups=2))
-    model = ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17, compute_precision=ct.precision.FLOAT32)
+        lambda x: mb.conv(x=x, weight=w, bias=b, pad=[2, 2, 2, 2], pad_type="custom", strides=[2, 1], groups=2)
+    )
+    model = ct.convert(
+        prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17, compute_precision=ct.precision.FLOAT32
+    )
     model.save(str(tmp_path / "h.mlpackage"))
     ex = MILExecutor(tmp_path / "h.mlpackage")
     got = ex.run({ex.input_names[0]: x})[0][ex.program.outputs[0]]
-    exact = F.conv2d(T(x.astype(np.float64)), T(w.astype(np.float64)), T(b.astype(np.float64)), stride=(2, 1), padding=2, groups=2)
+    exact = F.conv2d(
+        T(x.astype(np.float64)), T(w.astype(np.float64)), T(b.astype(np.float64)), stride=(2, 1), padding=2, groups=2
+    )
     assert got.dtype == np.float16
     np.testing.assert_array_equal(got, exact.numpy().astype(np.float16))
 
 
 def test_conv_1d_3d_and_transpose(tmp_path):
     x1, w1 = rand(2, 3, 11), rand(4, 3, 3)
-    close(run(tmp_path, lambda x: mb.conv(x=x, weight=w1, strides=[2], pad_type="same"), {"x": x1}), F.conv1d(F.pad(T(x1), (1, 1)), T(w1), stride=2), 1e-4)
+    close(
+        run(tmp_path, lambda x: mb.conv(x=x, weight=w1, strides=[2], pad_type="same"), {"x": x1}),
+        F.conv1d(F.pad(T(x1), (1, 1)), T(w1), stride=2),
+        1e-4,
+    )
     x3, w3 = rand(1, 2, 4, 5, 6), rand(3, 2, 2, 3, 3)
-    close(run(tmp_path, lambda x: mb.conv(x=x, weight=w3, dilations=[1, 1, 2]), {"x": x3}), F.conv3d(T(x3), T(w3), dilation=(1, 1, 2)), 1e-4)
+    close(
+        run(tmp_path, lambda x: mb.conv(x=x, weight=w3, dilations=[1, 1, 2]), {"x": x3}),
+        F.conv3d(T(x3), T(w3), dilation=(1, 1, 2)),
+        1e-4,
+    )
     x, w, b = rand(1, 4, 5, 6), rand(4, 3, 3, 3), rand(6)
     w2 = rand(4, 3, 3, 3)
-    got = run(tmp_path, lambda x: mb.conv_transpose(x=x, weight=w2, strides=[2, 2], pad_type="custom", pad=[1, 1, 1, 1]), {"x": x})
+    got = run(
+        tmp_path,
+        lambda x: mb.conv_transpose(x=x, weight=w2, strides=[2, 2], pad_type="custom", pad=[1, 1, 1, 1]),
+        {"x": x},
+    )
     close(got, F.conv_transpose2d(T(x), T(w2), stride=2, padding=1), 1e-4)
     got = run(tmp_path, lambda x: mb.conv_transpose(x=x, weight=w2, bias=b[:3], groups=1, dilations=[2, 1]), {"x": x})
     close(got, F.conv_transpose2d(T(x), T(w2), T(b[:3]), dilation=(2, 1)), 1e-4)
@@ -433,11 +530,17 @@ def test_gathers_against_numpy_indexing(tmp_path):
     idx = np.array([[2, -1], [0, 3]], np.int32)
     close(run(tmp_path, lambda x: mb.gather(x=x, indices=idx, axis=1), {"x": x}), x[:, [[2, 3], [0, 3]]], 0)
     along = RNG.integers(0, 4, (3, 2, 5)).astype(np.int32)
-    close(run(tmp_path, lambda x: mb.gather_along_axis(x=x, indices=along, axis=1), {"x": x}), np.take_along_axis(x, along.astype(np.int64), 1), 0)
+    close(
+        run(tmp_path, lambda x: mb.gather_along_axis(x=x, indices=along, axis=1), {"x": x}),
+        np.take_along_axis(x, along.astype(np.int64), 1),
+        0,
+    )
     nd = np.array([[0, 1], [2, 3]], np.int32)
     close(run(tmp_path, lambda x: mb.gather_nd(x=x, indices=nd), {"x": x}), x[[0, 2], [1, 3]], 0)
     batched = np.array([[1, 0], [3, 3], [2, 1]], np.int32)  # batch_dims=1: row i gathers along axis 1 with batched[i]
-    got = run(tmp_path, lambda x: mb.gather(x=x, indices=batched, axis=1, batch_dims=1), {"x": x}, opset=ct.target.iOS16)
+    got = run(
+        tmp_path, lambda x: mb.gather(x=x, indices=batched, axis=1, batch_dims=1), {"x": x}, opset=ct.target.iOS16
+    )
     close(got, np.stack([x[i][batched[i]] for i in range(3)]), 0)
 
 
@@ -454,9 +557,15 @@ def flexible_program(tmp_path, shape):
     from coremltools.converters.mil.mil import get_new_symbol
 
     prog = mb.program(input_specs=[mb.TensorSpec(shape=(1, get_new_symbol(), 4))], opset_version=ct.target.iOS17)(
-        lambda x: mb.layer_norm(x=x, axes=[1], epsilon=1e-5))
-    model = ct.convert(prog, convert_to="mlprogram", inputs=[ct.TensorType(name="x", shape=shape)], minimum_deployment_target=ct.target.iOS17,
-                       compute_precision=ct.precision.FLOAT32)
+        lambda x: mb.layer_norm(x=x, axes=[1], epsilon=1e-5)
+    )
+    model = ct.convert(
+        prog,
+        convert_to="mlprogram",
+        inputs=[ct.TensorType(name="x", shape=shape)],
+        minimum_deployment_target=ct.target.iOS17,
+        compute_precision=ct.precision.FLOAT32,
+    )
     path = tmp_path / f"flex{len(list(tmp_path.iterdir()))}.mlpackage"
     model.save(str(path))
     return MILExecutor(path)
@@ -468,7 +577,9 @@ def test_range_dim_takes_the_actual_shape_and_refuses_outside_the_range(tmp_path
     ex = flexible_program(tmp_path, (1, ct.RangeDim(2, 9), 4))
     for n in (2, 7):
         x = rand(1, n, 4)
-        close(ex.run({"x": x})[0][ex.program.outputs[0]], F.layer_norm(T(x).transpose(1, 2), (n,)).transpose(1, 2), 1e-5)
+        close(
+            ex.run({"x": x})[0][ex.program.outputs[0]], F.layer_norm(T(x).transpose(1, 2), (n,)).transpose(1, 2), 1e-5
+        )
     with pytest.raises(InputShapeError, match=r"dimension 1 = 10 is outside the declared range \[2, 9\]"):
         ex.run({"x": rand(1, 10, 4)})
     with pytest.raises(InputShapeError, match="has rank 2"):
@@ -526,17 +637,33 @@ def test_ops_mobilevit_emits_are_unit_tested(tmp_path):
     from mvit_deploy.export import export
     from mvit_deploy.targets import ExportOptions
 
-    variants = [dict(precision="fp32"), dict(precision="fp16"), dict(precision="int8"), dict(precision="int8", min_target="iOS18"),
-                dict(precision="w8a8", min_target="iOS17")]  # fmt: skip
+    variants = [
+        dict(precision="fp32"),
+        dict(precision="fp16"),
+        dict(precision="int8"),
+        dict(precision="int8", min_target="iOS18"),
+        dict(precision="w8a8", min_target="iOS17"),
+    ]
     emitted = set()
     for i, kw in enumerate(variants):  # input_size 64 for speed: the op types are the same as at 256 (checked)
-        opts = ExportOptions(model="mobilevit_xxs", target="coreml", input_size=64, calib_samples=2, out_dir=tmp_path / str(i), **kw)
+        opts = ExportOptions(
+            model="mobilevit_xxs", target="coreml", input_size=64, calib_samples=2, out_dir=tmp_path / str(i), **kw
+        )
         emitted |= mil_op_types(export(opts, run_parity=False).artifact)
-    assert {"conv", "classify", "constexpr_affine_dequantize", "constexpr_blockwise_shift_scale", "quantize", "dequantize"} <= emitted
+    assert {
+        "conv",
+        "classify",
+        "constexpr_affine_dequantize",
+        "constexpr_blockwise_shift_scale",
+        "quantize",
+        "dequantize",
+    } <= emitted
     unimplemented = emitted - set(OPS)
     assert not unimplemented, f"exported programs use ops the executor lacks: {sorted(unimplemented)}"
     source = open(__file__).read()
-    tested = set(re.findall(r"mb\.(\w+)\(", source)) | set(re.findall(r'\("(\w+)", ', source))  # direct calls, parametrized names
+    tested = set(re.findall(r"mb\.(\w+)\(", source)) | set(
+        re.findall(r'\("(\w+)", ', source)
+    )  # direct calls, parametrized names
     tested |= {"const", "classify"}  # consts carry every weight; classify: test_classify_returns_label_and_dict
     missing = emitted - tested
     assert not missing, f"emitted but untested here: {sorted(missing)}"

@@ -24,8 +24,13 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("op_suite") / "cases.jsonl"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "coreml_op_suite.py"), "--subset", "fast", "--json", str(out)],
-                          capture_output=True, text=True, timeout=1200, cwd=ROOT)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "coreml_op_suite.py"), "--subset", "fast", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=ROOT,
+    )
     assert out.exists(), f"the op suite wrote no results:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return [json.loads(line) for line in out.read_text().splitlines()]
 
@@ -35,7 +40,11 @@ def cases(suite, family: str, outcome: str | None = None) -> list[dict]:
 
 
 def test_no_wrong_number_and_no_raw_exception(suite):
-    bad = [f"{c['outcome']}: {c['nodeid']}: {c.get('message', '')}" for c in suite if c["outcome"] in ("mismatch", "raw", "other")]
+    bad = [
+        f"{c['outcome']}: {c['nodeid']}: {c.get('message', '')}"
+        for c in suite
+        if c["outcome"] in ("mismatch", "raw", "other")
+    ]
     assert not bad, "\n".join(bad[:20])
     reached = Counter(c["outcome"] for c in suite if c["outcome"] in ("pass", "refused"))
     assert reached["pass"] >= 200, reached  # the subset exercises a few hundred programs, not a handful
@@ -57,8 +66,26 @@ def test_flexible_inputs_run(suite):
     assert not [c for c in symbolic if c["outcome"] == "refused" and "shape" in c.get("message", "")]
 
 
-@pytest.mark.parametrize("op", ["space_to_depth", "depth_to_space", "pixel_shuffle", "pixel_unshuffle", "pad", "stack", "einsum",
-                                "layer_norm", "linear", "matmul", "softmax", "silu", "concat", "transpose", "reshape"])  # fmt: skip
+@pytest.mark.parametrize(
+    "op",
+    [
+        "space_to_depth",
+        "depth_to_space",
+        "pixel_shuffle",
+        "pixel_unshuffle",
+        "pad",
+        "stack",
+        "einsum",
+        "layer_norm",
+        "linear",
+        "matmul",
+        "softmax",
+        "silu",
+        "concat",
+        "transpose",
+        "reshape",
+    ],
+)
 def test_each_op_passes_its_cases(suite, op):
     ran = [c for c in suite if op in c["ops"]]
     assert ran, f"no coremltools case ran a program with '{op}'"
@@ -74,7 +101,9 @@ def test_every_op_our_exports_emit_passes_coremltools_cases(suite, tmp_path):
 
     emitted = set()
     for layout in ("standard", "ane"):
-        opts = ExportOptions(model="mobilevit_xxs", target="coreml", input_size=64, coreml_layout=layout, out_dir=tmp_path / layout)
+        opts = ExportOptions(
+            model="mobilevit_xxs", target="coreml", input_size=64, coreml_layout=layout, out_dir=tmp_path / layout
+        )
         emitted |= {o.type for o in load_program(export(opts, run_parity=False).artifact).operations}
     assert {"conv", "einsum", "layer_norm", "softmax", "pixel_unshuffle"} <= emitted
     passing = {op for c in suite if c["outcome"] == "pass" for op in c["ops"]}

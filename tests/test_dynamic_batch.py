@@ -11,8 +11,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-
 from conftest import run_cli
+
 from mvit_deploy.datasets.fashion_mnist import load_fashion_mnist, to_model_inputs
 from mvit_deploy.errors import UsageError
 from mvit_deploy.export import export
@@ -24,7 +24,15 @@ MVIT = str(Path(sys.executable).with_name("mvit-deploy"))
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory, fashion_artifact):
-    dyn = export(ExportOptions(model="mobilevit_xxs", pretrained="fashion", target="onnx", batch="dynamic", out_dir=tmp_path_factory.mktemp("dyn")))
+    dyn = export(
+        ExportOptions(
+            model="mobilevit_xxs",
+            pretrained="fashion",
+            target="onnx",
+            batch="dynamic",
+            out_dir=tmp_path_factory.mktemp("dyn"),
+        )
+    )
     return dyn, fashion_artifact("onnx")
 
 
@@ -47,8 +55,12 @@ def test_any_batch_runs_and_matches_batch_one_and_pytorch(pair):
 
 def test_eval_of_the_dynamic_artifact_equals_the_batch_one_artifact(pair):
     dyn, fixed = pair
-    out = subprocess.run([MVIT, "eval", str(dyn.artifact), str(fixed), "--data", "fashion-mnist:subset", "--n", "200", "--json"],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [MVIT, "eval", str(dyn.artifact), str(fixed), "--data", "fashion-mnist:subset", "--n", "200", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rows = json.loads(out)["rows"]
     assert rows[0]["predictions"]["top5"] == rows[1]["predictions"]["top5"]
 
@@ -62,7 +74,16 @@ def test_targets_with_a_batch_of_one_refuse(tmp_path):
 
 @pytest.mark.parametrize("target", ["onnx", "ort"])
 def test_int8_with_a_free_batch_keeps_its_parity(target, tmp_path):
-    result = export(ExportOptions(model="mobilevit_xxs", pretrained="fashion", target=target, precision="int8", batch="dynamic", out_dir=tmp_path))
+    result = export(
+        ExportOptions(
+            model="mobilevit_xxs",
+            pretrained="fashion",
+            target=target,
+            precision="int8",
+            batch="dynamic",
+            out_dir=tmp_path,
+        )
+    )
     parity = result.manifest["parity"]
     assert parity["passed"] and parity["metrics"]["psnr_db"] > 40, parity  # batch 1 measures 44.1 dB on both
     assert result.manifest["input"]["shape"][0] == "batch" and result.manifest["output"]["shape"] == ["batch", 10]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -45,22 +44,58 @@ def cluster(tmp_path_factory):
     """A Ray head on loopback, as `ray start --head` starts one on a real node."""
     port = _free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    start = subprocess.run([RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false",
-                            "--disable-usage-stats"], capture_output=True, text=True, env=env, timeout=180)  # fmt: skip
+    start = subprocess.run(
+        [
+            RAY,
+            "start",
+            "--head",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
     assert start.returncode == 0, start.stderr[-2000:]
     yield f"127.0.0.1:{port}", env
     subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=120)
 
 
 def same_samples(a: dict, b: dict) -> bool:
-    return a["samples"] == b["samples"] and [r["predictions"] for r in a["rows"]] == [r["predictions"] for r in b["rows"]]
+    return a["samples"] == b["samples"] and [r["predictions"] for r in a["rows"]] == [
+        r["predictions"] for r in b["rows"]
+    ]
 
 
 @pytest.mark.slow
 def test_ray_cluster_gives_the_in_process_predictions(artifacts, in_process, cluster):
     address, env = cluster
-    done = subprocess.run([MVIT, "eval", *map(str, artifacts), "--data", "fashion-mnist:subset", "--n", str(N), "--threads", "1",
-                           "--engine", "ray", "--address", address, "--json"], capture_output=True, text=True, env=env, timeout=900)  # fmt: skip
+    done = subprocess.run(
+        [
+            MVIT,
+            "eval",
+            *map(str, artifacts),
+            "--data",
+            "fashion-mnist:subset",
+            "--n",
+            str(N),
+            "--threads",
+            "1",
+            "--engine",
+            "ray",
+            "--address",
+            address,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
     assert report["engine"]["name"] == "ray" and report["engine"]["workers"] == 2 and report["engine"]["shards"] == 3
@@ -91,7 +126,9 @@ def test_a_killed_worker_is_replaced_and_every_sample_counted_once(artifacts, in
             for pid in killed:
                 os.kill(pid, signal.SIGKILL)
 
-    report = evaluate(artifacts[:2], "fashion-mnist:subset", n=N, threads=1, engine="ray", workers=2, on_count=kill_on_first_shard).to_dict()
+    report = evaluate(
+        artifacts[:2], "fashion-mnist:subset", n=N, threads=1, engine="ray", workers=2, on_count=kill_on_first_shard
+    ).to_dict()
     assert killed, "no Ray worker process found to kill"
     assert report["engine"]["restarts"] >= 1 and report["n_images"] == N
     expected = {**in_process, "rows": in_process["rows"][:2]}
@@ -100,7 +137,20 @@ def test_a_killed_worker_is_replaced_and_every_sample_counted_once(artifacts, in
 
 def test_a_killed_driver_resumes_the_shards_it_finished(artifacts, in_process, tmp_path):
     out = tmp_path / "run"
-    args = [MVIT, "eval", *map(str, artifacts[:2]), "--data", "fashion-mnist:subset", "--n", str(N), "--threads", "1", "--out", str(out), "--json"]
+    args = [
+        MVIT,
+        "eval",
+        *map(str, artifacts[:2]),
+        "--data",
+        "fashion-mnist:subset",
+        "--n",
+        str(N),
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        "--json",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not list((out / "shards").glob("[!.]*.npz")):
@@ -117,8 +167,22 @@ def test_a_killed_driver_resumes_the_shards_it_finished(artifacts, in_process, t
     assert report["engine"]["resumed"] == len(finished) and report["engine"]["shards"] == 3
     assert not list((out / "shards").glob(".*")), "a partial shard of the killed run was left behind"
     assert same_samples(report, {**in_process, "rows": in_process["rows"][:2]})
-    other = subprocess.run([MVIT, "eval", str(artifacts[0]), "--data", "fashion-mnist:subset", "--n", "300", "--out", str(out), "--resume"],
-                           capture_output=True, text=True)  # fmt: skip
+    other = subprocess.run(
+        [
+            MVIT,
+            "eval",
+            str(artifacts[0]),
+            "--data",
+            "fashion-mnist:subset",
+            "--n",
+            "300",
+            "--out",
+            str(out),
+            "--resume",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert other.returncode == 2 and "shards of a different eval" in other.stderr
 
 
@@ -132,10 +196,38 @@ def test_a_worker_that_cannot_load_an_artifact_is_one_line(artifacts, tmp_path):
     manifest["sha256"] = tree_sha256(bad)
     manifest_path(bad).write_text(json.dumps(manifest))
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    done = subprocess.run([MVIT, "eval", str(bad), "--data", "fashion-mnist:subset", "--n", "300", "--engine", "ray", "--threads", "1"],
-                          capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
-    assert done.returncode == 2 and "a Ray worker could not load the artifacts" in done.stderr and "onnxruntime cannot load" in done.stderr, done.stderr[-2000:]
+    done = subprocess.run(
+        [MVIT, "eval", str(bad), "--data", "fashion-mnist:subset", "--n", "300", "--engine", "ray", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert (
+        done.returncode == 2
+        and "a Ray worker could not load the artifacts" in done.stderr
+        and "onnxruntime cannot load" in done.stderr
+    ), done.stderr[-2000:]
     assert len(done.stderr.strip().splitlines()) == 1
-    done = subprocess.run([MVIT, "eval", str(artifacts[0]), "--data", "fashion-mnist:subset", "--n", "300", "--engine", "ray", "--threads", "64"],
-                          capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
-    assert done.returncode == 2 and "--threads 64 per worker" in done.stderr  # refused, where it would wait forever for 64 CPUs
+    done = subprocess.run(
+        [
+            MVIT,
+            "eval",
+            str(artifacts[0]),
+            "--data",
+            "fashion-mnist:subset",
+            "--n",
+            "300",
+            "--engine",
+            "ray",
+            "--threads",
+            "64",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert (
+        done.returncode == 2 and "--threads 64 per worker" in done.stderr
+    )  # refused, where it would wait forever for 64 CPUs

@@ -35,7 +35,10 @@ def peak_rss_mb(*args: str) -> tuple[float, str]:
 def at_256(tmp_path_factory):
     """The shipped Fashion-MNIST XXS exported at 256 px, and 2,000 labeled PNGs in class folders (the shipped 1,000, twice)."""
     root = tmp_path_factory.mktemp("scale")
-    onnx = export(ExportOptions(model="mobilevit_xxs", pretrained="fashion", target="onnx", input_size=256, out_dir=root), run_parity=False).artifact
+    onnx = export(
+        ExportOptions(model="mobilevit_xxs", pretrained="fashion", target="onnx", input_size=256, out_dir=root),
+        run_parity=False,
+    ).artifact
     images, labels = load_fashion_mnist("subset")
     data = root / "data"
     for copy in range(2):
@@ -57,16 +60,31 @@ def test_memory_does_not_grow_with_the_number_of_images(at_256):
     assert large - small < 150, f"peak RSS {small:.0f} MB at 200 images, {large:.0f} MB at 2,000"
     assert large < held_at_once, f"peak RSS {large:.0f} MB, the inputs alone would take {held_at_once:.0f} MB"
     row = report["rows"][0]
-    assert row["top1_agreement"] >= 0.99 and abs(row["drop_points"]) <= 0.2  # fp32 agrees with its reference (a 64 px model: low accuracy at 256)
+    assert (
+        row["top1_agreement"] >= 0.99 and abs(row["drop_points"]) <= 0.2
+    )  # fp32 agrees with its reference (a 64 px model: low accuracy at 256)
 
 
 def test_same_predictions_at_any_batch_and_one_reference_pass(at_256, tmp_path):
     onnx, data, _ = at_256
-    runs = [json.loads(subprocess.run([MVIT, "eval", str(onnx), str(onnx), "--data", str(data), "--n", "40", "--batch", b, "--json"],
-                                      capture_output=True, text=True, check=True).stdout) for b in ("7", "32")]  # fmt: skip
+    runs = [
+        json.loads(
+            subprocess.run(
+                [MVIT, "eval", str(onnx), str(onnx), "--data", str(data), "--n", "40", "--batch", b, "--json"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        for b in ("7", "32")
+    ]
     a, b = runs
     assert a["batch"] == 7 and b["batch"] == 32
-    assert a["rows"][0]["predictions"]["top5"] == b["rows"][0]["predictions"]["top5"] == b["rows"][1]["predictions"]["top5"]
+    assert (
+        a["rows"][0]["predictions"]["top5"]
+        == b["rows"][0]["predictions"]["top5"]
+        == b["rows"][1]["predictions"]["top5"]
+    )
     assert a["samples"] == b["samples"]
     ref = np.array(next(iter(b["samples"]["references"].values())))
     labels = np.array(b["samples"]["labels"])
@@ -98,8 +116,25 @@ def _synthetic_report(n: int, artifacts: int, seed: int = 0):
 
     rng = np.random.default_rng(seed)
     top5 = lambda: rng.integers(0, 1000, size=(n, 5), dtype=np.int32)  # noqa: E731  (ImageNet indices: not Python's cached small ints)
-    rows = [EvalRow(f"a{i}.onnx", "onnx", "int8", {"top1": 0.7, "top5": 0.9}, {"top1": 0.69, "top5": 0.9}, 1.0, (float("-inf"), 2.0), 0.95,
-                    None, True, 3, 0.5, "within noise", {"reference": "r", "top5": top5()}) for i in range(artifacts)]  # fmt: skip
+    rows = [
+        EvalRow(
+            f"a{i}.onnx",
+            "onnx",
+            "int8",
+            {"top1": 0.7, "top5": 0.9},
+            {"top1": 0.69, "top5": 0.9},
+            1.0,
+            (float("-inf"), 2.0),
+            0.95,
+            None,
+            True,
+            3,
+            0.5,
+            "within noise",
+            {"reference": "r", "top5": top5()},
+        )
+        for i in range(artifacts)
+    ]
     return EvalReport("synthetic", n, rows, rng.integers(0, 1000, size=n), {"r": top5()}, 32, {"name": "local"})
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from mvit_deploy.artifact import manifest_path, tree_sha256
 from mvit_deploy.export import export
 from mvit_deploy.targets import ExportOptions, get_target
@@ -19,7 +19,9 @@ pytest.importorskip("executorch")
 # precision, delegate: what test_export's coverage check counts for this target
 CASES = {
     "executorch-fp32": dict(target="executorch", precision="fp32"),
-    "executorch-int8": dict(target="executorch", precision="int8"),  # 64 crops: with 16, XNNPACK refuses a requantization scale
+    "executorch-int8": dict(
+        target="executorch", precision="int8"
+    ),  # 64 crops: with 16, XNNPACK refuses a requantization scale
     "executorch-fp16-coreml": dict(target="executorch", precision="fp16", delegate="coreml"),
 }
 
@@ -28,7 +30,10 @@ CASES = {
 def ptes(tmp_path_factory):
     """The trained Fashion-MNIST XXS (64 px: seconds, not minutes), each case exported with parity."""
     out = tmp_path_factory.mktemp("pte")
-    return {case: export(ExportOptions(model="mobilevit_xxs", pretrained="fashion", out_dir=out, parity_n=32, **kw)) for case, kw in CASES.items()}
+    return {
+        case: export(ExportOptions(model="mobilevit_xxs", pretrained="fashion", out_dir=out, parity_n=32, **kw))
+        for case, kw in CASES.items()
+    }
 
 
 def _torch_logits(x):
@@ -46,7 +51,9 @@ def test_every_pte_passes_parity_and_records_its_delegation(case, ptes):
     assert r.kept and r.artifact.suffix == ".pte" and r.artifact.read_bytes()[4:8] == b"ET12"
     assert r.parity.passed, r.parity.failures
     d = r.manifest["delegation"]
-    assert d["nodes_delegated"] <= d["nodes_total"] and d["share"] == pytest.approx(d["nodes_delegated"] / d["nodes_total"], abs=1e-4)
+    assert d["nodes_delegated"] <= d["nodes_total"] and d["share"] == pytest.approx(
+        d["nodes_delegated"] / d["nodes_total"], abs=1e-4
+    )
     # measured: XNNPACK takes 67 % of the fp32 graph and 77 % of the int8 one (layer norms, slices and
     # expands stay in the portable kernels); Core ML takes all but the output node (444 of 445)
     floor = {"executorch-fp32": 0.6, "executorch-int8": 0.7, "executorch-fp16-coreml": 0.99}[case]
@@ -83,7 +90,9 @@ def test_coreml_payload_unpacks_to_the_same_files_as_executorchs_own_reader(ptes
     assert ours.name == "model.mlpackage"
     (tmp_path / "theirs").mkdir()
     assert executorchcoreml.unflatten_directory_contents(payload, str(tmp_path / "theirs"))
-    theirs = {p.relative_to(tmp_path / "theirs"): p.read_bytes() for p in (tmp_path / "theirs").rglob("*") if p.is_file()}
+    theirs = {
+        p.relative_to(tmp_path / "theirs"): p.read_bytes() for p in (tmp_path / "theirs").rglob("*") if p.is_file()
+    }
     mine = {p.relative_to(tmp_path / "ours"): p.read_bytes() for p in (tmp_path / "ours").rglob("*") if p.is_file()}
     assert mine == theirs and any(str(k).endswith("model.mlmodel") for k in mine)
 
@@ -112,8 +121,21 @@ def test_a_broken_pte_fails_parity(ptes, tmp_path):
 
 
 def test_a_delegate_without_the_precision_is_refused_before_work(tmp_path):
-    result = run_cli("export", "--target", "executorch", "--delegate", "coreml", "--precision", "int8", "--out", str(tmp_path / "out"))
-    assert result.returncode == 2 and "the coreml delegate does not take precision int8 — use --delegate xnnpack" in result.stderr
+    result = run_cli(
+        "export",
+        "--target",
+        "executorch",
+        "--delegate",
+        "coreml",
+        "--precision",
+        "int8",
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert (
+        result.returncode == 2
+        and "the coreml delegate does not take precision int8 — use --delegate xnnpack" in result.stderr
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -141,9 +163,14 @@ def test_executor_runner_output_is_parsed_from_its_documented_format():
     times = np.array([6.180211, 4.497306, 4.362840, 4.480772, 4.405519])
     assert parsed["runs"] == 5 and parsed["load_ms"] == pytest.approx(30.612045)
     assert parsed["latency_ms"]["mean"] == pytest.approx(times.mean()) == pytest.approx(23.926648 / 5, rel=1e-5)
-    assert parsed["latency_ms"]["p50"] == pytest.approx(4.480772) and parsed["latency_ms"]["min"] == pytest.approx(4.362840)
+    assert parsed["latency_ms"]["p50"] == pytest.approx(4.480772) and parsed["latency_ms"]["min"] == pytest.approx(
+        4.362840
+    )
     old = "\n".join(line for line in text.splitlines() if "Iteration" not in line)  # builds before v1.3: the total only
-    assert parse_executor_runner_output(old)["latency_ms"]["mean"] == pytest.approx(23.926648 / 5) and parse_executor_runner_output(old)["latency_ms"]["p50"] is None
+    assert (
+        parse_executor_runner_output(old)["latency_ms"]["mean"] == pytest.approx(23.926648 / 5)
+        and parse_executor_runner_output(old)["latency_ms"]["p50"] is None
+    )
     from mvit_deploy.errors import UsageError
 
     with pytest.raises(UsageError, match="printed no timing line"):
@@ -153,6 +180,11 @@ def test_executor_runner_output_is_parsed_from_its_documented_format():
 def test_adb_command_for_a_pte():
     from mvit_deploy.bench.adb import AdbDevice
 
-    cmd = AdbDevice.parse("adb:R58M").benchmark_command(get_target("executorch"), "/data/local/tmp/mvit-deploy/m.pte", "/home/me/executor_runner", 4, 5, 50)
+    cmd = AdbDevice.parse("adb:R58M").benchmark_command(
+        get_target("executorch"), "/data/local/tmp/mvit-deploy/m.pte", "/home/me/executor_runner", 4, 5, 50
+    )
     assert cmd[:4] == ["adb", "-s", "R58M", "shell"]
-    assert cmd[4] == "/data/local/tmp/mvit-deploy/executor_runner --model_path=/data/local/tmp/mvit-deploy/m.pte --num_executions=50 --cpu_threads=4 --print_output=none"
+    assert (
+        cmd[4]
+        == "/data/local/tmp/mvit-deploy/executor_runner --model_path=/data/local/tmp/mvit-deploy/m.pte --num_executions=50 --cpu_threads=4 --print_output=none"
+    )

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from conftest import hf_logits, hf_reference, run_cli
 from safetensors.torch import save_file
 
-from conftest import hf_logits, hf_reference, run_cli
 from mvit_deploy.artifact import read_manifest, tree_sha256
 from mvit_deploy.export import export
 from mvit_deploy.parity import parity
@@ -32,14 +31,22 @@ CASES = {
     "coreml-fp16": dict(target="coreml", precision="fp16"),
     "coreml-fp32": dict(target="coreml", precision="fp32"),
 }
-RUNNABLE_HERE = {"onnx", "ort", "tflite", "coreml"}  # Core ML: natively on macOS, through the reference executor elsewhere
+RUNNABLE_HERE = {
+    "onnx",
+    "ort",
+    "tflite",
+    "coreml",
+}  # Core ML: natively on macOS, through the reference executor elsewhere
 
 
 def test_every_registered_target_precision_and_layout_has_a_case():
     from test_executorch import CASES as EXECUTORCH_CASES
     from test_quantization import QUANT_CASES
 
-    covered = {(c["target"], c["precision"], c.get("layout", "nchw")) for c in [*CASES.values(), *QUANT_CASES.values(), *EXECUTORCH_CASES.values()]}
+    covered = {
+        (c["target"], c["precision"], c.get("layout", "nchw"))
+        for c in [*CASES.values(), *QUANT_CASES.values(), *EXECUTORCH_CASES.values()]
+    }
     for name, target in TARGETS.items():
         for precision in target.precisions:
             layouts = next((o.choices for o in target.export_options if o.field == "layout"), ("nchw",))
@@ -59,7 +66,9 @@ def test_xxs_export_writes_artifact_manifest_and_parity(case, xxs_exports):
     result = xxs_exports[case]
     kw = CASES[case]
     target = get_target(kw["target"])
-    assert result.artifact.exists() and result.artifact.name.startswith(f"mobilevit_xxs-{kw['target']}-{kw['precision']}")
+    assert result.artifact.exists() and result.artifact.name.startswith(
+        f"mobilevit_xxs-{kw['target']}-{kw['precision']}"
+    )
     assert result.artifact.suffix == target.suffix
     manifest = read_manifest(result.artifact)
     assert manifest["model"] == "mobilevit_xxs" and manifest["precision"] == kw["precision"]
@@ -95,12 +104,16 @@ def test_ort_format_is_what_ort_mobile_loads_and_computes_the_onnx_logits(xxs_ex
     path = xxs_exports["ort-fp32"].artifact
     assert path.read_bytes()[4:8] == b"ORTM"
     manifest = read_manifest(path)
-    assert manifest["ort_format"]["platform"] == "arm" and manifest["ort_format"]["disabled_optimizers"] == ["NchwcTransformer"]
+    assert manifest["ort_format"]["platform"] == "arm" and manifest["ort_format"]["disabled_optimizers"] == [
+        "NchwcTransformer"
+    ]
     x = np.random.default_rng(3).random((1, 3, 256, 256), dtype=np.float32)
     from_ort = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
     onnx_path = xxs_exports["onnx-fp32"].artifact
     from_onnx = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
-    assert np.abs(from_ort - from_onnx).max() <= 1e-4 * np.abs(from_onnx).max()  # measured 6.4e-7 relative (NCHW vs NCHWc kernels)
+    assert (
+        np.abs(from_ort - from_onnx).max() <= 1e-4 * np.abs(from_onnx).max()
+    )  # measured 6.4e-7 relative (NCHW vs NCHWc kernels)
     broken = tmp_path / path.name
     broken.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     manifest["sha256"] = tree_sha256(broken)  # the manifest vouches for the damaged bytes: the runtime must refuse them
@@ -146,7 +159,9 @@ def test_coreml_parity_runs_everywhere(xxs_exports):
     result = run_cli("parity", str(xxs_exports["coreml-fp16"].artifact), "--json", "--n", "4")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["passed"] and report["runtime"] == ("coreml" if sys.platform == "darwin" else "coreml-reference-executor")
+    assert report["passed"] and report["runtime"] == (
+        "coreml" if sys.platform == "darwin" else "coreml-reference-executor"
+    )
 
 
 @pytest.mark.parametrize("case", ["onnx-fp32", "tflite-fp32", "coreml-fp16"])
@@ -169,7 +184,9 @@ def test_artifact_from_hf_weights_matches_hf_model(target, size, hf_weights, tmp
     """The chain checked end to end against the independent implementation: HF model vs our artifact."""
     from mvit_deploy.runtimes import load_runner
 
-    result = export(ExportOptions(model="mobilevit_xxs", target=target, out_dir=tmp_path, input_size=size, weights=str(hf_weights)))
+    result = export(
+        ExportOptions(model="mobilevit_xxs", target=target, out_dir=tmp_path, input_size=size, weights=str(hf_weights))
+    )
     assert result.manifest["input"]["channel_order"] == "BGR" and result.manifest["input"]["size"] == size
     assert result.parity.passed, result.parity.failures
     x = eval_photos[size]
@@ -198,7 +215,9 @@ def test_parity_cli_json_and_junit(xxs_exports, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["passed"] is True and report["target"] == "onnx" and report["precision"] == "fp32"
-    assert {"max_abs", "max_rel", "psnr_db", "top1_agreement", "decisive_top1_agreement", "n_decisive"} <= set(report["metrics"])
+    assert {"max_abs", "max_rel", "psnr_db", "top1_agreement", "decisive_top1_agreement", "n_decisive"} <= set(
+        report["metrics"]
+    )
     assert [b["metric"] for b in report["bounds"]] == ["max_rel", "decisive_top1_agreement"] and report["n_images"] == 8
     suite = ET.parse(junit).getroot()
     assert suite.tag == "testsuite" and suite.get("failures") == "0" and int(suite.get("tests")) >= 1
@@ -235,7 +254,11 @@ def test_parity_fails_with_metric_value_and_bound(xxs_exports, tmp_path):
 
 def test_export_killed_midway_leaves_no_artifact(tmp_path):
     exe = Path(sys.executable).with_name("mvit-deploy")
-    proc = subprocess.Popen([str(exe), "export", "--target", "tflite", "--out", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(exe), "export", "--target", "tflite", "--out", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and not list(tmp_path.glob(".*.tmp-*")) and proc.poll() is None:
         time.sleep(0.1)
@@ -250,7 +273,10 @@ def test_export_killed_midway_leaves_no_artifact(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["export", "--target", "onnx", "--precision", "fp16", "--out", "{tmp}"], "onnx does not export precision fp16"),
+        (
+            ["export", "--target", "onnx", "--precision", "fp16", "--out", "{tmp}"],
+            "onnx does not export precision fp16",
+        ),
         (["export", "--target", "onnx", "--input-size", "250", "--out", "{tmp}"], "multiple of 64"),
         (["parity", "{tmp}/missing.onnx"], "does not exist"),
         (["parity", "README.md"], "has no manifest"),

@@ -7,13 +7,13 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import FIXTURES, hf_logits, hf_reference, variants
 from safetensors.torch import load_file, save_file
 
-from mvit_deploy.tolerances import bounds_for
-from conftest import FIXTURES, hf_logits, hf_reference, variants
 from mvit_deploy import load_model
 from mvit_deploy.models import create_model, get_spec
 from mvit_deploy.models.mobilevit import fold_patches, unfold_patches
+from mvit_deploy.tolerances import bounds_for
 
 TOL = bounds_for("fp32")[0].value  # fp32 logits: max |error| / max |reference logit| (the parity table's fp32 row)
 
@@ -44,14 +44,17 @@ def test_hf_state_dict_loads_and_matches(name, tmp_path, eval_photos):
 @pytest.mark.parametrize("name", variants(all_widths=True))
 def test_param_count_matches_hf(name):
     import transformers
-
     from conftest import HF_CONFIGS, hf_width
 
     ours = sum(p.numel() for p in create_model(name).parameters())
     if name.startswith("mobilevitv2_"):  # a bare HF model: counting needs no realistic weights
-        hf = transformers.MobileViTV2ForImageClassification(transformers.MobileViTV2Config(width_multiplier=hf_width(name), num_labels=1000))
+        hf = transformers.MobileViTV2ForImageClassification(
+            transformers.MobileViTV2Config(width_multiplier=hf_width(name), num_labels=1000)
+        )
     else:
-        hf = transformers.MobileViTForImageClassification(transformers.MobileViTConfig(num_labels=1000, **HF_CONFIGS[name]))
+        hf = transformers.MobileViTForImageClassification(
+            transformers.MobileViTConfig(num_labels=1000, **HF_CONFIGS[name])
+        )
     assert ours == sum(p.numel() for p in hf.parameters())
     assert abs(ours / 1e6 - get_spec(name).paper_params_m) < 0.05 * get_spec(name).paper_params_m
 
@@ -85,9 +88,15 @@ def hf_to_cvnets(key: str) -> str:
     for a, b in [("expand_1x1", "exp_1x1"), ("reduce_1x1", "red_1x1"), ("conv_projection", "conv_proj")]:
         key = key.replace(a, b)
     key = key.replace(".conv_kxk.", ".local_rep.conv_3x3.").replace(".conv_1x1.", ".local_rep.conv_1x1.")
-    key = re.sub(r"\.(convolution|normalization)\.", lambda m: ".block." + {"convolution": "conv.", "normalization": "norm."}[m.group(1)], key)
+    key = re.sub(
+        r"\.(convolution|normalization)\.",
+        lambda m: ".block." + {"convolution": "conv.", "normalization": "norm."}[m.group(1)],
+        key,
+    )
     key = key.replace("transformer.layer.", "global_rep.")
-    key = key.replace(".layernorm_before.", ".pre_norm_mha.0.").replace(".attention.output.dense.", ".pre_norm_mha.1.out_proj.")
+    key = key.replace(".layernorm_before.", ".pre_norm_mha.0.").replace(
+        ".attention.output.dense.", ".pre_norm_mha.1.out_proj."
+    )
     key = key.replace(".layernorm_after.", ".pre_norm_ffn.0.").replace(".intermediate.dense.", ".pre_norm_ffn.1.")
     key = key.replace(".output.dense.", ".pre_norm_ffn.4.")
     return key
@@ -99,7 +108,9 @@ def to_cvnets_state_dict(hf_sd: dict, depths=(2, 4, 3)) -> dict:
     for k, v in hf_sd.items():
         m = re.match(r"(.*)\.attention\.attention\.(query|key|value)\.(weight|bias)$", k)
         if m:
-            qkv.setdefault(hf_to_cvnets(m.group(1) + ".x") [:-2] + f".pre_norm_mha.1.qkv_proj.{m.group(3)}", {})[m.group(2)] = v
+            qkv.setdefault(hf_to_cvnets(m.group(1) + ".x")[:-2] + f".pre_norm_mha.1.qkv_proj.{m.group(3)}", {})[
+                m.group(2)
+            ] = v
             continue
         m = re.match(r"mobilevit\.encoder\.layer\.(\d)\.layernorm\.(weight|bias)$", k)
         if m:  # the LayerNorm after the last transformer layer sits at global_rep.<depth>
@@ -128,7 +139,9 @@ def test_cvnets_layout_loads_and_matches(tmp_path, eval_photos):
 
 def test_timm_fixture_matches_logits_timm_produced(tmp_path):
     data = load_file(str(FIXTURES / "timm_mobilevit_xxs.safetensors"))
-    state = {k[len("model.") :]: v.float() if v.is_floating_point() else v for k, v in data.items() if k.startswith("model.")}
+    state = {
+        k[len("model.") :]: v.float() if v.is_floating_point() else v for k, v in data.items() if k.startswith("model.")
+    }
     path = tmp_path / "timm.safetensors"
     save_file(state, str(path))
     ours = load_model("mobilevit_xxs", path)
@@ -198,8 +211,10 @@ def test_fixture_is_the_same_in_another_process(name):
     def digest(model):
         return hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.state_dict().values())).hexdigest()
 
-    code = f"import hashlib; from mvit_deploy.models import load_model; m = load_model({name!r}); " \
-           "print(hashlib.sha256(b''.join(v.numpy().tobytes() for v in m.state_dict().values())).hexdigest())"  # fmt: skip
+    code = (
+        f"import hashlib; from mvit_deploy.models import load_model; m = load_model({name!r}); "
+        "print(hashlib.sha256(b''.join(v.numpy().tobytes() for v in m.state_dict().values())).hexdigest())"
+    )
     torch.manual_seed(12345)  # a different global RNG state here than in the child
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1]
     assert digest(load_model(name)) == other

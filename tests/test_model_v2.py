@@ -9,13 +9,15 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from conftest import FIXTURES, ROOT, hf_logits, hf_reference, run_cli  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-from conftest import FIXTURES, ROOT, hf_logits, hf_reference, run_cli  # noqa: E402
 from mvit_deploy.models import create_model, load_model  # noqa: E402
 from mvit_deploy.tolerances import bounds_for  # noqa: E402
 
-TOL = bounds_for("fp32")[0].value  # fp32 logits vs an independent reference (HF, timm): v1's bound holds for v2 in torch
+TOL = bounds_for("fp32")[
+    0
+].value  # fp32 logits vs an independent reference (HF, timm): v1's bound holds for v2 in torch
 
 
 def hf_v2(width: float, seed: int = 0):
@@ -67,7 +69,11 @@ def test_every_tensor_is_rank_4_or_less_and_exports_with_symbolic_size():
         for size in ((128, 128), (256, 320)):
             x = torch.rand(1, 3, *size)
             assert torch.allclose(program.module()(x), model(x), atol=1e-5)
-    ranks = {len(n.meta["val"].shape) for n in program.graph.nodes if n.op == "call_function" and hasattr(n.meta.get("val"), "shape")}
+    ranks = {
+        len(n.meta["val"].shape)
+        for n in program.graph.nodes
+        if n.op == "call_function" and hasattr(n.meta.get("val"), "shape")
+    }
     assert max(ranks) <= 4, ranks
     targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
     assert not any("col2im" in t or "im2col" in t or "unfold" in t for t in targets), targets
@@ -91,9 +97,15 @@ def hf_to_cvnets_v2(key: str, depths=(2, 4, 3)) -> str:
         rest = re.sub(r"^layernorm\.", f"1.global_rep.{depths[i - 2]}." if i >= 2 else "", rest)
         rest = re.sub(r"^transformer\.layer\.(\d+)\.", r"1.global_rep.\1.", rest)
         rest = rest.replace("layernorm_before.", "pre_norm_attn.0.").replace("layernorm_after.", "pre_norm_ffn.0.")
-        rest = rest.replace("attention.qkv_proj.", "pre_norm_attn.1.qkv_proj.block.").replace("attention.out_proj.", "pre_norm_attn.1.out_proj.block.")
+        rest = rest.replace("attention.qkv_proj.", "pre_norm_attn.1.qkv_proj.block.").replace(
+            "attention.out_proj.", "pre_norm_attn.1.out_proj.block."
+        )
         rest = rest.replace("ffn.conv1.", "pre_norm_ffn.1.block.").replace("ffn.conv2.", "pre_norm_ffn.3.block.")
-        rest = rest.replace("expand_1x1.", "exp_1x1.block.").replace("conv_3x3.", "conv_3x3.block.").replace("reduce_1x1.", "red_1x1.block.")
+        rest = (
+            rest.replace("expand_1x1.", "exp_1x1.block.")
+            .replace("conv_3x3.", "conv_3x3.block.")
+            .replace("reduce_1x1.", "red_1x1.block.")
+        )
         key = f"layer_{i + 1}.{rest}"
     return key.replace(".convolution.", ".conv.").replace(".normalization.", ".norm.").replace("block.block.", "block.")
 
@@ -102,7 +114,10 @@ def hf_to_cvnets_v2(key: str, depths=(2, 4, 3)) -> str:
 def test_cvnets_layout_loads_and_reproduces_hf(width, tmp_path, eval_photos):
     ref = hf_reference(NAMES[width])
     cv = {hf_to_cvnets_v2(k): v for k, v in ref.state_dict().items()}
-    assert "layer_3.1.global_rep.0.pre_norm_attn.1.qkv_proj.block.conv.weight" in cv and "layer_3.1.global_rep.2.weight" in cv
+    assert (
+        "layer_3.1.global_rep.0.pre_norm_attn.1.qkv_proj.block.conv.weight" in cv
+        and "layer_3.1.global_rep.2.weight" in cv
+    )
     assert "layer_1.0.block.exp_1x1.block.norm.running_var" in cv and "classifier.1.weight" in cv
     path = tmp_path / "cvnets.pt"
     torch.save(cv, path)
@@ -145,7 +160,9 @@ def test_timm_fixture_matches_logits_timm_produced(tmp_path):
     """timm's own mobilevitv2_050 (scripts/make_timm_fixture.py, run once beside real timm 1.0.31): its state dict,
     through our checkpoint door, reproduces the logits timm computed at 256 and 384 px."""
     data = load_file(str(FIXTURES / "timm_mobilevitv2_050.safetensors"))
-    state = {k[len("model.") :]: v.float() if v.is_floating_point() else v for k, v in data.items() if k.startswith("model.")}
+    state = {
+        k[len("model.") :]: v.float() if v.is_floating_point() else v for k, v in data.items() if k.startswith("model.")
+    }
     path = tmp_path / "timm.safetensors"
     save_file(state, str(path))
     ours = load_model("mobilevitv2_050", path)
@@ -160,13 +177,17 @@ def test_timm_fixture_matches_logits_timm_produced(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target, precision", [("onnx", "fp32"), ("tflite", "fp32"), ("coreml", "fp16"), ("executorch", "fp32")])
+@pytest.mark.parametrize(
+    "target, precision", [("onnx", "fp32"), ("tflite", "fp32"), ("coreml", "fp16"), ("executorch", "fp32")]
+)
 def test_v2_exports_to_every_target_and_passes_parity(target, precision, tmp_path):
     """The export pipeline took v2 without a change: every target converts it and its parity passes v2's bounds."""
     from mvit_deploy.export import export
     from mvit_deploy.targets import ExportOptions
 
-    result = export(ExportOptions(model="mobilevitv2_050", target=target, precision=precision, out_dir=tmp_path, parity_n=32))
+    result = export(
+        ExportOptions(model="mobilevitv2_050", target=target, precision=precision, out_dir=tmp_path, parity_n=32)
+    )
     assert result.manifest["family"] == "mobilevitv2" and result.parity is not None
     assert result.parity.passed, result.parity.failures
     if precision == "fp32":
@@ -174,9 +195,20 @@ def test_v2_exports_to_every_target_and_passes_parity(target, precision, tmp_pat
 
 
 def test_v2_refuses_the_v1_only_ane_layout_and_reads_local_timm_files_with_v2_preprocessing(tmp_path):
-    result = run_cli("export", "--model", "mobilevitv2_050", "--target", "coreml", "--coreml-layout", "ane", "--out", str(tmp_path))
+    result = run_cli(
+        "export", "--model", "mobilevitv2_050", "--target", "coreml", "--coreml-layout", "ane", "--out", str(tmp_path)
+    )
     assert result.returncode == 2 and "has no ane layout" in result.stderr and not list(tmp_path.iterdir())
     data = load_file(str(FIXTURES / "timm_mobilevitv2_050.safetensors"))
-    path = tmp_path / "timm.safetensors"  # no declared source: the family's timm preprocessing (timm's pretrained_cfg: crop 0.888)
-    save_file({k[len("model.") :]: v.float() if v.is_floating_point() else v for k, v in data.items() if k.startswith("model.")}, str(path))
+    path = (
+        tmp_path / "timm.safetensors"
+    )  # no declared source: the family's timm preprocessing (timm's pretrained_cfg: crop 0.888)
+    save_file(
+        {
+            k[len("model.") :]: v.float() if v.is_floating_point() else v
+            for k, v in data.items()
+            if k.startswith("model.")
+        },
+        str(path),
+    )
     assert load_model("mobilevitv2_050", path).preprocessing.crop_pct == 0.888

@@ -6,8 +6,8 @@ import json
 import re
 import subprocess
 import sys
-import tomllib
 
+import tomllib
 from conftest import ROOT
 
 LOCK = ROOT / "requirements.lock"
@@ -25,7 +25,20 @@ def lock_pins() -> dict[str, str]:
 def test_lock_pins_the_toolchain_without_torchvision_or_timm():
     pins = lock_pins()
     assert pins["torch"] == "2.13.0+cpu" and pins["coremltools"] == "9.0"
-    for needed in ("onnx", "onnxruntime", "onnxscript", "litert-torch", "ai-edge-litert", "click", "rich", "numpy", "pillow", "safetensors", "pytest", "transformers"):
+    for needed in (
+        "onnx",
+        "onnxruntime",
+        "onnxscript",
+        "litert-torch",
+        "ai-edge-litert",
+        "click",
+        "rich",
+        "numpy",
+        "pillow",
+        "safetensors",
+        "pytest",
+        "transformers",
+    ):
         assert needed in pins, needed
     assert "torchvision" not in pins and "timm" not in pins
 

@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import hf_reference, run_cli
 from PIL import Image
 from safetensors.torch import save_file
 
-from conftest import hf_reference, run_cli
 from mvit_deploy.export import export
 from mvit_deploy.labels import imagenet1k
 from mvit_deploy.models import load_model
@@ -29,7 +29,10 @@ def test_sqnr_formula():
 
 @pytest.mark.parametrize("target", ["onnx", "tflite", "coreml"])
 def test_quant_report_names_modules_worst_first(target, tmp_path):
-    art = export(ExportOptions(model="mobilevit_xxs", target=target, precision="int8", out_dir=tmp_path, calib_samples=8), run_parity=False).artifact
+    art = export(
+        ExportOptions(model="mobilevit_xxs", target=target, precision="int8", out_dir=tmp_path, calib_samples=8),
+        run_parity=False,
+    ).artifact
     result = run_cli("quant-report", str(art), "--n", "2", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -44,13 +47,19 @@ def test_quant_report_names_modules_worst_first(target, tmp_path):
     assert 0 < values[0] < 30, "int8 error must show"
     order = {name: i for i, (name, _) in enumerate(load_model("mobilevit_xxs").named_modules())}
     assert modules - {""} <= set(order)
-    placed = [(order[r["module"]], r["cumulative_sqnr_db"]) for r in layers if r["module"] and r["cumulative_sqnr_db"] is not None]
+    placed = [
+        (order[r["module"]], r["cumulative_sqnr_db"])
+        for r in layers
+        if r["module"] and r["cumulative_sqnr_db"] is not None
+    ]
     along = [s for _, s in sorted(placed, key=lambda t: t[0])]
     third = len(along) // 3
     assert third >= 50, len(along)
     early, late = np.mean(along[:third]), np.mean(along[-third:])
     # measured early - late (n=2, calib_samples=8): onnx 24.2 - 15.8 = 8.5 dB, tflite 25.9 - 18.7 = 7.2, coreml 35.5 - 28.2 = 7.3
-    assert early > late + 4.0, f"int8 error must grow along the network: first third {early:.1f} dB, last third {late:.1f} dB"
+    assert early > late + 4.0, (
+        f"int8 error must grow along the network: first third {early:.1f} dB, last third {late:.1f} dB"
+    )
 
 
 def test_tflite_tensor_names_map_to_modules():
@@ -61,7 +70,12 @@ def test_tflite_tensor_names_map_to_modules():
         "mvit_deploy.models.mobilevit.MobileViTBlock_1/mvit_deploy.models.mobilevit.ConvNormAct_conv_kxk/torch.nn.modules.activation.SiLU_act;1"
     )
     assert module_of_tflite_tensor(name) == "stages.2.1.conv_kxk.act"
-    assert module_of_tflite_tensor("mvit_deploy.models.mobilevit.MobileViT/mvit_deploy.models.mobilevit.ConvNormAct_conv1_1x1/x;") == "conv1_1x1"
+    assert (
+        module_of_tflite_tensor(
+            "mvit_deploy.models.mobilevit.MobileViT/mvit_deploy.models.mobilevit.ConvNormAct_conv1_1x1/x;"
+        )
+        == "conv1_1x1"
+    )
 
 
 def test_quant_report_refuses_float_artifact(tmp_path):
@@ -82,7 +96,10 @@ def _hf_top(image_path):
 def test_eval_on_synset_folders_matches_hf_accuracy(tmp_path):
     weights = tmp_path / "hf.safetensors"
     save_file({k: v.contiguous() for k, v in hf_reference("mobilevit_xxs").state_dict().items()}, str(weights))
-    art = export(ExportOptions(model="mobilevit_xxs", target="onnx", weights=str(weights), out_dir=tmp_path / "a"), run_parity=False).artifact
+    art = export(
+        ExportOptions(model="mobilevit_xxs", target="onnx", weights=str(weights), out_dir=tmp_path / "a"),
+        run_parity=False,
+    ).artifact
     data = tmp_path / "val"
     synsets = [s for s, _ in imagenet1k()]
     hits1 = hits5 = 0
@@ -90,7 +107,9 @@ def test_eval_on_synset_folders_matches_hf_accuracy(tmp_path):
         src = f"mvit_deploy/calibration/photos/{name}.jpg"
         logits = _hf_top(src)
         order = np.argsort(-logits)
-        label = int(order[0]) if i < 2 else int(order[3]) if i == 2 else int(order[100])  # 2 top-1 hits, 1 top-5 hit, 1 miss
+        label = (
+            int(order[0]) if i < 2 else int(order[3]) if i == 2 else int(order[100])
+        )  # 2 top-1 hits, 1 top-5 hit, 1 miss
         hits1 += label == order[0]
         hits5 += label in order[:5]
         (data / synsets[label]).mkdir(parents=True, exist_ok=True)
@@ -127,8 +146,17 @@ def test_quant_report_of_a_pretrained_export_compares_with_the_same_weights(tmp_
     """A --pretrained artifact records no checkpoint path: the float twin and the reference must load the same
     named weights, not the fixture. Measured: median cumulative SQNR 27.3 dB over v2's quantized tensors; a trained int8
     graph against the fixture's float one shares nothing (about 0 dB)."""
-    art = export(ExportOptions(model="mobilevitv2_050", target="onnx", precision="int8", pretrained="fashion", out_dir=tmp_path,
-                               calib_samples=16), run_parity=False).artifact  # fmt: skip
+    art = export(
+        ExportOptions(
+            model="mobilevitv2_050",
+            target="onnx",
+            precision="int8",
+            pretrained="fashion",
+            out_dir=tmp_path,
+            calib_samples=16,
+        ),
+        run_parity=False,
+    ).artifact
     result = run_cli("quant-report", str(art), "--n", "2", "--json")
     assert result.returncode == 0, result.stderr
     layers = json.loads(result.stdout)["layers"]

@@ -11,8 +11,8 @@ import functools
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from mvit_deploy.calibration import photo_inputs, shipped_photos
 from mvit_deploy.export import calibration_inputs, export
 from mvit_deploy.models.config import TIMM_PREPROCESSING
@@ -31,6 +31,7 @@ def stock_routes():
     spec.loader.exec_module(module)
     return module
 
+
 QUANT_CASES = {
     "onnx-int8": dict(target="onnx", precision="int8"),
     "ort-int8": dict(target="ort", precision="int8"),
@@ -45,10 +46,13 @@ QUANT_CASES = {
 def int8_exports(tmp_path_factory):
     out = tmp_path_factory.mktemp("int8")
     # the photo fixture is untrained: its int8 parity may FAIL (34-35 dB); these tests inspect the artifacts anyway
-    return {c: export(ExportOptions(model="mobilevit_xxs", out_dir=out, calib_samples=28, keep_failed=True, **kw)) for c, kw in QUANT_CASES.items()}
+    return {
+        c: export(ExportOptions(model="mobilevit_xxs", out_dir=out, calib_samples=28, keep_failed=True, **kw))
+        for c, kw in QUANT_CASES.items()
+    }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def photo_reference(size: int) -> tuple[np.ndarray, np.ndarray]:
     """64 held-out photo crops and the PyTorch fp32 model's logits on them, computed here."""
     import torch
@@ -76,7 +80,9 @@ def test_int8_parity_uses_the_int8_row_and_reports_honestly(case, int8_exports):
     result = int8_exports[case]
     p = result.manifest["parity"]
     assert result.manifest["calibration"]["samples"] == 28
-    assert [(b["metric"], b["op"], b["value"]) for b in p["bounds"]] == [(b.metric, b.op, b.value) for b in bounds_for("int8")]
+    assert [(b["metric"], b["op"], b["value"]) for b in p["bounds"]] == [
+        (b.metric, b.op, b.value) for b in bounds_for("int8")
+    ]
     x, ref = photo_reference(result.manifest["input"]["size"])
     got = load_runner(result.artifact, result.manifest)(x).astype(np.float64)
     psnr = 20 * np.log10(np.abs(ref).max() / np.sqrt(np.mean((got - ref) ** 2)))
@@ -93,7 +99,9 @@ def test_coreml_weight_only_int8_is_small_and_faithful(int8_exports, tmp_path):
     result = int8_exports["coreml-int8"]
     ops = {o.type for o in MILExecutor(result.artifact).program.operations}
     assert "constexpr_affine_dequantize" in ops
-    fp16 = export(ExportOptions(model="mobilevit_xxs", target="coreml", precision="fp16", out_dir=tmp_path), run_parity=False)
+    fp16 = export(
+        ExportOptions(model="mobilevit_xxs", target="coreml", precision="fp16", out_dir=tmp_path), run_parity=False
+    )
     assert result.manifest["bytes"] < 0.6 * fp16.manifest["bytes"]
     assert result.manifest["parity"]["metrics"]["psnr_db"] >= 35
 
@@ -101,7 +109,17 @@ def test_coreml_weight_only_int8_is_small_and_faithful(int8_exports, tmp_path):
 def test_coreml_ios18_int8_uses_blockwise_op(tmp_path):
     from mvit_deploy.targets.coreml_exec import MILExecutor
 
-    r = export(ExportOptions(model="mobilevit_xxs", target="coreml", precision="int8", min_target="iOS18", out_dir=tmp_path, calib_samples=4, parity_n=4))
+    r = export(
+        ExportOptions(
+            model="mobilevit_xxs",
+            target="coreml",
+            precision="int8",
+            min_target="iOS18",
+            out_dir=tmp_path,
+            calib_samples=4,
+            parity_n=4,
+        )
+    )
     assert "constexpr_blockwise_shift_scale" in {o.type for o in MILExecutor(r.artifact).program.operations}
     assert r.parity.metrics["psnr_db"] >= 35
 
@@ -114,14 +132,15 @@ def test_coreml_w8a8_quantizes_activations(int8_exports):
 
 
 def test_w8a8_on_ios16_is_refused(tmp_path):
-    result = run_cli("export", "--target", "coreml", "--precision", "w8a8", "--min-target", "iOS16", "--out", str(tmp_path))
+    result = run_cli(
+        "export", "--target", "coreml", "--precision", "w8a8", "--min-target", "iOS16", "--out", str(tmp_path)
+    )
     assert result.returncode == 2 and "iOS17" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_onnx_int8_runs_as_fused_integer_kernels_with_attention_in_float(int8_exports, tmp_path):
     import onnx
     import onnxruntime as ort
-
     import torch
 
     from mvit_deploy.models import load_model
@@ -149,7 +168,11 @@ def test_onnx_int8_runs_as_fused_integer_kernels_with_attention_in_float(int8_ex
     ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     kinds = [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
     # what makes it faster than fp32: ORT fuses the QDQ pairs into integer kernels
-    assert kinds.count("QLinearConv") == len(convs) and kinds.count("QGemm") == len(linears) and kinds.count("QLinearSigmoid") >= 20
+    assert (
+        kinds.count("QLinearConv") == len(convs)
+        and kinds.count("QGemm") == len(linears)
+        and kinds.count("QLinearSigmoid") >= 20
+    )
     assert "Gemm" not in kinds
 
 
@@ -160,7 +183,9 @@ def test_tflite_int8_computes_in_int8_with_float_or_int8_io(int8_exports):
         it = Interpreter(model_path=str(int8_exports[case].artifact))
         it.allocate_tensors()
         tensors = {d["index"]: d for d in it.get_tensor_details()}
-        convs = [op for op in it._get_ops_details() if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+        convs = [
+            op for op in it._get_ops_details() if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+        ]
         int8 = [op for op in convs if tensors[op["inputs"][0]]["dtype"] == np.int8]
         assert len(int8) >= 50 and len(convs) - len(int8) <= 16  # all but the high-resolution stages (FLOAT_MODULES)
         inp, out = it.get_input_details()[0], it.get_output_details()[0]
@@ -171,18 +196,26 @@ def test_tflite_int8_computes_in_int8_with_float_or_int8_io(int8_exports):
 
 def test_io_int8_is_refused_where_it_does_not_apply(tmp_path):
     result = run_cli("export", "--target", "onnx", "--precision", "int8", "--io", "int8", "--out", str(tmp_path))
-    assert result.returncode == 2 and "--io applies to tflite, not onnx" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 2
+        and "--io applies to tflite, not onnx" in result.stderr
+        and "Traceback" not in result.stderr
+    )
     result = run_cli("export", "--target", "tflite", "--precision", "fp32", "--io", "int8", "--out", str(tmp_path))
-    assert result.returncode == 2 and "--io int8 needs an int8 artifact" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 2
+        and "--io int8 needs an int8 artifact" in result.stderr
+        and "Traceback" not in result.stderr
+    )
     assert not list(tmp_path.iterdir())
 
 
 def test_int8_is_more_faithful_than_stock_onnxruntime(int8_exports, tmp_path):
     """The issue's claim, measured: our recipe vs onnxruntime's quantize_static defaults, same photos."""
+    from mvit_deploy.device.runtimes.onnx import OnnxRunner
     from mvit_deploy.metrics import fidelity
     from mvit_deploy.models import load_model
     from mvit_deploy.parity import parity_inputs, reference_logits
-    from mvit_deploy.device.runtimes.onnx import OnnxRunner
 
     ours = int8_exports["onnx-int8"]
     fp32 = export(ExportOptions(model="mobilevit_xxs", target="onnx", out_dir=tmp_path), run_parity=False)
@@ -197,10 +230,10 @@ def test_int8_is_more_faithful_than_stock_onnxruntime(int8_exports, tmp_path):
 
 @pytest.mark.slow
 def test_tflite_int8_is_more_faithful_than_stock_pt2e(int8_exports, tmp_path):
+    from mvit_deploy.device.runtimes.tflite import LiteRTRunner
     from mvit_deploy.metrics import fidelity
     from mvit_deploy.models import load_model
     from mvit_deploy.parity import parity_inputs, reference_logits
-    from mvit_deploy.device.runtimes.tflite import LiteRTRunner
 
     ours = int8_exports["tflite-int8"]
     calib = calibration_inputs(TIMM_PREPROCESSING, 256, None, 28)
@@ -249,13 +282,30 @@ def test_tflite_nhwc_int8_keeps_the_float_stages_float(tmp_path):
     float stages must still match, or the whole net is quantized (regression: trained XXS 28.6 dB)."""
     from mvit_deploy.targets.tflite import interpreter_class, module_of_tflite_tensor
 
-    nchw = export(ExportOptions(model="mobilevit_xxs", pretrained="fashion", target="tflite", precision="int8", out_dir=tmp_path / "a"))
-    nhwc = export(ExportOptions(model="mobilevit_xxs", pretrained="fashion", target="tflite", precision="int8", layout="nhwc", out_dir=tmp_path / "b"))
+    nchw = export(
+        ExportOptions(
+            model="mobilevit_xxs", pretrained="fashion", target="tflite", precision="int8", out_dir=tmp_path / "a"
+        )
+    )
+    nhwc = export(
+        ExportOptions(
+            model="mobilevit_xxs",
+            pretrained="fashion",
+            target="tflite",
+            precision="int8",
+            layout="nhwc",
+            out_dir=tmp_path / "b",
+        )
+    )
     psnr = {k: r.manifest["parity"]["metrics"]["psnr_db"] for k, r in (("nchw", nchw), ("nhwc", nhwc))}
     assert psnr["nhwc"] > 40.0 and abs(psnr["nhwc"] - psnr["nchw"]) < 2.0, psnr  # measured 45.3 / 44.7 dB
     it = interpreter_class()(model_path=str(nhwc.artifact))
     details = {d["index"]: d for d in it.get_tensor_details()}
-    stem_convs = [op for op in it._get_ops_details() if op["op_name"] == "CONV_2D" and module_of_tflite_tensor(details[op["outputs"][0]]["name"]).startswith("stem")]
+    stem_convs = [
+        op
+        for op in it._get_ops_details()
+        if op["op_name"] == "CONV_2D" and module_of_tflite_tensor(details[op["outputs"][0]]["name"]).startswith("stem")
+    ]
     assert stem_convs and all(details[op["outputs"][0]]["dtype"] == np.float32 for op in stem_convs)
 
 
@@ -263,4 +313,7 @@ def test_quant_report_refuses_an_ort_file_and_names_the_onnx_route(int8_exports)
     """An .ort graph is already fused for the runtime: quant-report says so (usage, exit 2) before exporting a float twin."""
     result = run_cli("quant-report", str(int8_exports["ort-int8"].artifact))
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "quant-report does not read ort artifacts" in result.stderr and "--target onnx --precision int8" in result.stderr
+    assert (
+        "quant-report does not read ort artifacts" in result.stderr
+        and "--target onnx --precision int8" in result.stderr
+    )

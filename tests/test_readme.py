@@ -20,8 +20,14 @@ def readme_commands() -> list[list[str]]:
 
 
 def test_readme_commands_run(tmp_path):
-    shutil.copytree(ROOT / "mvit_deploy" / "calibration" / "photos", tmp_path / "mvit_deploy" / "calibration" / "photos")
-    shutil.copytree(ROOT / "mvit_deploy" / "datasets", tmp_path / "mvit_deploy" / "datasets", ignore=shutil.ignore_patterns("*.py", "*.npz"))
+    shutil.copytree(
+        ROOT / "mvit_deploy" / "calibration" / "photos", tmp_path / "mvit_deploy" / "calibration" / "photos"
+    )
+    shutil.copytree(
+        ROOT / "mvit_deploy" / "datasets",
+        tmp_path / "mvit_deploy" / "datasets",
+        ignore=shutil.ignore_patterns("*.py", "*.npz"),
+    )
     commands = readme_commands()
     assert any(c[0] == "export" for c in commands) and any(c[0] == "parity" for c in commands)
     for args in commands:
@@ -32,5 +38,10 @@ def test_readme_commands_run(tmp_path):
         if args[0] == "predict" and "--pretrained" in args:
             assert result.stdout.splitlines()[0].split()[1:3] == ["Ankle", "boot"], result.stdout
     out = tmp_path / "out"
-    for name in ("mobilevit_xxs-onnx-fp32.onnx", "mobilevit_xxs-tflite-fp32-nhwc.tflite", "mobilevit_xxs-coreml-fp16.mlpackage", "parity.xml"):
+    for name in (
+        "mobilevit_xxs-onnx-fp32.onnx",
+        "mobilevit_xxs-tflite-fp32-nhwc.tflite",
+        "mobilevit_xxs-coreml-fp16.mlpackage",
+        "parity.xml",
+    ):
         assert (out / name).exists(), name

@@ -5,17 +5,27 @@ from __future__ import annotations
 
 import ast
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
-
+import tomllib
 from conftest import ROOT, run_cli
+
 from mvit_deploy.targets import TARGETS, get_target, options_of, packages
 
 PACKAGE = ROOT / "mvit_deploy"
 # The runtimes' and converters' own modules: importing one is knowing a target.
-RUNTIME_MODULES = ("onnx", "onnxruntime", "onnxscript", "ai_edge_litert", "tflite_runtime", "litert_torch", "ai_edge_quantizer", "coremltools", "executorch")
+RUNTIME_MODULES = (
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "ai_edge_litert",
+    "tflite_runtime",
+    "litert_torch",
+    "ai_edge_quantizer",
+    "coremltools",
+    "executorch",
+)
 
 
 def _docstrings(tree) -> set[int]:
@@ -23,7 +33,11 @@ def _docstrings(tree) -> set[int]:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
                 ids.add(id(first.value))
     return ids
 
@@ -42,19 +56,30 @@ def target_mentions(path: Path) -> list[str]:
             if word.search(node.value) or suffix.search(node.value):
                 found.append(f"{where} string {node.value[:60]!r}")
         elif isinstance(node, (ast.Name, ast.Attribute, ast.FunctionDef, ast.ClassDef, ast.arg)):
-            ident = getattr(node, "id", None) or getattr(node, "attr", None) or getattr(node, "name", None) or getattr(node, "arg", "")
+            ident = (
+                getattr(node, "id", None)
+                or getattr(node, "attr", None)
+                or getattr(node, "name", None)
+                or getattr(node, "arg", "")
+            )
             if word.search(ident.lower()):
                 found.append(f"{where} identifier {ident}")
         elif isinstance(node, ast.Import):
             found += [f"{where} import {a.name}" for a in node.names if a.name.split(".")[0] in RUNTIME_MODULES]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] in RUNTIME_MODULES:
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and (node.module or "").split(".")[0] in RUNTIME_MODULES
+        ):
             found.append(f"{where} import {node.module}")
     return found
 
 
 def test_no_module_outside_targets_names_a_target():
     inside = ("targets",), ("device", "runtimes")  # a target's file, and its runner on the device side
-    outside = [p for p in sorted(PACKAGE.rglob("*.py")) if not any(p.relative_to(PACKAGE).parts[: len(i)] == i for i in inside)]
+    outside = [
+        p for p in sorted(PACKAGE.rglob("*.py")) if not any(p.relative_to(PACKAGE).parts[: len(i)] == i for i in inside)
+    ]
     assert len(outside) > 20
     found = [m for p in outside for m in target_mentions(p)]
     assert found == [], "\n".join(found)
@@ -65,13 +90,13 @@ def test_the_check_finds_what_it_looks_for(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text(
         '"""A docstring may say onnx."""\n'
-        'import onnxruntime\n'
-        'from coremltools import models\n'
-        'def f(manifest):\n'
+        "import onnxruntime\n"
+        "from coremltools import models\n"
+        "def f(manifest):\n"
         '    if manifest["target"] == "coreml":\n'
-        '        return _tflite_interpreter()\n'
+        "        return _tflite_interpreter()\n"
         '    return manifest["artifact"].endswith(".mlpackage")\n'
-    )  # fmt: skip
+    )
     kinds = sorted(m.split(" ")[1] for m in target_mentions(bad))
     assert kinds == ["identifier", "import", "import", "string", "string"]
 
@@ -82,9 +107,13 @@ def test_every_target_declares_what_the_rest_of_the_tool_asks():
         assert target.default_precision in target.precisions
         for opt in (*target.export_options, *target.bench_options):
             assert opt.flag.startswith("--") and (opt.default is None or opt.default in opt.choices)
-    options = {id(o): o for t in TARGETS.values() for o in t.export_options}.values()  # one Option may serve several targets (onnx, ort: --batch)
+    options = {
+        id(o): o for t in TARGETS.values() for o in t.export_options
+    }.values()  # one Option may serve several targets (onnx, ort: --batch)
     flags, fields = [o.flag for o in options], [o.field for o in options]
-    assert len(flags) == len(set(flags)) and len(fields) == len(set(fields)), "two targets declare the same export flag differently"
+    assert len(flags) == len(set(flags)) and len(fields) == len(set(fields)), (
+        "two targets declare the same export flag differently"
+    )
 
 
 def test_pyproject_extras_carry_every_targets_packages():
@@ -104,7 +133,9 @@ def test_library_and_cli_share_one_set_of_defaults(tmp_path):
     for name, target in TARGETS.items():
         opts = target.resolve(ExportOptions(model="mobilevit_xxs", target=name, out_dir=tmp_path))
         assert opts.precision == target.default_precision
-    w8a8 = get_target("coreml").resolve(ExportOptions(model="mobilevit_xxs", target="coreml", out_dir=tmp_path, precision="w8a8"))
+    w8a8 = get_target("coreml").resolve(
+        ExportOptions(model="mobilevit_xxs", target="coreml", out_dir=tmp_path, precision="w8a8")
+    )
     assert w8a8.min_target == "iOS17"
 
 

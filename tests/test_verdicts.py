@@ -13,8 +13,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from conftest import break_onnx, run_cli
+
 from mvit_deploy.artifact import manifest_path, tree_sha256
 from mvit_deploy.datasets.fashion_mnist import CLASSES, load_fashion_mnist, to_model_inputs
 from mvit_deploy.export import export
@@ -35,7 +35,9 @@ def subset():
     return torch.from_numpy(to_model_inputs(images)), labels
 
 
-@pytest.mark.parametrize("name", ["mobilevit_xxs", "mobilevitv2_050", pytest.param("mobilevit_s", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name", ["mobilevit_xxs", "mobilevitv2_050", pytest.param("mobilevit_s", marks=pytest.mark.slow)]
+)
 def test_trained_model_classifies_the_test_subset(name, subset):
     x, labels = subset
     model = load_model(name, pretrained="fashion")
@@ -79,7 +81,9 @@ def test_decisive_agreement_ignores_near_ties_only():
     got = np.array([[9.98, 10.0, 0.0], [10.0, 2.0, 0.0], [0.0, 4.0, 5.0], [1.0, 0.0, 0.0]])
     m = fidelity(ref, got, decisive_margin=0.05)  # margin threshold 0.05 * peak 10 = 0.5
     assert m["top1_agreement"] == 0.5  # rows 0 and 2 flipped
-    assert m["n_decisive"] == 3 and m["decisive_top1_agreement"] == pytest.approx(2 / 3)  # row 0 is a near-tie, row 2 is not
+    assert m["n_decisive"] == 3 and m["decisive_top1_agreement"] == pytest.approx(
+        2 / 3
+    )  # row 0 is a near-tie, row 2 is not
     assert m["max_rel"] == pytest.approx(1.0 / 10.0)
     flips = flipped(ref, got, 0.05)
     assert [(f["index"], f["decisive"]) for f in flips] == [(0, False), (2, True)]
@@ -104,13 +108,23 @@ def test_trained_fp32_exports_pass_scale_aware_bound_at_1_and_2_threads(trained_
 
 @pytest.fixture(scope="module")
 def photo_onnx(tmp_path_factory):
-    return export(ExportOptions(model="mobilevit_xxs", target="onnx", out_dir=tmp_path_factory.mktemp("photo")), run_parity=False)
+    return export(
+        ExportOptions(model="mobilevit_xxs", target="onnx", out_dir=tmp_path_factory.mktemp("photo")), run_parity=False
+    )
 
 
 # Swapped channels are invisible on grey Fashion-MNIST images (R = G = B), so that bug is
 # checked on the colour photo set; the other two on the trained model.
 @pytest.mark.verdict
-@pytest.mark.parametrize("how, kind", [("swapped channels", "photo"), ("dropped bias", "trained"), ("transposed weight", "trained"), ("dropped bias", "photo")])
+@pytest.mark.parametrize(
+    "how, kind",
+    [
+        ("swapped channels", "photo"),
+        ("dropped bias", "trained"),
+        ("transposed weight", "trained"),
+        ("dropped bias", "photo"),
+    ],
+)
 def test_broken_conversion_fails_parity(how, kind, request, tmp_path):
     src = request.getfixturevalue(f"{kind}_onnx").artifact
     dst = tmp_path / src.name
@@ -138,11 +152,14 @@ def test_eval_prints_reference_and_artifact_accuracy(trained_onnx, subset):
 
 
 INT8 = {
-    "onnx-int8": ("mobilevit_xxs", "onnx", "int8"), "tflite-int8": ("mobilevit_xxs", "tflite", "int8"),
-    "coreml-int8": ("mobilevit_xxs", "coreml", "int8"), "coreml-w8a8": ("mobilevit_xxs", "coreml", "w8a8"),
+    "onnx-int8": ("mobilevit_xxs", "onnx", "int8"),
+    "tflite-int8": ("mobilevit_xxs", "tflite", "int8"),
+    "coreml-int8": ("mobilevit_xxs", "coreml", "int8"),
+    "coreml-w8a8": ("mobilevit_xxs", "coreml", "w8a8"),
     # v2: the route whose shared qkv range broke the query (21.6 dB before v2's float regions), and LiteRT's
-    "v2-onnx-int8": ("mobilevitv2_050", "onnx", "int8"), "v2-tflite-int8": ("mobilevitv2_050", "tflite", "int8"),
-}  # fmt: skip
+    "v2-onnx-int8": ("mobilevitv2_050", "onnx", "int8"),
+    "v2-tflite-int8": ("mobilevitv2_050", "tflite", "int8"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +185,16 @@ def test_int8_on_the_trained_model_keeps_accuracy(case, subset, reference_subset
     from mvit_deploy.runtimes import load_runner
 
     model, target, precision = INT8[case]
-    result = export(ExportOptions(model=model, target=target, precision=precision, pretrained="fashion", out_dir=tmp_path,
-                                  min_target="iOS17" if precision == "w8a8" else "iOS16"))
+    result = export(
+        ExportOptions(
+            model=model,
+            target=target,
+            precision=precision,
+            pretrained="fashion",
+            out_dir=tmp_path,
+            min_target="iOS17" if precision == "w8a8" else "iOS16",
+        )
+    )
     assert result.parity.passed, result.parity.failures
     x, labels = subset
     got = load_runner(result.artifact, result.manifest)(x.numpy())
@@ -197,7 +222,9 @@ def test_full_test_set_is_read_from_the_idx_files_or_named_how_to_install(tmp_pa
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(bytes((0, 0, 8, 1)) + (10000).to_bytes(4, "big") + lab.tobytes())
     x, y = load_fashion_mnist("test", tmp_path)
     assert x.shape == (10000, 28, 28) and np.array_equal(x[:1000], images) and np.array_equal(y[:1000], labels)
-    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(bytes((0, 0, 8, 1)) + (10000).to_bytes(4, "big") + lab.tobytes()[:500])
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(
+        bytes((0, 0, 8, 1)) + (10000).to_bytes(4, "big") + lab.tobytes()[:500]
+    )
     with pytest.raises(UsageError, match="header says"):
         load_fashion_mnist("test", tmp_path)
 

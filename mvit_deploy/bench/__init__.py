@@ -19,10 +19,15 @@ def run_on_devices(devices, artifacts, threads: int = 2, warmup: int = 5, iters:
         return [run_on_device(devices[0], artifacts, threads, warmup, iters, **kw)]
     others = [d for d in devices if not d.startswith("aihub:")]
     if others:
-        raise UsageError(f"several --device at once are AI Hub devices only, not {others[0]!r}", "bench each local, ssh or adb device in its own run")
+        raise UsageError(
+            f"several --device at once are AI Hub devices only, not {others[0]!r}",
+            "bench each local, ssh or adb device in its own run",
+        )
     from .aihub import bench_many
 
-    return bench_many(devices, artifacts, threads, warmup, iters, progress=kw.get("progress"), timeout_s=kw.get("aihub_timeout"))
+    return bench_many(
+        devices, artifacts, threads, warmup, iters, progress=kw.get("progress"), timeout_s=kw.get("aihub_timeout")
+    )
 
 
 def run_on_device(device: str, artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, **kw) -> dict:
@@ -32,22 +37,40 @@ def run_on_device(device: str, artifacts, threads: int = 2, warmup: int = 5, ite
     if kw.get("reference") and device != "local":
         raise UsageError("--reference times PyTorch on this machine only", "drop --reference, or bench --device local")
     if device == "local":
-        return bench(artifacts, threads, warmup, iters, reference=kw.get("reference", False), on_round=kw.get("on_round"), **kw.get("runtime_options", {}))
+        return bench(
+            artifacts,
+            threads,
+            warmup,
+            iters,
+            reference=kw.get("reference", False),
+            on_round=kw.get("on_round"),
+            **kw.get("runtime_options", {}),
+        )
     if device.startswith("ssh://"):
         from .ssh import SshDevice
 
-        return SshDevice.parse(device, identity=kw.get("identity"), options=kw.get("ssh_options", ()), python=kw.get("remote_python", "python3")).bench(artifacts, threads, warmup, iters)
+        return SshDevice.parse(
+            device,
+            identity=kw.get("identity"),
+            options=kw.get("ssh_options", ()),
+            python=kw.get("remote_python", "python3"),
+        ).bench(artifacts, threads, warmup, iters)
     if device == "adb" or device.startswith("adb:"):
         from .adb import AdbDevice
 
         binaries = kw.get("benchmark_binary") or ()
         if not binaries:
-            raise UsageError("adb devices run each runtime's own benchmark binary", "pass --benchmark-binary PATH (an android_aarch64 build)")
+            raise UsageError(
+                "adb devices run each runtime's own benchmark binary",
+                "pass --benchmark-binary PATH (an android_aarch64 build)",
+            )
         return AdbDevice.parse(device).bench(artifacts, binaries, threads, warmup, iters)
     if device.startswith("aihub:"):
         from .aihub import AihubDevice
 
-        return AihubDevice.parse(device).bench(artifacts, threads, warmup, iters, progress=kw.get("progress"), timeout_s=kw.get("aihub_timeout"))
+        return AihubDevice.parse(device).bench(
+            artifacts, threads, warmup, iters, progress=kw.get("progress"), timeout_s=kw.get("aihub_timeout")
+        )
     raise UsageError(f"unknown device {device!r}", f"use {DEVICES}")
 
 
@@ -68,5 +91,8 @@ def connect(device: str, identity=None, ssh_options=(), remote_python: str = "py
 
         return AdbDevice.parse(device, python=remote_python)
     if device.startswith("aihub:"):
-        raise UsageError("parity on AI Hub's hosted phones (its inference jobs) is not built yet", "run parity on a board over ssh or adb, or on this machine")
+        raise UsageError(
+            "parity on AI Hub's hosted phones (its inference jobs) is not built yet",
+            "run parity on a board over ssh or adb, or on this machine",
+        )
     raise UsageError(f"unknown device {device!r}", f"use {LOGIT_DEVICES}")

@@ -33,7 +33,7 @@ class AdbDevice:
     python: str = "python3"  # parity: a Python the adb shell runs (numpy and the runtime installed)
 
     @classmethod
-    def parse(cls, spec: str, python: str = "python3") -> "AdbDevice":
+    def parse(cls, spec: str, python: str = "python3") -> AdbDevice:
         return cls(spec.split(":", 1)[1] or None if ":" in spec else None, python)
 
     @property
@@ -53,14 +53,31 @@ class AdbDevice:
             self._run(self.shell(["mkdir", "-p", work]), "creating the work directory")
             for f in (code, artifact, manifest_path(artifact), Path(tmp) / "inputs.npz"):
                 self._run(self.adb("push", str(f), f"{work}/"), f"pushing {f.name}")
-            args = [self.python, "-m", REMOTE_PACKAGE, "run", f"{work}/{artifact.name}", "--inputs", f"{work}/inputs.npz", "--out", f"{work}/logits.npz"]
+            args = [
+                self.python,
+                "-m",
+                REMOTE_PACKAGE,
+                "run",
+                f"{work}/{artifact.name}",
+                "--inputs",
+                f"{work}/inputs.npz",
+                "--out",
+                f"{work}/logits.npz",
+            ]
             args += ["--threads", str(threads)] if threads else []
-            script = f"cd {shlex.quote(work)} && PYTHONPATH={shlex.quote(work)} " + " ".join(shlex.quote(a) for a in args)
-            out = self._run(self.shell(["sh", "-c", script]), f"running {artifact.name} with {self.python} on the phone "
-                            "(a Python the adb shell can run, with numpy and the runtime: --remote-python)")  # fmt: skip
+            script = f"cd {shlex.quote(work)} && PYTHONPATH={shlex.quote(work)} " + " ".join(
+                shlex.quote(a) for a in args
+            )
+            out = self._run(
+                self.shell(["sh", "-c", script]),
+                f"running {artifact.name} with {self.python} on the phone "
+                "(a Python the adb shell can run, with numpy and the runtime: --remote-python)",
+            )
             self._run(self.adb("pull", f"{work}/logits.npz", str(Path(tmp) / "logits.npz")), "pulling the logits")
             self._run(self.shell(["rm", "-rf", work]), "removing the work directory")
-            logits, answer = device_answer(out, Path(tmp) / "logits.npz", len(x), f"running {artifact.name}", self.target)
+            logits, answer = device_answer(
+                out, Path(tmp) / "logits.npz", len(x), f"running {artifact.name}", self.target
+            )
         answer["device"].update(kind="adb", name=self.serial or answer["device"].get("name"))
         return logits, answer
 
@@ -71,7 +88,9 @@ class AdbDevice:
         """An ``adb shell`` command; the device shell sees each word quoted."""
         return self.adb("shell", " ".join(shlex.quote(a) for a in argv))
 
-    def benchmark_command(self, target, remote_model: str, binary: str, threads: int, warmup: int, iters: int) -> list[str]:
+    def benchmark_command(
+        self, target, remote_model: str, binary: str, threads: int, warmup: int, iters: int
+    ) -> list[str]:
         return self.shell(target.adb.command(remote_model, f"{REMOTE_DIR}/{Path(binary).name}", threads, warmup, iters))
 
     def _run(self, argv: list[str], what: str, both: bool = False) -> str:
@@ -79,7 +98,9 @@ class AdbDevice:
         try:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=900)
         except FileNotFoundError:
-            raise UsageError("adb is not installed here", "install Android platform-tools (adb) and connect the phone") from None
+            raise UsageError(
+                "adb is not installed here", "install Android platform-tools (adb) and connect the phone"
+            ) from None
         if out.returncode != 0:
             last = (out.stderr.strip().splitlines() or ["no message"])[-1]
             if last.startswith("error: "):  # the device side's own one-line error
@@ -109,8 +130,12 @@ class AdbDevice:
         binaries = [Path(b) for b in ([binaries] if isinstance(binaries, (str, Path)) else binaries)]
         for b in binaries:
             if not b.is_file():
-                raise UsageError(f"benchmark binary {b} does not exist", "pass the runtime's android_aarch64 benchmark binary")
-        manifests = [(Path(p), read_manifest(p)) for p in artifacts]  # every artifact checked before the phone is touched
+                raise UsageError(
+                    f"benchmark binary {b} does not exist", "pass the runtime's android_aarch64 benchmark binary"
+                )
+        manifests = [
+            (Path(p), read_manifest(p)) for p in artifacts
+        ]  # every artifact checked before the phone is touched
         kinds = {m["target"] for _, m in manifests if get_target(m["target"]).adb}
         choice = {}
         for name in kinds:
@@ -131,13 +156,31 @@ class AdbDevice:
                 continue
             binary = choice[target.name]
             if binary is None:
-                skipped.append({"artifact": str(path), "reason": f"no benchmark binary for {path.name}: pass --benchmark-binary PATH to {target.adb.where}"})
+                skipped.append(
+                    {
+                        "artifact": str(path),
+                        "reason": f"no benchmark binary for {path.name}: pass --benchmark-binary PATH to {target.adb.where}",
+                    }
+                )
                 continue
             remote = f"{REMOTE_DIR}/{path.name}"
             self._run(self.adb("push", str(path), remote), f"pushing {path.name}")
-            parsed = target.adb.parse(self._run(self.benchmark_command(target, remote, str(binary), threads, warmup, iters), binary.name, both=True))
-            results.append(result_entry(path.name, manifest, target.adb.runtime, tree_bytes(path), parsed["load_ms"], parsed["latency_ms"],
-                                        parsed["memory_overall_mb"]))  # fmt: skip
+            parsed = target.adb.parse(
+                self._run(
+                    self.benchmark_command(target, remote, str(binary), threads, warmup, iters), binary.name, both=True
+                )
+            )
+            results.append(
+                result_entry(
+                    path.name,
+                    manifest,
+                    target.adb.runtime,
+                    tree_bytes(path),
+                    parsed["load_ms"],
+                    parsed["latency_ms"],
+                    parsed["memory_overall_mb"],
+                )
+            )
         return {
             "schema": SCHEMA,
             "device": self.device_info(),

@@ -51,7 +51,11 @@ from .local import SCHEMA, latency_stats, result_entry
 PREFIX = "aihub:"
 POLL_SECONDS = 10.0  # the client's own polling interval (qai_hub Job._polling_interval)
 CONFIGURE = "run `qai-hub configure --api_token TOKEN` (the token is on your AI Hub account page)"
-_AUTH_WORDS = ("api token", "configuration file", "authenticate")  # qai-hub's UserError messages for a missing / bad token
+_AUTH_WORDS = (
+    "api token",
+    "configuration file",
+    "authenticate",
+)  # qai-hub's UserError messages for a missing / bad token
 _OS_NAMES = {"android": "Android", "ios": "iOS", "windows": "Windows", "linux": "Linux"}
 
 
@@ -61,7 +65,10 @@ def parse_device(spec: str) -> str:
         raise UsageError(f"not an AI Hub device: {spec!r}", 'use aihub:"<device name>"')
     name = spec[len(PREFIX) :].strip().strip("\"'").strip()
     if not name:
-        raise UsageError("--device aihub: needs a device name", 'use aihub:"Samsung Galaxy S24 (Family)" (`qai-hub list-devices` lists them)')
+        raise UsageError(
+            "--device aihub: needs a device name",
+            'use aihub:"Samsung Galaxy S24 (Family)" (`qai-hub list-devices` lists them)',
+        )
     return name
 
 
@@ -69,7 +76,10 @@ def import_hub():
     try:
         import qai_hub
     except ImportError:
-        raise UsageError("--device aihub: needs Qualcomm AI Hub's client", "pip install qai-hub, then `qai-hub configure --api_token TOKEN`") from None
+        raise UsageError(
+            "--device aihub: needs Qualcomm AI Hub's client",
+            "pip install qai-hub, then `qai-hub configure --api_token TOKEN`",
+        ) from None
     return qai_hub
 
 
@@ -86,7 +96,9 @@ def hub_error(error: Exception, what: str) -> UsageError:
     text = _plain(error)
     if _about_the_token(error):
         return UsageError(f"--device aihub: no usable AI Hub API token here ({text.split(' Please ')[0]})", CONFIGURE)
-    return UsageError(f"Qualcomm AI Hub: {what} failed: {text}", "check the network and the job on https://app.aihub.qualcomm.com")
+    return UsageError(
+        f"Qualcomm AI Hub: {what} failed: {text}", "check the network and the job on https://app.aihub.qualcomm.com"
+    )
 
 
 @contextmanager
@@ -122,7 +134,7 @@ def close_matches(name: str, names: list[str], n: int = 5) -> list[str]:
 
 @dataclass(eq=False)  # one job per (device, artifact), told apart by identity
 class _Job:
-    device: "AihubDevice"
+    device: AihubDevice
     path: Path
     manifest: dict
     model: object = None  # what upload_model returned
@@ -151,7 +163,7 @@ class AihubDevice:
     hub_device: object = field(default=None, repr=False)  # the hub's Device (name, os, attributes), once resolved
 
     @classmethod
-    def parse(cls, spec: str, client=None) -> "AihubDevice":
+    def parse(cls, spec: str, client=None) -> AihubDevice:
         return cls(parse_device(spec), client)
 
     @property
@@ -191,14 +203,31 @@ class AihubDevice:
             "runtimes": {"qai-hub": str(getattr(self.hub, "__version__", "?"))},
         }
 
-    def bench(self, artifacts, threads: int, warmup: int, iters: int, progress=None, poll_seconds: float = POLL_SECONDS,
-              timeout_s: float | None = None) -> dict:  # fmt: skip
+    def bench(
+        self,
+        artifacts,
+        threads: int,
+        warmup: int,
+        iters: int,
+        progress=None,
+        poll_seconds: float = POLL_SECONDS,
+        timeout_s: float | None = None,
+    ) -> dict:
         """Profile every artifact on this device (see the module docstring); one bench result."""
         return _bench([self], artifacts, threads, warmup, iters, progress, poll_seconds, timeout_s)[0]
 
 
-def bench_many(device_specs, artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, progress=None, client=None,
-               poll_seconds: float = POLL_SECONDS, timeout_s: float | None = None) -> list[dict]:  # fmt: skip
+def bench_many(
+    device_specs,
+    artifacts,
+    threads: int = 2,
+    warmup: int = 5,
+    iters: int = 50,
+    progress=None,
+    client=None,
+    poll_seconds: float = POLL_SECONDS,
+    timeout_s: float | None = None,
+) -> list[dict]:
     """Profile the artifacts on several hosted devices at once: one bench result per device, in order."""
     devices = [AihubDevice.parse(s, client) for s in device_specs]
     if not devices:
@@ -301,7 +330,9 @@ def _device_result(device: AihubDevice, jobs: list[_Job], unprofilable: list[dic
     skipped = list(unprofilable)
     for j in jobs:
         if j.skip is not None:
-            skipped.append({"artifact": j.path.name, "reason": j.skip, **({"aihub_job": j.ref} if j.job is not None else {})})
+            skipped.append(
+                {"artifact": j.path.name, "reason": j.skip, **({"aihub_job": j.ref} if j.job is not None else {})}
+            )
     return {
         "schema": SCHEMA,
         "device": device.device_info(),
@@ -324,7 +355,10 @@ def _wait(hub, jobs: list[_Job], progress, poll_seconds: float, timeout_s: float
         if not pending or (timeout_s is not None and time.monotonic() - start >= timeout_s):
             return pending
         first = pending[0]
-        _say(progress, f"AI Hub: {len(jobs) - len(pending)}/{len(jobs)} jobs done; {first.path.name} on {first.device.name}: {first.status.code}")
+        _say(
+            progress,
+            f"AI Hub: {len(jobs) - len(pending)}/{len(jobs)} jobs done; {first.path.name} on {first.device.name}: {first.status.code}",
+        )
         time.sleep(poll_seconds)
 
 
@@ -351,7 +385,9 @@ def profile_numbers(profile: dict, warmup: int) -> dict:
         return None if v is None else round(v / 2**20, 2)
 
     peak_range = summary.get("inference_memory_peak_range")
-    units = Counter(str(layer.get("compute_unit", "UNSPECIFIED")).upper() for layer in profile.get("execution_detail") or [])
+    units = Counter(
+        str(layer.get("compute_unit", "UNSPECIFIED")).upper() for layer in profile.get("execution_detail") or []
+    )
     return {
         "latency_ms": stats,
         "warmup_dropped": dropped,
@@ -368,4 +404,6 @@ def _result(j: _Job, profile: dict, warmup: int) -> dict:
     m = j.manifest
     numbers = profile_numbers(profile, warmup)
     latency, load_ms = numbers.pop("latency_ms"), numbers.pop("load_ms")
-    return result_entry(j.path.name, m, j.spec.runtime, tree_bytes(j.path), load_ms, latency, None, **numbers, aihub_job=j.ref)
+    return result_entry(
+        j.path.name, m, j.spec.runtime, tree_bytes(j.path), load_ms, latency, None, **numbers, aihub_job=j.ref
+    )

@@ -28,7 +28,9 @@ from ..errors import UsageError
 
 ALPHA = 0.01  # one-sided; measured: 200 same-distribution pairs (tests/test_bench_gate.py) give no false regression
 BOOTSTRAP = 2000
-METHOD = f"median shift past the bound with one-sided Mann-Whitney U p < {ALPHA} (95% bootstrap CI of the shift reported)"
+METHOD = (
+    f"median shift past the bound with one-sided Mann-Whitney U p < {ALPHA} (95% bootstrap CI of the shift reported)"
+)
 MIN_SAMPLES = 5
 
 
@@ -38,12 +40,16 @@ def parse_regression(value: str) -> float:
     try:
         number = float(text.rstrip("%"))
     except ValueError:
-        raise UsageError(f"--max-regression {value!r} is not a percentage", "write it like 10% (a 10 % slower median fails)") from None
+        raise UsageError(
+            f"--max-regression {value!r} is not a percentage", "write it like 10% (a 10 % slower median fails)"
+        ) from None
     if not text.endswith("%") and number >= 1:
         raise UsageError(f"--max-regression {value!r} is ambiguous", f"write it with a percent sign, e.g. {text}%")
     fraction = number / 100 if text.endswith("%") else number
     if not (0 < fraction <= 10) or not math.isfinite(fraction):
-        raise UsageError(f"--max-regression {value!r} is out of range", "give a slowdown above 0% and up to 1000%, e.g. 10%")
+        raise UsageError(
+            f"--max-regression {value!r} is out of range", "give a slowdown above 0% and up to 1000%, e.g. 10%"
+        )
     return fraction
 
 
@@ -120,15 +126,21 @@ def _keyed(results: list[dict], what: str) -> dict:
     for r in results:
         key = _key(r)
         if key in out:
-            raise UsageError(f"{what} holds two results for {key[0]} ({key[1]}, {key[2]} px): the gate cannot tell them apart",
-                             "give the artifacts distinct file names, or gate them in separate bench runs")  # fmt: skip
+            raise UsageError(
+                f"{what} holds two results for {key[0]} ({key[1]}, {key[2]} px): the gate cannot tell them apart",
+                "give the artifacts distinct file names, or gate them in separate bench runs",
+            )
         out[key] = r
     return out
 
 
 def _samples(result: dict):
     s = (result.get("latency_ms") or {}).get("samples")
-    if isinstance(s, list) and len(s) >= MIN_SAMPLES and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in s):
+    if (
+        isinstance(s, list)
+        and len(s) >= MIN_SAMPLES
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in s)
+    ):
         return s
     return None
 
@@ -180,8 +192,10 @@ def gate(result: dict, baseline: dict, baseline_path, max_regression: float) -> 
         "compared": compared,
     }
     if not compared:
-        raise UsageError(f"no artifact of this run could be compared with {baseline_path} (none in both with raw rounds)",
-                         "bench the same artifacts as the baseline, with --iters 5 or more")  # fmt: skip
+        raise UsageError(
+            f"no artifact of this run could be compared with {baseline_path} (none in both with raw rounds)",
+            "bench the same artifacts as the baseline, with --iters 5 or more",
+        )
     return regressions
 
 

@@ -8,8 +8,15 @@ import time
 from pathlib import Path
 
 from ..device.bench import (  # noqa: F401  (re-exported: the host's modules and tests import them from here)
-    DENORMAL_SLOWDOWN, SCHEMA, Subject, _rss_mb, cpu_model, device_info, latency_stats, result_entry,
-)  # fmt: skip
+    DENORMAL_SLOWDOWN,
+    SCHEMA,
+    Subject,
+    _rss_mb,
+    cpu_model,
+    device_info,
+    latency_stats,
+    result_entry,
+)
 from ..device.bench import bench as device_bench
 
 
@@ -39,12 +46,26 @@ def _reference_subject(manifest: dict, threads: int) -> Subject:
         with torch.no_grad():
             return model(torch.from_numpy(x)).numpy()
 
-    ref_manifest = {**manifest, "target": "pytorch", "precision": "fp32", "parity": None, "versions": None}  # it is the reference
+    ref_manifest = {
+        **manifest,
+        "target": "pytorch",
+        "precision": "fp32",
+        "parity": None,
+        "versions": None,
+    }  # it is the reference
     return Subject(f"pytorch:{manifest['model']}", ref_manifest, run, load_ms, before, None, "pytorch-eager")
 
 
-def bench(artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, reference: bool = False, on_round=None, denormal_check: bool = True,
-          **runtime_options) -> dict:  # fmt: skip
+def bench(
+    artifacts,
+    threads: int = 2,
+    warmup: int = 5,
+    iters: int = 50,
+    reference: bool = False,
+    on_round=None,
+    denormal_check: bool = True,
+    **runtime_options,
+) -> dict:
     """Measure every artifact on this machine, interleaved round by round (``reference``: PyTorch too, in the same rounds)."""
 
     def references(subjects):
@@ -56,5 +77,14 @@ def bench(artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, referen
                 out.append(_reference_subject(s.manifest, threads))
         return out
 
-    return device_bench(artifacts, threads, warmup, iters, on_round=on_round, denormal_check=denormal_check,
-                        more_subjects=references if reference else None, make_runner=_target_runner, **runtime_options)  # fmt: skip
+    return device_bench(
+        artifacts,
+        threads,
+        warmup,
+        iters,
+        on_round=on_round,
+        denormal_check=denormal_check,
+        more_subjects=references if reference else None,
+        make_runner=_target_runner,
+        **runtime_options,
+    )

@@ -46,7 +46,9 @@ def parse_answer(out: str, what: str, where: str, keys: tuple[str, ...]) -> dict
     except json.JSONDecodeError:
         data = None
     if not isinstance(data, dict) or any(k not in data for k in keys):
-        raise RemoteError(f"{what} on {where} gave no answer of the device side's shape", "run it by hand there to see why")
+        raise RemoteError(
+            f"{what} on {where} gave no answer of the device side's shape", "run it by hand there to see why"
+        )
     return data
 
 
@@ -54,14 +56,18 @@ def device_answer(out: str, logits_file: Path, n: int, what: str, where: str) ->
     """The device side's ``run`` answer and the logits it wrote, each checked before it is trusted."""
     answer = parse_answer(out, what, where, ("device", "runtime", "n"))
     if not isinstance(answer["device"], dict):
-        raise RemoteError(f"{what} on {where} gave no answer of the device side's shape", "run it by hand there to see why")
+        raise RemoteError(
+            f"{what} on {where} gave no answer of the device side's shape", "run it by hand there to see why"
+        )
     try:
         with np.load(logits_file, allow_pickle=False) as data:
             logits = np.asarray(data["logits"], np.float32)
     except (OSError, ValueError, KeyError):
         raise RemoteError(f"the logits {where} sent back are not readable", "run it by hand there to see why") from None
     if logits.ndim != 2 or len(logits) != n:
-        raise RemoteError(f"{where} sent back logits of shape {logits.shape} for {n} images", "check the device's runtime versions")
+        raise RemoteError(
+            f"{where} sent back logits of shape {logits.shape} for {n} images", "check the device's runtime versions"
+        )
     return logits, answer
 
 
@@ -79,7 +85,7 @@ class SshDevice:
     python: str = "python3"
 
     @classmethod
-    def parse(cls, spec: str, identity=None, options=(), python: str = "python3") -> "SshDevice":
+    def parse(cls, spec: str, identity=None, options=(), python: str = "python3") -> SshDevice:
         parts = urlsplit(spec)
         if parts.scheme != "ssh" or not parts.hostname:
             raise UsageError(f"bad ssh device {spec!r}", "use ssh://user@host[:port]")
@@ -118,7 +124,9 @@ class SshDevice:
             last = (out.stderr.strip().splitlines() or ["no message"])[-1]
             if last.startswith("error: "):  # the device side's own one-line error
                 raise RemoteError(f"{what} on {self.target}: {last.removeprefix('error: ')}")
-            raise RemoteError(f"{what} on {self.target} failed: {last}", "check ssh access (key, user, port) and the remote python")
+            raise RemoteError(
+                f"{what} on {self.target} failed: {last}", "check ssh access (key, user, port) and the remote python"
+            )
         return out.stdout
 
     def remote_shell(self, script: str, what: str) -> str:
@@ -133,15 +141,32 @@ class SshDevice:
         try:
             with tempfile.TemporaryDirectory(prefix="mvit-device-") as tmp:
                 code = stage_device_code(Path(tmp))
-                self._run(["scp", "-q", "-r", *self._common("-P"), str(code), *map(str, files), f"{self.target}:{remote_dir}/"], "copying the device side")
+                self._run(
+                    [
+                        "scp",
+                        "-q",
+                        "-r",
+                        *self._common("-P"),
+                        str(code),
+                        *map(str, files),
+                        f"{self.target}:{remote_dir}/",
+                    ],
+                    "copying the device side",
+                )
             yield remote_dir
         finally:
-            subprocess.run(["ssh", *self._common("-p"), self.target, f"rm -rf {shlex.quote(remote_dir)}"], capture_output=True, timeout=60)
+            subprocess.run(
+                ["ssh", *self._common("-p"), self.target, f"rm -rf {shlex.quote(remote_dir)}"],
+                capture_output=True,
+                timeout=60,
+            )
 
     def device_command(self, remote_dir: str, args: list[str]) -> str:
         """The remote shell line that runs the copied device side: ``python -m mvit_deploy_device ARGS``."""
         argv = [self.python, "-m", REMOTE_PACKAGE, *args]
-        return f"cd {shlex.quote(remote_dir)} && PYTHONPATH={shlex.quote(remote_dir)} " + " ".join(shlex.quote(a) for a in argv)
+        return f"cd {shlex.quote(remote_dir)} && PYTHONPATH={shlex.quote(remote_dir)} " + " ".join(
+            shlex.quote(a) for a in argv
+        )
 
     def bench(self, artifacts, threads: int, warmup: int, iters: int) -> dict:
         artifacts = [Path(a) for a in artifacts]
@@ -151,7 +176,16 @@ class SshDevice:
                 raise UsageError(f"artifact {a} does not exist", "check the path")
             files += [a, manifest_path(a)]
         with self.session(files) as remote_dir:
-            args = ["bench", *[f"{remote_dir}/{a.name}" for a in artifacts], "--threads", str(threads), "--warmup", str(warmup), "--iters", str(iters)]
+            args = [
+                "bench",
+                *[f"{remote_dir}/{a.name}" for a in artifacts],
+                "--threads",
+                str(threads),
+                "--warmup",
+                str(warmup),
+                "--iters",
+                str(iters),
+            ]
             out = self.remote_shell(self.device_command(remote_dir, args), "running the benchmark")
         result = parse_answer(out, "the remote benchmark", self.target, ("device", "results"))
         result["device"].update(kind="ssh", name=self.host)
@@ -166,10 +200,28 @@ class SshDevice:
             inputs = Path(tmp) / "inputs.npz"
             np.savez(inputs, x=np.ascontiguousarray(x, np.float32))
             with self.session([artifact, manifest_path(artifact), inputs]) as remote_dir:
-                args = ["run", f"{remote_dir}/{artifact.name}", "--inputs", f"{remote_dir}/inputs.npz", "--out", f"{remote_dir}/logits.npz"]
+                args = [
+                    "run",
+                    f"{remote_dir}/{artifact.name}",
+                    "--inputs",
+                    f"{remote_dir}/inputs.npz",
+                    "--out",
+                    f"{remote_dir}/logits.npz",
+                ]
                 args += ["--threads", str(threads)] if threads else []
                 out = self.remote_shell(self.device_command(remote_dir, args), f"running {artifact.name}")
-                self._run(["scp", "-q", *self._common("-P"), f"{self.target}:{remote_dir}/logits.npz", str(Path(tmp) / "logits.npz")], "fetching the logits")
-            logits, answer = device_answer(out, Path(tmp) / "logits.npz", len(x), f"running {artifact.name}", self.target)
+                self._run(
+                    [
+                        "scp",
+                        "-q",
+                        *self._common("-P"),
+                        f"{self.target}:{remote_dir}/logits.npz",
+                        str(Path(tmp) / "logits.npz"),
+                    ],
+                    "fetching the logits",
+                )
+            logits, answer = device_answer(
+                out, Path(tmp) / "logits.npz", len(x), f"running {artifact.name}", self.target
+            )
         answer["device"].update(kind="ssh", name=self.host)
         return logits, answer

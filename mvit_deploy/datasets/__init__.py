@@ -40,7 +40,9 @@ class Domain:
             return photo_inputs("eval", size, pre, crops_per_photo=4, images=images)
         return photo_inputs("eval", size, pre, crops_per_photo=16)[: self.parity_images]
 
-    def calibration_inputs(self, size: int, pre: Preprocessing, images: str | Path | None = None, samples: int = 64) -> np.ndarray:
+    def calibration_inputs(
+        self, size: int, pre: Preprocessing, images: str | Path | None = None, samples: int = 64
+    ) -> np.ndarray:
         """Calibration inputs, disjoint from the parity set (shipped split, or the user's folder)."""
         from ..calibration import photo_inputs, shipped_photos
         from ..images import image_files
@@ -77,7 +79,9 @@ def get_domain(name: str | None) -> Domain:
     try:
         return DOMAINS[name or "photos"]
     except KeyError:
-        raise UsageError(f"unknown image domain {name!r} in the manifest", f"known: {', '.join(DOMAINS)}; re-export the artifact") from None
+        raise UsageError(
+            f"unknown image domain {name!r} in the manifest", f"known: {', '.join(DOMAINS)}; re-export the artifact"
+        ) from None
 
 
 __all__ = ["DOMAINS", "Domain", "get_domain"]

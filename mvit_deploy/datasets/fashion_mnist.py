@@ -80,7 +80,9 @@ def load_fashion_mnist(split: str = "test", data_dir: str | Path | None = None) 
     return images, labels.astype(np.int64)
 
 
-def to_model_inputs(images: np.ndarray, size: int = FASHION_SIZE, pre: Preprocessing = FASHION_PREPROCESSING) -> np.ndarray:
+def to_model_inputs(
+    images: np.ndarray, size: int = FASHION_SIZE, pre: Preprocessing = FASHION_PREPROCESSING
+) -> np.ndarray:
     """uint8 [N, 28, 28] -> float32 [N, 3, size, size] through the shipped pipeline (Pillow resize)."""
     from PIL import Image
 

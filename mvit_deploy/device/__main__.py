@@ -37,16 +37,27 @@ def _run(args) -> dict:
         with np.load(args.inputs, allow_pickle=False) as data:
             x = data["x"]
     except (OSError, ValueError, KeyError) as e:
-        raise UsageError(f"{args.inputs} is not an inputs file ({e})", "let the host write it (parity --device)") from None
+        raise UsageError(
+            f"{args.inputs} is not an inputs file ({e})", "let the host write it (parity --device)"
+        ) from None
     size = manifest["input"]["size"]
     if x.dtype != np.float32 or x.ndim != 4 or x.shape[1:] != (3, size, size) or x.nbytes > MAX_INPUT_BYTES:
-        raise UsageError(f"{args.inputs} holds {x.dtype} {tuple(x.shape)}, the artifact takes float32 [N, 3, {size}, {size}]", "let the host write it")
+        raise UsageError(
+            f"{args.inputs} holds {x.dtype} {tuple(x.shape)}, the artifact takes float32 [N, 3, {size}, {size}]",
+            "let the host write it",
+        )
     runner = load_runner(args.artifact, manifest, args.threads)
     t0 = time.perf_counter()
     logits = runner(x)
     seconds = time.perf_counter() - t0
     np.savez(args.out, logits=np.asarray(logits, np.float32))
-    return {"protocol": PROTOCOL, "device": device_info(), "runtime": runner.runtime, "n": int(len(x)), "seconds": seconds}
+    return {
+        "protocol": PROTOCOL,
+        "device": device_info(),
+        "runtime": runner.runtime,
+        "n": int(len(x)),
+        "seconds": seconds,
+    }
 
 
 def main(argv=None) -> int:
@@ -73,7 +84,9 @@ def main(argv=None) -> int:
         elif args.command == "bench":
             from .bench import bench
 
-            result = bench(args.artifacts, args.threads, args.warmup, args.iters, denormal_check=False, denormals=args.denormals)
+            result = bench(
+                args.artifacts, args.threads, args.warmup, args.iters, denormal_check=False, denormals=args.denormals
+            )
         else:
             result = _run(args)
     except MvitDeployError as e:
@@ -81,7 +94,10 @@ def main(argv=None) -> int:
         return e.exit_code
     except Exception as e:  # the host turns this line into its own one-line error
         last = traceback.extract_tb(e.__traceback__)[-1]
-        print(f"error: internal error on the device: {type(e).__name__}: {e} ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})", file=sys.stderr)
+        print(
+            f"error: internal error on the device: {type(e).__name__}: {e} ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})",
+            file=sys.stderr,
+        )
         return 3
     json.dump(result, sys.stdout)
     return 0

@@ -69,9 +69,23 @@ def _cpuinfo() -> str:
 
 
 # ARM's part numbers of the cores boards carry (cpuinfo names no model on ARM Linux).
-ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd08": "Cortex-A72", "0xd09": "Cortex-A73",
-             "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76", "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd44": "Cortex-X1",
-             "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd4d": "Cortex-A715", "0xd80": "Cortex-A520", "0xd81": "Cortex-A720"}  # fmt: skip
+ARM_PARTS = {
+    "0xd03": "Cortex-A53",
+    "0xd04": "Cortex-A35",
+    "0xd05": "Cortex-A55",
+    "0xd08": "Cortex-A72",
+    "0xd09": "Cortex-A73",
+    "0xd0a": "Cortex-A75",
+    "0xd0b": "Cortex-A76",
+    "0xd0d": "Cortex-A77",
+    "0xd41": "Cortex-A78",
+    "0xd44": "Cortex-X1",
+    "0xd46": "Cortex-A510",
+    "0xd47": "Cortex-A710",
+    "0xd4d": "Cortex-A715",
+    "0xd80": "Cortex-A520",
+    "0xd81": "Cortex-A720",
+}
 
 
 def cpu_model() -> str:
@@ -141,8 +155,16 @@ def latency_stats(seconds: list[float]) -> dict:
     }
 
 
-def result_entry(artifact: str, manifest: dict, runtime: str, nbytes: int | None, load_ms: float | None, latency: dict,
-                 rss_delta_mb: float | None, **extra) -> dict:  # fmt: skip
+def result_entry(
+    artifact: str,
+    manifest: dict,
+    runtime: str,
+    nbytes: int | None,
+    load_ms: float | None,
+    latency: dict,
+    rss_delta_mb: float | None,
+    **extra,
+) -> dict:
     """One artifact's row of a bench result, the same on every device (local, ssh, adb, AI Hub); ``extra``: the device's own fields."""
     return {
         "artifact": artifact,
@@ -165,7 +187,9 @@ def result_entry(artifact: str, manifest: dict, runtime: str, nbytes: int | None
 class Subject:
     """One thing to time: an artifact's runner, or (from the host) the PyTorch reference."""
 
-    def __init__(self, label: str, manifest: dict, run, load_ms: float, rss_before: float, size: int | None, runtime: str):
+    def __init__(
+        self, label: str, manifest: dict, run, load_ms: float, rss_before: float, size: int | None, runtime: str
+    ):
         self.label, self.manifest, self.run = label, manifest, run
         self.load_ms, self.rss_before, self.size, self.runtime = load_ms, rss_before, size, runtime
         self.rss_delta = 0.0
@@ -210,7 +234,21 @@ def denormal_slowdown(path: Path, manifest: dict, threads: int, rounds: int = 2)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     for _ in range(rounds):
         for mode in best:
-            argv = [sys.executable, "-m", __package__, "bench", str(path), "--threads", str(threads), "--warmup", "3", "--iters", "10", "--denormals", mode]
+            argv = [
+                sys.executable,
+                "-m",
+                __package__,
+                "bench",
+                str(path),
+                "--threads",
+                str(threads),
+                "--warmup",
+                "3",
+                "--iters",
+                "10",
+                "--denormals",
+                mode,
+            ]
             done = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
             if done.returncode != 0:
                 return None  # advisory: the main run times the artifact regardless
@@ -218,8 +256,17 @@ def denormal_slowdown(path: Path, manifest: dict, threads: int, rounds: int = 2)
     return best["keep"] / best["flush"]
 
 
-def bench(artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, on_round=None, denormal_check: bool = True,
-          more_subjects=None, make_runner=device_runner, **runtime_options) -> dict:  # fmt: skip
+def bench(
+    artifacts,
+    threads: int = 2,
+    warmup: int = 5,
+    iters: int = 50,
+    on_round=None,
+    denormal_check: bool = True,
+    more_subjects=None,
+    make_runner=device_runner,
+    **runtime_options,
+) -> dict:
     """Measure every artifact on this machine, interleaved round by round.
 
     ``denormal_check``: time each artifact whose runtime can flush denormals once more with
@@ -244,7 +291,9 @@ def bench(artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, on_roun
     if more_subjects is not None:
         subjects += more_subjects(subjects)
     if not subjects:
-        raise UsageError("nothing to benchmark on this device", skipped[0]["reason"] if skipped else "pass exported artifacts")
+        raise UsageError(
+            "nothing to benchmark on this device", skipped[0]["reason"] if skipped else "pass exported artifacts"
+        )
     rng = np.random.default_rng(0)
     inputs: dict[int, np.ndarray] = {}
     for s in subjects:
@@ -265,8 +314,18 @@ def bench(artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, on_roun
     results = []
     for s in subjects:
         slow = denormals.get(s.label)
-        results.append(result_entry(s.label, s.manifest, s.runtime, s.size, s.load_ms, latency_stats(s.times), round(s.rss_delta, 1),
-                                    denormal_slowdown=None if slow is None else round(slow, 2)))  # fmt: skip
+        results.append(
+            result_entry(
+                s.label,
+                s.manifest,
+                s.runtime,
+                s.size,
+                s.load_ms,
+                latency_stats(s.times),
+                round(s.rss_delta, 1),
+                denormal_slowdown=None if slow is None else round(slow, 2),
+            )
+        )
     return {
         "schema": SCHEMA,
         "device": device_info(),

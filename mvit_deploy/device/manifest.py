@@ -49,11 +49,16 @@ def read_manifest(artifact: str | Path) -> dict:
         raise UsageError(f"artifact {artifact} does not exist", "check the path, or run `mvit-deploy export` first")
     path = manifest_path(artifact)
     if not path.exists():
-        raise UsageError(f"{artifact} has no manifest {path.name} beside it", "keep the .json that `mvit-deploy export` wrote next to the artifact")
+        raise UsageError(
+            f"{artifact} has no manifest {path.name} beside it",
+            "keep the .json that `mvit-deploy export` wrote next to the artifact",
+        )
     try:
         manifest = parse_json(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
-        raise UsageError(f"manifest {path} is not valid JSON ({getattr(e, 'msg', e)})", "re-export the artifact") from None
+        raise UsageError(
+            f"manifest {path} is not valid JSON ({getattr(e, 'msg', e)})", "re-export the artifact"
+        ) from None
     if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
         schema = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
         raise UsageError(f"manifest {path} has schema {schema!r}", f"re-export with this version ({MANIFEST_SCHEMA})")

@@ -52,7 +52,7 @@ def load_model(
     num_classes: int | None = None,
     pretrained: str | None = None,
     features_only: bool = False,
-) -> "MobileViT":  # noqa: F821
+) -> MobileViT:  # noqa: F821
     """An eval-mode MobileViT mapping a preprocessed [B, 3, H, W] float tensor to logits.
 
     ``weights`` is a local checkpoint (timm, Hugging Face or ml-cvnets layout, detected);
@@ -74,7 +74,9 @@ def load_model(
     if weights is None and pretrained is None:
         from .fixture import fixture_model
 
-        return fixture_model(name, num_classes=1000 if num_classes is None else num_classes, features_only=features_only)
+        return fixture_model(
+            name, num_classes=1000 if num_classes is None else num_classes, features_only=features_only
+        )
     source = checkpoint_source(name, weights, pretrained)
     if pretrained is not None:
         from .hub import download
@@ -103,5 +105,13 @@ def preprocessing_for_layout(layout: str, family: str = "mobilevit") -> Preproce
 
 
 __all__ = [
-    "MODELS", "ModelSpec", "MobileViT", "check_input_size", "checkpoint_source", "create_model", "default_input_size", "get_spec", "load_model",
+    "MODELS",
+    "ModelSpec",
+    "MobileViT",
+    "check_input_size",
+    "checkpoint_source",
+    "create_model",
+    "default_input_size",
+    "get_spec",
+    "load_model",
 ]

@@ -11,7 +11,7 @@ from .config import MODELS, get_spec
 from .families import get_family
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def count(name: str, input_size: int) -> tuple[int, int]:
     """(parameters, FLOPs of one forward pass at ``input_size``) counted on the model itself.
 

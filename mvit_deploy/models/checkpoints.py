@@ -22,6 +22,7 @@ from .config import ModelSpec
 
 SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A state dict in our layout, with where it came from."""
@@ -44,12 +45,18 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if path.is_dir():
         found = [p.name for p in sorted(path.iterdir()) if p.suffix in SUFFIXES]
-        hint = f"pass the file inside it, e.g. {path / found[0]}" if found else "pass a .safetensors, .bin, .pt or .pth file"
+        hint = (
+            f"pass the file inside it, e.g. {path / found[0]}"
+            if found
+            else "pass a .safetensors, .bin, .pt or .pth file"
+        )
         raise CheckpointError(f"checkpoint path {path} is a directory", hint)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist", "check the path given to --weights")
     if path.suffix not in SUFFIXES:
-        raise CheckpointError(f"checkpoint {path} has an unknown suffix {path.suffix!r}", f"use one of {', '.join(SUFFIXES)}")
+        raise CheckpointError(
+            f"checkpoint {path} has an unknown suffix {path.suffix!r}", f"use one of {', '.join(SUFFIXES)}"
+        )
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
     return _read_torch(path)
@@ -62,7 +69,9 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({e})", "re-download or re-save it") from None
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable safetensors file ({e})", "re-download or re-save it"
+        ) from None
 
 
 # Opcodes that import or call a Python object: the only way a pickle runs code.
@@ -102,20 +111,35 @@ def _read_torch(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt", "re-download or re-save it")
     opcodes = _pickle_opcodes(_zip_pickle_head(path) if is_zip else head)
     if not is_zip and opcodes is None:
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither a zip archive nor a pickle)", "pass a file torch.save wrote; re-download it if it is corrupt")
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (neither a zip archive nor a pickle)",
+            "pass a file torch.save wrote; re-download it if it is corrupt",
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError depending on the damage
         msg = str(e)
         # torch names the non-allowlisted global; an old-protocol pickle fails earlier on its GLOBAL opcode
-        if "unsupported global" in msg.lower() or ("Weights only load failed" in msg and _CALLING_OPCODES & set(opcodes or ())):
+        if "unsupported global" in msg.lower() or (
+            "Weights only load failed" in msg and _CALLING_OPCODES & set(opcodes or ())
+        ):
             raise CheckpointError(
                 f"refusing to load {path}: it is a pickle that carries code, not only tensors",
                 "convert it to .safetensors from a trusted environment",
             ) from None
-        if isinstance(e, (EOFError, OSError, zipfile.BadZipFile)) or "PytorchStreamReader" in msg or "truncated" in msg.lower() or "Weights only load failed" in msg:
-            raise CheckpointError(f"checkpoint {path} is truncated or corrupt (not a readable PyTorch checkpoint)", "re-download or re-save it") from None
-        raise CheckpointError(f"cannot read checkpoint {path}: {msg.splitlines()[0][:200]}", "re-save it as .safetensors") from None
+        if (
+            isinstance(e, (EOFError, OSError, zipfile.BadZipFile))
+            or "PytorchStreamReader" in msg
+            or "truncated" in msg.lower()
+            or "Weights only load failed" in msg
+        ):
+            raise CheckpointError(
+                f"checkpoint {path} is truncated or corrupt (not a readable PyTorch checkpoint)",
+                "re-download or re-save it",
+            ) from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {msg.splitlines()[0][:200]}", "re-save it as .safetensors"
+        ) from None
     return _unwrap(obj, path)
 
 
@@ -125,7 +149,9 @@ def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"checkpoint {path} holds no state dict of tensors", "save model.state_dict(), not the model")
+        raise CheckpointError(
+            f"checkpoint {path} holds no state dict of tensors", "save model.state_dict(), not the model"
+        )
     return obj
 
 
@@ -196,7 +222,10 @@ def check_finite(state_dict: dict, source: str) -> None:
     broken = [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if broken:
         more = f" (+{len(broken) - 3} more)" if len(broken) > 3 else ""
-        raise CheckpointError(f"{source} holds NaN or infinite values in {', '.join(broken[:3])}{more}", "re-download it, or retrain from a good checkpoint")
+        raise CheckpointError(
+            f"{source} holds NaN or infinite values in {', '.join(broken[:3])}{more}",
+            "re-download it, or retrain from a good checkpoint",
+        )
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -238,20 +267,27 @@ def apply_checkpoint(model: torch.nn.Module, ckpt: Checkpoint, spec: ModelSpec, 
         title = families.get_family(ckpt.family).title
         guess = guess_variant(sd, [s for s in all_specs if s.family == ckpt.family])
         names = guess or ", ".join(s.name for s in all_specs if s.family == ckpt.family)
-        raise CheckpointError(f"{where} is a {title} checkpoint, not {spec.name} ({families.get_family(spec.family).title})",
-                              f"use --model {guess}" if guess else f"use --model with one of {names}")  # fmt: skip
+        raise CheckpointError(
+            f"{where} is a {title} checkpoint, not {spec.name} ({families.get_family(spec.family).title})",
+            f"use --model {guess}" if guess else f"use --model with one of {names}",
+        )
     if shapes:
         guess = guess_variant(sd, all_specs)
         if guess and guess != spec.name:
             raise CheckpointError(f"{where} is for {guess}, not {spec.name}", f"use --model {guess}")
         if shapes == ["head.fc.bias", "head.fc.weight"]:
             n = sd["head.fc.weight"].shape[0]
-            raise CheckpointError(f"{where} has a {n}-class head, the model {model.num_classes}", f"pass num_classes={n} (--num-classes {n})")
+            raise CheckpointError(
+                f"{where} has a {n}-class head, the model {model.num_classes}",
+                f"pass num_classes={n} (--num-classes {n})",
+            )
     if missing or unexpected or shapes:
         parts = []
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
             if keys:
                 more = f" (+{len(keys) - 6} more)" if len(keys) > 6 else ""
                 parts.append(f"{label}: {', '.join(keys[:6])}{more}")
-        raise CheckpointError(f"{where} does not fit {spec.name}: {'; '.join(parts)}", "check --model and the checkpoint file")
+        raise CheckpointError(
+            f"{where} does not fit {spec.name}: {'; '.join(parts)}", "check --model and the checkpoint file"
+        )
     model.load_state_dict(sd, strict=True)

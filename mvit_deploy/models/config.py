@@ -109,7 +109,10 @@ class ModelSpec:
         for s in self.sources:
             if s.name == name:
                 return s
-        raise UsageError(f"{self.name} has no '{name}' weights", f"--pretrained for {self.name}: {', '.join(s.name for s in self.sources)}")
+        raise UsageError(
+            f"{self.name} has no '{name}' weights",
+            f"--pretrained for {self.name}: {', '.join(s.name for s in self.sources)}",
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,19 +123,42 @@ class ModelSpec:
 FASHION_PREPROCESSING = Preprocessing(channel_order="RGB", crop_pct=1.0, interpolation="bilinear")
 
 
-def _sources(hf_repo: str | None, timm_name: str, fashion: bool = False, timm_pre: Preprocessing = TIMM_PREPROCESSING) -> tuple[CheckpointSource, ...]:
+def _sources(
+    hf_repo: str | None, timm_name: str, fashion: bool = False, timm_pre: Preprocessing = TIMM_PREPROCESSING
+) -> tuple[CheckpointSource, ...]:
     published = (
-        *[CheckpointSource("hf", "hf", hf_repo, ("model.safetensors", "pytorch_model.bin"), HF_PREPROCESSING, description="ImageNet-1k, Hugging Face hub")] * bool(hf_repo),
+        *[
+            CheckpointSource(
+                "hf",
+                "hf",
+                hf_repo,
+                ("model.safetensors", "pytorch_model.bin"),
+                HF_PREPROCESSING,
+                description="ImageNet-1k, Hugging Face hub",
+            )
+        ]
+        * bool(hf_repo),
         CheckpointSource(
-            "timm", "timm", f"timm/{timm_name}.cvnets_in1k", ("model.safetensors", "pytorch_model.bin"), timm_pre,
+            "timm",
+            "timm",
+            f"timm/{timm_name}.cvnets_in1k",
+            ("model.safetensors", "pytorch_model.bin"),
+            timm_pre,
             description="ImageNet-1k, timm on the Hugging Face hub",
         ),
     )
     if not fashion:
         return published
     trained = CheckpointSource(
-        "fashion", "timm", None, (f"{timm_name}-fashion_mnist.safetensors",), FASHION_PREPROCESSING, num_classes=10, input_size=64,
-        domain="fashion-mnist", description="Fashion-MNIST, trained here, shipped (no network)",
+        "fashion",
+        "timm",
+        None,
+        (f"{timm_name}-fashion_mnist.safetensors",),
+        FASHION_PREPROCESSING,
+        num_classes=10,
+        input_size=64,
+        domain="fashion-mnist",
+        description="Fashion-MNIST, trained here, shipped (no network)",
     )
     return (trained, *published)
 
@@ -180,17 +206,41 @@ V2_TIMM_384_PREPROCESSING = Preprocessing(channel_order="RGB", crop_pct=1.0, int
 for _width, _params in ((0.5, 1.4), (0.75, 2.9), (1.0, 4.9), (1.25, 7.5), (1.5, 10.6), (1.75, 14.3), (2.0, 18.4)):
     _name = f"mobilevitv2_{round(_width * 100):03d}"
     _in22k = (
-        CheckpointSource("timm-in22k", "timm", f"timm/{_name}.cvnets_in22k_ft_in1k", ("model.safetensors", "pytorch_model.bin"), V2_TIMM_PREPROCESSING,
-                         description="ImageNet-22k, fine-tuned on 1k, timm on the Hugging Face hub"),
-        CheckpointSource("timm-in22k-384", "timm", f"timm/{_name}.cvnets_in22k_ft_in1k_384", ("model.safetensors", "pytorch_model.bin"),
-                         V2_TIMM_384_PREPROCESSING, input_size=384, description="ImageNet-22k, fine-tuned on 1k at 384 px, timm on the Hugging Face hub"),
-    ) if _width >= 1.5 else ()  # fmt: skip
+        (
+            CheckpointSource(
+                "timm-in22k",
+                "timm",
+                f"timm/{_name}.cvnets_in22k_ft_in1k",
+                ("model.safetensors", "pytorch_model.bin"),
+                V2_TIMM_PREPROCESSING,
+                description="ImageNet-22k, fine-tuned on 1k, timm on the Hugging Face hub",
+            ),
+            CheckpointSource(
+                "timm-in22k-384",
+                "timm",
+                f"timm/{_name}.cvnets_in22k_ft_in1k_384",
+                ("model.safetensors", "pytorch_model.bin"),
+                V2_TIMM_384_PREPROCESSING,
+                input_size=384,
+                description="ImageNet-22k, fine-tuned on 1k at 384 px, timm on the Hugging Face hub",
+            ),
+        )
+        if _width >= 1.5
+        else ()
+    )
     register(
         ModelSpec(
             _name,
             MobileViTV2Config(width=_width),
-            sources=(*_sources("apple/mobilevitv2-1.0-imagenet1k-256" if _width == 1.0 else None, _name, fashion=_width == 0.5,
-                               timm_pre=V2_TIMM_PREPROCESSING), *_in22k),  # fmt: skip
+            sources=(
+                *_sources(
+                    "apple/mobilevitv2-1.0-imagenet1k-256" if _width == 1.0 else None,
+                    _name,
+                    fashion=_width == 0.5,
+                    timm_pre=V2_TIMM_PREPROCESSING,
+                ),
+                *_in22k,
+            ),
             paper_params_m=_params,
             family="mobilevitv2",
         )
@@ -231,9 +281,18 @@ def check_input_size(size: int, model: str = "mobilevit_xxs") -> int:
     if size > MAX_INPUT_SIZE:
         cfg = get_spec(model).config
         gb = forward_bytes(cfg, size) / 1e9
-        why = (f": one {model} forward pass would need about {gb:,.{0 if gb >= 10 else 1}f} GB (attention memory grows with the square of the pixel count)"
-               if cfg.quadratic_attention else f" (the largest size {model}'s exports are checked at)")  # fmt: skip
-        raise UsageError(f"input size {size} is above the maximum {MAX_INPUT_SIZE}{why}", f"use --input-size {MAX_INPUT_SIZE} or less")
+        why = (
+            f": one {model} forward pass would need about {gb:,.{0 if gb >= 10 else 1}f} GB (attention memory grows with the square of the pixel count)"
+            if cfg.quadratic_attention
+            else f" (the largest size {model}'s exports are checked at)"
+        )
+        raise UsageError(
+            f"input size {size} is above the maximum {MAX_INPUT_SIZE}{why}",
+            f"use --input-size {MAX_INPUT_SIZE} or less",
+        )
     if size < 64 or size % 64:  # the stride-32 block unfolds 2x2 patches of a (size/32)^2 grid: size/32 even
-        raise UsageError(f"input size {size} is not a multiple of 64 (64, 128, ... {MAX_INPUT_SIZE})", "use e.g. 256 (default), 320 or 512")
+        raise UsageError(
+            f"input size {size} is not a multiple of 64 (64, 128, ... {MAX_INPUT_SIZE})",
+            "use e.g. 256 (default), 320 or 512",
+        )
     return size

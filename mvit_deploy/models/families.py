@@ -97,8 +97,14 @@ V2_CVNETS_RULES = (
     (r"\.global_rep\.(\d+)\.pre_norm_ffn\.3\.block\.conv\.", r".transformer.\1.mlp.fc2."),
     (r"\.global_rep\.\d+\.(weight|bias)$", r".norm.\1"),  # the GroupNorm after the last layer
     (r"\.conv_proj\.block\.", ".conv_proj."),
-    (r"\.block\.(exp_1x1|conv_3x3|red_1x1)\.block\.", lambda m: "." + {"exp_1x1": "conv1_1x1", "conv_3x3": "conv2_kxk", "red_1x1": "conv3_1x1"}[m.group(1)] + "."),
-    (r"^(stem|.*\.(?:conv1_1x1|conv2_kxk|conv3_1x1|conv_kxk|conv_proj))\.norm\.", r"\1.bn."),  # BatchNorms (not the block's GroupNorm)
+    (
+        r"\.block\.(exp_1x1|conv_3x3|red_1x1)\.block\.",
+        lambda m: "." + {"exp_1x1": "conv1_1x1", "conv_3x3": "conv2_kxk", "red_1x1": "conv3_1x1"}[m.group(1)] + ".",
+    ),
+    (
+        r"^(stem|.*\.(?:conv1_1x1|conv2_kxk|conv3_1x1|conv_kxk|conv_proj))\.norm\.",
+        r"\1.bn.",
+    ),  # BatchNorms (not the block's GroupNorm)
 )
 
 # The convolution stages before the first transformer block run float in int8 artifacts
@@ -112,7 +118,12 @@ CONV_STAGES_FLOAT = ("stem", "stages.0", "stages.1", "stages.2.0")
 # the attention) a handful of steps. ONNX Runtime's QDQ int8 of the trained v2-0.5 fell to 21.6 dB
 # PSNR (parity, 128 images); the whole attention float gave 45.1 dB, the projection and the mix (split,
 # softmax, context) float 44.5 dB with the output projection int8 — what is kept. The FFN runs int8.
-V2_QKV_FLOAT = tuple(f"stages.{s}.1.transformer.{i}.attn.{part}" for part in ("qkv_proj", "mix") for s, depth in ((2, 2), (3, 4), (4, 3)) for i in range(depth))  # fmt: skip
+V2_QKV_FLOAT = tuple(
+    f"stages.{s}.1.transformer.{i}.attn.{part}"
+    for part in ("qkv_proj", "mix")
+    for s, depth in ((2, 2), (3, 4), (4, 3))
+    for i in range(depth)
+)
 
 
 @dataclass(frozen=True)
@@ -153,7 +164,10 @@ def register_family(family: ModelFamily) -> ModelFamily:
 
 register_family(
     ModelFamily(
-        "mobilevit", "MobileViT v1", "arXiv 2110.02178", "mobilevit:MobileViT",
+        "mobilevit",
+        "MobileViT v1",
+        "arXiv 2110.02178",
+        "mobilevit:MobileViT",
         telltales=(
             ("hf", r"^(mobilevit\.)?encoder\.layer\.\d\.transformer\.layer\.\d+\.attention\.attention\.query\.weight$"),
             ("cvnets", r"^layer_\d\.1\.global_rep\.\d+\.pre_norm_mha\.1\.qkv_proj\.weight$"),
@@ -164,12 +178,18 @@ register_family(
         preprocessing={"hf": HF_PREPROCESSING, "cvnets": CVNETS_PREPROCESSING, "timm": TIMM_PREPROCESSING},
         variants=("ane",),
     )
-)  # fmt: skip
+)
 register_family(
     ModelFamily(
-        "mobilevitv2", "MobileViT v2", "arXiv 2206.02680", "mobilevit_v2:MobileViTV2",
+        "mobilevitv2",
+        "MobileViT v2",
+        "arXiv 2206.02680",
+        "mobilevit_v2:MobileViTV2",
         telltales=(
-            ("hf", r"^(mobilevitv2\.)?encoder\.layer\.\d\.transformer\.layer\.\d+\.attention\.qkv_proj\.convolution\.weight$"),
+            (
+                "hf",
+                r"^(mobilevitv2\.)?encoder\.layer\.\d\.transformer\.layer\.\d+\.attention\.qkv_proj\.convolution\.weight$",
+            ),
             ("cvnets", r"^layer_\d\.1\.global_rep\.\d+\.pre_norm_attn\.1\.qkv_proj\.block\.conv\.weight$"),
             ("timm", r"^stages\.\d\.1\.transformer\.\d+\.attn\.qkv_proj\.weight$"),
         ),
@@ -179,7 +199,7 @@ register_family(
         # HF's v2 processor flips to BGR as its v1 one does; ml-cvnets is read as HF reproduces it
         preprocessing={"hf": HF_PREPROCESSING, "cvnets": CVNETS_PREPROCESSING, "timm": V2_TIMM_PREPROCESSING},
     )
-)  # fmt: skip
+)
 
 # Checkpoints that hold no attention weights (a truncated or stem-only state dict) are read as v1,
 # whose stem keys these are; the mismatch report then names what is missing.

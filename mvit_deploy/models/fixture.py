@@ -27,7 +27,9 @@ def seeded_init(model: nn.Module, seed: int) -> None:
         if isinstance(m, nn.Conv2d):
             fan_out = m.out_channels * m.kernel_size[0] * m.kernel_size[1] // m.groups
             m.weight.data = torch.randn(m.weight.shape, generator=g) * math.sqrt(2.0 / fan_out)
-            if m.bias is not None:  # v2's attention and FFN convolutions have biases: seeded too, never torch's global RNG
+            if (
+                m.bias is not None
+            ):  # v2's attention and FFN convolutions have biases: seeded too, never torch's global RNG
                 m.bias.data = torch.randn(m.bias.shape, generator=g) * 0.02
         elif isinstance(m, nn.Linear):
             bound = math.sqrt(6.0 / (m.in_features + m.out_features))  # xavier-uniform, as ml-cvnets

@@ -16,12 +16,16 @@ def download(source: CheckpointSource) -> Path:
     if source.repo_id is None:
         path = WEIGHTS_DIR / source.filenames[0]
         if not path.is_file():
-            raise CheckpointError(f"the shipped weights {path.name} are missing from this installation", "reinstall mvit-deploy")
+            raise CheckpointError(
+                f"the shipped weights {path.name} are missing from this installation", "reinstall mvit-deploy"
+            )
         return path
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
-        raise DependencyError("--pretrained needs huggingface_hub", "pip install huggingface_hub, or pass --weights PATH") from None
+        raise DependencyError(
+            "--pretrained needs huggingface_hub", "pip install huggingface_hub, or pass --weights PATH"
+        ) from None
     cached = _from_cache(source)
     if cached is not None:
         return cached
@@ -72,9 +76,14 @@ def _check_hub_reachable(source: CheckpointSource) -> None:
         return  # only the proxy knows the route: let the hub client try
     url = urlparse(constants.ENDPOINT)
     try:
-        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=HUB_PROBE_SECONDS).close()
+        socket.create_connection(
+            (url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=HUB_PROBE_SECONDS
+        ).close()
     except OSError as e:
-        raise CheckpointError(f"{source.repo_id} is not in the Hugging Face cache and {url.hostname} cannot be reached ({e.strerror or type(e).__name__})", fill) from None
+        raise CheckpointError(
+            f"{source.repo_id} is not in the Hugging Face cache and {url.hostname} cannot be reached ({e.strerror or type(e).__name__})",
+            fill,
+        ) from None
 
 
 def declared_source(path: str | Path) -> str | None:

@@ -93,7 +93,9 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         # [S*N, C] -> [S*N, 3*C] -> [S, N, 3*heads, hd] -> [S, 3*heads, N, hd]
-        qkv = self.qkv(x).unflatten(0, like.shape[:2]).unflatten(-1, (3 * self.num_heads, self.head_dim)).transpose(1, 2)
+        qkv = (
+            self.qkv(x).unflatten(0, like.shape[:2]).unflatten(-1, (3 * self.num_heads, self.head_dim)).transpose(1, 2)
+        )
         q, k, v = qkv.chunk(3, dim=1)  # each [S, heads, N, hd]
         attn = torch.matmul(q * self.scale, k.transpose(-2, -1)).softmax(dim=-1)
         out = torch.matmul(attn, v)  # [S, heads, N, hd]
@@ -192,10 +194,13 @@ def _ane_linear(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 def _ane_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
     d = x - x.mean(1, keepdim=True)
-    return d * torch.rsqrt((d * d).mean(1, keepdim=True) + norm.eps) * norm.weight[:, None, None] + norm.bias[:, None, None]
+    return (
+        d * torch.rsqrt((d * d).mean(1, keepdim=True) + norm.eps) * norm.weight[:, None, None]
+        + norm.bias[:, None, None]
+    )
 
 
-def _ane_attention(attn: "Attention", x: torch.Tensor) -> torch.Tensor:
+def _ane_attention(attn: Attention, x: torch.Tensor) -> torch.Tensor:
     q, k, v = _ane_linear(attn.qkv, x).chunk(3, dim=1)  # each [B, C, P, N]; head h = channels h*hd .. (h+1)*hd
     k = k.transpose(1, 3)  # [B, N, P, C]: the one transpose, on the keys (as Apple's reference)
     heads = []
@@ -206,7 +211,7 @@ def _ane_attention(attn: "Attention", x: torch.Tensor) -> torch.Tensor:
     return _ane_linear(attn.proj, torch.cat(heads, dim=1))
 
 
-def _ane_transformer_block(block: "TransformerBlock", x: torch.Tensor) -> torch.Tensor:
+def _ane_transformer_block(block: TransformerBlock, x: torch.Tensor) -> torch.Tensor:
     x = x + _ane_attention(block.attn, _ane_norm(block.norm1, x))
     return x + _ane_linear(block.mlp.fc2, block.mlp.act(_ane_linear(block.mlp.fc1, _ane_norm(block.norm2, x))))
 
@@ -297,7 +302,12 @@ class Backbone(nn.Module):
         ch, e = self.cfg.channels, self.cfg.expand_ratio
         return [
             nn.Sequential(InvertedResidual(ch[0], ch[1], 1, e)),
-            nn.Sequential(*[InvertedResidual(ch[1] if i == 0 else ch[2], ch[2], 2 if i == 0 else 1, e) for i in range(stage2_blocks)]),
+            nn.Sequential(
+                *[
+                    InvertedResidual(ch[1] if i == 0 else ch[2], ch[2], 2 if i == 0 else 1, e)
+                    for i in range(stage2_blocks)
+                ]
+            ),
         ]
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:

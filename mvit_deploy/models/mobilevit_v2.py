@@ -95,8 +95,12 @@ class MobileViTV2(Backbone):
         stages = self.conv_stages(stage2_blocks=2)
         for s, (dim, depth) in enumerate(zip(cfg.attn_dims, cfg.attn_depths)):
             cin, cout = ch[s + 2], ch[s + 3]
-            stages.append(nn.Sequential(InvertedResidual(cin, cout, 2, cfg.expand_ratio),
-                                        MobileViTV2Block(cout, dim, depth, cfg.ffn_multiplier, cfg.norm_eps)))  # fmt: skip
+            stages.append(
+                nn.Sequential(
+                    InvertedResidual(cin, cout, 2, cfg.expand_ratio),
+                    MobileViTV2Block(cout, dim, depth, cfg.ffn_multiplier, cfg.norm_eps),
+                )
+            )
         self.stages = nn.Sequential(*stages)
         self.feature_channels = list(ch[1:6])
         if not features_only:

@@ -16,16 +16,37 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifact import output_folder, staged
+from ..results import load_evals, load_results
 from .charts import _distribution_svg, _scatter_svg
 from .content import (
-    PALETTE, Cell, Run, _accuracy_table, _artifacts, _artifacts_table, _comparison_table, _esc, _evals_by_name, _job, _matrix,
-    _measurements_table, _regressions, _runs, _runs_table,
-)  # fmt: skip
-from ..results import load_evals, load_results
+    PALETTE,
+    Cell,
+    Run,
+    _accuracy_table,
+    _artifacts,
+    _artifacts_table,
+    _comparison_table,
+    _esc,
+    _evals_by_name,
+    _job,
+    _matrix,
+    _measurements_table,
+    _regressions,
+    _runs,
+    _runs_table,
+)
 
 __all__ = ["load_evals", "load_results", "write_report"]
 
-OPTIONAL_COLUMNS = {"eval top-1", "rounds kept", "IQR", "peak MB", "RSS+ MB", "compute units", "AI Hub job"}  # shown when some result has them
+OPTIONAL_COLUMNS = {
+    "eval top-1",
+    "rounds kept",
+    "IQR",
+    "peak MB",
+    "RSS+ MB",
+    "compute units",
+    "AI Hub job",
+}  # shown when some result has them
 
 
 @dataclass(frozen=True)
@@ -36,10 +57,20 @@ class Section:
     rows: list
     figure: str = ""  # html after the table (an SVG)
 
-    def without_empty_columns(self) -> "Section":
+    def without_empty_columns(self) -> Section:
         title = lambda h: h.text if isinstance(h, Cell) else h  # noqa: E731
-        keep = [i for i, h in enumerate(self.head) if title(h) not in OPTIONAL_COLUMNS or any(row[i].text != "-" for row in self.rows)]
-        return Section(self.title, self.note, [self.head[i] for i in keep], [[row[i] for i in keep] for row in self.rows], self.figure)
+        keep = [
+            i
+            for i, h in enumerate(self.head)
+            if title(h) not in OPTIONAL_COLUMNS or any(row[i].text != "-" for row in self.rows)
+        ]
+        return Section(
+            self.title,
+            self.note,
+            [self.head[i] for i in keep],
+            [[row[i] for i in keep] for row in self.rows],
+            self.figure,
+        )
 
 
 def sections(runs: list[Run], evals: list[dict]) -> list[Section]:
@@ -48,27 +79,50 @@ def sections(runs: list[Run], evals: list[dict]) -> list[Section]:
     measured = any(run.data["results"] for run in runs)
     out = [
         Section("Runs", "One column of the latency matrix per run (result file).", *_runs_table(runs)),
-        Section("Latency", "p50 latency in ms (p90) per artifact and run, after warm-up, artifacts interleaved round by round; "
-                "against a baseline, the change of the median with its 95% interval. Fidelity vs PyTorch beside it.",
-                *_matrix(runs, artifacts, _evals_by_name(evals)), _distribution_svg(runs, order) if measured else ""),  # fmt: skip
+        Section(
+            "Latency",
+            "p50 latency in ms (p90) per artifact and run, after warm-up, artifacts interleaved round by round; "
+            "against a baseline, the change of the median with its 95% interval. Fidelity vs PyTorch beside it.",
+            *_matrix(runs, artifacts, _evals_by_name(evals)),
+            _distribution_svg(runs, order) if measured else "",
+        ),
     ]
     comparison = _comparison_table(runs)
     if comparison[1]:
         methods = sorted({str(run.data["baseline"].get("method")) for run in runs if run.data.get("baseline")})
         out.append(Section("Against the baseline", "Regression: " + "; ".join(methods) if methods else "", *comparison))
     if evals:
-        out.append(Section("Accuracy", "Labeled evaluation (`mvit-deploy eval`): the artifact's top-1 against its PyTorch reference on the same images.", *_accuracy_table(evals)))
-    out.append(Section("Artifacts", "Size, precision, target and the converters that wrote each artifact (from its manifest).", *_artifacts_table(artifacts, runs),
-                       _scatter_svg(runs, order)))  # fmt: skip
-    out.append(Section("Measurements", "Every result in ms; IQR from the raw rounds; peak MB as the device reports it, RSS+ the resident memory loading and running added.",
-                       *_measurements_table(runs)))  # fmt: skip
+        out.append(
+            Section(
+                "Accuracy",
+                "Labeled evaluation (`mvit-deploy eval`): the artifact's top-1 against its PyTorch reference on the same images.",
+                *_accuracy_table(evals),
+            )
+        )
+    out.append(
+        Section(
+            "Artifacts",
+            "Size, precision, target and the converters that wrote each artifact (from its manifest).",
+            *_artifacts_table(artifacts, runs),
+            _scatter_svg(runs, order),
+        )
+    )
+    out.append(
+        Section(
+            "Measurements",
+            "Every result in ms; IQR from the raw rounds; peak MB as the device reports it, RSS+ the resident memory loading and running added.",
+            *_measurements_table(runs),
+        )
+    )
     return [s.without_empty_columns() for s in out]
 
 
 def _summary(runs: list[Run], evals: list[dict]) -> str:
     devices = {run.device for run in runs}
-    return (f"{len(runs)} run(s) on {len(devices)} device(s), {len(_artifacts(runs, evals))} artifact(s), "
-            f"{sum(len(run.data['results']) for run in runs)} measurement(s){f', {len(evals)} eval result(s)' if evals else ''}.")  # fmt: skip
+    return (
+        f"{len(runs)} run(s) on {len(devices)} device(s), {len(_artifacts(runs, evals))} artifact(s), "
+        f"{sum(len(run.data['results']) for run in runs)} measurement(s){f', {len(evals)} eval result(s)' if evals else ''}."
+    )
 
 
 def _skip_job(skipped: dict, markdown: bool) -> str:
@@ -91,12 +145,24 @@ def markdown(runs: list[Run], evals: list[dict]) -> str:
     lines = ["# mvit-deploy latency report", "", _summary(runs, evals), ""]
     lines += [f"- {'**' + s + '**' if cls == 'bad' else s}" for cls, s in _regressions(runs)]
     for s in sections(runs, evals):
-        lines += ["", f"## {s.title}", "", s.note, "", "| " + " | ".join(map(_md_cell, s.head)) + " |", "|" + "---|" * len(s.head)]
+        lines += [
+            "",
+            f"## {s.title}",
+            "",
+            s.note,
+            "",
+            "| " + " | ".join(map(_md_cell, s.head)) + " |",
+            "|" + "---|" * len(s.head),
+        ]
         lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in s.rows]
     skipped = [(run, s) for run in runs for s in run.data.get("skipped", [])]
     if skipped:
         lines += ["", "## Not measured", ""]
-        lines += [f"- `{Path(str(s['artifact'])).name}` on {run.device} · {run.label}: {s['reason']}" + _skip_job(s, markdown=True) for run, s in skipped]
+        lines += [
+            f"- `{Path(str(s['artifact'])).name}` on {run.device} · {run.label}: {s['reason']}"
+            + _skip_job(s, markdown=True)
+            for run, s in skipped
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -122,7 +188,10 @@ small { color: #555; }
 .callout.bad { border-color: #c62828; background: #fdecea; } .callout.good { border-color: #2e7d32; background: #e8f5e9; }
 figure { margin: 8px 0 16px; overflow-x: auto; }
 div.bar { height: 4px; margin-top: 3px; min-width: 2px; }
-""" + "".join(f"th.run-{i} {{ border-top: 6px solid {c}; }} td.run-{i} {{ border-left: 6px solid {c}; }}\n" for i, c in enumerate(PALETTE))  # a run's colour in the drawings
+""" + "".join(
+    f"th.run-{i} {{ border-top: 6px solid {c}; }} td.run-{i} {{ border-left: 6px solid {c}; }}\n"
+    for i, c in enumerate(PALETTE)
+)  # a run's colour in the drawings
 
 
 def html_report(runs: list[Run], evals: list[dict]) -> str:
@@ -131,14 +200,27 @@ def html_report(runs: list[Run], evals: list[dict]) -> str:
     for s in sections(runs, evals):
         head = "".join(_html_cell(h, "th") for h in s.head)
         rows = "".join("<tr>" + "".join(map(_html_cell, row)) + "</tr>" for row in s.rows)
-        body.append(f'<h2>{_esc(s.title)}</h2><p class="note">{_esc(s.note)}</p><div class="wide"><table><thead><tr>{head}</tr></thead>'
-                    f"<tbody>{rows}</tbody></table></div>" + (f"<figure>{s.figure}</figure>" if s.figure else ""))  # fmt: skip
+        body.append(
+            f'<h2>{_esc(s.title)}</h2><p class="note">{_esc(s.note)}</p><div class="wide"><table><thead><tr>{head}</tr></thead>'
+            f"<tbody>{rows}</tbody></table></div>" + (f"<figure>{s.figure}</figure>" if s.figure else "")
+        )
     skipped = [(run, s) for run in runs for s in run.data.get("skipped", [])]
     if skipped:
-        body.append("<h2>Not measured</h2><ul>" + "".join(f"<li><code>{_esc(Path(str(s['artifact'])).name)}</code> on {_esc(run.device)} · {_esc(run.label)}: "
-                                                          f"{_esc(s['reason'])}{_skip_job(s, markdown=False)}</li>" for run, s in skipped) + "</ul>")  # fmt: skip
-    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>mvit-deploy latency report</title><style>{STYLE}</style></head><body>\n'
-            f"<h1>mvit-deploy latency report</h1><p>{_esc(_summary(runs, evals))}</p>{callouts}\n" + "\n".join(body) + "\n</body></html>\n")  # fmt: skip
+        body.append(
+            "<h2>Not measured</h2><ul>"
+            + "".join(
+                f"<li><code>{_esc(Path(str(s['artifact'])).name)}</code> on {_esc(run.device)} · {_esc(run.label)}: "
+                f"{_esc(s['reason'])}{_skip_job(s, markdown=False)}</li>"
+                for run, s in skipped
+            )
+            + "</ul>"
+        )
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>mvit-deploy latency report</title><style>{STYLE}</style></head><body>\n'
+        f"<h1>mvit-deploy latency report</h1><p>{_esc(_summary(runs, evals))}</p>{callouts}\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
 
 
 def write_report(result_files, out_dir, eval_files=()) -> tuple[Path, Path]:

@@ -26,18 +26,22 @@ def _cut(s: str, chars: int) -> str:
     if len(s) <= chars:
         return s
     head = (chars - 1) // 2
-    return s[:head] + "…" + s[len(s) - (chars - 1 - head):]
+    return s[:head] + "…" + s[len(s) - (chars - 1 - head) :]
 
 
-def _text(x: float, y: float, s: str, size: float = 12, chars: int | None = None, anchor: str = "start", style: str = "") -> str:
+def _text(
+    x: float, y: float, s: str, size: float = 12, chars: int | None = None, anchor: str = "start", style: str = ""
+) -> str:
     shown = _cut(s, chars) if chars else s
     t = f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}"{style}>{_esc(shown)}</text>'
     return t if shown == s else f"<g><title>{_esc(s)}</title>{t}</g>"
 
 
 def _svg(width: float, height: float, label: str, body: list[str]) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{math.ceil(width)}" height="{math.ceil(height)}" viewBox="0 0 {math.ceil(width)} {math.ceil(height)}" '
-            f'font-family="{MONO}" role="img" aria-label="{_esc(label)}">' + "".join(body) + "</svg>")  # fmt: skip
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{math.ceil(width)}" height="{math.ceil(height)}" viewBox="0 0 {math.ceil(width)} {math.ceil(height)}" '
+        f'font-family="{MONO}" role="img" aria-label="{_esc(label)}">' + "".join(body) + "</svg>"
+    )
 
 
 def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
@@ -50,7 +54,12 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 
 def _log_ticks(lo: float, hi: float) -> list[float]:
-    return [m * 10.0**e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1) for m in (1, 2, 5) if lo <= m * 10.0**e <= hi]
+    return [
+        m * 10.0**e
+        for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+        for m in (1, 2, 5)
+        if lo <= m * 10.0**e <= hi
+    ]
 
 
 def _axis(lo: float, hi: float, start: float, length: float, from_zero: bool = False, may_log: bool = True):
@@ -70,8 +79,10 @@ def _tick_label(v: float) -> str:
 
 
 def _legend_lines() -> list[str]:
-    return ["box: middle half of the rounds, bar: median, whiskers: 1.5 IQR, dots: rounds beyond",
-            "hatched, dashed: no raw rounds in the result (whiskers min..p99, box p50..p90); diamond: baseline median"]  # fmt: skip
+    return [
+        "box: middle half of the rounds, bar: median, whiskers: 1.5 IQR, dots: rounds beyond",
+        "hatched, dashed: no raw rounds in the result (whiskers min..p99, box p50..p90); diamond: baseline median",
+    ]
 
 
 def _distribution_svg(runs: list[Run], order: list[str]) -> str:
@@ -80,9 +91,15 @@ def _distribution_svg(runs: list[Run], order: list[str]) -> str:
     devices: dict[str, list[Run]] = {}
     for run in runs:
         devices.setdefault(run.device, []).append(run)
-    panels = {dev: sorted(((key, run, r) for run in rs for key, r in run.results()), key=lambda t: (order.index(t[0]), rs.index(t[1])))
-              for dev, rs in devices.items()}  # fmt: skip
-    panels = {dev: rows for dev, rows in panels.items() if rows}  # a device whose every artifact was skipped has no panel
+    panels = {
+        dev: sorted(
+            ((key, run, r) for run in rs for key, r in run.results()), key=lambda t: (order.index(t[0]), rs.index(t[1]))
+        )
+        for dev, rs in devices.items()
+    }
+    panels = {
+        dev: rows for dev, rows in panels.items() if rows
+    }  # a device whose every artifact was skipped has no panel
     every = [row for rows in panels.values() for row in rows]
     multi = any(len(rs) > 1 for rs in devices.values())
     name_chars = min(NAME_CHARS, max(len(n) for n, _, _ in every))
@@ -91,22 +108,37 @@ def _distribution_svg(runs: list[Run], order: list[str]) -> str:
     left = 10 + _text_w(name_chars, 12) + 12 + (_text_w(run_chars, 11) + 12 if multi else 0)
     plot_w = 440
     title, legend = "latency per artifact and run (ms)", _legend_lines()
-    width = max(left + plot_w + 14 + _text_w(max(len("ms, log"), *map(len, values.values())), 11) + 10, 20 + _text_w(len(title), 14), *(20 + _text_w(len(s), 11) for s in legend))
+    width = max(
+        left + plot_w + 14 + _text_w(max(len("ms, log"), *map(len, values.values())), 11) + 10,
+        20 + _text_w(len(title), 14),
+        *(20 + _text_w(len(s), 11) for s in legend),
+    )
     chars = int((width - 20) / _text_w(1, 13))
     body, y = [_text(10, 20, title, 14, style=' font-weight="bold"')], 20
     for line in legend:
         y += 16
         body.append(_text(10, y, line, 11, style=' fill="#555"'))
     row_h = 24
-    body.append("<defs>" + "".join(f'<pattern id="hatch-{i}" width="5" height="5" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">'
-                                   f'<rect width="3" height="5" fill="{c}"/></pattern>' for i, c in enumerate(PALETTE)) + "</defs>")  # fmt: skip
+    body.append(
+        "<defs>"
+        + "".join(
+            f'<pattern id="hatch-{i}" width="5" height="5" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">'
+            f'<rect width="3" height="5" fill="{c}"/></pattern>'
+            for i, c in enumerate(PALETTE)
+        )
+        + "</defs>"
+    )
     for dev, rows in panels.items():
         d = devices[dev][0].data["device"]
         y += 30
         body.append(_text(10, y, f"{dev}: {d['cpu']}" if d.get("cpu") else dev, 13, chars, style=' font-weight="bold"'))
         spreads = {id(r): _spread(r) for _, _, r in rows}
         edges = [v for s in spreads.values() for v in (*s["whiskers"], *s["outliers"])]
-        edges += [r["comparison"]["baseline_p50_ms"] for _, _, r in rows if (r.get("comparison") or {}).get("baseline_p50_ms") is not None]
+        edges += [
+            r["comparison"]["baseline_p50_ms"]
+            for _, _, r in rows
+            if (r.get("comparison") or {}).get("baseline_p50_ms") is not None
+        ]
         x, ticks, log = _axis(min(edges), max(edges), left, plot_w)
         y += 8
         for i, (name, run, r) in enumerate(rows):
@@ -117,10 +149,16 @@ def _distribution_svg(runs: list[Run], order: list[str]) -> str:
                 body.append(_text(10, top + 16, name, 12, name_chars))
             if multi:
                 body.append(_text(left - 12, top + 16, run.label, 11, run_chars, "end", ' fill="#555"'))
-            body.append(_box(spreads[id(r)], x, top + 4, row_h - 8, color[run.label], f"hatch-{PALETTE.index(color[run.label])}"))
+            body.append(
+                _box(
+                    spreads[id(r)], x, top + 4, row_h - 8, color[run.label], f"hatch-{PALETTE.index(color[run.label])}"
+                )
+            )
             base = (r.get("comparison") or {}).get("baseline_p50_ms")
             if base is not None:
-                body.append(f'<path d="M{x(base):.1f},{top + 4:.1f} l5,8 -5,8 -5,-8z" fill="#111"><title>baseline median {base:.2f} ms</title></path>')
+                body.append(
+                    f'<path d="M{x(base):.1f},{top + 4:.1f} l5,8 -5,8 -5,-8z" fill="#111"><title>baseline median {base:.2f} ms</title></path>'
+                )
             fill = VERDICT_COLOR[_verdict_class(r.get("comparison"))]
             body.append(_text(left + plot_w + 14, top + 16, values[id(r)], 11, style=f' fill="{fill}"'))
         y += len(rows) * row_h
@@ -145,11 +183,13 @@ def _box(s: dict, x, top: float, h: float, color: str, hatch: str) -> str:
     raw = s["n"] is not None
     dash = "" if raw else ' stroke-dasharray="3 2"'
     fill = f'fill="{color}" fill-opacity="0.8"' if raw else f'fill="url(#{hatch})" fill-opacity="1"'
-    parts = [f'<g stroke="{color}" stroke-width="1.3"{dash}>',
-             f'<line x1="{x(w0):.1f}" y1="{mid:.1f}" x2="{x(b0):.1f}" y2="{mid:.1f}"/><line x1="{x(b1):.1f}" y1="{mid:.1f}" x2="{x(w1):.1f}" y2="{mid:.1f}"/>',
-             f'<line x1="{x(w0):.1f}" y1="{top + 3:.1f}" x2="{x(w0):.1f}" y2="{top + h - 3:.1f}"/><line x1="{x(w1):.1f}" y1="{top + 3:.1f}" x2="{x(w1):.1f}" y2="{top + h - 3:.1f}"/>',
-             f'<rect x="{x(b0):.1f}" y="{top:.1f}" width="{max(x(b1) - x(b0), 1.5):.1f}" height="{h:.1f}" {fill}/>',
-             f'<line x1="{x(s["median"]):.1f}" y1="{top:.1f}" x2="{x(s["median"]):.1f}" y2="{top + h:.1f}" stroke="#111" stroke-width="2" stroke-dasharray="none"/></g>']  # fmt: skip
+    parts = [
+        f'<g stroke="{color}" stroke-width="1.3"{dash}>',
+        f'<line x1="{x(w0):.1f}" y1="{mid:.1f}" x2="{x(b0):.1f}" y2="{mid:.1f}"/><line x1="{x(b1):.1f}" y1="{mid:.1f}" x2="{x(w1):.1f}" y2="{mid:.1f}"/>',
+        f'<line x1="{x(w0):.1f}" y1="{top + 3:.1f}" x2="{x(w0):.1f}" y2="{top + h - 3:.1f}"/><line x1="{x(w1):.1f}" y1="{top + 3:.1f}" x2="{x(w1):.1f}" y2="{top + h - 3:.1f}"/>',
+        f'<rect x="{x(b0):.1f}" y="{top:.1f}" width="{max(x(b1) - x(b0), 1.5):.1f}" height="{h:.1f}" {fill}/>',
+        f'<line x1="{x(s["median"]):.1f}" y1="{top:.1f}" x2="{x(s["median"]):.1f}" y2="{top + h:.1f}" stroke="#111" stroke-width="2" stroke-dasharray="none"/></g>',
+    ]
     parts += [f'<circle cx="{x(v):.1f}" cy="{mid:.1f}" r="1.8" fill="{color}"/>' for v in s["outliers"]]
     return "".join(parts)
 
@@ -175,15 +215,29 @@ def _scatter_svg(runs: list[Run], order: list[str]) -> str:
     Y, yt, _ = _axis(min(psnr) - 3, max(psnr) + 3, top + ph, -ph, may_log=False)
     body.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>')
     for t in xt:
-        body.append(f'<line x1="{X(t):.1f}" y1="{top}" x2="{X(t):.1f}" y2="{top + ph}" stroke="#eee"/>' + _text(X(t), top + ph + 15, _tick_label(t), 11, anchor="middle"))
+        body.append(
+            f'<line x1="{X(t):.1f}" y1="{top}" x2="{X(t):.1f}" y2="{top + ph}" stroke="#eee"/>'
+            + _text(X(t), top + ph + 15, _tick_label(t), 11, anchor="middle")
+        )
     for t in yt:
-        body.append(f'<line x1="{left}" y1="{Y(t):.1f}" x2="{left + pw}" y2="{Y(t):.1f}" stroke="#eee"/>' + _text(left - 6, Y(t) + 4, _tick_label(t), 11, anchor="end"))
-    body.append(_text(left + pw / 2, top + ph + 34, "p50 latency (ms" + (", log scale)" if log else ")"), 12, anchor="middle"))
-    body.append(f'<text x="16" y="{top + ph / 2:.1f}" font-size="12" text-anchor="middle" transform="rotate(-90 16 {top + ph / 2:.1f})">PSNR (dB)</text>')
-    placed: list[tuple[float, float, float, float]] = [(X(v) - 6, Y(p) - 6, X(v) + 6, Y(p) + 6) for v, p in zip(lat, psnr)]
+        body.append(
+            f'<line x1="{left}" y1="{Y(t):.1f}" x2="{left + pw}" y2="{Y(t):.1f}" stroke="#eee"/>'
+            + _text(left - 6, Y(t) + 4, _tick_label(t), 11, anchor="end")
+        )
+    body.append(
+        _text(left + pw / 2, top + ph + 34, "p50 latency (ms" + (", log scale)" if log else ")"), 12, anchor="middle")
+    )
+    body.append(
+        f'<text x="16" y="{top + ph / 2:.1f}" font-size="12" text-anchor="middle" transform="rotate(-90 16 {top + ph / 2:.1f})">PSNR (dB)</text>'
+    )
+    placed: list[tuple[float, float, float, float]] = [
+        (X(v) - 6, Y(p) - 6, X(v) + 6, Y(p) + 6) for v, p in zip(lat, psnr)
+    ]
     for (run, key, r), v, p in zip(pts, lat, psnr):
         cx, cy, label = X(v), Y(p), str(names.index(key) + 1)
-        body.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{color[run.label]}"><title>{_esc(key)} on {_esc(run.device)}: {v:.2f} ms, {p:.1f} dB</title></circle>')
+        body.append(
+            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{color[run.label]}"><title>{_esc(key)} on {_esc(run.device)}: {v:.2f} ms, {p:.1f} dB</title></circle>'
+        )
         lx, ly = _place(cx, cy, _text_w(len(label), 11), placed, (left + 2, top + 2, left + pw - 2, top + ph - 2))
         body.append(_text(lx, ly, label, 11, style=' font-weight="bold"'))
     ky = top + 4

@@ -42,4 +42,18 @@ def packages(kind: str) -> list[str]:
 
 from . import onnx, ort, tflite, coreml, executorch  # noqa: E402,F401,I001  (registration order = CLI order)
 
-__all__ = ["QUANTIZED", "TARGETS", "AdbBenchmark", "AihubProfile", "ExportOptions", "Option", "Runner", "Target", "all_precisions", "get_target", "options_of", "packages", "register_target"]
+__all__ = [
+    "QUANTIZED",
+    "TARGETS",
+    "AdbBenchmark",
+    "AihubProfile",
+    "ExportOptions",
+    "Option",
+    "Runner",
+    "Target",
+    "all_precisions",
+    "get_target",
+    "options_of",
+    "packages",
+    "register_target",
+]

@@ -12,9 +12,9 @@ binary. The CLI, parity, quant-report, bench and report ask the registry; no mod
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -89,8 +89,12 @@ class AdbBenchmark:
     binary: str  # the binary's usual file name, e.g. benchmark_model
     where: str  # where users get it (one line)
     runtime: str  # the runtime label in bench results
-    command: Callable[[str, str, int, int, int], list[str]]  # (remote model, remote binary, threads, warmup, iters) -> argv
-    parse: Callable[[str], dict]  # the binary's output -> {load_ms, latency_ms{min,p50,...,mean,std}, memory_overall_mb}
+    command: Callable[
+        [str, str, int, int, int], list[str]
+    ]  # (remote model, remote binary, threads, warmup, iters) -> argv
+    parse: Callable[
+        [str], dict
+    ]  # the binary's output -> {load_ms, latency_ms{min,p50,...,mean,std}, memory_overall_mb}
 
 
 @dataclass(frozen=True)
@@ -124,17 +128,27 @@ class Target(abc.ABC):
 
     def resolve(self, opts: ExportOptions) -> ExportOptions:
         """Fill in this target's defaults (``None`` fields) and refuse what it cannot export."""
-        opts = replace(opts, precision=opts.precision or self.default_precision, batch=str(opts.batch))  # batch=1 from Python is "1"
+        opts = replace(
+            opts, precision=opts.precision or self.default_precision, batch=str(opts.batch)
+        )  # batch=1 from Python is "1"
         if opts.precision not in self.precisions:
-            raise UsageError(f"{self.name} does not export precision {opts.precision}", f"use one of {', '.join(self.precisions)}")
+            raise UsageError(
+                f"{self.name} does not export precision {opts.precision}", f"use one of {', '.join(self.precisions)}"
+            )
         if opts.batch != "1" and not any(o.field == "batch" for o in self.export_options):
             from . import TARGETS
 
             takers = [t.name for t in TARGETS.values() if any(o.field == "batch" for o in t.export_options)]
-            raise UsageError(f"a {self.name} artifact has a batch of 1", f"export --target {' / '.join(takers)} for --batch {opts.batch}")
+            raise UsageError(
+                f"a {self.name} artifact has a batch of 1",
+                f"export --target {' / '.join(takers)} for --batch {opts.batch}",
+            )
         for opt in self.export_options:
             if getattr(opts, opt.field) not in opt.choices:
-                raise UsageError(f"{self.name} does not take {opt.flag} {getattr(opts, opt.field)}", f"use one of {', '.join(opt.choices)}")
+                raise UsageError(
+                    f"{self.name} does not take {opt.flag} {getattr(opts, opt.field)}",
+                    f"use one of {', '.join(opt.choices)}",
+                )
         return opts
 
     def stem_tags(self, opts: ExportOptions) -> list[str]:
@@ -170,7 +184,9 @@ class Target(abc.ABC):
         """ExportOptions fields that make the float twin of a quantized artifact (quant-report)."""
         return {}
 
-    def layer_errors(self, float_path: Path, int8_path: Path, x: np.ndarray, manifest: dict) -> list[tuple[str, float, float | None]]:
+    def layer_errors(
+        self, float_path: Path, int8_path: Path, x: np.ndarray, manifest: dict
+    ) -> list[tuple[str, float, float | None]]:
         """(tensor, cumulative SQNR dB, local SQNR dB or None) for every tensor both artifacts compute."""
         raise UsageError(f"quant-report does not read {self.name} artifacts yet", self.layer_report_hint)
 

@@ -10,13 +10,13 @@ import numpy as np
 
 from .. import __version__
 from .._deps import IS_MACOS, has
+from ..device.runtimes import Runner
+from ..device.runtimes.coreml import CoreMLRunner as NativeCoreMLRunner
 from ..errors import NotOnThisDevice, UsageError
 from ..models.config import get_spec
 from ..models.families import get_family
 from ..quantization import float_modules
 from . import register_target
-from ..device.runtimes import Runner
-from ..device.runtimes.coreml import CoreMLRunner as NativeCoreMLRunner
 from .base import QUANTIZED, AihubProfile, Converted, ExportOptions, Option, Target
 
 MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
@@ -34,7 +34,9 @@ class CoreMLRunner(NativeCoreMLRunner):
         self.backend = backend or ("native" if IS_MACOS else "executor")
         if self.backend == "native":
             if not IS_MACOS:
-                raise UsageError("the native Core ML runtime exists only on macOS", "use the reference executor (backend='executor')")
+                raise UsageError(
+                    "the native Core ML runtime exists only on macOS", "use the reference executor (backend='executor')"
+                )
             super().__init__(path, manifest, threads, compute_units=compute_units)
             return
         Runner.__init__(self, path, manifest, threads)
@@ -55,7 +57,9 @@ class CoreMLRunner(NativeCoreMLRunner):
 
     def _feed(self, x):
         if self.backend == "executor" and self.manifest["input"]["type"] == "image":
-            return self._pixels(x)[None].astype(np.float32)  # the program's input tensor, channels already in model order
+            return self._pixels(x)[None].astype(
+                np.float32
+            )  # the program's input tensor, channels already in model order
         return super()._feed(x)
 
     def _predict(self, x) -> dict:
@@ -67,7 +71,9 @@ class CoreMLRunner(NativeCoreMLRunner):
 def _weight_config():
     import coremltools.optimize.coreml as cto
 
-    op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=512)
+    op = cto.OpLinearQuantizerConfig(
+        mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=512
+    )
     return cto.OptimizationConfig(global_config=op)
 
 
@@ -84,8 +90,8 @@ def executor_activation_stats(ml, calibration_pixels) -> dict:
     """
     import tempfile
 
-    from .coreml_exec import MILExecutor
     from ..quantization import PercentileRanges
+    from .coreml_exec import MILExecutor
 
     ranges = PercentileRanges(len(calibration_pixels))
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,7 +138,8 @@ def quantize_activations(ml, calibration_pixels, float_nodes=frozenset()):
         if fx_name_of_mil_value(out) in float_nodes:
             skip[op.name] = None
     config = cto.OptimizationConfig(
-        global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", weight_threshold=0), op_name_configs=skip
+        global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", weight_threshold=0),
+        op_name_configs=skip,
     )
     original = ptq._get_activation_calibration_stats
     ptq._get_activation_calibration_stats = lambda *a, **k: stats
@@ -159,11 +166,28 @@ class CoreMLTarget(Target):
     layer_report = True
     aihub = AihubProfile(framework="coreml", runtime="coreml-aihub")  # on AI Hub's iOS devices
     export_options = (
-        Option("--min-target", "min_target", MIN_TARGETS, None, "deployment target; iOS16, or iOS17 for w8a8 (its ops need it)."),
-        Option("--coreml-input", "input_type", ("image", "tensor"), "image", "input type: an image (0-255 pixels, as Vision passes it) or a float tensor."),
-        Option("--coreml-layout", "coreml_layout", LAYOUTS, "standard",
-               "ane: the transformer in Apple's Neural Engine layout ([B, C, P, N], 1x1 convs, per-head einsum); same model, same parity."),
-    )  # fmt: skip
+        Option(
+            "--min-target",
+            "min_target",
+            MIN_TARGETS,
+            None,
+            "deployment target; iOS16, or iOS17 for w8a8 (its ops need it).",
+        ),
+        Option(
+            "--coreml-input",
+            "input_type",
+            ("image", "tensor"),
+            "image",
+            "input type: an image (0-255 pixels, as Vision passes it) or a float tensor.",
+        ),
+        Option(
+            "--coreml-layout",
+            "coreml_layout",
+            LAYOUTS,
+            "standard",
+            "ane: the transformer in Apple's Neural Engine layout ([B, C, P, N], 1x1 convs, per-head einsum); same model, same parity.",
+        ),
+    )
     bench_options = (Option("--compute-units", "compute_units", COMPUTE_UNITS, "all", "compute units (macOS)."),)
 
     def resolve(self, opts: ExportOptions) -> ExportOptions:
@@ -174,9 +198,14 @@ class CoreMLTarget(Target):
         opts = super().resolve(opts)
         if opts.precision == "w8a8" and opts.min_target == "iOS16":
             raise UsageError("w8a8 needs the quantize/dequantize ops of iOS17", "pass --min-target iOS17 (or iOS18)")
-        if opts.coreml_layout != "standard" and opts.coreml_layout not in get_family(get_spec(opts.model).family).variants:
-            raise UsageError(f"{opts.model} has no {opts.coreml_layout} layout (its standard graph is what that layout gives v1)",
-                             "drop --coreml-layout")  # fmt: skip
+        if (
+            opts.coreml_layout != "standard"
+            and opts.coreml_layout not in get_family(get_spec(opts.model).family).variants
+        ):
+            raise UsageError(
+                f"{opts.model} has no {opts.coreml_layout} layout (its standard graph is what that layout gives v1)",
+                "drop --coreml-layout",
+            )
         return opts
 
     def stem_tags(self, opts):
@@ -190,12 +219,17 @@ class CoreMLTarget(Target):
 
     def bench_runner(self, path, manifest, threads, compute_units="all", **_):
         if not IS_MACOS:  # the executor is a reference, not a latency anyone ships
-            raise NotOnThisDevice("Core ML latency needs a Mac", "run `mvit-deploy bench` on macOS for .mlpackage files")
+            raise NotOnThisDevice(
+                "Core ML latency needs a Mac", "run `mvit-deploy bench` on macOS for .mlpackage files"
+            )
         return CoreMLRunner(path, manifest, threads, compute_units=compute_units, backend="native")
 
     def twin_options(self, manifest):
-        return {"input_type": manifest["input"].get("type", "tensor"), "min_target": "iOS17" if manifest["precision"] == "w8a8" else "iOS16",
-                "coreml_layout": manifest.get("coreml_layout", "standard")}  # fmt: skip
+        return {
+            "input_type": manifest["input"].get("type", "tensor"),
+            "min_target": "iOS17" if manifest["precision"] == "w8a8" else "iOS16",
+            "coreml_layout": manifest.get("coreml_layout", "standard"),
+        }
 
     def layer_errors(self, float_path, int8_path, x, manifest):
         """Every float tensor of both programs, from the reference executor."""
@@ -210,11 +244,18 @@ class CoreMLTarget(Target):
             _, got = q_ex.run({q_ex.input_names[0]: feed}, capture="all")
             for name, r in ref.items():
                 g = got.get(name)
-                if isinstance(r, np.ndarray) and isinstance(g, np.ndarray) and r.shape == g.shape and r.dtype.kind == "f":
+                if (
+                    isinstance(r, np.ndarray)
+                    and isinstance(g, np.ndarray)
+                    and r.shape == g.shape
+                    and r.dtype.kind == "f"
+                ):
                     acc = sums.setdefault(name, [0.0, 0.0])
                     acc[0] += float(np.sum(r.astype(np.float64) ** 2))
                     acc[1] += float(np.sum((r.astype(np.float64) - g) ** 2))
-        return [(n, float("inf") if e == 0 else float(10 * np.log10(max(p, 1e-30) / e)), None) for n, (p, e) in sums.items()]
+        return [
+            (n, float("inf") if e == 0 else float(10 * np.log10(max(p, 1e-30) / e)), None) for n, (p, e) in sums.items()
+        ]
 
     def layer_module(self, tensor, fx_modules):
         return fx_modules.get(fx_name_of_mil_value(tensor), "")
@@ -231,8 +272,13 @@ class CoreMLTarget(Target):
         if opts.more_sizes:  # EnumeratedShapes over a graph exported with symbolic H, W (multiples of 64)
             from ..models.config import MAX_INPUT_SIZE
 
-            shape = ct.EnumeratedShapes(shapes=[(1, 3, s, s) for s in (size, *opts.more_sizes)], default=(1, 3, size, size))
-            h, w = torch.export.Dim("h64", min=1, max=MAX_INPUT_SIZE // 64), torch.export.Dim("w64", min=1, max=MAX_INPUT_SIZE // 64)
+            shape = ct.EnumeratedShapes(
+                shapes=[(1, 3, s, s) for s in (size, *opts.more_sizes)], default=(1, 3, size, size)
+            )
+            h, w = (
+                torch.export.Dim("h64", min=1, max=MAX_INPUT_SIZE // 64),
+                torch.export.Dim("w64", min=1, max=MAX_INPUT_SIZE // 64),
+            )
             dynamic = ({2: 64 * h, 3: 64 * w},)
         if opts.input_type == "image":
             if any(pre.mean) or any(s != 1 for s in pre.std):
@@ -261,7 +307,9 @@ class CoreMLTarget(Target):
             if opts.precision in QUANTIZED:
                 if opts.precision == "w8a8":
                     pixels = calibration / pre.scale if opts.input_type == "image" else calibration
-                    ml = quantize_activations(ml, pixels.astype(np.float32), float_module_nodes(program, float_modules(opts.model)))
+                    ml = quantize_activations(
+                        ml, pixels.astype(np.float32), float_module_nodes(program, float_modules(opts.model))
+                    )
                 ml = _weight_quantize(ml)
         ml.author = "mvit-deploy"
         ml.license = "see the source checkpoint's license"
@@ -277,7 +325,9 @@ class CoreMLTarget(Target):
         )
         if classifier:
             ml.user_defined_metadata["com.apple.coreml.model.preview.type"] = "imageClassifier"
-        ml.input_description["image"] = f"{size}x{size} {pre.channel_order} image" if opts.input_type == "image" else "preprocessed float tensor"
+        ml.input_description["image"] = (
+            f"{size}x{size} {pre.channel_order} image" if opts.input_type == "image" else "preprocessed float tensor"
+        )
         desc = ml.get_spec().description
         # with labels, coremltools turns the logits into a {label: logit} dictionary output
         logits_name = desc.predictedProbabilitiesName if classifier else "logits"
@@ -288,8 +338,13 @@ class CoreMLTarget(Target):
         from .coreml_exec.program import load_program
 
         ane = check_program(load_program(dest)).summary()  # the static Neural Engine check, kept in the manifest
-        return Converted(input_name="image", output_name=logits_name, input={"type": opts.input_type, "dtype": "uint8" if opts.input_type == "image" else "float32"},
-                         output=output, extra={"ane": ane, "coreml_layout": opts.coreml_layout})  # fmt: skip
+        return Converted(
+            input_name="image",
+            output_name=logits_name,
+            input={"type": opts.input_type, "dtype": "uint8" if opts.input_type == "image" else "float32"},
+            output=output,
+            extra={"ane": ane, "coreml_layout": opts.coreml_layout},
+        )
 
     def weight_bytes(self, path: Path) -> bytes:
         return b"".join(p.read_bytes() for p in sorted(path.rglob("*.bin")))

@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from .._deps import IS_MACOS
-from ..errors import NotOnThisDevice, UsageError
-from ..quantization import float_modules
-from . import register_target
 from ..device.runtimes import Runner
 from ..device.runtimes.executorch import BACKEND_IDS, registered_backends
 from ..device.runtimes.executorch import ExecuTorchRunner as DeviceExecuTorchRunner
 from ..device.runtimes.executorch import quiet_native as _quiet_native
+from ..errors import NotOnThisDevice, UsageError
+from ..quantization import float_modules
+from . import register_target
 from .base import AdbBenchmark, Converted, ExportOptions, Option, Target
 
 DELEGATES = ("xnnpack", "coreml")
@@ -49,14 +49,18 @@ def unpack_coreml_payload(payload: bytes, dest: Path) -> Path:
         _, end = json.JSONDecoder().raw_decode(text.decode("latin-1"))
         nodes = json.loads(text[:end].decode("utf-8"))["nodes"]
     except (ValueError, KeyError):
-        raise UsageError("the .pte's Core ML payload is not the delegate's packed directory", "re-export it with mvit-deploy") from None
+        raise UsageError(
+            "the .pte's Core ML payload is not the delegate's packed directory", "re-export it with mvit-deploy"
+        ) from None
     children = {i for n in nodes for i in n.get("children", {}).values()}
     root = next(i for i in range(len(nodes)) if i not in children)
 
     def write(i: int, path: Path) -> None:
         node = nodes[i]
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", node["name"]) or node["name"] in (".", ".."):
-            raise UsageError(f"the .pte's Core ML payload names a file {node['name']!r}", "re-export it with mvit-deploy")
+            raise UsageError(
+                f"the .pte's Core ML payload names a file {node['name']!r}", "re-export it with mvit-deploy"
+            )
         if node["kind"] == 1:
             path.mkdir(parents=True, exist_ok=True)
             for j in node.get("children", {}).values():
@@ -85,7 +89,10 @@ class ExecuTorchRunner(DeviceExecuTorchRunner):
 
     def __init__(self, path, manifest, threads=None):
         self._coreml = None
-        if manifest.get("delegation", {}).get("delegate") == "coreml" and BACKEND_IDS["coreml"] not in registered_backends():
+        if (
+            manifest.get("delegation", {}).get("delegate") == "coreml"
+            and BACKEND_IDS["coreml"] not in registered_backends()
+        ):
             import tempfile
 
             from .coreml import CoreMLRunner
@@ -131,18 +138,33 @@ def parse_executor_runner_output(text: str) -> dict:
     times = np.array([float(ms) for _, n, ms in _ITERATION.findall(text) if int(n) == count][-count:])
     if len(times) == count and count > 0:
         latency = {
-            "min": float(times.min()), "p50": float(np.percentile(times, 50)), "p90": float(np.percentile(times, 90)),
-            "p99": float(np.percentile(times, 99)), "mean": float(times.mean()), "std": float(times.std(ddof=1)) if count > 1 else 0.0,
-        }  # fmt: skip
+            "min": float(times.min()),
+            "p50": float(np.percentile(times, 50)),
+            "p90": float(np.percentile(times, 90)),
+            "p99": float(np.percentile(times, 99)),
+            "mean": float(times.mean()),
+            "std": float(times.std(ddof=1)) if count > 1 else 0.0,
+        }
     else:  # builds before v1.3 print only the total
         latency = {"min": None, "p50": None, "p90": None, "p99": None, "mean": total_ms / count, "std": None}
     loaded = _LOADED.search(text)
-    return {"runs": count, "latency_ms": latency, "load_ms": float(loaded.group(1)) if loaded else None, "memory_overall_mb": None}
+    return {
+        "runs": count,
+        "latency_ms": latency,
+        "load_ms": float(loaded.group(1)) if loaded else None,
+        "memory_overall_mb": None,
+    }
 
 
 def executor_runner_command(remote_model: str, remote_binary: str, threads: int, warmup: int, iters: int) -> list[str]:
     """executor_runner has no warm-up flag: its inputs are all ones and every iteration is timed."""
-    return [remote_binary, f"--model_path={remote_model}", f"--num_executions={iters}", f"--cpu_threads={threads}", "--print_output=none"]
+    return [
+        remote_binary,
+        f"--model_path={remote_model}",
+        f"--num_executions={iters}",
+        f"--cpu_threads={threads}",
+        "--print_output=none",
+    ]
 
 
 @register_target
@@ -156,7 +178,13 @@ class ExecuTorchTarget(Target):
     runtime_packages = ("executorch",)
     noisy_loggers = ("executorch",)
     export_options = (
-        Option("--delegate", "delegate", DELEGATES, "xnnpack", "backend the graph is lowered to: xnnpack (CPU; fp32, int8) or coreml (Apple; fp32, fp16)."),
+        Option(
+            "--delegate",
+            "delegate",
+            DELEGATES,
+            "xnnpack",
+            "backend the graph is lowered to: xnnpack (CPU; fp32, int8) or coreml (Apple; fp32, fp16).",
+        ),
     )
     adb = AdbBenchmark(
         binary="executor_runner",
@@ -170,8 +198,13 @@ class ExecuTorchTarget(Target):
         opts = super().resolve(opts)
         allowed = {"xnnpack": ("fp32", "int8"), "coreml": ("fp32", "fp16")}[opts.delegate]
         if opts.precision not in allowed:
-            other = next(d for d in DELEGATES if opts.precision in {"xnnpack": ("fp32", "int8"), "coreml": ("fp32", "fp16")}[d])
-            raise UsageError(f"the {opts.delegate} delegate does not take precision {opts.precision}", f"use --delegate {other}, or --precision {' / '.join(allowed)}")
+            other = next(
+                d for d in DELEGATES if opts.precision in {"xnnpack": ("fp32", "int8"), "coreml": ("fp32", "fp16")}[d]
+            )
+            raise UsageError(
+                f"the {opts.delegate} delegate does not take precision {opts.precision}",
+                f"use --delegate {other}, or --precision {' / '.join(allowed)}",
+            )
         return opts
 
     def stem_tags(self, opts):
@@ -182,7 +215,9 @@ class ExecuTorchTarget(Target):
 
     def bench_runner(self, path, manifest, threads, **_):
         if manifest.get("delegation", {}).get("delegate") == "coreml" and not IS_MACOS:
-            raise NotOnThisDevice("a Core ML-delegated .pte runs only on Apple devices", "bench it on a Mac, or export --delegate xnnpack")
+            raise NotOnThisDevice(
+                "a Core ML-delegated .pte runs only on Apple devices", "bench it on a Mac, or export --delegate xnnpack"
+            )
         return self.runner(path, manifest, threads)
 
     def convert(self, model, example, opts: ExportOptions, dest: Path, calibration=None) -> Converted:
@@ -191,7 +226,9 @@ class ExecuTorchTarget(Target):
         with _quiet_native():
             program = torch.export.export(model, (example,))
             if opts.precision == "int8":
-                program = _quantize(model, example, torch.from_numpy(np.ascontiguousarray(calibration)), float_modules(opts.model))
+                program = _quantize(
+                    model, example, torch.from_numpy(np.ascontiguousarray(calibration)), float_modules(opts.model)
+                )
             edge, delegation = _lower(program, opts)
             dest.write_bytes(edge.to_executorch().buffer)
         return Converted(input_name="x", output_name="output", extra={"delegation": delegation})
@@ -205,7 +242,10 @@ class ExecuTorchTarget(Target):
 def _quantize(model, example, calibration, prefixes: tuple[str, ...]):
     """PT2E int8 for XNNPACK: the family's float modules (``prefixes``) stay float, ranges from our calibration crops."""
     import torch
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     from ..quantization import in_float_modules, module_path
@@ -234,7 +274,8 @@ def _lower(program, opts: ExportOptions):
         from executorch.backends.apple.coreml.partition import CoreMLPartitioner
 
         specs = CoreMLBackend.generate_compile_specs(
-            compute_precision=ct.precision.FLOAT16 if opts.precision == "fp16" else ct.precision.FLOAT32, minimum_deployment_target=ct.target.iOS17
+            compute_precision=ct.precision.FLOAT16 if opts.precision == "fp16" else ct.precision.FLOAT32,
+            minimum_deployment_target=ct.target.iOS17,
         )
         partitioner = CoreMLPartitioner(compile_specs=specs)
     else:
@@ -253,4 +294,3 @@ def _lower(program, opts: ExportOptions):
         "share": round(info.num_delegated_nodes / max(1, total), 4),
     }
     return edge, delegation
-

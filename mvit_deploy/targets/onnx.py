@@ -40,19 +40,31 @@ class OnnxTarget(Target):
     layer_report = True
     aihub = AihubProfile(framework="onnx", runtime="onnxruntime-aihub")
     export_options = (
-        Option("--batch", "batch", ("1", "dynamic"), "1",
-               "leave the batch dimension free (dynamic: any batch at run time, for hosts and evaluation; phones run 1)."),
-    )  # fmt: skip
+        Option(
+            "--batch",
+            "batch",
+            ("1", "dynamic"),
+            "1",
+            "leave the batch dimension free (dynamic: any batch at run time, for hosts and evaluation; phones run 1).",
+        ),
+    )
     bench_options = (
-        Option("--denormals", "denormals", ("keep", "flush"), "keep",
-               "onnxruntime: keep denormal floats (IEEE, the default) or flush them to zero, as phones' NPUs and GPUs do."),
-    )  # fmt: skip
+        Option(
+            "--denormals",
+            "denormals",
+            ("keep", "flush"),
+            "keep",
+            "onnxruntime: keep denormal floats (IEEE, the default) or flush them to zero, as phones' NPUs and GPUs do.",
+        ),
+    )
 
     def stem_tags(self, opts: ExportOptions) -> list[str]:
         return ["dynbatch"] * (opts.batch == "dynamic")
 
     def twin_options(self, manifest: dict) -> dict:
-        return {"batch": "dynamic" if manifest["input"].get("batch") == "dynamic" else "1"}  # quant-report's float twin: the same graph
+        return {
+            "batch": "dynamic" if manifest["input"].get("batch") == "dynamic" else "1"
+        }  # quant-report's float twin: the same graph
 
     def layer_errors(self, float_path, int8_path, x, manifest):
         """ORT's qdq_loss_debug: cumulative error vs the float graph, and each tensor's own quantize/dequantize error."""
@@ -70,10 +82,14 @@ class OnnxTarget(Target):
         modify_model_output_intermediate_tensors(str(pre), str(tmp / "float_aug.onnx"))
         modify_model_output_intermediate_tensors(str(int8_path), str(tmp / "int8_aug.onnx"))
         matching = create_activation_matching(
-            collect_activations(str(tmp / "int8_aug.onnx"), calibration_reader(x)), collect_activations(str(tmp / "float_aug.onnx"), calibration_reader(x))
+            collect_activations(str(tmp / "int8_aug.onnx"), calibration_reader(x)),
+            collect_activations(str(tmp / "float_aug.onnx"), calibration_reader(x)),
         )
         errors = compute_activation_error(matching)
-        return [(name, float(e["xmodel_err"]), float(e["qdq_err"]) if "qdq_err" in e else None) for name, e in errors.items()]
+        return [
+            (name, float(e["xmodel_err"]), float(e["qdq_err"]) if "qdq_err" in e else None)
+            for name, e in errors.items()
+        ]
 
     def convert(self, model, example, opts: ExportOptions, dest: Path, calibration=None) -> Converted:
         import torch
@@ -85,7 +101,10 @@ class OnnxTarget(Target):
         dynamic = opts.batch == "dynamic"
         if dynamic:  # torch.export fixes a dimension traced at size 1, so a free batch is traced at 2
             example = example.expand(2, *example.shape[1:]).contiguous()
-        with contextlib.redirect_stdout(io.StringIO()), export_variant(model, patches=PATCHES):  # the exporter narrates every step
+        with (
+            contextlib.redirect_stdout(io.StringIO()),
+            export_variant(model, patches=PATCHES),
+        ):  # the exporter narrates every step
             program = torch.onnx.export(
                 model,
                 (example,),
@@ -139,11 +158,16 @@ def quantize_static_int8(path: Path, calibration, prefixes: tuple[str, ...] = FL
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(path), str(pre))
-        overrides = {name: [{"rmin": lo, "rmax": hi}] for name, (lo, hi) in _activation_ranges(pre, calibration, Path(tmp)).items()}
+        overrides = {
+            name: [{"rmin": lo, "rmax": hi}]
+            for name, (lo, hi) in _activation_ranges(pre, calibration, Path(tmp)).items()
+        }
         quantize_static(
             str(pre),
             str(path),
-            calibration_reader(calibration[:1]),  # every range comes from the overrides; this pass only finds the tensors
+            calibration_reader(
+                calibration[:1]
+            ),  # every range comes from the overrides; this pass only finds the tensors
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(INT8_OPS),
             nodes_to_exclude=float_nodes,
@@ -166,7 +190,9 @@ def _nodes_in_float_modules(path: Path, prefixes: tuple[str, ...]) -> list[str]:
     names = []
     for node in onnx.load(str(path), load_external_data=False).graph.node:
         for prop in node.metadata_props:
-            if prop.key == "pkg.torch.onnx.name_scopes" and any(in_float_modules(m, prefixes) for m in ast.literal_eval(prop.value)):
+            if prop.key == "pkg.torch.onnx.name_scopes" and any(
+                in_float_modules(m, prefixes) for m in ast.literal_eval(prop.value)
+            ):
                 names.append(node.name)
     return names
 

@@ -34,7 +34,12 @@ def save_ort_format(onnx_path: Path, dest: Path, platform: str) -> dict:
     options.add_session_config_entry("session.qdqisint8allowed", "1" if platform == "arm" else "0")
     disabled = ["NchwcTransformer"] if platform == "arm" else []  # x86-only blocked layouts
     ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
-    return {"platform": platform, "optimization": "all", "disabled_optimizers": disabled, "onnxruntime": ort.__version__}
+    return {
+        "platform": platform,
+        "optimization": "all",
+        "disabled_optimizers": disabled,
+        "onnxruntime": ort.__version__,
+    }
 
 
 @register_target
@@ -47,9 +52,14 @@ class OrtTarget(OnnxTarget):
     layer_report_hint = "run quant-report on the int8 .onnx of the same model (export --target onnx --precision int8)"
     export_options = (
         *OnnxTarget.export_options,
-        Option("--ort-platform", "ort_platform", ("arm", "amd64"), "arm",
-               "ort: the CPU the offline optimisations are baked for (arm: phones and boards; amd64: x86-64 only, adds NCHWc layouts)."),
-    )  # fmt: skip
+        Option(
+            "--ort-platform",
+            "ort_platform",
+            ("arm", "amd64"),
+            "arm",
+            "ort: the CPU the offline optimisations are baked for (arm: phones and boards; amd64: x86-64 only, adds NCHWc layouts).",
+        ),
+    )
 
     def stem_tags(self, opts: ExportOptions) -> list[str]:
         return [*super().stem_tags(opts), *[opts.ort_platform] * (opts.ort_platform != "arm")]
@@ -69,4 +79,3 @@ class OrtTarget(OnnxTarget):
 
     def weight_bytes(self, path: Path) -> bytes:
         return path.read_bytes()  # flatbuffer: graph and initializers
-

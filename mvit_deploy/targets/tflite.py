@@ -13,17 +13,22 @@ from pathlib import Path
 
 import numpy as np
 
+from ..device.runtimes.tflite import interpreter_class, tflite_dequantize, tflite_quantize  # noqa: F401  (re-exported: benchmarks use them)
 from ..errors import UsageError
 from ..quantization import FLOAT_MODULES, float_modules
 from . import register_target
-from ..device.runtimes.tflite import interpreter_class, tflite_dequantize, tflite_quantize  # noqa: F401  (re-exported: benchmarks use them)
 from .base import AdbBenchmark, AihubProfile, Converted, ExportOptions, Option, Target
 
-
 # benchmark_model's log (LiteRT tools/benchmark): a summary per phase, timings in microseconds.
-_COUNT = re.compile(r"count=(\d+) first=(\d+) curr=(\d+) min=([\d.]+) max=([\d.]+) avg=([\d.]+) std=([\d.]+)(?: p5=([\d.]+) median=([\d.]+) p95=([\d.]+))?")
-_TIMINGS = re.compile(r"Inference timings in us: Init: ([\d.]+), First inference: ([\d.]+), Warmup \(avg\): ([\d.]+), Inference \(avg\): ([\d.]+)")
-_MEMORY = re.compile(r"(?:Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\): init=([\d.]+) overall=([\d.]+)")
+_COUNT = re.compile(
+    r"count=(\d+) first=(\d+) curr=(\d+) min=([\d.]+) max=([\d.]+) avg=([\d.]+) std=([\d.]+)(?: p5=([\d.]+) median=([\d.]+) p95=([\d.]+))?"
+)
+_TIMINGS = re.compile(
+    r"Inference timings in us: Init: ([\d.]+), First inference: ([\d.]+), Warmup \(avg\): ([\d.]+), Inference \(avg\): ([\d.]+)"
+)
+_MEMORY = re.compile(
+    r"(?:Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\): init=([\d.]+) overall=([\d.]+)"
+)
 
 
 def parse_benchmark_output(text: str) -> dict:
@@ -57,7 +62,14 @@ def parse_benchmark_output(text: str) -> dict:
 
 
 def benchmark_command(remote_model: str, remote_binary: str, threads: int, warmup: int, iters: int) -> list[str]:
-    return [remote_binary, f"--graph={remote_model}", f"--num_threads={threads}", f"--warmup_runs={warmup}", f"--num_runs={iters}", "--use_xnnpack=true"]
+    return [
+        remote_binary,
+        f"--graph={remote_model}",
+        f"--num_threads={threads}",
+        f"--warmup_runs={warmup}",
+        f"--num_runs={iters}",
+        "--use_xnnpack=true",
+    ]
 
 
 def module_of_tflite_tensor(name: str) -> str:
@@ -124,7 +136,9 @@ class TFLiteTarget(Target):
     noisy_loggers = ("litert_torch", "absl", "ai_edge_quantizer", "tensorflow")
     layer_report = True
     export_options = (
-        Option("--layout", "layout", ("nchw", "nhwc"), "nchw", "input layout (nhwc: as camera pipelines hand images over)."),
+        Option(
+            "--layout", "layout", ("nchw", "nhwc"), "nchw", "input layout (nhwc: as camera pipelines hand images over)."
+        ),
         Option("--io", "io", ("float", "int8"), "float", "int8 artifacts: tensor type of input and logits."),
     )
     adb = AdbBenchmark(
@@ -157,7 +171,13 @@ class TFLiteTarget(Target):
         for name, r in ref.items():
             g = got.get(name)
             if g is not None and all(a.shape == b.shape for a, b in zip(r, g)):
-                rows.append((name, sqnr_db(np.concatenate([a.ravel() for a in r]), np.concatenate([b.ravel() for b in g])), None))
+                rows.append(
+                    (
+                        name,
+                        sqnr_db(np.concatenate([a.ravel() for a in r]), np.concatenate([b.ravel() for b in g])),
+                        None,
+                    )
+                )
         return rows
 
     def layer_module(self, tensor, fx_modules):
@@ -170,14 +190,23 @@ class TFLiteTarget(Target):
             model, example = nhwc_wrapper(model), example.permute(0, 2, 3, 1).contiguous()
         from ..models.mobilevit import export_variant
 
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), export_variant(model, **VARIANT):
+        with (
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+            export_variant(model, **VARIANT),
+        ):
             edge = litert_torch.convert(model, (example,))
             edge.export(str(dest))
             if opts.precision == "int8":
                 calib = calibration.transpose(0, 2, 3, 1) if opts.layout == "nhwc" else calibration
                 quantize_int8(dest, calib, opts.io, float_modules(opts.model))
         int8_io = {"dtype": "int8"} if opts.precision == "int8" and opts.io == "int8" else {}
-        return Converted(input_name="serving_default_args_0:0", output_name="StatefulPartitionedCall:0", input=int8_io, output=int8_io)
+        return Converted(
+            input_name="serving_default_args_0:0",
+            output_name="StatefulPartitionedCall:0",
+            input=int8_io,
+            output=int8_io,
+        )
 
     def check(self, path: Path) -> None:
         interpreter_class()(model_path=str(path)).allocate_tensors()
@@ -198,7 +227,16 @@ VARIANT = {"layer_norm": "decomposed", "patches": "channels_last"}
 # (XNNPACK's QS8 kernels); LayerNorm arithmetic, softmax, the attention matmuls and the
 # residual adds stay float. Quantizing those too (ai-edge-quantizer's static_wi8_ai8) made
 # XXS 3.5x slower than fp32 (TFLite's reference int8 kernels) and less faithful.
-INT8_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE", "RESHAPE", "CONCATENATION", "SLICE", "STRIDED_SLICE")
+INT8_OPS = (
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "FULLY_CONNECTED",
+    "TRANSPOSE",
+    "RESHAPE",
+    "CONCATENATION",
+    "SLICE",
+    "STRIDED_SLICE",
+)
 # SiLU (LOGISTIC + MUL), matched by scope so that LayerNorm's MULs stay float.
 INT8_SCOPED_OPS = {"SiLU_act": ("LOGISTIC", "MUL")}
 
@@ -226,12 +264,18 @@ def int8_recipe(io: str = "float", prefixes: tuple[str, ...] = FLOAT_MODULES):
     if io == "int8":
         ops += [(".*", "INPUT"), (".*", "OUTPUT")]
     for regex, op in ops:
-        manager.add_static_config(regex=regex, operation_name=qtyping.TFLOperationName(op), activation_num_bits=8, weight_num_bits=8)
+        manager.add_static_config(
+            regex=regex, operation_name=qtyping.TFLOperationName(op), activation_num_bits=8, weight_num_bits=8
+        )
     # the family's float modules stay float (the latest matching rule wins), and so does every op inside a layer
     # norm written as plain ops (VARIANT): its per-token statistics pass a RESHAPE that the rule
     # above would make int8 (photo fixture: top-1 agreement 70.3 % -> 62.5 %)
-    manager.add_quantization_config(scope_regex(prefixes), qtyping.TFLOperationName.ALL_SUPPORTED, algorithm_key=AlgorithmName.NO_QUANTIZE)
-    manager.add_quantization_config(LAYER_NORM_SCOPE, qtyping.TFLOperationName.ALL_SUPPORTED, algorithm_key=AlgorithmName.NO_QUANTIZE)
+    manager.add_quantization_config(
+        scope_regex(prefixes), qtyping.TFLOperationName.ALL_SUPPORTED, algorithm_key=AlgorithmName.NO_QUANTIZE
+    )
+    manager.add_quantization_config(
+        LAYER_NORM_SCOPE, qtyping.TFLOperationName.ALL_SUPPORTED, algorithm_key=AlgorithmName.NO_QUANTIZE
+    )
     return manager
 
 
@@ -259,7 +303,9 @@ def quantize_int8(path: Path, calibration, io: str = "float", prefixes: tuple[st
     ranges = PercentileRanges(len(calibration))
     it = interpreter_class()(model_path=str(path), experimental_preserve_all_tensors=True, num_threads=2)
     it.allocate_tensors()
-    activations = {o for op in it._get_ops_details() for o in op["outputs"]} | {d["index"] for d in it.get_input_details()}
+    activations = {o for op in it._get_ops_details() for o in op["outputs"]} | {
+        d["index"] for d in it.get_input_details()
+    }
     index = {d["name"]: d["index"] for d in it.get_tensor_details() if d["index"] in activations and d["name"] in qsvs}
     runner = it.get_input_details()[0]["index"]
     for i in range(len(calibration)):

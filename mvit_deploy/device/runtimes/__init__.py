@@ -74,10 +74,14 @@ def runner_class(target: str) -> type[Runner]:
     try:
         return RUNNERS[target]
     except KeyError:
-        raise UsageError(f"no runner on this side for target {target!r}", f"run artifacts of {', '.join(RUNNERS)}") from None
+        raise UsageError(
+            f"no runner on this side for target {target!r}", f"run artifacts of {', '.join(RUNNERS)}"
+        ) from None
 
 
-def load_runner(path: str | Path, manifest: dict, threads: int | None = None, target: str | None = None, **options) -> Runner:
+def load_runner(
+    path: str | Path, manifest: dict, threads: int | None = None, target: str | None = None, **options
+) -> Runner:
     """The runner of ``target`` (default ``manifest["target"]``); ``options``: bench keywords, each runner takes its own and ignores the rest."""
     cls = runner_class(target or manifest["target"])
     return cls(Path(path), manifest, threads, **{k: v for k, v in options.items() if k in cls.options})

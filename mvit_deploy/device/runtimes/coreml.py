@@ -28,12 +28,20 @@ class CoreMLRunner(Runner):
     def __init__(self, path, manifest, threads=None, compute_units: str = "all"):
         super().__init__(path, manifest, threads)
         if sys.platform != "darwin":
-            raise NotOnThisDevice("Core ML runs only on macOS", "run .mlpackage files on a Mac (the host's parity uses its reference executor)")
+            raise NotOnThisDevice(
+                "Core ML runs only on macOS",
+                "run .mlpackage files on a Mac (the host's parity uses its reference executor)",
+            )
         try:
             import coremltools as ct
         except ImportError:
             raise DependencyError("running .mlpackage needs coremltools", "pip install coremltools") from None
-        units = {"all": ct.ComputeUnit.ALL, "cpu_only": ct.ComputeUnit.CPU_ONLY, "cpu_and_gpu": ct.ComputeUnit.CPU_AND_GPU, "cpu_and_ne": ct.ComputeUnit.CPU_AND_NE}
+        units = {
+            "all": ct.ComputeUnit.ALL,
+            "cpu_only": ct.ComputeUnit.CPU_ONLY,
+            "cpu_and_gpu": ct.ComputeUnit.CPU_AND_GPU,
+            "cpu_and_ne": ct.ComputeUnit.CPU_AND_NE,
+        }
         self.model = ct.models.MLModel(str(self.path), compute_units=units[compute_units])
 
     def _pixels(self, x):

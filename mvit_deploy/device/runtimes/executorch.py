@@ -42,7 +42,9 @@ def import_runtime():
             import torch  # the runtime's tensors
             from executorch.runtime import Runtime
     except ImportError:
-        raise DependencyError("running .pte needs the executorch runtime", "pip install executorch (or use its C++ executor_runner)") from None
+        raise DependencyError(
+            "running .pte needs the executorch runtime", "pip install executorch (or use its C++ executor_runner)"
+        ) from None
     return torch, Runtime
 
 
@@ -62,7 +64,10 @@ class ExecuTorchRunner(Runner):
         self.delegate = manifest.get("delegation", {}).get("delegate", "xnnpack")
         self._torch, runtime_cls = import_runtime()
         if BACKEND_IDS.get(self.delegate, self.delegate) not in registered_backends():
-            raise NotOnThisDevice(f"this ExecuTorch runtime has no {self.delegate} backend", "run this .pte where it has (Core ML: an Apple device)")
+            raise NotOnThisDevice(
+                f"this ExecuTorch runtime has no {self.delegate} backend",
+                "run this .pte where it has (Core ML: an Apple device)",
+            )
         with quiet_native():
             runtime = runtime_cls.get()
             _set_threads(self.threads)
@@ -72,8 +77,14 @@ class ExecuTorchRunner(Runner):
                 quantized = manifest.get("precision") == "int8"
                 raise UsageError(
                     f"the ExecuTorch runtime refused {self.path.name}: {e}"
-                    + (" (XNNPACK rejects int8 requantization scales outside its range; measured with 16 calibration images, not with 64)" if quantized else ""),
-                    "export again with --calib-samples 64 or more" if quantized else "re-export it with the executorch version that runs it",
+                    + (
+                        " (XNNPACK rejects int8 requantization scales outside its range; measured with 16 calibration images, not with 64)"
+                        if quantized
+                        else ""
+                    ),
+                    "export again with --calib-samples 64 or more"
+                    if quantized
+                    else "re-export it with the executorch version that runs it",
                 ) from None
 
     @classmethod

@@ -28,7 +28,9 @@ class OnnxRunner(Runner):
             self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime's own Fail / InvalidProtobuf / InvalidGraph: the file, not our code
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise UsageError(f"onnxruntime cannot load {self.path.name} ({first})", "re-export it; a copy may be truncated") from None
+            raise UsageError(
+                f"onnxruntime cannot load {self.path.name} ({first})", "re-export it; a copy may be truncated"
+            ) from None
         self.input_name = self.session.get_inputs()[0].name
 
     def _one(self, x):

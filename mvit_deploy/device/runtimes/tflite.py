@@ -16,7 +16,9 @@ def interpreter_class():
         try:
             from tflite_runtime.interpreter import Interpreter
         except ImportError:
-            raise DependencyError("running .tflite needs ai-edge-litert (or tflite-runtime)", "pip install 'mvit-deploy[device]'") from None
+            raise DependencyError(
+                "running .tflite needs ai-edge-litert (or tflite-runtime)", "pip install 'mvit-deploy[device]'"
+            ) from None
     return Interpreter
 
 

@@ -78,7 +78,9 @@ class MILExecutor:
             for kind, v in bindings:
                 if kind == "ref":
                     if v not in env:
-                        raise MvitDeployError(f"{o.location} reads '{v}', which no earlier op produced", "the program is malformed")
+                        raise MvitDeployError(
+                            f"{o.location} reads '{v}', which no earlier op produced", "the program is malformed"
+                        )
                     v = env[v]
                 if isinstance(v, np.ndarray) and v.dtype == np.float16:
                     v = v.astype(np.float32)  # compute in fp32 from exactly-represented fp16 values
@@ -92,18 +94,24 @@ class MILExecutor:
         kwargs = self._resolve(o, env)
         unknown = sorted(set(kwargs) - _parameters(fn))
         if unknown:
-            raise UnsupportedOpError(f"Core ML op '{o.type}' ({o.location}) has parameter(s) {unknown}, which the reference executor does not implement",
-                                     "run this model on macOS, or extend mvit_deploy/targets/coreml_exec/ops.py")  # fmt: skip
+            raise UnsupportedOpError(
+                f"Core ML op '{o.type}' ({o.location}) has parameter(s) {unknown}, which the reference executor does not implement",
+                "run this model on macOS, or extend mvit_deploy/targets/coreml_exec/ops.py",
+            )
         try:
             result = fn(**kwargs)
         except MvitDeployError:
             raise
         except Unsupported as e:  # an attribute combination the executor does not implement: refused by name
-            raise UnsupportedOpError(f"Core ML op '{o.type}' ({o.location}): {e}, which the reference executor does not implement",
-                                     "run this model on macOS, or extend mvit_deploy/targets/coreml_exec/ops.py") from None
+            raise UnsupportedOpError(
+                f"Core ML op '{o.type}' ({o.location}): {e}, which the reference executor does not implement",
+                "run this model on macOS, or extend mvit_deploy/targets/coreml_exec/ops.py",
+            ) from None
         except Exception as e:  # a defect of the executor: name where
-            raise ExecutorError(f"Core ML op '{o.type}' ({o.location}) failed in the reference executor: {type(e).__name__}: {e}",
-                                "report it with the model") from e
+            raise ExecutorError(
+                f"Core ML op '{o.type}' ({o.location}) failed in the reference executor: {type(e).__name__}: {e}",
+                "report it with the model",
+            ) from e
         results = result if isinstance(result, tuple) else (result,)
         for (name, dtype), value in zip(o.outputs, results):
             if dtype is not None and isinstance(value, (np.ndarray, np.generic, float, int)):
@@ -137,7 +145,9 @@ class MILExecutor:
 
     def value_names(self) -> list[str]:
         """Every non-constant value the program computes, in execution order."""
-        return [name for o in self.program.operations if o.outputs[0][0] not in self._constants for name, _ in o.outputs]
+        return [
+            name for o in self.program.operations if o.outputs[0][0] not in self._constants for name, _ in o.outputs
+        ]
 
 
 __all__ = ["FLOAT16", "ExecutorError", "InputShapeError", "MILExecutor", "UnsupportedOpError"]

@@ -14,9 +14,9 @@ asks Core ML itself (``MLComputePlan``) which device each op prefers and prints 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ...errors import UsageError
 
@@ -98,12 +98,20 @@ def _value(o, name: str, consts: dict):
 # ---------------------------------------------------------------------------- hard
 
 
-@rule("rank>5", "hard", "certain: Core ML rejects it",
-      "Core ML supports tensors of rank <= 5 only; a rank-6 intermediate (MobileViT's classic unfold) does not load.",
-      "coremltools mil/program.py _check_invalid_tensor_rank; issues #1723, #1330, #1796 (a MobileViT attention reshape)")  # fmt: skip
+@rule(
+    "rank>5",
+    "hard",
+    "certain: Core ML rejects it",
+    "Core ML supports tensors of rank <= 5 only; a rank-6 intermediate (MobileViT's classic unfold) does not load.",
+    "coremltools mil/program.py _check_invalid_tensor_rank; issues #1723, #1330, #1796 (a MobileViT attention reshape)",
+)
 def _rank_over_5(program):
     for o, shape in _ranked(program, lambda rank: rank > 5):
-        yield _where(o), f"rank-{len(shape)} tensor {tuple(shape)}", "merge axes so no tensor exceeds rank 5 (for MobileViT: --coreml-layout ane)"
+        yield (
+            _where(o),
+            f"rank-{len(shape)} tensor {tuple(shape)}",
+            "merge axes so no tensor exceeds rank 5 (for MobileViT: --coreml-layout ane)",
+        )
 
 
 def _ranked(program, wanted):
@@ -114,9 +122,13 @@ def _ranked(program, wanted):
                 yield o, shape
 
 
-@rule("fp32-compute", "hard", "documented: 'only the ANE is barred ... when a model is typed with float 32'",
-      "The GPU and ANE compute in fp16 (W8A8 programs in int8 on A17 Pro / M4); the runtime never lowers an explicit fp32 type, so fp32-typed ops run on the GPU or CPU.",
-      "coremltools guide 'Typed Execution' (docs-guides/source/typed-execution.md)")  # fmt: skip
+@rule(
+    "fp32-compute",
+    "hard",
+    "documented: 'only the ANE is barred ... when a model is typed with float 32'",
+    "The GPU and ANE compute in fp16 (W8A8 programs in int8 on A17 Pro / M4); the runtime never lowers an explicit fp32 type, so fp32-typed ops run on the GPU or CPU.",
+    "coremltools guide 'Typed Execution' (docs-guides/source/typed-execution.md)",
+)
 def _fp32_islands(program):
     """One finding per run of consecutive fp32-typed ops (the input / output casts around an fp16 body are fine)."""
     island: list = []
@@ -125,7 +137,11 @@ def _fp32_islands(program):
         if island:
             first, last = island[0], island[-1]
             span = f"{_where(first)} .. op #{last.index}" if len(island) > 1 else _where(first)
-            yield span, f"{len(island)} op(s) computing in fp32", "export with --precision fp16 (the default), or int8 weights on an fp16 body"
+            yield (
+                span,
+                f"{len(island)} op(s) computing in fp32",
+                "export with --precision fp16 (the default), or int8 weights on an fp16 body",
+            )
 
     fed = {i.name for i in program.inputs}  # the input, and the image scale / bias coremltools applies to it
     consts = {name for o in program.operations if o.type == "const" for name, _ in o.outputs}
@@ -133,7 +149,11 @@ def _fp32_islands(program):
         if o.type == "cast" or not o.outputs:
             continue
         refs = [v for bindings in o.inputs.values() for kind, v in bindings if kind == "ref"]
-        if o.type in ("mul", "add", "sub") and any(r in fed for r in refs) and all(r in fed or r in consts for r in refs):
+        if (
+            o.type in ("mul", "add", "sub")
+            and any(r in fed for r in refs)
+            and all(r in fed or r in consts for r in refs)
+        ):
             fed.update(name for name, _ in o.outputs)  # image preprocessing, before the program's first cast
             continue
         if any(dtype == FP32 for _, dtype in o.outputs):
@@ -144,30 +164,50 @@ def _fp32_islands(program):
     yield from flush()
 
 
-@rule("range-dim-input", "hard", "documented by an Apple engineer; a reshape-frequency hint (iOS 17.4+) may relax it",
-      "With range flexibility the Neural Engine runs only the input's default shape; other shapes run on the GPU or CPU. Each enumerated shape can run on the ANE.",
-      "Apple Developer Forums thread 724930; coremltools guide 'Flexible Input Shapes'; coremltools issue #2370")  # fmt: skip
+@rule(
+    "range-dim-input",
+    "hard",
+    "documented by an Apple engineer; a reshape-frequency hint (iOS 17.4+) may relax it",
+    "With range flexibility the Neural Engine runs only the input's default shape; other shapes run on the GPU or CPU. Each enumerated shape can run on the ANE.",
+    "Apple Developer Forums thread 724930; coremltools guide 'Flexible Input Shapes'; coremltools issue #2370",
+)
 def _range_dims(program):
     for i in program.inputs:
         if i.ranges and any(lo != hi for lo, hi in i.ranges):
             spans = [f"[{lo}, {'inf' if hi == -1 else hi}]" for lo, hi in i.ranges]
-            yield f"input '{i.name}'", f"RangeDim shape {' x '.join(spans)}", "declare the sizes you use as ct.EnumeratedShapes (or export one artifact per --input-size)"
+            yield (
+                f"input '{i.name}'",
+                f"RangeDim shape {' x '.join(spans)}",
+                "declare the sizes you use as ct.EnumeratedShapes (or export one artifact per --input-size)",
+            )
 
 
 # ---------------------------------------------------------------------------- cost
 
 
-@rule("rank-5", "cost", "inferred: no public measurement; Apple names 4-D the ANE's most conducive format",
-      "Rank 5 loads, but the ANE's preferred format is 4-D channels-first; a rank-5 tensor needs a layout conversion.",
-      "Apple, 'Deploying Transformers on the Apple Neural Engine' (2022), principle 1")  # fmt: skip
+@rule(
+    "rank-5",
+    "cost",
+    "inferred: no public measurement; Apple names 4-D the ANE's most conducive format",
+    "Rank 5 loads, but the ANE's preferred format is 4-D channels-first; a rank-5 tensor needs a layout conversion.",
+    "Apple, 'Deploying Transformers on the Apple Neural Engine' (2022), principle 1",
+)
 def _rank_5(program):
     for o, shape in _ranked(program, lambda rank: rank == 5):
-        yield _where(o), f"rank-5 tensor {tuple(shape)}", "keep tensors at rank 4, (B, C, 1, S) as Apple's ANE transformers do"
+        yield (
+            _where(o),
+            f"rank-5 tensor {tuple(shape)}",
+            "keep tensors at rank 4, (B, C, 1, S) as Apple's ANE transformers do",
+        )
 
 
-@rule("last-axis-padding", "cost", "documented layout; the bytes are estimated from the program's static shapes",
-      "The last axis of an ANE buffer is not packed: it is contiguous and aligned to 64 bytes, so a last axis under 32 fp16 values (64 B / 2 B) is padded.",
-      "Apple, 'Deploying Transformers on the Apple Neural Engine' (2022), principle 1 'Picking the Right Data Format'")  # fmt: skip
+@rule(
+    "last-axis-padding",
+    "cost",
+    "documented layout; the bytes are estimated from the program's static shapes",
+    "The last axis of an ANE buffer is not packed: it is contiguous and aligned to 64 bytes, so a last axis under 32 fp16 values (64 B / 2 B) is padded.",
+    "Apple, 'Deploying Transformers on the Apple Neural Engine' (2022), principle 1 'Picking the Right Data Format'",
+)
 def _last_axis_padding(program):
     for o in _compute_ops(program):
         for (name, dtype), shape in zip(o.outputs, o.shapes):
@@ -177,29 +217,49 @@ def _last_axis_padding(program):
             row = shape[-1] * elem
             if row < 64:
                 extra = math.prod(shape[:-1]) * (64 - row)
-                yield (_where(o), f"last axis {shape[-1]} of {tuple(shape)}: {extra} padding bytes ({64 // elem} values per row)",
-                       "put the long axis last ((B, C, 1, S): the sequence on the last axis)", extra)  # fmt: skip
+                yield (
+                    _where(o),
+                    f"last axis {shape[-1]} of {tuple(shape)}: {extra} padding bytes ({64 // elem} values per row)",
+                    "put the long axis last ((B, C, 1, S): the sequence on the last axis)",
+                    extra,
+                )
 
 
-@rule("last-axis-move", "cost", "documented: reshapes and transposes are likely to trigger memory copies",
-      "A transpose that moves the last axis, or a reshape that changes its length, re-lays out the 64-byte rows: a copy, where a CPU would only relabel strides.",
-      "Apple, 'Deploying Transformers on the Apple Neural Engine' (2022), principle 3")  # fmt: skip
+@rule(
+    "last-axis-move",
+    "cost",
+    "documented: reshapes and transposes are likely to trigger memory copies",
+    "A transpose that moves the last axis, or a reshape that changes its length, re-lays out the 64-byte rows: a copy, where a CPU would only relabel strides.",
+    "Apple, 'Deploying Transformers on the Apple Neural Engine' (2022), principle 3",
+)
 def _last_axis_moves(program):
     shapes, consts = _shapes(program), _consts(program)
     for o in _compute_ops(program):
         if o.type == "transpose":
             perm = _value(o, "perm", consts)
             if perm is not None and len(perm) and int(list(perm)[-1]) != len(perm) - 1:
-                yield _where(o), f"perm {[int(p) for p in perm]} moves the last axis", "lay the model out so the last axis stays put (--coreml-layout ane)"
+                yield (
+                    _where(o),
+                    f"perm {[int(p) for p in perm]} moves the last axis",
+                    "lay the model out so the last axis stays put (--coreml-layout ane)",
+                )
         elif o.type == "reshape":
             src, out = shapes.get(_ref(o, "x")), o.shapes[0] if o.shapes else None
             if src and out and src[-1] is not None and out[-1] is not None and src[-1] != out[-1]:
-                yield _where(o), f"{tuple(src)} -> {tuple(out)} changes the last axis", "reshape only the leading axes (--coreml-layout ane)"
+                yield (
+                    _where(o),
+                    f"{tuple(src)} -> {tuple(out)} changes the last axis",
+                    "reshape only the leading axes (--coreml-layout ane)",
+                )
 
 
-@rule("attention-layout", "cost", "documented: Apple's reference layout",
-      "Multi-head attention as matmul -> softmax(last axis) -> matmul on (B, heads, S, d) tensors; Apple's ANE reference keeps (B, C, 1, S), splits heads with einsum and runs softmax over the channel axis.",
-      "apple/ml-ane-transformers: ane_transformers/reference/multihead_attention.py (einsum 'bchq,bkhc->bkhq', softmax(dim=1))")  # fmt: skip
+@rule(
+    "attention-layout",
+    "cost",
+    "documented: Apple's reference layout",
+    "Multi-head attention as matmul -> softmax(last axis) -> matmul on (B, heads, S, d) tensors; Apple's ANE reference keeps (B, C, 1, S), splits heads with einsum and runs softmax over the channel axis.",
+    "apple/ml-ane-transformers: ane_transformers/reference/multihead_attention.py (einsum 'bchq,bkhc->bkhq', softmax(dim=1))",
+)
 def _attention_layout(program):
     producers = {name: o for o in program.operations for name, _ in o.outputs}
     shapes, consts = _shapes(program), _consts(program)
@@ -216,37 +276,68 @@ def _attention_layout(program):
         while src is not None and src.type in ("mul", "add", "real_div", "cast"):  # scale / mask between
             src = producers.get(_ref(src, "x"))
         if src is not None and src.type in ("matmul", "einsum"):
-            yield _where(o), f"softmax over the last axis of {tuple(shape)} after a {src.type}", "export with --coreml-layout ane (per-head einsum, softmax on the channel axis)"
+            yield (
+                _where(o),
+                f"softmax over the last axis of {tuple(shape)} after a {src.type}",
+                "export with --coreml-layout ane (per-head einsum, softmax on the channel axis)",
+            )
 
 
 # ---------------------------------------------------------------------------- reported
 
-REPORTED_OPS = {"gather": "gather", "gather_nd": "gather", "gather_along_axis": "gather", "lstm": "recurrent", "gru": "recurrent", "rnn": "recurrent"}
+REPORTED_OPS = {
+    "gather": "gather",
+    "gather_nd": "gather",
+    "gather_along_axis": "gather",
+    "lstm": "recurrent",
+    "gru": "recurrent",
+    "rnn": "recurrent",
+}
 
 
-@rule("reported-op", "reported", "community list, 'incomplete and possibly wrong' by its own account (NeuralNetwork era, 2020)",
-      "Layers reported to run off the ANE: gather, RNN layers (LSTM, GRU), dilated convolutions, pooling with a kernel above 13 or a stride above 2, upsampling by more than 2.",
-      "hollance/neural-engine, docs/unsupported-layers.md")  # fmt: skip
+@rule(
+    "reported-op",
+    "reported",
+    "community list, 'incomplete and possibly wrong' by its own account (NeuralNetwork era, 2020)",
+    "Layers reported to run off the ANE: gather, RNN layers (LSTM, GRU), dilated convolutions, pooling with a kernel above 13 or a stride above 2, upsampling by more than 2.",
+    "hollance/neural-engine, docs/unsupported-layers.md",
+)
 def _reported_ops(program):
     consts = _consts(program)
     for o in _compute_ops(program):
         if o.type in REPORTED_OPS:
             if o.type.startswith("gather") and all(dtype in INT_TYPES for _, dtype in o.outputs):
                 continue  # shape arithmetic of a flexible-shape program (a few integers), not a data gather
-            yield _where(o), f"{o.type} ({REPORTED_OPS[o.type]})", "replace it with dense ops where you can; confirm on a Mac with --compute-plan"
+            yield (
+                _where(o),
+                f"{o.type} ({REPORTED_OPS[o.type]})",
+                "replace it with dense ops where you can; confirm on a Mac with --compute-plan",
+            )
         elif o.type in ("conv", "conv_transpose"):
             dil = _value(o, "dilations", consts)
             if dil is not None and any(int(d) > 1 for d in list(dil)):
-                yield _where(o), f"dilated {o.type} (dilations {[int(d) for d in dil]})", "an undilated kernel, or space_to_batch around it"
+                yield (
+                    _where(o),
+                    f"dilated {o.type} (dilations {[int(d) for d in dil]})",
+                    "an undilated kernel, or space_to_batch around it",
+                )
         elif o.type in ("max_pool", "avg_pool", "l2_pool"):
             kernel, strides = _value(o, "kernel_sizes", consts), _value(o, "strides", consts)
             big = kernel is not None and max(int(k) for k in list(kernel)) > 13
             if big or (strides is not None and max(int(t) for t in list(strides)) > 2):
-                yield _where(o), f"{o.type} kernel {[int(k) for k in kernel]} strides {None if strides is None else [int(t) for t in strides]}", "a kernel <= 13 and stride <= 2 (chain smaller pools)"
+                yield (
+                    _where(o),
+                    f"{o.type} kernel {[int(k) for k in kernel]} strides {None if strides is None else [int(t) for t in strides]}",
+                    "a kernel <= 13 and stride <= 2 (chain smaller pools)",
+                )
         elif o.type in ("upsample_nearest_neighbor", "upsample_bilinear"):
             factors = [_value(o, k, consts) for k in ("scale_factor_height", "scale_factor_width")]
             if any(f is not None and float(f) > 2 for f in factors):
-                yield _where(o), f"{o.type} by {[None if f is None else float(f) for f in factors]}", "upsample in steps of 2"
+                yield (
+                    _where(o),
+                    f"{o.type} by {[None if f is None else float(f) for f in factors]}",
+                    "upsample in steps of 2",
+                )
 
 
 # ---------------------------------------------------------------------------- report
@@ -274,14 +365,22 @@ class AneReport:
     def summary(self) -> dict:
         """What the export manifest stores."""
         return {
-            "hard": self.hard, "cost": self.count("cost"), "reported": self.count("reported"), "ops": self.ops,
+            "hard": self.hard,
+            "cost": self.count("cost"),
+            "reported": self.count("reported"),
+            "ops": self.ops,
             "by_rule": {k: v for k, v in self.by_rule().items() if v},
             "last_axis_padding_bytes": sum(f.bytes_extra for f in self.findings),
-        }  # fmt: skip
+        }
 
     def to_dict(self) -> dict:
         rules = [{k: v for k, v in asdict(r).items() if k != "check"} for r in RULES.values()]
-        return {"artifact": self.artifact, **self.summary(), "rules": rules, "findings": [asdict(f) for f in self.findings]}
+        return {
+            "artifact": self.artifact,
+            **self.summary(),
+            "rules": rules,
+            "findings": [asdict(f) for f in self.findings],
+        }
 
 
 def check_program(program, artifact: str = "") -> AneReport:
@@ -299,7 +398,9 @@ def check(artifact: str | Path) -> AneReport:
 
     path = Path(artifact)
     if path.suffix != ".mlpackage" or not path.is_dir():
-        raise UsageError(f"{artifact} is not an .mlpackage directory", "pass what `mvit-deploy export --target coreml` wrote")
+        raise UsageError(
+            f"{artifact} is not an .mlpackage directory", "pass what `mvit-deploy export --target coreml` wrote"
+        )
     return check_program(load_program(path), str(path))
 
 
@@ -316,11 +417,19 @@ def compute_plan(artifact: str | Path, compute_units: str = "cpu_and_ne") -> dic
     from ...errors import NotOnThisDevice
 
     if not IS_MACOS:
-        raise NotOnThisDevice("Core ML's compute plan exists only on macOS 14.4+", "run ane-check --compute-plan on a Mac, or pass a recorded plan with --plan FILE")
+        raise NotOnThisDevice(
+            "Core ML's compute plan exists only on macOS 14.4+",
+            "run ane-check --compute-plan on a Mac, or pass a recorded plan with --plan FILE",
+        )
     import coremltools as ct
     from coremltools.models.compute_plan import MLComputePlan
 
-    units = {"all": ct.ComputeUnit.ALL, "cpu_and_ne": ct.ComputeUnit.CPU_AND_NE, "cpu_only": ct.ComputeUnit.CPU_ONLY, "cpu_and_gpu": ct.ComputeUnit.CPU_AND_GPU}
+    units = {
+        "all": ct.ComputeUnit.ALL,
+        "cpu_and_ne": ct.ComputeUnit.CPU_AND_NE,
+        "cpu_only": ct.ComputeUnit.CPU_ONLY,
+        "cpu_and_gpu": ct.ComputeUnit.CPU_AND_GPU,
+    }
     compiled = ct.models.MLModel(str(artifact), compute_units=units[compute_units]).get_compiled_model_path()
     return plan_from_mlcomputeplan(MLComputePlan.load_from_path(compiled, compute_units=units[compute_units]))
 
@@ -340,7 +449,11 @@ def plan_from_mlcomputeplan(plan) -> dict[str, dict]:
         usage = plan.get_compute_device_usage_for_mlprogram_operation(op)
         cost = plan.get_estimated_cost_for_mlprogram_operation(op)
         device = _DEVICES.get(type(usage.preferred_compute_device).__name__) if usage is not None else None
-        out[op.outputs[0].name] = {"op": op.operator_name, "device": device, "cost": None if cost is None else float(cost.weight)}
+        out[op.outputs[0].name] = {
+            "op": op.operator_name,
+            "device": device,
+            "cost": None if cost is None else float(cost.weight),
+        }
     return out
 
 
@@ -360,12 +473,22 @@ def compare_plan(report: AneReport, program, plan: dict[str, dict]) -> dict:
             continue
         predicted = "off-ane" if name in flagged else "ane"
         actual = plan[name].get("device")
-        rows.append({"op": _where(o), "predicted": predicted, "rule": flagged.get(name), "core_ml": actual, "cost": plan[name].get("cost"),
-                     "agree": None if actual is None else (predicted == "ane") == (actual == "ane")})  # fmt: skip
+        rows.append(
+            {
+                "op": _where(o),
+                "predicted": predicted,
+                "rule": flagged.get(name),
+                "core_ml": actual,
+                "cost": plan[name].get("cost"),
+                "agree": None if actual is None else (predicted == "ane") == (actual == "ane"),
+            }
+        )
     known = [r for r in rows if r["agree"] is not None]
     on_ane = [r for r in known if r["core_ml"] == "ane"]
     return {
-        "ops": len(rows), "core_ml_on_ane": len(on_ane), "agreement": (sum(r["agree"] for r in known) / len(known)) if known else None,
-        "disagreements": [r for r in known if not r["agree"]], "rows": rows,
-    }  # fmt: skip
-
+        "ops": len(rows),
+        "core_ml_on_ane": len(on_ane),
+        "agreement": (sum(r["agree"] for r in known) / len(known)) if known else None,
+        "disagreements": [r for r in known if not r["agree"]],
+        "rows": rows,
+    }

@@ -50,8 +50,18 @@ def const(val):
     return val
 
 
-_CAST = {"fp16": np.float16, "fp32": np.float32, "fp64": np.float64, "int8": np.int8, "uint8": np.uint8, "int16": np.int16,
-         "uint16": np.uint16, "int32": np.int32, "int64": np.int64, "bool": np.bool_}  # fmt: skip
+_CAST = {
+    "fp16": np.float16,
+    "fp32": np.float32,
+    "fp64": np.float64,
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "int16": np.int16,
+    "uint16": np.uint16,
+    "int32": np.int32,
+    "int64": np.int64,
+    "bool": np.bool_,
+}
 
 
 @op("cast")
@@ -73,12 +83,25 @@ def identity(x):
 # ---------------------------------------------------------------------------- elementwise
 
 _BINARY = {
-    "add": np.add, "sub": np.subtract, "mul": np.multiply, "real_div": np.divide, "pow": np.power,
-    "maximum": np.maximum, "minimum": np.minimum, "floor_div": np.floor_divide, "mod": np.mod,
-    "equal": np.equal, "not_equal": np.not_equal, "less": np.less, "less_equal": np.less_equal,
-    "greater": np.greater, "greater_equal": np.greater_equal,
-    "logical_and": np.logical_and, "logical_or": np.logical_or, "logical_xor": np.logical_xor,
-}  # fmt: skip
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "real_div": np.divide,
+    "pow": np.power,
+    "maximum": np.maximum,
+    "minimum": np.minimum,
+    "floor_div": np.floor_divide,
+    "mod": np.mod,
+    "equal": np.equal,
+    "not_equal": np.not_equal,
+    "less": np.less,
+    "less_equal": np.less_equal,
+    "greater": np.greater,
+    "greater_equal": np.greater_equal,
+    "logical_and": np.logical_and,
+    "logical_or": np.logical_or,
+    "logical_xor": np.logical_xor,
+}
 for _name, _fn in _BINARY.items():
     op(_name)(lambda x, y, _fn=_fn: _fn(x, y))
 
@@ -89,13 +112,33 @@ def _sigmoid(x):
 
 
 _UNARY = {
-    "abs": np.abs, "exp": np.exp, "exp2": np.exp2, "floor": np.floor, "ceil": np.ceil, "sign": np.sign,
-    "sin": np.sin, "cos": np.cos, "tan": np.tan, "tanh": np.tanh, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan,
-    "sinh": np.sinh, "cosh": np.cosh, "atanh": np.arctanh, "sqrt": np.sqrt, "square": np.square,
-    "round": np.rint, "logical_not": np.logical_not, "relu": lambda x: np.maximum(x, 0),
-    "relu6": lambda x: np.clip(x, 0, 6), "sigmoid": _sigmoid, "silu": lambda x: x * _sigmoid(x),
-    "softsign": lambda x: x / (1 + np.abs(x)), "erf": np.vectorize(math.erf, otypes=[np.float32]),
-}  # fmt: skip
+    "abs": np.abs,
+    "exp": np.exp,
+    "exp2": np.exp2,
+    "floor": np.floor,
+    "ceil": np.ceil,
+    "sign": np.sign,
+    "sin": np.sin,
+    "cos": np.cos,
+    "tan": np.tan,
+    "tanh": np.tanh,
+    "asin": np.arcsin,
+    "acos": np.arccos,
+    "atan": np.arctan,
+    "sinh": np.sinh,
+    "cosh": np.cosh,
+    "atanh": np.arctanh,
+    "sqrt": np.sqrt,
+    "square": np.square,
+    "round": np.rint,
+    "logical_not": np.logical_not,
+    "relu": lambda x: np.maximum(x, 0),
+    "relu6": lambda x: np.clip(x, 0, 6),
+    "sigmoid": _sigmoid,
+    "silu": lambda x: x * _sigmoid(x),
+    "softsign": lambda x: x / (1 + np.abs(x)),
+    "erf": np.vectorize(math.erf, otypes=[np.float32]),
+}
 for _name, _fn in _UNARY.items():
     op(_name)(lambda x, _fn=_fn: _fn(x))
 
@@ -237,7 +280,9 @@ def _pads(spatial, kernel, strides, dilations, pad_type, pad) -> list[tuple[int,
         p = _ints(pad, 2 * n, 0)
         return [(p[2 * i], p[2 * i + 1]) for i in range(n)]
     if pad_type in ("same", "same_lower"):
-        return [_same_padding(spatial[i], kernel[i], strides[i], dilations[i], pad_type == "same_lower") for i in range(n)]
+        return [
+            _same_padding(spatial[i], kernel[i], strides[i], dilations[i], pad_type == "same_lower") for i in range(n)
+        ]
     raise Unsupported(f"pad_type {pad_type!r}")
 
 
@@ -294,7 +339,9 @@ def conv(x, weight, bias=None, strides=None, pad_type=None, pad=None, dilations=
 
 
 @op("conv_transpose")
-def conv_transpose(x, weight, bias=None, pad=None, output_shape=None, pad_type=None, strides=None, dilations=None, groups=1):
+def conv_transpose(
+    x, weight, bias=None, pad=None, output_shape=None, pad_type=None, strides=None, dilations=None, groups=1
+):
     """The adjoint of conv: each input pixel scatters weight * value into a full-size output, which
     padding then crops (custom: pad[2i] before / pad[2i+1] after; same: to D_in * stride)."""
     n = _spatial(x, "conv_transpose")
@@ -309,7 +356,9 @@ def conv_transpose(x, weight, bias=None, pad=None, output_shape=None, pad_type=N
         xg = x[:, g * cin_g : (g + 1) * cin_g].reshape(b, cin_g, -1)  # [B, Cin_g, prod(D_in)]
         wg = weight[g * cin_g : (g + 1) * cin_g]  # [Cin_g, Cout_g, *K]
         for tap in itertools.product(*(range(k) for k in kernel)):
-            contrib = np.einsum("bip,io->bop", xg, wg[(slice(None), slice(None), *tap)]).reshape(b, cout_g, *x.shape[2:])
+            contrib = np.einsum("bip,io->bop", xg, wg[(slice(None), slice(None), *tap)]).reshape(
+                b, cout_g, *x.shape[2:]
+            )
             index = [slice(None), slice(g * cout_g, (g + 1) * cout_g)]
             for i, t in enumerate(tap):
                 start = t * dilations[i]
@@ -326,7 +375,9 @@ def conv_transpose(x, weight, bias=None, pad=None, output_shape=None, pad_type=N
         starts, sizes = [0] * n, list(full)
     else:
         raise Unsupported(f"pad_type {pad_type!r}")
-    if output_shape is not None:  # the converter fills it in even for custom pads: the crop starts at the pad, output_shape sets the size
+    if (
+        output_shape is not None
+    ):  # the converter fills it in even for custom pads: the crop starts at the pad, output_shape sets the size
         sizes = [int(v) for v in np.ravel(output_shape)][-n:]
     if any(st < 0 or st + sz > full[i] for i, (st, sz) in enumerate(zip(starts, sizes))):
         raise Unsupported(f"an output window {list(zip(starts, sizes))} outside the full transposed convolution {full}")
@@ -367,7 +418,9 @@ def max_pool(x, kernel_sizes, strides=None, pad_type=None, pad=None, ceil_mode=F
 
 
 @op("avg_pool")
-def avg_pool(x, kernel_sizes, strides=None, pad_type=None, pad=None, exclude_padding_from_average=False, ceil_mode=False):
+def avg_pool(
+    x, kernel_sizes, strides=None, pad_type=None, pad=None, exclude_padding_from_average=False, ceil_mode=False
+):
     xp, real, padded, out, kernel, strides = _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, 0.0)
     counted = real if _bool(exclude_padding_from_average) else padded
     total = np.zeros(xp.shape[:2] + tuple(out), np.float32)
@@ -452,9 +505,17 @@ def instance_norm(x, gamma=None, beta=None, epsilon=1e-5):
     return y
 
 
-_REDUCE = {"reduce_mean": np.mean, "reduce_sum": np.sum, "reduce_max": np.max, "reduce_min": np.min, "reduce_prod": np.prod}
+_REDUCE = {
+    "reduce_mean": np.mean,
+    "reduce_sum": np.sum,
+    "reduce_max": np.max,
+    "reduce_min": np.min,
+    "reduce_prod": np.prod,
+}
 for _name, _fn in _REDUCE.items():
-    op(_name)(lambda x, axes=None, keep_dims=False, _fn=_fn: _fn(x, axis=_axes(axes, x.ndim), keepdims=_bool(keep_dims)))
+    op(_name)(
+        lambda x, axes=None, keep_dims=False, _fn=_fn: _fn(x, axis=_axes(axes, x.ndim), keepdims=_bool(keep_dims))
+    )
 
 
 _REDUCE_NORMS = {
@@ -792,7 +853,11 @@ def constexpr_sparse_to_dense(nonzero_data, mask, shape=None):
     is a 0/1 tensor of the output shape. Set bits take ``nonzero_data`` in row-major order."""
     if shape is not None:
         shape = [int(v) for v in np.ravel(shape)]
-        bits = np.unpackbits(np.ravel(mask).astype(np.uint8), bitorder="little")[: int(np.prod(shape))].astype(bool).reshape(shape)
+        bits = (
+            np.unpackbits(np.ravel(mask).astype(np.uint8), bitorder="little")[: int(np.prod(shape))]
+            .astype(bool)
+            .reshape(shape)
+        )
     else:
         bits = np.asarray(mask).astype(bool)
     out = np.zeros(bits.shape, np.asarray(nonzero_data).dtype)

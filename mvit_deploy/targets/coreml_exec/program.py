@@ -14,19 +14,51 @@ from ...errors import UsageError
 
 # MIL DataType enum value -> numpy dtype. Sub-byte ints are widened to (u)int8.
 _NUMPY = {
-    1: np.bool_, 2: np.object_, 10: np.float16, 11: np.float32, 12: np.float64,
-    21: np.int8, 22: np.int16, 23: np.int32, 24: np.int64, 25: np.int8,
-    31: np.uint8, 32: np.uint16, 33: np.uint32, 34: np.uint64,
-    35: np.uint8, 36: np.uint8, 37: np.uint8, 38: np.uint8, 39: np.uint8,
-}  # fmt: skip
+    1: np.bool_,
+    2: np.object_,
+    10: np.float16,
+    11: np.float32,
+    12: np.float64,
+    21: np.int8,
+    22: np.int16,
+    23: np.int32,
+    24: np.int64,
+    25: np.int8,
+    31: np.uint8,
+    32: np.uint16,
+    33: np.uint32,
+    34: np.uint64,
+    35: np.uint8,
+    36: np.uint8,
+    37: np.uint8,
+    38: np.uint8,
+    39: np.uint8,
+}
 # DataType -> _BlobStorageReader method
 _BLOB_READERS = {
-    10: "read_fp16_data", 11: "read_float_data", 21: "read_int8_data", 22: "read_int16_data",
-    23: "read_int32_data", 25: "read_int4_data", 31: "read_uint8_data", 32: "read_uint16_data",
-    33: "read_uint32_data", 35: "read_uint4_data", 36: "read_uint2_data", 37: "read_uint1_data",
-    38: "read_uint6_data", 39: "read_uint3_data",
-}  # fmt: skip
-_SUB_BYTE = {25: (4, True), 35: (4, False), 36: (2, False), 37: (1, False), 38: (6, False), 39: (3, False)}  # bits, signed
+    10: "read_fp16_data",
+    11: "read_float_data",
+    21: "read_int8_data",
+    22: "read_int16_data",
+    23: "read_int32_data",
+    25: "read_int4_data",
+    31: "read_uint8_data",
+    32: "read_uint16_data",
+    33: "read_uint32_data",
+    35: "read_uint4_data",
+    36: "read_uint2_data",
+    37: "read_uint1_data",
+    38: "read_uint6_data",
+    39: "read_uint3_data",
+}
+_SUB_BYTE = {
+    25: (4, True),
+    35: (4, False),
+    36: (2, False),
+    37: (1, False),
+    38: (6, False),
+    39: (3, False),
+}  # bits, signed
 FLOAT16 = 10  # MIL data type of fp16 tensors (the executor casts its inputs to it)
 
 
@@ -45,7 +77,10 @@ def numpy_dtype(data_type: int):
     try:
         return _NUMPY[data_type]
     except KeyError:
-        raise UsageError(f"ML program uses data type {data_type}, which the reference executor does not know", "export fp16/fp32/int8") from None
+        raise UsageError(
+            f"ML program uses data type {data_type}, which the reference executor does not know",
+            "export fp16/fp32/int8",
+        ) from None
 
 
 @dataclass
@@ -55,7 +90,9 @@ class Operation:
     inputs: dict[str, list]  # name -> list of ("ref", var name) | ("value", ndarray / python value)
     outputs: list[tuple[str, int | None]]  # (name, MIL data type of a tensor output, else None)
     attributes: dict = field(default_factory=dict)
-    shapes: list[tuple[int | None, ...] | None] = field(default_factory=list)  # per output: dims (None: symbolic), None: not a tensor
+    shapes: list[tuple[int | None, ...] | None] = field(
+        default_factory=list
+    )  # per output: dims (None: symbolic), None: not a tensor
 
     @property
     def location(self) -> str:
@@ -76,7 +113,9 @@ class Input:
         """Why an input of ``shape`` is outside what the model declares (None: accepted)."""
         shape = tuple(int(d) for d in shape)
         if len(shape) != len(self.shape):
-            return f"input '{self.name}' has rank {len(shape)} (shape {shape}), the program wants rank {len(self.shape)}"
+            return (
+                f"input '{self.name}' has rank {len(shape)} (shape {shape}), the program wants rank {len(self.shape)}"
+            )
         if self.enumerated:
             if shape not in self.enumerated:
                 return f"input '{self.name}' has shape {shape}, the model accepts only the enumerated shapes {self.enumerated}"
@@ -155,7 +194,9 @@ class _Values:
             reader = self._reader(value.blobFileValue.fileName)
             method = _BLOB_READERS.get(ttype.dataType)
             if method is None:
-                raise UsageError(f"blob of data type {ttype.dataType} is not readable here", "export fp16/fp32/int8 weights")
+                raise UsageError(
+                    f"blob of data type {ttype.dataType} is not readable here", "export fp16/fp32/int8 weights"
+                )
             raw = np.asarray(getattr(reader, method)(value.blobFileValue.offset))
             arr = raw.view(np.float16) if ttype.dataType == FLOAT16 else raw.astype(dtype, copy=False)
             return arr.reshape(shape)
@@ -184,10 +225,15 @@ def load_program(package: str | Path, function: str = "main") -> Program:
 
     package = Path(package)
     if not (package / "Manifest.json").exists():
-        raise UsageError(f"{package} is not an .mlpackage", "pass the directory `mvit-deploy export --target coreml` wrote")
+        raise UsageError(
+            f"{package} is not an .mlpackage", "pass the directory `mvit-deploy export --target coreml` wrote"
+        )
     spec = ct.utils.load_spec(str(package))
     if spec.WhichOneof("Type") == "pipelineClassifier" or spec.WhichOneof("Type") != "mlProgram":
-        raise UsageError(f"{package} holds a {spec.WhichOneof('Type')} model, not an ML program", "export with convert_to='mlprogram'")
+        raise UsageError(
+            f"{package} holds a {spec.WhichOneof('Type')} model, not an ML program",
+            "export with convert_to='mlprogram'",
+        )
     fn = spec.mlProgram.functions[function]
     block = fn.block_specializations[fn.opset]
     values = _Values(package / "Data" / "com.apple.CoreML" / "weights")
@@ -201,8 +247,14 @@ def load_program(package: str | Path, function: str = "main") -> Program:
     for index, op in enumerate(block.operations):
         bound = {}
         for name, arg in op.inputs.items():
-            bound[name] = [("ref", b.name) if b.WhichOneof("binding") == "name" else ("value", values.decode(b.value)) for b in arg.arguments]
-        outputs = [(o.name, o.type.tensorType.dataType if o.type.WhichOneof("type") == "tensorType" else None) for o in op.outputs]
+            bound[name] = [
+                ("ref", b.name) if b.WhichOneof("binding") == "name" else ("value", values.decode(b.value))
+                for b in arg.arguments
+            ]
+        outputs = [
+            (o.name, o.type.tensorType.dataType if o.type.WhichOneof("type") == "tensorType" else None)
+            for o in op.outputs
+        ]
         shapes = [_dims(o.type.tensorType) if o.type.WhichOneof("type") == "tensorType" else None for o in op.outputs]
         attributes = {k: values.decode(v) for k, v in op.attributes.items() if k != "name"}
         ops.append(Operation(index, op.type, bound, outputs, attributes, shapes))
