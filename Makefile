@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # run) to stay near 25 minutes on 2 cores; `make test-slow` runs exactly those, CI runs both.
 TEST_MARKS ?= not slow
 
-.PHONY: venv demo test test-slow test-all clean
+.PHONY: venv demo lint test test-slow test-all clean
 
 # torch==2.13.0+cpu is served by PyTorch's CPU wheel index, not PyPI. pip first tries the
 # configured sources alone (a wheel folder or mirror that has it installs with no further
@@ -44,6 +44,10 @@ demo: venv
 	$(DEMO) bench demo-out/mobilevit_xxs-onnx-fp32.onnx demo-out/mobilevit_xxs-onnx-int8.onnx demo-out/mobilevit_xxs-tflite-fp32.tflite demo-out/mobilevit_xxs-tflite-int8.tflite --iters 30 --json demo-out/bench-host.json
 	$(DEMO) report demo-out/bench-host.json --out demo-out/report
 	$(PY) -m pytest --mvit-artifacts demo-out --junit-xml demo-out/parity.xml -q -p no:cacheprovider
+
+# The formatting contract: ruff's format and lint rules ([tool.ruff] in pyproject.toml) hold over the tree.
+lint: venv
+	$(VENV)/bin/ruff format --check . && $(VENV)/bin/ruff check .
 
 # pytest exits 5 when it collects nothing: say so and fail, a suite that tests nothing is not green.
 test: venv

@@ -66,7 +66,7 @@ def main() -> None:
                 report = ane.check(result.artifact)
                 runs[layout] = dict(result=result, ops=ops, report=report, ex=MILExecutor(result.artifact), times=[])
             for _ in range(args.rounds):  # interleaved blocks
-                for layout, run in runs.items():
+                for _layout, run in runs.items():
                     t0 = time.perf_counter()
                     run["ex"].run({"image": x})
                     run["times"].append(time.perf_counter() - t0)
@@ -85,7 +85,10 @@ def main() -> None:
     for name, layout, total, ops, s, t, parity in rows:
         by = s["by_rule"]
         m = parity.get("metrics", {})
-        verdict = f"{'pass' if parity.get('passed') else 'FAIL'} {m.get('psnr_db', float('nan')):.1f} dB, top-1 {m.get('top1_agreement', float('nan')):.1%}"
+        verdict = (
+            f"{'pass' if parity.get('passed') else 'FAIL'} {m.get('psnr_db', float('nan')):.1f} dB, top-1 "
+            f"{m.get('top1_agreement', float('nan')):.1%}"
+        )
         print(
             f"{name:<15}{layout:<10}{total:>5} "
             + " ".join(f"{ops.get(k, 0):>9}" for k in SHOWN)

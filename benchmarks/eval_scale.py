@@ -6,7 +6,8 @@ The shipped Fashion-MNIST XXS is exported at --size as ONNX (fp32) and LiteRT in
 configuration evaluates both on the same --n test images, configurations interleaved round by
 round. Wall time includes everything a user waits for (Ray's start, each worker loading the
 PyTorch reference and the artifacts); "steady" images/s is measured from the moment every worker
-has delivered its first shard to the last shard, so start-up does not hide in it. Ray runs on this machine (`ray.init`, address local).
+has delivered its first shard to the last shard, so start-up does not hide in it. Ray runs on this
+machine (`ray.init`, address local).
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def main() -> None:
     for ray_label, local_label in (("ray, 1 worker x 2 threads", "in-process, 2 threads"),):
         (rw, rs), (lw, ls) = best[ray_label], best[local_label]
         print(
-            f"Ray overhead at equal cores ({ray_label} vs {local_label}): wall {1 - rw / lw:+.0%}, steady {1 - rs / ls:+.0%}"
+            f"Ray overhead at equal cores ({ray_label} vs {local_label}): wall {1 - rw / lw:+.0%}, steady "
+            f"{1 - rs / ls:+.0%}"
         )
     (w2, s2), (w1, s1) = best["ray, 2 workers x 1 thread"], best["ray, 1 worker x 1 thread"]
     print(f"Ray scaling 1 -> 2 workers (1 thread each): wall {w2 / w1:.2f}x, steady {s2 / s1:.2f}x")

@@ -9,8 +9,8 @@ routes look 15x slower on some CPUs — a speed-up that is not ours):
   stock PyTorch eager          transformers' MobileViTForImageClassification
   stock torch.onnx + ORT       torch.onnx.export(dynamo=True) of that model, onnxruntime CPU
   stock litert-torch           litert_torch.convert of that model, LiteRT + XNNPACK
-Ours: our PyTorch eager (the photo fixture), and our exported onnx / ort (amd64: this x86 CPU) / tflite (NCHW and NHWC) /
-executorch artifacts, fp32 and int8.
+Ours: our PyTorch eager (the photo fixture), and our exported onnx / ort (amd64: this x86 CPU) /
+tflite (NCHW and NHWC) / executorch artifacts, fp32 and int8.
 
 Columns: p50 ms; "vs stock" = stock route of the same runtime / ours (>1 = ours faster;
 ExecuTorch against stock litert-torch: XNNPACK runs underneath both); "int8/fp32" = our int8
@@ -71,7 +71,8 @@ def main() -> None:
         f"machine: {platform.machine()}, {platform.processor() or '?'}, {os.cpu_count()} cores, {platform.platform()}"
     )
     print(
-        f"threads={args.threads}; fp32 GEMM peak {peak:.1f} GFLOP/s; onnxruntime {ort.__version__}, torch {torch.__version__}"
+        f"threads={args.threads}; fp32 GEMM peak {peak:.1f} GFLOP/s; onnxruntime {ort.__version__}, torch "
+        f"{torch.__version__}"
     )
 
     def ort_run(path):
@@ -111,7 +112,7 @@ def main() -> None:
             routes, family, nodes = {}, {}, {}
 
             def add(label, fam, run, ops=None):
-                routes[label], family[label], nodes[label] = run, fam, ops
+                routes[label], family[label], nodes[label] = run, fam, ops  # noqa: B023 (called only in this iteration)
 
             hf = hf_model(name)
             add("stock PyTorch eager (HF)", "torch", torch_run(hf))

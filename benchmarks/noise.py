@@ -12,7 +12,7 @@ board (its own runtime's ARM kernels) with 1 and 2 threads. Printed per artifact
 ``max_rel`` (max |error| / max |reference logit|), the worst PSNR, and the largest
 reference margin (fraction of the peak) at which top-1 changed, across all settings; with ``--board``
 a second row (``@ aarch64``) gives the same over the board's settings alone.
-"""
+"""  # noqa: E501 (the usage line is one command to copy; --help prints it verbatim)
 
 from __future__ import annotations
 
@@ -133,7 +133,8 @@ def main() -> int:
 
     root = args.out or Path(tempfile.mkdtemp(prefix="mvit-noise-"))
     print(
-        f"{'model':<12}{'artifact':<24}{'settings':>9}{'max_rel':>10}{'min PSNR':>10}{'flips':>7}{'max flip margin':>17}"
+        f"{'model':<12}{'artifact':<24}{'settings':>9}{'max_rel':>10}"
+        f"{'min PSNR':>10}{'flips':>7}{'max flip margin':>17}"
     )
     for key in args.models:
         model, pretrained = MODELS[key]
@@ -177,13 +178,15 @@ def main() -> int:
                             max_flip = max(max_flip, float(margins(ref)[changed].max() / peak))
                 flip_txt = "-" if not flips else f"{max_flip:.4f}"
                 print(
-                    f"{key:<12}{label:<24}{len(group) * len(refs):>9}{worst_rel:>10.2e}{worst_psnr:>10.1f}{flips:>7}{flip_txt:>17}",
+                    f"{key:<12}{label:<24}{len(group) * len(refs):>9}{worst_rel:>10.2e}"
+                    f"{worst_psnr:>10.1f}{flips:>7}{flip_txt:>17}",
                     flush=True,
                 )
             ref_rel = max(fidelity(a, b)["max_rel"] for a in refs.values() for b in refs.values())
         print(f"{key:<12}{'torch vs torch':<24}{len(refs) ** 2:>9}{ref_rel:>10.2e}", flush=True)
     print(
-        "max_rel: worst over settings; max flip margin: the largest reference margin (/ peak) among flipped images, worst setting"
+        "max_rel: worst over settings; max flip margin: the largest reference margin (/ peak) among flipped images, "
+        "worst setting"
     )
     return 0
 

@@ -14,7 +14,7 @@ Latency: batch 1; every round runs each route for a block of --block calls (afte
 calls, so each runtime's own thread pool is awake and the previous one's is asleep), and a
 route's latency is the median over rounds of its block medians. Ratios compare routes
 measured in the same rounds, so a noisy neighbour hits them alike.
-"""
+"""  # noqa: E501 (the usage line is one command to copy)
 
 from __future__ import annotations
 
@@ -123,7 +123,8 @@ def main() -> None:
                 + (f"; accuracy: {what}" if acc else "")
             )
             print(
-                f"{'route':<26}{'ms':>8}{'vs fp32':>9}{'top-1 agr':>10}{'PSNR dB':>9}{'acc %':>8}{'drop pt':>9}{'convert s':>11}"
+                f"{'route':<26}{'ms':>8}{'vs fp32':>9}{'top-1 agr':>10}"
+                f"{'PSNR dB':>9}{'acc %':>8}{'drop pt':>9}{'convert s':>11}"
             )
             for label in routes:
                 base = med["ours onnx fp32" if "onnx" in label or "ORT" in label else "ours tflite fp32"]
@@ -134,7 +135,8 @@ def main() -> None:
                     else f"{'-':>8}{'-':>9}"
                 )
                 print(
-                    f"{label:<26}{med[label]:>8.2f}{med[label] / base:>8.2f}x{f['top1_agreement']:>10.1%}{f['psnr_db']:>9.1f}{a}{convert_s[label]:>11.1f}"
+                    f"{label:<26}{med[label]:>8.2f}{med[label] / base:>8.2f}x{f['top1_agreement']:>10.1%}"
+                    f"{f['psnr_db']:>9.1f}{a}{convert_s[label]:>11.1f}"
                 )
             if acc:
                 print(f"{'PyTorch fp32 reference':<26}{'':>8}{'':>9}{'':>10}{'':>9}{acc['reference'] * 100:>8.2f}")

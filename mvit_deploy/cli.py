@@ -86,7 +86,8 @@ def _write_crash_log() -> str:
     log = Path(tempfile.gettempdir()) / f"mvit-deploy-{os.getpid()}.log"
     try:
         log.write_text(
-            f"mvit-deploy {__version__}, Python {platform.python_version()}, {platform.platform()}\nargv: {sys.argv}\n\n{traceback.format_exc()}"
+            f"mvit-deploy {__version__}, Python {platform.python_version()}, {platform.platform()}\nargv: "
+            f"{sys.argv}\n\n{traceback.format_exc()}"
         )
     except OSError as e:
         return f"no traceback log: cannot write {log} ({e.strerror})"
@@ -179,7 +180,8 @@ pretrained_option = click.option(
     "--pretrained",
     type=click.Choice(pretrained_names()),
     default=None,
-    help="Named weights: fashion = our Fashion-MNIST model (shipped, 64 px; xxs, s, mobilevitv2_050); hf / timm / timm-in22k(-384) = published ImageNet weights (network or a filled hub cache).",
+    help="Named weights: fashion = our Fashion-MNIST model (shipped, 64 px; xxs, s, mobilevitv2_050); hf / timm / "
+    "timm-in22k(-384) = published ImageNet weights (network or a filled hub cache).",
 )
 num_classes_option = click.option(
     "--num-classes",
@@ -245,7 +247,8 @@ def predict(image, model_name, weights, pretrained, num_classes, input_size, top
         return
     if model.source_layout == "fixture":
         click.echo(
-            "note: no --weights/--pretrained given: using the untrained test fixture, so the classes are arbitrary (try --pretrained fashion)",
+            "note: no --weights/--pretrained given: using the untrained test fixture, so the classes are arbitrary "
+            "(try --pretrained fashion)",
             err=True,
         )
     for rank, p in enumerate(preds, 1):
@@ -286,7 +289,8 @@ def _target_options(kind: str):
 
 
 def _options_for(target, kind: str, given: dict, strict: bool) -> dict:
-    """The given target flags this target takes; with ``strict`` (one target named), a flag it does not take is an error."""
+    """The given target flags this target takes; with ``strict`` (one target named), a flag it does not take is an
+    error."""
     from .targets import options_of
 
     mine = {o.field for o in getattr(target, f"{kind}_options")}
@@ -438,12 +442,14 @@ def export(
             d = r.manifest.get("delegation")
             if d:  # a target that lowers to delegates records the share each took
                 click.echo(
-                    f"{r.artifact.name}: {d['nodes_delegated']} of {d['nodes_total']} graph nodes ({d['share']:.1%}) delegated to {d['backend']} in {d['subgraphs']} subgraph(s)"
+                    f"{r.artifact.name}: {d['nodes_delegated']} of {d['nodes_total']} graph nodes ({d['share']:.1%}) "
+                    f"delegated to {d['backend']} in {d['subgraphs']} subgraph(s)"
                 )
             a = r.manifest.get("ane")
             if a:  # Core ML: the static Neural Engine check
                 click.echo(
-                    f"{r.artifact.name}: Neural Engine check: {a['hard']} hard, {a['cost']} cost, {a['reported']} reported finding(s) "
+                    f"{r.artifact.name}: Neural Engine check: {a['hard']} hard, {a['cost']} cost, {a['reported']} "
+                    "reported finding(s) "
                     f"(`mvit-deploy ane-check {r.artifact}` lists them)"
                 )
             if not r.kept:
@@ -558,7 +564,8 @@ def quant_report_cmd(artifact, n, top, weights, as_json):
     type=str,
     default=None,
     help="ImageNet-style folder (synset or index subfolders), or fashion-mnist[:test|:subset]. "
-    "Default for Fashion-MNIST models: the full test set if Debian's dataset-fashion-mnist is installed, else the shipped 1,000 images.",
+    "Default for Fashion-MNIST models: the full test set if Debian's dataset-fashion-mnist is installed, else the "
+    "shipped 1,000 images.",
 )
 @click.option(
     "--labels",
@@ -581,7 +588,8 @@ def quant_report_cmd(artifact, n, top, weights, as_json):
     type=int,
     default=None,
     callback=_at_least(1, 2),
-    help="Threads per runtime: default 2 in-process; with --engine ray, 1 per worker and a worker per CPU (measured fastest).",
+    help="Threads per runtime: default 2 in-process; with --engine ray, 1 per worker and a worker per CPU (measured "
+    "fastest).",
 )
 @click.option(
     "--json",
@@ -619,7 +627,8 @@ def quant_report_cmd(artifact, n, top, weights, as_json):
     "--resume", is_flag=True, help="Continue the interrupted run in --out: shards already there are not run again."
 )
 def eval_cmd(artifacts, data, labels, n, batch, weights, threads, as_json, engine, address, workers, out_dir, resume):
-    """Top-1 / top-5 of the PyTorch reference and of each ARTIFACT on one labeled set (exit 1: an accuracy bound failed).
+    """Top-1 / top-5 of the PyTorch reference and of each ARTIFACT on one labeled set
+    (exit 1: an accuracy bound failed).
 
     \b
     The reference runs once per checkpoint, however many artifacts; images stream in batches.
@@ -673,7 +682,8 @@ def eval_cmd(artifacts, data, labels, n, batch, weights, threads, as_json, engin
     multiple=True,
     default=["local"],
     show_default=True,
-    help='local | ssh://user@host[:port] | adb[:serial] | aihub:"<AI Hub device name>" (repeat aihub: for several phones at once).',
+    help='local | ssh://user@host[:port] | adb[:serial] | aihub:"<AI Hub device name>" (repeat aihub: for several '
+    "phones at once).",
 )
 @click.option("--reference", is_flag=True, help="Also time the PyTorch eager reference (needs torch; local only).")
 @_target_options("bench")
@@ -704,7 +714,8 @@ def eval_cmd(artifacts, data, labels, n, batch, weights, threads, as_json, engin
     "--baseline",
     type=click.Path(dir_okay=False, path_type=str),
     default=None,
-    help="A previous run's --json: exit 1 if an artifact's median got slower by more than --max-regression beyond noise.",
+    help="A previous run's --json: exit 1 if an artifact's median got slower by more than --max-regression beyond "
+    "noise.",
 )
 @click.option(
     "--max-regression", default="10%", show_default=True, help="With --baseline: the slowdown of the median that fails."
@@ -896,7 +907,8 @@ def ane_check_cmd(artifact, as_json, strict, show_all, ask_core_ml, plan_file, s
     "eval_files",
     multiple=True,
     type=click.Path(path_type=str),
-    help="What `mvit-deploy eval ... --json` printed, saved to a file (repeatable): accuracy beside latency, matched by artifact file name.",
+    help="What `mvit-deploy eval ... --json` printed, saved to a file (repeatable): accuracy beside latency, matched "
+    "by artifact file name.",
 )
 def report(results, out_dir, eval_files):
     """Build report.md and a self-contained report.html from bench RESULTS (JSON): a latency matrix per

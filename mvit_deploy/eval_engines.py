@@ -51,10 +51,10 @@ class Judge:
         from .runtimes import load_runner
 
         self.models = {}
-        for key, manifest in zip(ref_keys, manifests):
+        for key, manifest in zip(ref_keys, manifests, strict=True):
             if key not in self.models:
                 self.models[key] = reference_model(manifest, weights)
-        self.runners = [load_runner(a, m, threads) for a, m in zip(artifacts, manifests)]
+        self.runners = [load_runner(a, m, threads) for a, m in zip(artifacts, manifests, strict=True)]
         self.data_set, self.batch = data_set, batch
         self.width = top_width(manifests)
 
@@ -229,7 +229,8 @@ def run_ray(
             )
         if workers is not None and workers * per_worker > cpus:
             raise UsageError(
-                f"--workers {workers} x --threads {per_worker} needs {workers * per_worker} CPUs, the Ray cluster has {cpus}",
+                f"--workers {workers} x --threads {per_worker} needs {workers * per_worker} CPUs, the Ray cluster has "
+                f"{cpus}",
                 f"use --workers {cpus // per_worker} or fewer (or fewer --threads)",
             )
         n = max(1, min(workers or cpus // per_worker, len(todo)))
@@ -261,8 +262,10 @@ def run_ray(
                     e, "actor_init_failed", False
                 ):  # the judge could not load on the worker: an input error, not a crash
                     raise UsageError(
-                        f"a Ray worker could not load the artifacts: {_worker_cause(str(getattr(e, 'error_msg', None) or e))}",
-                        "every worker needs mvit-deploy[export] (the PyTorch reference) and the same paths to artifacts and data",
+                        "a Ray worker could not load the artifacts: "
+                        f"{_worker_cause(str(getattr(e, 'error_msg', None) or e))}",
+                        "every worker needs mvit-deploy[export] (the PyTorch reference) and the same paths to "
+                        "artifacts and data",
                     ) from None
                 restarts += 1  # the worker died (killed, out of memory, node lost): replace it, rerun its shard
                 if restarts > MAX_RESTARTS_PER_WORKER * n:
@@ -276,7 +279,8 @@ def run_ray(
                 continue
             except ray.exceptions.RayTaskError as e:  # the judge failed on a shard (an unreadable image, ...)
                 raise UsageError(
-                    f"a Ray worker failed on images {shard[0]}..{shard[1] - 1}: {_worker_cause(str(getattr(e, 'cause', None) or e))}",
+                    f"a Ray worker failed on images {shard[0]}..{shard[1] - 1}: "
+                    f"{_worker_cause(str(getattr(e, 'cause', None) or e))}",
                     "fix the input; finished shards are kept with --out DIR, continue with --resume",
                 ) from None
             store.save(*shard, arrays)

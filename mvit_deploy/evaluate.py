@@ -322,7 +322,7 @@ def evaluate(
         for m in manifests
     ]
     fingerprint = {
-        "artifacts": [[Path(a).name, m.get("sha256")] for a, m in zip(artifacts, manifests)],
+        "artifacts": [[Path(a).name, m.get("sha256")] for a, m in zip(artifacts, manifests, strict=True)],
         "data": data_set.fingerprint,
         "n": total,
         "shard": SHARD,
@@ -373,7 +373,7 @@ def evaluate(
     info.update(shards=len(todo) + resumed, resumed=resumed)
     targets = data_set.targets
     rows = []
-    for artifact, manifest, key, got in zip(artifacts, manifests, ref_keys, art_top5):
+    for artifact, manifest, key, got in zip(artifacts, manifests, ref_keys, art_top5, strict=True):
         ref = ref_top5[key]
         ref_acc, art_acc = _accuracy(ref, targets), _accuracy(got, targets)
         ref_hit, art_hit = ref[:, 0] == targets, got[:, 0] == targets

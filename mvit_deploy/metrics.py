@@ -39,7 +39,7 @@ def fidelity(ref: np.ndarray, got: np.ndarray, decisive_margin: float = 0.0) -> 
     k = min(5, ref.shape[1])
     top_ref = np.argsort(-ref, axis=1, kind="stable")[:, :k]
     top_got = np.argsort(-got, axis=1, kind="stable")[:, :k]
-    overlap = [len(set(a) & set(b)) / k for a, b in zip(top_ref, top_got)]
+    overlap = [len(set(a) & set(b)) / k for a, b in zip(top_ref, top_got, strict=True)]
     agree = top_ref[:, 0] == top_got[:, 0]
     decisive = margins(ref) > decisive_margin * peak
     max_abs = float(np.max(np.abs(diff)))

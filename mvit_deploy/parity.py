@@ -28,7 +28,8 @@ class ParityReport:
     flips: list[dict] = field(default_factory=list)  # every changed top-1, with its reference margin
     # parity --device: the logits judged are the device's; ``device`` names it (name, kind, cpu, machine, os,
     # runtimes, isa, emulated, seconds), ``host`` is the same artifact on this machine ({runtime, metrics, passed}
-    # or {skipped}), ``device_vs_host`` how far the two runs' logits are apart (max_rel of the host's peak, top-1 agreement)
+    # or {skipped}), ``device_vs_host`` how far the two runs' logits are apart (max_rel of the host's peak, top-1
+    # agreement)
     device: dict | None = None
     host: dict | None = None
     device_vs_host: dict | None = None
@@ -51,7 +52,8 @@ class ParityReport:
             name = quoteattr(f"{b['metric']} {b['op']} {b['value']:g}")
             body = f"<failure message={quoteattr(b['message'])}/>" if not b["passed"] else ""
             cases.append(
-                f"  <testcase classname={quoteattr('parity.' + Path(self.artifact).name + self.where)} name={name}>{body}</testcase>"
+                f"  <testcase classname={quoteattr('parity.' + Path(self.artifact).name + self.where)} "
+                f"name={name}>{body}</testcase>"
             )
         props = ""
         if self.device:
@@ -79,10 +81,8 @@ class ParityReport:
             )
         return (
             '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<testsuite name={quoteattr("mvit-deploy parity " + escape(Path(self.artifact).name) + self.where)} tests="{len(cases)}" failures="{len(self.failures)}">\n'
-            + props
-            + "\n".join(cases)
-            + "\n</testsuite>\n"
+            f"<testsuite name={quoteattr('mvit-deploy parity ' + escape(Path(self.artifact).name) + self.where)} "
+            f'tests="{len(cases)}" failures="{len(self.failures)}">\n' + props + "\n".join(cases) + "\n</testsuite>\n"
         )
 
 
@@ -181,7 +181,8 @@ def need_torch() -> None:
     if not has("torch"):
         raise DependencyError(
             "the PyTorch reference needs torch, which this install lacks (mvit-deploy[device] is a board's)",
-            "run parity on the host (pip install 'mvit-deploy[export]'), with --device ssh://<this board> to run the artifact here",
+            "run parity on the host (pip install 'mvit-deploy[export]'), with --device ssh://<this board> to run the "
+            "artifact here",
         )
 
 

@@ -48,7 +48,8 @@ class ParityFailed(AssertionError):
     def __init__(self, report):
         self.report = report
         lines = [
-            f"{Path(report.artifact).name} ({report.target} {report.precision}, {report.runtime}, {report.n_images} images): parity failed"
+            f"{Path(report.artifact).name} ({report.target} {report.precision}, {report.runtime}, {report.n_images} "
+            "images): parity failed"
         ]
         lines += [f"  {f}" for f in report.failures]
         for flip in report.flips[:5]:

@@ -33,7 +33,8 @@ FLOAT_MODULES = CONV_STAGES_FLOAT  # v1's, the default; each family declares its
 
 
 def float_modules(model: str) -> tuple[str, ...]:
-    """The module prefixes a variant's int8 artifacts keep in float: its family's (``families.ModelFamily.float_modules``)."""
+    """The module prefixes a variant's int8 artifacts keep in float: its family's
+    (``families.ModelFamily.float_modules``)."""
     from .models.config import get_spec
     from .models.families import get_family
 

@@ -81,22 +81,26 @@ def print_parity(rows: list[dict]) -> None:
             kind = "decisive" if f["decisive"] else "near-tie, not counted"
             notes.append(
                 f"{name}: image {f['index']} flipped {f['reference']} -> {f['artifact']}, "
-                f"reference margin {f['margin']:.3g} ({f['margin_rel']:.1%} of peak; {kind} below {r.get('decisive_margin', 0):.1%})"
+                f"reference margin {f['margin']:.3g} ({f['margin_rel']:.1%} of peak; {kind} below "
+                f"{r.get('decisive_margin', 0):.1%})"
             )
         if r.get("device"):
             d = r["device"]
             versions = ", ".join(f"{k} {v}" for k, v in (d.get("runtimes") or {}).items())
             notes.append(
-                f"{name}: device {d['name']} ({d['kind']}): {d['cpu']}, {d['machine']}, {d['os']}, Python {d.get('python')}; {versions}"
+                f"{name}: device {d['name']} ({d['kind']}): {d['cpu']}, {d['machine']}, {d['os']}, Python "
+                f"{d.get('python')}; {versions}"
             )
             if d.get("emulated"):
                 notes.append(
-                    f"{name}: the device is emulated ({d['emulated']}): its numerics are its CPU's kernels, its timings are not"
+                    f"{name}: the device is emulated ({d['emulated']}): its numerics are its CPU's kernels, its "
+                    "timings are not"
                 )
             dvh = r.get("device_vs_host")
             if dvh:
                 notes.append(
-                    f"{name}: device vs this host: max rel {dvh['max_rel']:.1e}, top-1 agreement {dvh['top1_agreement']:.1%}"
+                    f"{name}: device vs this host: max rel {dvh['max_rel']:.1e}, top-1 agreement "
+                    f"{dvh['top1_agreement']:.1%}"
                 )
     console = Console(width=max(Console().width, 150 if on_device else 110))
     console.print(table)
@@ -164,8 +168,10 @@ def print_bench(console, result: dict, threads: int) -> None:
         slow = r.get("denormal_slowdown")
         if slow is not None and slow >= DENORMAL_SLOWDOWN:
             console.print(
-                f"warning: {Path(r['artifact']).name} runs {slow:.1f}x slower with denormal floats than with them flushed to zero: its "
-                "activations underflow (untrained or badly scaled weights?) — use trained weights, or time it as phones run it with --denormals flush",
+                f"warning: {Path(r['artifact']).name} runs {slow:.1f}x slower with denormal floats than with them "
+                "flushed to zero: its "
+                "activations underflow (untrained or badly scaled weights?) — use trained weights, or time it as "
+                "phones run it with --denormals flush",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -224,7 +230,8 @@ def print_ane_report(report, comparison, show_all: bool) -> None:
             console.print(f"  ... {len(found) - 3} more {r.id} (--all lists them)", markup=False, highlight=False)
     s = report.summary()
     console.print(
-        f"{s['hard']} hard, {s['cost']} cost, {s['reported']} reported; last-axis padding ~{s['last_axis_padding_bytes'] / 1e6:.2f} MB. "
+        f"{s['hard']} hard, {s['cost']} cost, {s['reported']} reported; last-axis padding "
+        f"~{s['last_axis_padding_bytes'] / 1e6:.2f} MB. "
         "These are predictions from public sources: on a Mac, --compute-plan asks Core ML.",
         highlight=False,
     )
@@ -237,7 +244,8 @@ def print_ane_report(report, comparison, show_all: bool) -> None:
         )
         for row in comparison["disagreements"][: None if show_all else 10]:
             console.print(
-                f"  {row['op']}: predicted {row['predicted']}{' (' + row['rule'] + ')' if row['rule'] else ''}, Core ML: {row['core_ml']}",
+                f"  {row['op']}: predicted {row['predicted']}{' (' + row['rule'] + ')' if row['rule'] else ''}, Core "
+                f"ML: {row['core_ml']}",
                 markup=False,
                 highlight=False,
             )

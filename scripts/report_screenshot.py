@@ -10,7 +10,7 @@ vm-make-demo-ci.json is a `make demo` run's bench-host.json (written before benc
 rounds); the other three are `bench ... --iters 50 --json`, the second and third with
 `--baseline vm-2threads-baseline.json`, the third with `--threads 1`; the eval file is
 `eval ... --data fashion-mnist:subset --json`. Needs Debian's chromium.
-"""
+"""  # noqa: E501 (the usage lines are one command to copy)
 
 from __future__ import annotations
 

@@ -123,7 +123,7 @@ class Ema:
 
 def param_groups(model, weight_decay: float):
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for _name, p in model.named_parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
@@ -213,7 +213,7 @@ def main(argv=None) -> int:
             aug_g = torch.Generator().manual_seed(args.seed * 1000 + epoch + 7)
             model.train()
             tick, loss_sum, n_sum = time.time(), 0.0, 0
-            for k in range(k, steps_per_epoch):
+            for k in range(k, steps_per_epoch):  # noqa: B020 (resumes mid-epoch at k; range() is built once)
                 idx = order[k * args.batch : (k + 1) * args.batch]
                 x = as_input(augment(train_px[idx], aug_g))
                 for group in opt.param_groups:

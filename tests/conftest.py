@@ -46,7 +46,8 @@ def hf_width(name: str) -> float:
 
 @functools.cache
 def hf_reference(name: str, num_classes: int = 1000, seed: int = 3):
-    """A seeded HF MobileViTForImageClassification (v1) or MobileViTV2ForImageClassification with realistic activations."""
+    """A seeded HF MobileViTForImageClassification (v1) or MobileViTV2ForImageClassification with realistic
+    activations."""
     import transformers
 
     from mvit_deploy.models.fixture import make_realistic

@@ -333,7 +333,8 @@ def test_missing_client_is_a_one_line_usage_error(arts, monkeypatch):
         AihubDevice(S24).bench([arts["tflite"]], 2, 5, 50)
     assert (
         caught.value.one_line()
-        == "--device aihub: needs Qualcomm AI Hub's client — pip install qai-hub, then `qai-hub configure --api_token TOKEN`"
+        == "--device aihub: needs Qualcomm AI Hub's client — pip install qai-hub, then `qai-hub configure --api_token "
+        "TOKEN`"
     )
     assert caught.value.exit_code == 2
 

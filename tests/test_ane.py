@@ -199,7 +199,8 @@ def test_ane_layout_export_passes_parity_and_drops_the_attention_findings(tmp_pa
 
 
 def test_several_input_sizes_become_enumerated_shapes_checked_at_each_size(tmp_path):
-    """--input-size 128,192 on Core ML: one program with EnumeratedShapes (the ANE-friendly flexibility), parity at both."""
+    """--input-size 128,192 on Core ML: one program with EnumeratedShapes (the ANE-friendly flexibility), parity at
+    both."""
     from mvit_deploy.export import export
     from mvit_deploy.targets import ExportOptions
     from mvit_deploy.targets.coreml_exec import InputShapeError, MILExecutor

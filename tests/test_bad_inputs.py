@@ -601,12 +601,12 @@ def test_16_bit_greyscale_decodes_to_the_same_input_as_its_8_bit_version(tmp_pat
 @pytest.mark.parametrize(
     "mode, make, expected",
     [
-        ("RGBA transparent", lambda I: I.new("RGBA", (32, 32), (255, 0, 0, 0)), (255, 255, 255)),  # alpha on white
-        ("RGBA opaque", lambda I: I.new("RGBA", (32, 32), (255, 0, 0, 255)), (255, 0, 0)),
-        ("LA half", lambda I: I.new("LA", (32, 32), (0, 128)), (127, 127, 127)),
-        ("CMYK", lambda I: I.new("CMYK", (32, 32), (0, 255, 255, 0)), (255, 0, 0)),
-        ("I;16 mid grey", lambda I: I.new("I;16", (32, 32), 32896), (128, 128, 128)),
-        ("1 bit", lambda I: I.new("1", (32, 32), 1), (255, 255, 255)),
+        ("RGBA transparent", lambda im: im.new("RGBA", (32, 32), (255, 0, 0, 0)), (255, 255, 255)),  # alpha on white
+        ("RGBA opaque", lambda im: im.new("RGBA", (32, 32), (255, 0, 0, 255)), (255, 0, 0)),
+        ("LA half", lambda im: im.new("LA", (32, 32), (0, 128)), (127, 127, 127)),
+        ("CMYK", lambda im: im.new("CMYK", (32, 32), (0, 255, 255, 0)), (255, 0, 0)),
+        ("I;16 mid grey", lambda im: im.new("I;16", (32, 32), 32896), (128, 128, 128)),
+        ("1 bit", lambda im: im.new("1", (32, 32), 1), (255, 255, 255)),
     ],
 )
 def test_every_image_mode_becomes_the_rgb_it_shows(mode, make, expected):
@@ -695,7 +695,8 @@ def test_a_stale_staging_entry_of_a_dead_process_is_swept(tmp_path):
 
 
 def test_a_write_sweeps_stale_staging_of_the_same_file_only(tmp_path):
-    """bench --json, parity --junit-xml and report go through ``staged``: a SIGKILLed write of the same file is swept."""
+    """bench --json, parity --junit-xml and report go through ``staged``: a SIGKILLed write of the same file is
+    swept."""
     import os
     import subprocess
     import time

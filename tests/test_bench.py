@@ -103,8 +103,10 @@ def sshd(tmp_path):
     port = _free_port()
     config = tmp_path / "sshd_config"
     config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {keys / 'host'}\nAuthorizedKeysFile {keys / 'authorized_keys'}\n"
-        f"PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile {tmp_path / 'sshd.pid'}\n"
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {keys / 'host'}\nAuthorizedKeysFile "
+        f"{keys / 'authorized_keys'}\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile "
+        f"{tmp_path / 'sshd.pid'}\n"
         "PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n"
     )
     Path("/run/sshd").mkdir(exist_ok=True)
@@ -203,7 +205,8 @@ def test_adb_command_construction():
     assert cmd[:4] == ["adb", "-s", "R58M12345", "shell"]
     assert (
         cmd[4]
-        == "/data/local/tmp/mvit-deploy/benchmark_model --graph=/data/local/tmp/mvit-deploy/m.tflite --num_threads=4 --warmup_runs=5 --num_runs=50 --use_xnnpack=true"
+        == "/data/local/tmp/mvit-deploy/benchmark_model --graph=/data/local/tmp/mvit-deploy/m.tflite --num_threads=4 "
+        "--warmup_runs=5 --num_runs=50 --use_xnnpack=true"
     )
     assert AdbDevice.parse("adb").adb("devices") == ["adb", "devices"]
 
@@ -379,7 +382,8 @@ def test_onnx_denormals_flush_option_flushes(tmp_path):
     assert 0 < abs(d[0, 0]) < np.finfo(np.float32).tiny  # numpy: a denormal
     code = (
         "import sys, numpy as np; from mvit_deploy.targets import get_target; "
-        f"r = get_target('onnx').bench_runner({str(tmp_path / 'u.onnx')!r}, {{'input': {{'layout': 'nchw'}}}}, 1, denormals=sys.argv[1]); "
+        f"r = get_target('onnx').bench_runner({str(tmp_path / 'u.onnx')!r}, {{'input': {{'layout': 'nchw'}}}}, 1, "
+        "denormals=sys.argv[1]); "
         "print(float(r._one(np.full((1, 4), 1e-10, np.float32))[0, 0]))"
     )
     out = {

@@ -1,4 +1,5 @@
-"""Parity in a user's own pytest run (the pytest11 plugin) and the example CI files under examples/ci/, run command by command."""
+"""Parity in a user's own pytest run (the pytest11 plugin) and the example CI files under examples/ci/, run command by
+command."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def user_pytest(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, fashion_artifact):
-    """The trained Fashion-MNIST XXS as ONNX and TFLite (64 px: quick), and a copy of the ONNX with its classifier bias dropped."""
+    """The trained Fashion-MNIST XXS as ONNX and TFLite (64 px: quick), and a copy of the ONNX with its classifier bias
+    dropped."""
     good, mixed = tmp_path_factory.mktemp("good"), tmp_path_factory.mktemp("mixed")
     for artifact in (fashion_artifact("onnx"), fashion_artifact("tflite")):
         copy_artifact(artifact, good)

@@ -127,7 +127,7 @@ def test_classifier_label_output_is_the_argmax(tmp_path):
     expected = [labels[i] for i in np.argmax(scores, axis=1)]
     assert len(set(expected)) >= 4 and expected[1] == "class_0" and expected[2] == "class_9"
     label_name, probs_name = ex.program.outputs
-    for row, label in zip(scores, expected):
+    for row, label in zip(scores, expected, strict=True):
         outputs, _ = ex.run({"x": row[None]})
         assert outputs[label_name] == label
         assert list(outputs[probs_name]) == labels
@@ -147,7 +147,8 @@ def test_native_core_ml_agrees_with_executor(tmp_path):
 
 
 def test_an_op_the_executor_does_not_know_fails_export_by_name(monkeypatch, tmp_path):
-    """Never "not run here" and exit 0: an unverifiable Core ML program fails the export, naming the op, and is not kept."""
+    """Never "not run here" and exit 0: an unverifiable Core ML program fails the export, naming the op, and is not
+    kept."""
     from mvit_deploy.errors import MvitDeployError
     from mvit_deploy.targets.coreml_exec import ops
 

@@ -55,7 +55,7 @@ def run(tmp_path, build, inputs: dict[str, np.ndarray], opset=ct.target.iOS17, f
     model.save(str(path))
     ex = MILExecutor(path)
     names = [p.name for p in prog.functions["main"].inputs.values()]
-    outputs, _ = ex.run(dict(zip(names, inputs.values())))
+    outputs, _ = ex.run(dict(zip(names, inputs.values(), strict=False)))
     values = [outputs[n] for n in ex.program.outputs]
     return values[0] if len(values) == 1 else values
 
@@ -255,10 +255,10 @@ def test_concat(tmp_path, interleave):
 def test_split_by_count_and_sizes(tmp_path):
     x = rand(2, 6, 3)
     got = run(tmp_path, lambda x: mb.split(x=x, num_splits=3, axis=1), {"x": x})
-    for g, e in zip(got, torch.split(T(x), 2, dim=1)):
+    for g, e in zip(got, torch.split(T(x), 2, dim=1), strict=False):
         close(g, e)
     got = run(tmp_path, lambda x: mb.split(x=x, split_sizes=[1, 5], axis=-2), {"x": x})
-    for g, e in zip(got, torch.split(T(x), [1, 5], dim=1)):
+    for g, e in zip(got, torch.split(T(x), [1, 5], dim=1), strict=False):
         close(g, e)
 
 
@@ -469,7 +469,7 @@ def test_max_and_avg_pool_ceil_mode_and_padding(tmp_path):
                 strides=[2, 2],
                 pad_type="custom",
                 pad=[1, 1, 1, 1],
-                exclude_padding_from_average=exclude,
+                exclude_padding_from_average=exclude,  # noqa: B023 (run() calls it in this iteration)
                 ceil_mode=True,
             ),
             {"x": x},
@@ -513,7 +513,7 @@ def test_conv_1d_3d_and_transpose(tmp_path):
         F.conv3d(T(x3), T(w3), dilation=(1, 1, 2)),
         1e-4,
     )
-    x, w, b = rand(1, 4, 5, 6), rand(4, 3, 3, 3), rand(6)
+    x, _, b = rand(1, 4, 5, 6), rand(4, 3, 3, 3), rand(6)  # the unused draw keeps the random sequence
     w2 = rand(4, 3, 3, 3)
     got = run(
         tmp_path,
@@ -633,7 +633,8 @@ def mil_op_types(package) -> set[str]:
 
 
 def test_ops_mobilevit_emits_are_unit_tested(tmp_path):
-    """Every op in the Core ML programs we export (each precision and opset variant) is implemented and has a test above."""
+    """Every op in the Core ML programs we export (each precision and opset variant) is implemented and has a test
+    above."""
     from mvit_deploy.export import export
     from mvit_deploy.targets import ExportOptions
 

@@ -65,7 +65,8 @@ def test_the_import_scan_finds_what_it_looks_for(tmp_path):
     bad = tmp_path / "runtimes" / "x.py"
     bad.parent.mkdir()
     bad.write_text(
-        "import click\nfrom ...metrics import fidelity\nfrom .. import errors\nfrom rich.table import Table\nimport numpy, json\n"
+        "import click\nfrom ...metrics import fidelity\nfrom .. import errors\nfrom rich.table import Table\nimport "
+        "numpy, json\n"
     )
     assert foreign_imports(bad, 2) == ["click", "...metrics", "rich.table"]
 
@@ -92,7 +93,10 @@ def clean_python(tmp_path_factory):
 
 def run_copy(py: Path, code_root: Path, *args: str) -> subprocess.CompletedProcess:
     """``python -I``: no PYTHONPATH, no user site, no current directory; the copy is the only code of ours."""
-    boot = f"import sys, runpy; sys.path.insert(0, {str(code_root)!r}); sys.argv[0] = {REMOTE_PACKAGE!r}; runpy.run_module({REMOTE_PACKAGE!r}, run_name='__main__')"
+    boot = (
+        f"import sys, runpy; sys.path.insert(0, {str(code_root)!r}); sys.argv[0] = {REMOTE_PACKAGE!r}; "
+        f"runpy.run_module({REMOTE_PACKAGE!r}, run_name='__main__')"
+    )
     return subprocess.run([str(py), "-I", "-c", boot, *args], capture_output=True, text=True, timeout=600, cwd="/")
 
 
@@ -107,7 +111,8 @@ def test_the_copy_runs_in_a_clean_interpreter(clean_python, fashion_artifact, tm
             str(clean_python),
             "-I",
             "-c",
-            "import importlib.util as u; print([m for m in ('torch', 'click', 'rich', 'PIL', 'mvit_deploy') if u.find_spec(m)])",
+            "import importlib.util as u; print([m for m in ('torch', 'click', 'rich', 'PIL', 'mvit_deploy') if "
+            "u.find_spec(m)])",
         ],
         capture_output=True,
         text=True,
@@ -201,7 +206,8 @@ def board_parity(board, art: Path, *extra: str):
 @pytest.mark.slow
 @pytest.mark.board
 def test_parity_on_the_aarch64_board(board, fashion_artifact):
-    """Every artifact the board can run passes there; fp32 computes alike on both CPUs, ORT's int8 does not (its ARM kernels)."""
+    """Every artifact the board can run passes there; fp32 computes alike on both CPUs, ORT's int8 does not (its ARM
+    kernels)."""
     apart = {}
     for target, precision in (
         ("onnx", "fp32"),
@@ -302,8 +308,12 @@ def test_bench_on_the_aarch64_board_is_labelled_emulated(board, fashion_artifact
 @pytest.mark.slow
 @pytest.mark.board
 def test_the_board_python_holds_only_the_runtimes(board):
-    """The board's interpreter is the clean one the device code must run in: nothing of ours, no torch, click or rich."""
-    probe = "import importlib.util as u; print([m for m in ('numpy', 'onnxruntime', 'ai_edge_litert', 'torch', 'click', 'rich', 'mvit_deploy') if u.find_spec(m)])"
+    """The board's interpreter is the clean one the device code must run in: nothing of ours, no torch, click or
+    rich."""
+    probe = (
+        "import importlib.util as u; print([m for m in ('numpy', 'onnxruntime', 'ai_edge_litert', 'torch', "
+        "'click', 'rich', 'mvit_deploy') if u.find_spec(m)])"
+    )
     done = subprocess.run(
         [shutil.which("chroot") or "/usr/sbin/chroot", str(board["root"]), "/usr/bin/python3", "-I", "-c", probe],
         capture_output=True,
@@ -437,8 +447,8 @@ def test_pytest_plugin_judges_on_the_board(board, fashion_artifact, tmp_path):
 
 
 def test_parity_over_adb_with_a_python_on_the_phone(clean_python, fashion_artifact, tmp_path):
-    """A stand-in `adb` whose phone is a folder here and whose Python is the clean interpreter: the device side is pushed,
-    run there and the logits pulled back (no phone is attached to this machine)."""
+    """A stand-in `adb` whose phone is a folder here and whose Python is the clean interpreter: the device side
+    is pushed, run there and the logits pulled back (no phone is attached to this machine)."""
     phone = tmp_path / "phone"
     fake = tmp_path / "bin" / "adb"
     fake.parent.mkdir()

@@ -1,4 +1,5 @@
-"""export --batch dynamic (onnx, ort): any batch at run time, the same numbers as batch 1, refused where a target cannot."""
+"""export --batch dynamic (onnx, ort): any batch at run time, the same numbers as batch 1, refused where a target
+cannot."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""eval --engine ray on a local cluster: the same per-sample predictions as in-process, a killed worker, a killed driver resumed."""
+"""eval --engine ray on a local cluster: the same per-sample predictions as in-process, a killed worker, a killed driver
+resumed."""
 
 from __future__ import annotations
 

@@ -24,7 +24,8 @@ def peak_rss_mb(*args: str) -> tuple[float, str]:
     """Run the CLI in a child; its peak resident memory (MB) and stdout."""
     code = (
         "import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-        "sys.stdout.write(done.stdout); sys.stderr.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); sys.exit(done.returncode)"
+        "sys.stdout.write(done.stdout); "
+        "sys.stderr.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); sys.exit(done.returncode)"
     )
     done = subprocess.run([sys.executable, "-c", code, MVIT, *args], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -33,7 +34,8 @@ def peak_rss_mb(*args: str) -> tuple[float, str]:
 
 @pytest.fixture(scope="module")
 def at_256(tmp_path_factory):
-    """The shipped Fashion-MNIST XXS exported at 256 px, and 2,000 labeled PNGs in class folders (the shipped 1,000, twice)."""
+    """The shipped Fashion-MNIST XXS exported at 256 px, and 2,000 labeled PNGs in class folders (the shipped 1,000,
+    twice)."""
     root = tmp_path_factory.mktemp("scale")
     onnx = export(
         ExportOptions(model="mobilevit_xxs", pretrained="fashion", target="onnx", input_size=256, out_dir=root),
@@ -42,7 +44,7 @@ def at_256(tmp_path_factory):
     images, labels = load_fashion_mnist("subset")
     data = root / "data"
     for copy in range(2):
-        for i, (im, y) in enumerate(zip(images, labels)):
+        for i, (im, y) in enumerate(zip(images, labels, strict=False)):
             folder = data / str(int(y))
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(im, "L").save(folder / f"{copy}-{i:04d}.png")

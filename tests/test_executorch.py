@@ -185,6 +185,6 @@ def test_adb_command_for_a_pte():
     )
     assert cmd[:4] == ["adb", "-s", "R58M", "shell"]
     assert (
-        cmd[4]
-        == "/data/local/tmp/mvit-deploy/executor_runner --model_path=/data/local/tmp/mvit-deploy/m.pte --num_executions=50 --cpu_threads=4 --print_output=none"
+        cmd[4] == "/data/local/tmp/mvit-deploy/executor_runner --model_path=/data/local/tmp/mvit-deploy/m.pte "
+        "--num_executions=50 --cpu_threads=4 --print_output=none"
     )

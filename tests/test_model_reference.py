@@ -168,7 +168,7 @@ def test_features_only_matches_hf_hidden_states(eval_photos):
         hidden = ref.mobilevit(pixel_values=x, output_hidden_states=True).hidden_states
     assert [f.shape[-1] for f in feats] == [128, 64, 32, 16, 8]
     assert [f.shape[1] for f in feats] == backbone.feature_channels
-    for f, h in zip(feats, hidden):
+    for f, h in zip(feats, hidden, strict=False):
         assert (f - h).abs().max().item() <= 1e-4
 
 
@@ -242,7 +242,8 @@ def test_channels_last_unfold_against_numpy(shape):
 
 
 def test_export_variants_compute_the_same_model(eval_photos):
-    """Each runtime's spelling of the graph: same logits as the default (HF-checked) one; the model is restored after."""
+    """Each runtime's spelling of the graph: same logits as the default (HF-checked) one; the model is restored
+    after."""
     from mvit_deploy.models.mobilevit import export_variant
 
     model, x = load_model("mobilevit_xxs"), eval_photos[256][:4]
@@ -253,7 +254,8 @@ def test_export_variants_compute_the_same_model(eval_photos):
         with export_variant(model, patches="channels_last", layer_norm="decomposed"):
             assert (model(x) - ref).abs().max().item() <= 1e-4 * ref.abs().max().item()  # fp32 rounding only
         assert torch.equal(model(x), ref)
-    # the Neural Engine layout ([B, C, P, N], 1x1 convs, einsum per head, channel-axis norms) in float64: the same function
+    # the Neural Engine layout ([B, C, P, N], 1x1 convs, einsum per head, channel-axis norms) in float64: the same
+    # function
     model64, x64 = model.double(), x.double()
     with torch.no_grad():
         ref64 = model64(x64)

@@ -1,4 +1,5 @@
-"""MobileViT v2, a registered model family: our network against Hugging Face's, its weights read through the checkpoint door."""
+"""MobileViT v2, a registered model family: our network against Hugging Face's, its weights read through the checkpoint
+door."""
 
 from __future__ import annotations
 
@@ -152,7 +153,7 @@ def test_features_only_matches_hf_hidden_states(eval_photos):
         hidden = ref.mobilevitv2(pixel_values=x, output_hidden_states=True).hidden_states
     assert [f.shape[-1] for f in feats] == [128, 64, 32, 16, 8]
     assert [f.shape[1] for f in feats] == backbone.feature_channels == [32, 64, 128, 192, 256]
-    for f, h in zip(feats, hidden):
+    for f, h in zip(feats, hidden, strict=False):
         assert (f - h).abs().max().item() <= 1e-4 * h.abs().max().item()
 
 

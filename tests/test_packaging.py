@@ -81,7 +81,8 @@ def test_ci_runs_the_readme_test_command():
 
 def test_device_side_imports_without_torch():
     code = (
-        "import sys, mvit_deploy, mvit_deploy.preprocess, mvit_deploy.calibration, mvit_deploy.labels, mvit_deploy.predict;"
+        "import sys, mvit_deploy, mvit_deploy.preprocess, mvit_deploy.calibration, mvit_deploy.labels, "
+        "mvit_deploy.predict;"
         "import mvit_deploy.calibration as c; c.photo_inputs('eval', 64, crops_per_photo=1);"
         "print('torch' in sys.modules)"
     )

@@ -56,7 +56,8 @@ def test_quant_report_names_modules_worst_first(target, tmp_path):
     third = len(along) // 3
     assert third >= 50, len(along)
     early, late = np.mean(along[:third]), np.mean(along[-third:])
-    # measured early - late (n=2, calib_samples=8): onnx 24.2 - 15.8 = 8.5 dB, tflite 25.9 - 18.7 = 7.2, coreml 35.5 - 28.2 = 7.3
+    # measured early - late (n=2, calib_samples=8): onnx 24.2 - 15.8 = 8.5 dB, tflite 25.9 - 18.7 = 7.2, coreml 35.5 -
+    # 28.2 = 7.3
     assert early > late + 4.0, (
         f"int8 error must grow along the network: first third {early:.1f} dB, last third {late:.1f} dB"
     )

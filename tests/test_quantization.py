@@ -310,7 +310,8 @@ def test_tflite_nhwc_int8_keeps_the_float_stages_float(tmp_path):
 
 
 def test_quant_report_refuses_an_ort_file_and_names_the_onnx_route(int8_exports):
-    """An .ort graph is already fused for the runtime: quant-report says so (usage, exit 2) before exporting a float twin."""
+    """An .ort graph is already fused for the runtime: quant-report says so (usage, exit 2) before exporting a float
+    twin."""
     result = run_cli("quant-report", str(int8_exports["ort-int8"].artifact))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert (

@@ -134,7 +134,8 @@ def inputs(tmp_path_factory) -> dict:
         }
     versions = {"mvit-deploy": "0.1.0", "torch": "2.13.0+cpu", "onnx": "1.17.0", "onnxruntime": "1.31.1"}
     phone_rounds = rounds(rng, 1.2, 100)
-    # as bench/aihub.py writes it: the chipset as cpu, no core count or Python, the hub's memory estimate, a link to each job
+    # as bench/aihub.py writes it: the chipset as cpu, no core count or Python, the hub's memory estimate, a link to
+    # each job
     phone = {
         "name": PHONE,
         "kind": "aihub",
@@ -251,7 +252,7 @@ def md_tables(md: str) -> dict[str, list[dict[str, str]]]:
         title, *lines = block.splitlines()
         rows = [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines if line.startswith("|")]
         if rows:
-            tables[title] = [dict(zip(rows[0], r)) for r in rows[2:]]
+            tables[title] = [dict(zip(rows[0], r, strict=False)) for r in rows[2:]]
     return tables
 
 
@@ -278,7 +279,10 @@ def test_matrix_puts_devices_and_runs_side_by_side(inputs, report):
         assert row[column(runs, "host-monday.json")] == f"{np.median(mon):.2f} ({np.percentile(mon, 90):.2f})"
         c = inputs["comparisons"][n]
         lo, hi = c["ci95"]
-        tuesday = f"{np.median(tue):.2f} ({np.percentile(tue, 90):.2f}) {VERDICT[n]} {np.median(tue) / np.median(mon) - 1:+.1%} [{lo:+.1%}, {hi:+.1%}]"
+        tuesday = (
+            f"{np.median(tue):.2f} ({np.percentile(tue, 90):.2f}) {VERDICT[n]} "
+            f"{np.median(tue) / np.median(mon) - 1:+.1%} [{lo:+.1%}, {hi:+.1%}]"
+        )
         assert row[column(runs, "host-tuesday.json")] == (f"**{tuesday}**" if VERDICT[n] == "regression" else tuesday)
         assert row["PSNR dB"] == f"{SPECS[n][4]:.1f}"
     assert by(matrix, artifact=f"`{FP32}`")[column(runs, "phone.json")] == "-"  # not measured there
@@ -294,7 +298,8 @@ def test_matrix_puts_devices_and_runs_side_by_side(inputs, report):
         by(matrix, artifact=f"`{TFLITE}`")["parity"] == "**FAIL**"
         and by(matrix, artifact=f"`{INT8}`")["parity"] == "pass"
     )
-    # fp32/int8 accuracy from eval beside the latency, matched by file name (eval ran on out/..., bench on /data/exports/...)
+    # fp32/int8 accuracy from eval beside the latency, matched by file name (eval ran on out/..., bench on
+    # /data/exports/...)
     assert by(matrix, artifact=f"`{INT8}`")["eval top-1"] == "92.49% (drop +0.03 pts, 95% CI -0.10 .. +0.16)"
     assert (
         by(matrix, artifact=f"`{COREML}`")["eval top-1"] == "**90.11% (drop +2.41 pts)**"
@@ -635,7 +640,7 @@ window.addEventListener("load", () => document.fonts.ready.then(() => {
   pre.textContent = JSON.stringify({texts, cells, bad});
   document.body.appendChild(pre);
 }));
-</script>"""
+</script>"""  # noqa: E501 (the page script is kept as written)
 
 
 def chromium() -> str:
@@ -663,7 +668,8 @@ def headless(page: Path, tmp_path: Path, *flags: str) -> subprocess.CompletedPro
 
 
 def overflow(page: Path, tmp_path: Path) -> dict:
-    """What the page's own layout says overflows: SVG text past its <svg>, table cells whose content is wider than they are."""
+    """What the page's own layout says overflows: SVG text past its <svg>, table cells whose content is wider than they
+    are."""
     checked = tmp_path / f"checked-{page.name}"
     checked.write_text(page.read_text().replace("</body>", OVERFLOW_CHECK + "</body>"))
     dom = headless(checked, tmp_path, "--virtual-time-budget=5000", "--dump-dom").stdout
@@ -696,7 +702,8 @@ def test_overflow_check_catches_a_label_past_the_edge(tmp_path):
     page = tmp_path / "broken.html"
     page.write_text(
         '<!doctype html><html><body><svg xmlns="http://www.w3.org/2000/svg" width="200" height="60">'
-        '<text x="190" y="30" font-size="12">mobilevit_xxs on the right edge</text><text x="10" y="30" font-size="12">fits</text></svg>'
+        '<text x="190" y="30" font-size="12">mobilevit_xxs on the right edge</text><text x="10" y="30" '
+        'font-size="12">fits</text></svg>'
         '<table style="table-layout: fixed; width: 120px"><tr><td style="overflow: hidden; white-space: nowrap">'
         f"{LONG}</td><td>ok</td></tr></table></body></html>"
     )

@@ -143,7 +143,7 @@ def test_library_and_cli_share_one_set_of_defaults(tmp_path):
 def test_help_lists_every_targets_flags(kind):
     result = run_cli(kind, "--help")
     assert result.returncode == 0
-    for flag, (opt, targets) in options_of(kind).items():
+    for flag, (opt, _targets) in options_of(kind).items():
         assert flag in result.stdout, flag
         for choice in opt.choices:
             assert choice in result.stdout

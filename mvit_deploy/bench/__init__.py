@@ -1,4 +1,5 @@
-"""Latency benchmarks: here, on a board over ssh, on an Android phone over adb, on Qualcomm AI Hub's hosted phones. Torch-free."""
+"""Latency benchmarks: here, on a board over ssh, on an Android phone over adb, on Qualcomm AI Hub's hosted phones.
+Torch-free."""
 
 from __future__ import annotations
 

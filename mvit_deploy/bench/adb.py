@@ -159,7 +159,8 @@ class AdbDevice:
                 skipped.append(
                     {
                         "artifact": str(path),
-                        "reason": f"no benchmark binary for {path.name}: pass --benchmark-binary PATH to {target.adb.where}",
+                        "reason": f"no benchmark binary for {path.name}: pass --benchmark-binary PATH to "
+                        f"{target.adb.where}",
                     }
                 )
                 continue

@@ -357,7 +357,8 @@ def _wait(hub, jobs: list[_Job], progress, poll_seconds: float, timeout_s: float
         first = pending[0]
         _say(
             progress,
-            f"AI Hub: {len(jobs) - len(pending)}/{len(jobs)} jobs done; {first.path.name} on {first.device.name}: {first.status.code}",
+            f"AI Hub: {len(jobs) - len(pending)}/{len(jobs)} jobs done; {first.path.name} on {first.device.name}: "
+            f"{first.status.code}",
         )
         time.sleep(poll_seconds)
 

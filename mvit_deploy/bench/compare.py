@@ -152,7 +152,8 @@ def load_baseline(path) -> dict:
     (run,) = load_results([path])
     if not any(_samples(r) for r in run["results"]):
         raise UsageError(
-            f"baseline {path} keeps no raw latency rounds (an older mvit-deploy, an adb benchmark binary, or fewer than {MIN_SAMPLES} --iters)",
+            f"baseline {path} keeps no raw latency rounds (an older mvit-deploy, an adb benchmark binary, or fewer "
+            f"than {MIN_SAMPLES} --iters)",
             "re-run the baseline with this version: `mvit-deploy bench ... --json previous.json`",
         )
     return run

@@ -66,7 +66,8 @@ def bench(
     denormal_check: bool = True,
     **runtime_options,
 ) -> dict:
-    """Measure every artifact on this machine, interleaved round by round (``reference``: PyTorch too, in the same rounds)."""
+    """Measure every artifact on this machine, interleaved round by round (``reference``: PyTorch too, in the same
+    rounds)."""
 
     def references(subjects):
         seen, out = set(), []

@@ -1,4 +1,5 @@
-"""A board over ssh (a Raspberry Pi, a Mac): copy the device side and the artifacts, run them with the board's Python, fetch the answer.
+"""A board over ssh (a Raspberry Pi, a Mac): copy the device side and the artifacts, run them with the board's
+Python, fetch the answer.
 
 Every remote path and argument is passed through ``shlex.quote``; local commands are
 argument lists, never a shell string. The remote needs python3 with numpy and the
@@ -194,7 +195,8 @@ class SshDevice:
         return result
 
     def run_logits(self, artifact, x: np.ndarray, threads: int | None = None) -> tuple[np.ndarray, dict]:
-        """The artifact's logits for ``x`` computed on the device, and the device's answer (device info, runtime, seconds)."""
+        """The artifact's logits for ``x`` computed on the device, and the device's answer (device info, runtime,
+        seconds)."""
         artifact = Path(artifact)
         with tempfile.TemporaryDirectory(prefix="mvit-device-io-") as tmp:
             inputs = Path(tmp) / "inputs.npz"

@@ -45,7 +45,7 @@ def _random_crop(image, size: int, rng: np.random.Generator, pre: Preprocessing)
 def photo_inputs(
     split: str = "eval",
     size: int = 256,
-    pre: Preprocessing = Preprocessing(),
+    pre: Preprocessing = Preprocessing(),  # noqa: B008 (a frozen dataclass: immutable, safe to share)
     crops_per_photo: int = 4,
     seed: int = 0,
     images: str | Path | None = None,

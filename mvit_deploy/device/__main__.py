@@ -95,7 +95,8 @@ def main(argv=None) -> int:
     except Exception as e:  # the host turns this line into its own one-line error
         last = traceback.extract_tb(e.__traceback__)[-1]
         print(
-            f"error: internal error on the device: {type(e).__name__}: {e} ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})",
+            f"error: internal error on the device: {type(e).__name__}: {e} "
+            f"({last.filename.rsplit('/', 1)[-1]}:{last.lineno})",
             file=sys.stderr,
         )
         return 3

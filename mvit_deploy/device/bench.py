@@ -165,7 +165,8 @@ def result_entry(
     rss_delta_mb: float | None,
     **extra,
 ) -> dict:
-    """One artifact's row of a bench result, the same on every device (local, ssh, adb, AI Hub); ``extra``: the device's own fields."""
+    """One artifact's row of a bench result, the same on every device (local, ssh, adb, AI Hub); ``extra``: the device's
+    own fields."""
     return {
         "artifact": artifact,
         "model": manifest["model"],

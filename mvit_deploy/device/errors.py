@@ -1,4 +1,5 @@
-"""Errors a user can cause: each carries one line naming the problem and the fix (the one hierarchy, host and device)."""
+"""Errors a user can cause: each carries one line naming the problem and the fix (the one hierarchy, host and
+device)."""
 
 from __future__ import annotations
 

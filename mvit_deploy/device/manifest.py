@@ -72,7 +72,10 @@ def read_manifest(artifact: str | Path) -> dict:
 def check_artifact_matches(artifact: Path, manifest: dict, path: Path) -> None:
     """Refuse a sidecar written for another file, and a file changed since its sidecar was written."""
     described = str(manifest["artifact"])
-    other = f"this manifest is not this artifact's: {path.name} describes {described} ({manifest['model']} {manifest['target']} {manifest['precision']})"
+    other = (
+        f"this manifest is not this artifact's: {path.name} describes {described} ({manifest['model']} "
+        f"{manifest['target']} {manifest['precision']})"
+    )
     fix = "keep each artifact with the .json export wrote beside it, or re-export"
     if Path(described).suffix != artifact.suffix:
         raise UsageError(other, fix)
@@ -81,7 +84,8 @@ def check_artifact_matches(artifact: Path, manifest: dict, path: Path) -> None:
         if described != artifact.name:  # a renamed pair keeps its name in the manifest, but also its sha256
             raise UsageError(other, fix)
         raise UsageError(
-            f"{artifact} does not match its manifest (sha256 {actual[:12]}…, the manifest says {str(manifest['sha256'])[:12]}…)",
+            f"{artifact} does not match its manifest (sha256 {actual[:12]}…, the manifest says "
+            f"{str(manifest['sha256'])[:12]}…)",
             "re-export it or restore the file",
         )
 

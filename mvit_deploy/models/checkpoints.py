@@ -210,7 +210,8 @@ def to_our_layout(raw: dict, source: str) -> tuple[dict, str, str]:
     if found is None:
         sample = ", ".join(sorted(raw)[:3])
         raise CheckpointError(
-            f"{source} is not a MobileViT checkpoint in a known layout (timm, Hugging Face, ml-cvnets); first keys: {sample}",
+            f"{source} is not a MobileViT checkpoint in a known layout (timm, Hugging Face, ml-cvnets); first keys: "
+            f"{sample}",
             "export the state dict of a MobileViT model",
         )
     family, layout = found

@@ -42,8 +42,8 @@ class MobileViTConfig:
 
 @dataclass(frozen=True)
 class MobileViTV2Config:
-    """MobileViT v2: every width follows from the multiplier (ml-cvnets ``mobilevit_v2.py``; timm's ``int(c * w)`` agrees
-    for the seven published multipliers)."""
+    """MobileViT v2: every width follows from the multiplier (ml-cvnets ``mobilevit_v2.py``; timm's
+    ``int(c * w)`` agrees for the seven published multipliers)."""
 
     width: float = 1.0  # the width multiplier: 0.5 .. 2.0
     attn_depths: tuple[int, int, int] = (2, 4, 3)
@@ -272,7 +272,8 @@ CONV_BYTES_PER_PIXEL = 300
 
 
 def forward_bytes(cfg, size: int, batch: int = 1) -> int:
-    """Estimated peak activation memory of one eager forward pass at ``size`` x ``size`` px (the config's own estimate)."""
+    """Estimated peak activation memory of one eager forward pass at ``size`` x ``size`` px (the config's own
+    estimate)."""
     return cfg.forward_bytes(size, batch)
 
 
@@ -282,7 +283,8 @@ def check_input_size(size: int, model: str = "mobilevit_xxs") -> int:
         cfg = get_spec(model).config
         gb = forward_bytes(cfg, size) / 1e9
         why = (
-            f": one {model} forward pass would need about {gb:,.{0 if gb >= 10 else 1}f} GB (attention memory grows with the square of the pixel count)"
+            f": one {model} forward pass would need about {gb:,.{0 if gb >= 10 else 1}f} GB (attention memory grows "
+            "with the square of the pixel count)"
             if cfg.quadratic_attention
             else f" (the largest size {model}'s exports are checked at)"
         )

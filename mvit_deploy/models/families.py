@@ -138,7 +138,8 @@ class ModelFamily:
     renames: dict = field(default_factory=dict)  # layout -> rename rules to ours ("timm": none)
     float_modules: tuple[str, ...] = CONV_STAGES_FLOAT  # module prefixes int8 keeps in float
     hf_class: str = ""  # transformers' classification class, for the stock benchmark routes
-    # layout -> the preprocessing a local checkpoint of that layout was trained with (registered sources carry their own)
+    # layout -> the preprocessing a local checkpoint of that layout was trained with (registered sources carry their
+    # own)
     preprocessing: dict = field(default_factory=dict)
     # the spellings ``export_variant`` knows for this network (e.g. "ane": the Neural Engine layout; v2's default
     # graph already is [B, C, P, N] with 1x1 convolutions)

@@ -69,7 +69,10 @@ def _check_hub_reachable(source: CheckpointSource) -> None:
 
     from huggingface_hub import constants
 
-    fill = f"fill the cache on a machine with a network: `hf download {source.repo_id} {source.filenames[0]}` (cache: {constants.HF_HUB_CACHE}), or pass --weights PATH"
+    fill = (
+        f"fill the cache on a machine with a network: `hf download {source.repo_id} {source.filenames[0]}` (cache: "
+        f"{constants.HF_HUB_CACHE}), or pass --weights PATH"
+    )
     if constants.HF_HUB_OFFLINE:
         raise CheckpointError(f"{source.repo_id} is not in the Hugging Face cache and HF_HUB_OFFLINE is set", fill)
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
@@ -81,7 +84,8 @@ def _check_hub_reachable(source: CheckpointSource) -> None:
         ).close()
     except OSError as e:
         raise CheckpointError(
-            f"{source.repo_id} is not in the Hugging Face cache and {url.hostname} cannot be reached ({e.strerror or type(e).__name__})",
+            f"{source.repo_id} is not in the Hugging Face cache and {url.hostname} cannot be reached "
+            f"({e.strerror or type(e).__name__})",
             fill,
         ) from None
 

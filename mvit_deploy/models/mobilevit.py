@@ -332,7 +332,7 @@ class MobileViT(Backbone):
         super().__init__(cfg, num_classes, features_only)
         ch = cfg.channels
         stages = self.conv_stages(stage2_blocks=3)
-        for s, (dim, depth) in enumerate(zip(cfg.transformer_dims, cfg.transformer_depths)):
+        for s, (dim, depth) in enumerate(zip(cfg.transformer_dims, cfg.transformer_depths, strict=False)):
             cin, cout = ch[s + 2], ch[s + 3]
             stages.append(
                 nn.Sequential(

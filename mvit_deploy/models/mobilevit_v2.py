@@ -49,7 +49,8 @@ class LinearSelfAttention(nn.Module):
 
 
 class TransformerBlockV2(nn.Module):
-    """GroupNorm(1) over the whole [C, P, N] volume (not a per-token layer norm) -> attention; GroupNorm(1) -> 1x1 FFN."""
+    """GroupNorm(1) over the whole [C, P, N] volume (not a per-token layer norm) -> attention; GroupNorm(1) -> 1x1
+    FFN."""
 
     def __init__(self, dim: int, ffn_dim: int, eps: float):
         super().__init__()
@@ -67,7 +68,8 @@ class TransformerBlockV2(nn.Module):
 
 
 class MobileViTV2Block(nn.Module):
-    """Depthwise 3x3 -> 1x1 to d -> unfold [B, d, P, N] -> transformer -> GroupNorm -> fold -> 1x1 projection (no skip, no fusion)."""
+    """Depthwise 3x3 -> 1x1 to d -> unfold [B, d, P, N] -> transformer -> GroupNorm -> fold -> 1x1 projection (no skip,
+    no fusion)."""
 
     def __init__(self, channels: int, dim: int, depth: int, ffn_multiplier: int, eps: float):
         super().__init__()
@@ -93,7 +95,7 @@ class MobileViTV2(Backbone):
         super().__init__(cfg, num_classes, features_only)
         ch = cfg.channels
         stages = self.conv_stages(stage2_blocks=2)
-        for s, (dim, depth) in enumerate(zip(cfg.attn_dims, cfg.attn_depths)):
+        for s, (dim, depth) in enumerate(zip(cfg.attn_dims, cfg.attn_depths, strict=False)):
             cin, cout = ch[s + 2], ch[s + 3]
             stages.append(
                 nn.Sequential(

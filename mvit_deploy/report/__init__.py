@@ -95,7 +95,8 @@ def sections(runs: list[Run], evals: list[dict]) -> list[Section]:
         out.append(
             Section(
                 "Accuracy",
-                "Labeled evaluation (`mvit-deploy eval`): the artifact's top-1 against its PyTorch reference on the same images.",
+                "Labeled evaluation (`mvit-deploy eval`): the artifact's top-1 against its PyTorch reference on the "
+                "same images.",
                 *_accuracy_table(evals),
             )
         )
@@ -110,7 +111,8 @@ def sections(runs: list[Run], evals: list[dict]) -> list[Section]:
     out.append(
         Section(
             "Measurements",
-            "Every result in ms; IQR from the raw rounds; peak MB as the device reports it, RSS+ the resident memory loading and running added.",
+            "Every result in ms; IQR from the raw rounds; peak MB as the device reports it, RSS+ the resident memory "
+            "loading and running added.",
             *_measurements_table(runs),
         )
     )
@@ -121,7 +123,8 @@ def _summary(runs: list[Run], evals: list[dict]) -> str:
     devices = {run.device for run in runs}
     return (
         f"{len(runs)} run(s) on {len(devices)} device(s), {len(_artifacts(runs, evals))} artifact(s), "
-        f"{sum(len(run.data['results']) for run in runs)} measurement(s){f', {len(evals)} eval result(s)' if evals else ''}."
+        f"{sum(len(run.data['results']) for run in runs)} "
+        f"measurement(s){f', {len(evals)} eval result(s)' if evals else ''}."
     )
 
 
@@ -188,7 +191,7 @@ small { color: #555; }
 .callout.bad { border-color: #c62828; background: #fdecea; } .callout.good { border-color: #2e7d32; background: #e8f5e9; }
 figure { margin: 8px 0 16px; overflow-x: auto; }
 div.bar { height: 4px; margin-top: 3px; min-width: 2px; }
-""" + "".join(
+""" + "".join(  # noqa: E501 (CSS rules kept byte-identical in the report)
     f"th.run-{i} {{ border-top: 6px solid {c}; }} td.run-{i} {{ border-left: 6px solid {c}; }}\n"
     for i, c in enumerate(PALETTE)
 )  # a run's colour in the drawings
@@ -201,7 +204,8 @@ def html_report(runs: list[Run], evals: list[dict]) -> str:
         head = "".join(_html_cell(h, "th") for h in s.head)
         rows = "".join("<tr>" + "".join(map(_html_cell, row)) + "</tr>" for row in s.rows)
         body.append(
-            f'<h2>{_esc(s.title)}</h2><p class="note">{_esc(s.note)}</p><div class="wide"><table><thead><tr>{head}</tr></thead>'
+            f'<h2>{_esc(s.title)}</h2><p class="note">{_esc(s.note)}</p><div '
+            f'class="wide"><table><thead><tr>{head}</tr></thead>'
             f"<tbody>{rows}</tbody></table></div>" + (f"<figure>{s.figure}</figure>" if s.figure else "")
         )
     skipped = [(run, s) for run in runs for s in run.data.get("skipped", [])]
@@ -216,7 +220,8 @@ def html_report(runs: list[Run], evals: list[dict]) -> str:
             + "</ul>"
         )
     return (
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>mvit-deploy latency report</title><style>{STYLE}</style></head><body>\n'
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>mvit-deploy latency '
+        f"report</title><style>{STYLE}</style></head><body>\n"
         f"<h1>mvit-deploy latency report</h1><p>{_esc(_summary(runs, evals))}</p>{callouts}\n"
         + "\n".join(body)
         + "\n</body></html>\n"

@@ -39,7 +39,8 @@ def _text(
 
 def _svg(width: float, height: float, label: str, body: list[str]) -> str:
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{math.ceil(width)}" height="{math.ceil(height)}" viewBox="0 0 {math.ceil(width)} {math.ceil(height)}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{math.ceil(width)}" height="{math.ceil(height)}" viewBox="0 '
+        f'0 {math.ceil(width)} {math.ceil(height)}" '
         f'font-family="{MONO}" role="img" aria-label="{_esc(label)}">' + "".join(body) + "</svg>"
     )
 
@@ -157,7 +158,8 @@ def _distribution_svg(runs: list[Run], order: list[str]) -> str:
             base = (r.get("comparison") or {}).get("baseline_p50_ms")
             if base is not None:
                 body.append(
-                    f'<path d="M{x(base):.1f},{top + 4:.1f} l5,8 -5,8 -5,-8z" fill="#111"><title>baseline median {base:.2f} ms</title></path>'
+                    f'<path d="M{x(base):.1f},{top + 4:.1f} l5,8 -5,8 -5,-8z" fill="#111"><title>baseline median '
+                    f"{base:.2f} ms</title></path>"
                 )
             fill = VERDICT_COLOR[_verdict_class(r.get("comparison"))]
             body.append(_text(left + plot_w + 14, top + 16, values[id(r)], 11, style=f' fill="{fill}"'))
@@ -185,10 +187,13 @@ def _box(s: dict, x, top: float, h: float, color: str, hatch: str) -> str:
     fill = f'fill="{color}" fill-opacity="0.8"' if raw else f'fill="url(#{hatch})" fill-opacity="1"'
     parts = [
         f'<g stroke="{color}" stroke-width="1.3"{dash}>',
-        f'<line x1="{x(w0):.1f}" y1="{mid:.1f}" x2="{x(b0):.1f}" y2="{mid:.1f}"/><line x1="{x(b1):.1f}" y1="{mid:.1f}" x2="{x(w1):.1f}" y2="{mid:.1f}"/>',
-        f'<line x1="{x(w0):.1f}" y1="{top + 3:.1f}" x2="{x(w0):.1f}" y2="{top + h - 3:.1f}"/><line x1="{x(w1):.1f}" y1="{top + 3:.1f}" x2="{x(w1):.1f}" y2="{top + h - 3:.1f}"/>',
+        f'<line x1="{x(w0):.1f}" y1="{mid:.1f}" x2="{x(b0):.1f}" y2="{mid:.1f}"/><line x1="{x(b1):.1f}" '
+        f'y1="{mid:.1f}" x2="{x(w1):.1f}" y2="{mid:.1f}"/>',
+        f'<line x1="{x(w0):.1f}" y1="{top + 3:.1f}" x2="{x(w0):.1f}" y2="{top + h - 3:.1f}"/><line x1="{x(w1):.1f}" '
+        f'y1="{top + 3:.1f}" x2="{x(w1):.1f}" y2="{top + h - 3:.1f}"/>',
         f'<rect x="{x(b0):.1f}" y="{top:.1f}" width="{max(x(b1) - x(b0), 1.5):.1f}" height="{h:.1f}" {fill}/>',
-        f'<line x1="{x(s["median"]):.1f}" y1="{top:.1f}" x2="{x(s["median"]):.1f}" y2="{top + h:.1f}" stroke="#111" stroke-width="2" stroke-dasharray="none"/></g>',
+        f'<line x1="{x(s["median"]):.1f}" y1="{top:.1f}" x2="{x(s["median"]):.1f}" y2="{top + h:.1f}" stroke="#111" '
+        'stroke-width="2" stroke-dasharray="none"/></g>',
     ]
     parts += [f'<circle cx="{x(v):.1f}" cy="{mid:.1f}" r="1.8" fill="{color}"/>' for v in s["outliers"]]
     return "".join(parts)
@@ -228,15 +233,17 @@ def _scatter_svg(runs: list[Run], order: list[str]) -> str:
         _text(left + pw / 2, top + ph + 34, "p50 latency (ms" + (", log scale)" if log else ")"), 12, anchor="middle")
     )
     body.append(
-        f'<text x="16" y="{top + ph / 2:.1f}" font-size="12" text-anchor="middle" transform="rotate(-90 16 {top + ph / 2:.1f})">PSNR (dB)</text>'
+        f'<text x="16" y="{top + ph / 2:.1f}" font-size="12" text-anchor="middle" transform="rotate(-90 16 '
+        f'{top + ph / 2:.1f})">PSNR (dB)</text>'
     )
     placed: list[tuple[float, float, float, float]] = [
-        (X(v) - 6, Y(p) - 6, X(v) + 6, Y(p) + 6) for v, p in zip(lat, psnr)
+        (X(v) - 6, Y(p) - 6, X(v) + 6, Y(p) + 6) for v, p in zip(lat, psnr, strict=True)
     ]
-    for (run, key, r), v, p in zip(pts, lat, psnr):
+    for (run, key, _r), v, p in zip(pts, lat, psnr, strict=True):
         cx, cy, label = X(v), Y(p), str(names.index(key) + 1)
         body.append(
-            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{color[run.label]}"><title>{_esc(key)} on {_esc(run.device)}: {v:.2f} ms, {p:.1f} dB</title></circle>'
+            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{color[run.label]}"><title>{_esc(key)} on '
+            f"{_esc(run.device)}: {v:.2f} ms, {p:.1f} dB</title></circle>"
         )
         lx, ly = _place(cx, cy, _text_w(len(label), 11), placed, (left + 2, top + 2, left + pw - 2, top + ph - 2))
         body.append(_text(lx, ly, label, 11, style=' font-weight="bold"'))

@@ -24,7 +24,7 @@ class Run:
         return f"{d['name']} ({d['kind']}{', emulated: not a latency' if d.get('emulated') else ''})"
 
     def results(self) -> list[tuple[str, dict]]:
-        return list(zip(self.keys, self.data["results"]))
+        return list(zip(self.keys, self.data["results"], strict=True))
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,8 @@ def _short_names(paths: list[str]) -> list[str]:
 def _runs(paths, datas) -> list[Run]:
     labels = _short_names([str(Path(p).resolve()) for p in paths])
     return [
-        Run(label, d, tuple(_short_names([r["artifact"] for r in d["results"]]))) for label, d in zip(labels, datas)
+        Run(label, d, tuple(_short_names([r["artifact"] for r in d["results"]])))
+        for label, d in zip(labels, datas, strict=True)
     ]
 
 
@@ -434,7 +435,8 @@ def _regressions(runs: list[Run]) -> list[tuple[str, str]]:
             out.append(
                 (
                     "bad",
-                    f"{where}: the baseline was measured on another device ({base.get('device')}), the comparison mixes machines",
+                    f"{where}: the baseline was measured on another device ({base.get('device')}), the comparison "
+                    "mixes machines",
                 )
             )
         bad = [(key, r) for key, r in run.results() if (r.get("comparison") or {}).get("verdict") == "regression"]
@@ -444,7 +446,8 @@ def _regressions(runs: list[Run]) -> list[tuple[str, str]]:
             out.append(
                 (
                     "bad",
-                    f"regression: {key} on {where}: p50 {_fmt(c.get('baseline_p50_ms'))} -> {_fmt(c.get('p50_ms'))} ms, {_change(c)}{p}",
+                    f"regression: {key} on {where}: p50 {_fmt(c.get('baseline_p50_ms'))} -> {_fmt(c.get('p50_ms'))} "
+                    f"ms, {_change(c)}{p}",
                 )
             )
         if not bad:

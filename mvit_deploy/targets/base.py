@@ -159,7 +159,7 @@ class Target(abc.ABC):
     def convert(self, model, example, opts: ExportOptions, dest: Path, calibration=None) -> Converted:
         """Write the artifact to ``dest``; ``calibration`` ([N, 3, H, W] float32) is given for int8."""
 
-    def check(self, path: Path) -> None:
+    def check(self, path: Path) -> None:  # noqa: B027 (an optional hook: a no-op unless a target overrides it)
         """Format-level validation after writing (e.g. onnx.checker)."""
 
     def weight_bytes(self, path: Path) -> bytes:

@@ -106,7 +106,7 @@ def executor_activation_stats(ml, calibration_pixels) -> dict:
             for name, v in captured.items():
                 if name not in outputs and isinstance(v, np.ndarray) and v.dtype.kind == "f":
                     ranges.add(name, v)
-    return {name: dict(zip(("rmin", "rmax"), ranges.range(name))) for name in ranges.names()}
+    return {name: dict(zip(("rmin", "rmax"), ranges.range(name), strict=True)) for name in ranges.names()}
 
 
 def fx_name_of_mil_value(name: str) -> str:
@@ -185,7 +185,8 @@ class CoreMLTarget(Target):
             "coreml_layout",
             LAYOUTS,
             "standard",
-            "ane: the transformer in Apple's Neural Engine layout ([B, C, P, N], 1x1 convs, per-head einsum); same model, same parity.",
+            "ane: the transformer in Apple's Neural Engine layout ([B, C, P, N], 1x1 convs, per-head einsum); same "
+            "model, same parity.",
         ),
     )
     bench_options = (Option("--compute-units", "compute_units", COMPUTE_UNITS, "all", "compute units (macOS)."),)

@@ -42,7 +42,8 @@ def unpack_coreml_payload(payload: bytes, dest: Path) -> Path:
 
     Layout (executorch backends/apple/coreml/runtime/inmemoryfs): the files' bytes at their
     offsets, then the directory tree as JSON written byte-reversed at the very end:
-    ``{"nodes": [{"name", "kind": 0 file | 1 directory, "dataRegion": {"offset", "size"}, "children": {name: index}}]}``.
+    ``{"nodes": [{"name", "kind": 0 file | 1 directory, "dataRegion": {"offset", "size"},
+    "children": {name: index}}]}``.
     """
     text = payload[::-1]
     try:
@@ -132,7 +133,8 @@ def parse_executor_runner_output(text: str) -> dict:
     if not total:
         raise UsageError(
             "executor_runner printed no timing line",
-            "build it with the posix PAL (-DEXECUTORCH_PAL_DEFAULT=posix) so its log reaches the shell, or run it by hand to see its error",
+            "build it with the posix PAL (-DEXECUTORCH_PAL_DEFAULT=posix) so its log reaches the shell, or run it by "
+            "hand to see its error",
         )
     count, total_ms = int(total[-1][0]), float(total[-1][1])
     times = np.array([float(ms) for _, n, ms in _ITERATION.findall(text) if int(n) == count][-count:])
@@ -240,7 +242,8 @@ class ExecuTorchTarget(Target):
 
 
 def _quantize(model, example, calibration, prefixes: tuple[str, ...]):
-    """PT2E int8 for XNNPACK: the family's float modules (``prefixes``) stay float, ranges from our calibration crops."""
+    """PT2E int8 for XNNPACK: the family's float modules (``prefixes``) stay float, ranges from our calibration
+    crops."""
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,

@@ -67,7 +67,8 @@ class OnnxTarget(Target):
         }  # quant-report's float twin: the same graph
 
     def layer_errors(self, float_path, int8_path, x, manifest):
-        """ORT's qdq_loss_debug: cumulative error vs the float graph, and each tensor's own quantize/dequantize error."""
+        """ORT's qdq_loss_debug: cumulative error vs the float graph, and each tensor's own quantize/dequantize
+        error."""
         from onnxruntime.quantization.qdq_loss_debug import (
             collect_activations,
             compute_activation_error,
@@ -223,6 +224,6 @@ def _activation_ranges(pre: Path, calibration, tmp: Path) -> dict:
     for i in range(len(calibration)):
         x = np.ascontiguousarray(calibration[i : i + 1])
         ranges.add("image", x)
-        for name, value in zip(names, session.run(None, {"image": x})):
+        for name, value in zip(names, session.run(None, {"image": x}), strict=True):
             ranges.add(name, value)
     return {name: tuple(np.float32(v) for v in ranges.range(name)) for name in ranges.names()}

@@ -57,7 +57,8 @@ class OrtTarget(OnnxTarget):
             "ort_platform",
             ("arm", "amd64"),
             "arm",
-            "ort: the CPU the offline optimisations are baked for (arm: phones and boards; amd64: x86-64 only, adds NCHWc layouts).",
+            "ort: the CPU the offline optimisations are baked for (arm: phones and boards; amd64: x86-64 only, adds "
+            "NCHWc layouts).",
         ),
     )
 

@@ -21,13 +21,16 @@ from .base import AdbBenchmark, AihubProfile, Converted, ExportOptions, Option, 
 
 # benchmark_model's log (LiteRT tools/benchmark): a summary per phase, timings in microseconds.
 _COUNT = re.compile(
-    r"count=(\d+) first=(\d+) curr=(\d+) min=([\d.]+) max=([\d.]+) avg=([\d.]+) std=([\d.]+)(?: p5=([\d.]+) median=([\d.]+) p95=([\d.]+))?"
+    r"count=(\d+) first=(\d+) curr=(\d+) min=([\d.]+) max=([\d.]+) avg=([\d.]+) std=([\d.]+)(?: p5=([\d.]+) "
+    r"median=([\d.]+) p95=([\d.]+))?"
 )
 _TIMINGS = re.compile(
-    r"Inference timings in us: Init: ([\d.]+), First inference: ([\d.]+), Warmup \(avg\): ([\d.]+), Inference \(avg\): ([\d.]+)"
+    r"Inference timings in us: Init: ([\d.]+), First inference: ([\d.]+), Warmup \(avg\): ([\d.]+), Inference "
+    r"\(avg\): ([\d.]+)"
 )
 _MEMORY = re.compile(
-    r"(?:Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\): init=([\d.]+) overall=([\d.]+)"
+    r"(?:Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\): init=([\d.]+) "
+    r"overall=([\d.]+)"
 )
 
 
@@ -170,7 +173,7 @@ class TFLiteTarget(Target):
         rows = []
         for name, r in ref.items():
             g = got.get(name)
-            if g is not None and all(a.shape == b.shape for a, b in zip(r, g)):
+            if g is not None and all(a.shape == b.shape for a, b in zip(r, g, strict=False)):
                 rows.append(
                     (
                         name,

@@ -46,7 +46,7 @@ class Runner(abc.ABC):
         batch = np.asarray(batch, np.float32)
         return np.concatenate([self._one(batch[i : i + self.step]) for i in range(0, len(batch), self.step)])
 
-    @classmethod
+    @classmethod  # noqa: B027 (an optional hook: a no-op unless a runner overrides it)
     def preload(cls) -> None:
         """Import the runtime's modules, so that ``bench``'s load time is the artifact's, not the import's."""
 
@@ -82,7 +82,8 @@ def runner_class(target: str) -> type[Runner]:
 def load_runner(
     path: str | Path, manifest: dict, threads: int | None = None, target: str | None = None, **options
 ) -> Runner:
-    """The runner of ``target`` (default ``manifest["target"]``); ``options``: bench keywords, each runner takes its own and ignores the rest."""
+    """The runner of ``target`` (default ``manifest["target"]``); ``options``: bench keywords, each runner takes its own
+    and ignores the rest."""
     cls = runner_class(target or manifest["target"])
     return cls(Path(path), manifest, threads, **{k: v for k, v in options.items() if k in cls.options})
 

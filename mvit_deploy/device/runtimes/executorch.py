@@ -78,7 +78,8 @@ class ExecuTorchRunner(Runner):
                 raise UsageError(
                     f"the ExecuTorch runtime refused {self.path.name}: {e}"
                     + (
-                        " (XNNPACK rejects int8 requantization scales outside its range; measured with 16 calibration images, not with 64)"
+                        " (XNNPACK rejects int8 requantization scales outside its range; measured with 16 calibration "
+                        "images, not with 64)"
                         if quantized
                         else ""
                     ),

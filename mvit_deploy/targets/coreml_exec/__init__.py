@@ -95,7 +95,8 @@ class MILExecutor:
         unknown = sorted(set(kwargs) - _parameters(fn))
         if unknown:
             raise UnsupportedOpError(
-                f"Core ML op '{o.type}' ({o.location}) has parameter(s) {unknown}, which the reference executor does not implement",
+                f"Core ML op '{o.type}' ({o.location}) has parameter(s) {unknown}, which the reference executor does "
+                "not implement",
                 "run this model on macOS, or extend mvit_deploy/targets/coreml_exec/ops.py",
             )
         try:
@@ -113,7 +114,7 @@ class MILExecutor:
                 "report it with the model",
             ) from e
         results = result if isinstance(result, tuple) else (result,)
-        for (name, dtype), value in zip(o.outputs, results):
+        for (name, dtype), value in zip(o.outputs, results, strict=False):
             if dtype is not None and isinstance(value, (np.ndarray, np.generic, float, int)):
                 value = np.asarray(value).astype(numpy_dtype(dtype), copy=False)
             env[name] = value

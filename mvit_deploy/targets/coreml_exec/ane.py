@@ -71,7 +71,7 @@ def _compute_ops(program):
 def _shapes(program) -> dict[str, tuple]:
     out = {i.name: i.shape for i in program.inputs}
     for o in program.operations:
-        for (name, _), shape in zip(o.outputs, o.shapes):
+        for (name, _), shape in zip(o.outputs, o.shapes, strict=False):
             if shape is not None:
                 out[name] = shape
     return out
@@ -126,7 +126,8 @@ def _ranked(program, wanted):
     "fp32-compute",
     "hard",
     "documented: 'only the ANE is barred ... when a model is typed with float 32'",
-    "The GPU and ANE compute in fp16 (W8A8 programs in int8 on A17 Pro / M4); the runtime never lowers an explicit fp32 type, so fp32-typed ops run on the GPU or CPU.",
+    "The GPU and ANE compute in fp16 (W8A8 programs in int8 on A17 Pro / M4); the runtime never lowers an explicit "
+    "fp32 type, so fp32-typed ops run on the GPU or CPU.",
     "coremltools guide 'Typed Execution' (docs-guides/source/typed-execution.md)",
 )
 def _fp32_islands(program):
@@ -168,7 +169,8 @@ def _fp32_islands(program):
     "range-dim-input",
     "hard",
     "documented by an Apple engineer; a reshape-frequency hint (iOS 17.4+) may relax it",
-    "With range flexibility the Neural Engine runs only the input's default shape; other shapes run on the GPU or CPU. Each enumerated shape can run on the ANE.",
+    "With range flexibility the Neural Engine runs only the input's default shape; other shapes run on the GPU or "
+    "CPU. Each enumerated shape can run on the ANE.",
     "Apple Developer Forums thread 724930; coremltools guide 'Flexible Input Shapes'; coremltools issue #2370",
 )
 def _range_dims(program):
@@ -205,12 +207,13 @@ def _rank_5(program):
     "last-axis-padding",
     "cost",
     "documented layout; the bytes are estimated from the program's static shapes",
-    "The last axis of an ANE buffer is not packed: it is contiguous and aligned to 64 bytes, so a last axis under 32 fp16 values (64 B / 2 B) is padded.",
+    "The last axis of an ANE buffer is not packed: it is contiguous and aligned to 64 bytes, so a last axis under 32 "
+    "fp16 values (64 B / 2 B) is padded.",
     "Apple, 'Deploying Transformers on the Apple Neural Engine' (2022), principle 1 'Picking the Right Data Format'",
 )
 def _last_axis_padding(program):
     for o in _compute_ops(program):
-        for (name, dtype), shape in zip(o.outputs, o.shapes):
+        for (_name, dtype), shape in zip(o.outputs, o.shapes, strict=False):
             if not shape or dtype not in ELEMENT_BYTES or any(d is None for d in shape):
                 continue
             elem = 2 if dtype == FP32 else ELEMENT_BYTES[dtype]  # on the ANE an fp32 value would be fp16
@@ -229,7 +232,8 @@ def _last_axis_padding(program):
     "last-axis-move",
     "cost",
     "documented: reshapes and transposes are likely to trigger memory copies",
-    "A transpose that moves the last axis, or a reshape that changes its length, re-lays out the 64-byte rows: a copy, where a CPU would only relabel strides.",
+    "A transpose that moves the last axis, or a reshape that changes its length, re-lays out the 64-byte rows: a "
+    "copy, where a CPU would only relabel strides.",
     "Apple, 'Deploying Transformers on the Apple Neural Engine' (2022), principle 3",
 )
 def _last_axis_moves(program):
@@ -257,8 +261,10 @@ def _last_axis_moves(program):
     "attention-layout",
     "cost",
     "documented: Apple's reference layout",
-    "Multi-head attention as matmul -> softmax(last axis) -> matmul on (B, heads, S, d) tensors; Apple's ANE reference keeps (B, C, 1, S), splits heads with einsum and runs softmax over the channel axis.",
-    "apple/ml-ane-transformers: ane_transformers/reference/multihead_attention.py (einsum 'bchq,bkhc->bkhq', softmax(dim=1))",
+    "Multi-head attention as matmul -> softmax(last axis) -> matmul on (B, heads, S, d) tensors; Apple's ANE "
+    "reference keeps (B, C, 1, S), splits heads with einsum and runs softmax over the channel axis.",
+    "apple/ml-ane-transformers: ane_transformers/reference/multihead_attention.py (einsum 'bchq,bkhc->bkhq', "
+    "softmax(dim=1))",
 )
 def _attention_layout(program):
     producers = {name: o for o in program.operations for name, _ in o.outputs}
@@ -299,7 +305,8 @@ REPORTED_OPS = {
     "reported-op",
     "reported",
     "community list, 'incomplete and possibly wrong' by its own account (NeuralNetwork era, 2020)",
-    "Layers reported to run off the ANE: gather, RNN layers (LSTM, GRU), dilated convolutions, pooling with a kernel above 13 or a stride above 2, upsampling by more than 2.",
+    "Layers reported to run off the ANE: gather, RNN layers (LSTM, GRU), dilated convolutions, pooling with a kernel "
+    "above 13 or a stride above 2, upsampling by more than 2.",
     "hollance/neural-engine, docs/unsupported-layers.md",
 )
 def _reported_ops(program):
@@ -327,7 +334,8 @@ def _reported_ops(program):
             if big or (strides is not None and max(int(t) for t in list(strides)) > 2):
                 yield (
                     _where(o),
-                    f"{o.type} kernel {[int(k) for k in kernel]} strides {None if strides is None else [int(t) for t in strides]}",
+                    f"{o.type} kernel {[int(k) for k in kernel]} strides "
+                    f"{None if strides is None else [int(t) for t in strides]}",
                     "a kernel <= 13 and stride <= 2 (chain smaller pools)",
                 )
         elif o.type in ("upsample_nearest_neighbor", "upsample_bilinear"):

@@ -379,9 +379,11 @@ def conv_transpose(
         output_shape is not None
     ):  # the converter fills it in even for custom pads: the crop starts at the pad, output_shape sets the size
         sizes = [int(v) for v in np.ravel(output_shape)][-n:]
-    if any(st < 0 or st + sz > full[i] for i, (st, sz) in enumerate(zip(starts, sizes))):
-        raise Unsupported(f"an output window {list(zip(starts, sizes))} outside the full transposed convolution {full}")
-    y = y[(slice(None), slice(None), *(slice(st, st + sz) for st, sz in zip(starts, sizes)))]
+    if any(st < 0 or st + sz > full[i] for i, (st, sz) in enumerate(zip(starts, sizes, strict=False))):
+        raise Unsupported(
+            f"an output window {list(zip(starts, sizes, strict=False))} outside the full transposed convolution {full}"
+        )
+    y = y[(slice(None), slice(None), *(slice(st, st + sz) for st, sz in zip(starts, sizes, strict=False)))]
     if bias is not None:
         y = y + bias.reshape((1, -1) + (1,) * n)
     return y
@@ -649,7 +651,7 @@ def slice_by_index(x, begin, end, stride=None, begin_mask=None, end_mask=None, s
 @op("slice_by_size")
 def slice_by_size(x, begin, size):
     index = []
-    for i, (b, s) in enumerate(zip(np.ravel(begin), np.ravel(size))):
+    for b, s in zip(np.ravel(begin), np.ravel(size), strict=False):
         b, s = int(b), int(s)
         index.append(slice(b, None if s == -1 else b + s))
     return x[tuple(index)]
@@ -674,7 +676,8 @@ def _dcr_from_crd(x, bs: int, inverse: bool = False):
 
 @op("space_to_depth")
 def space_to_depth(x, block_size):
-    """[n, C, H, W] -> [n, C*b*b, H/b, W/b], TensorFlow's order: channel (i*b + j)*C + c holds pixel (H*b + i, W*b + j)."""
+    """[n, C, H, W] -> [n, C*b*b, H/b, W/b], TensorFlow's order: channel (i*b + j)*C + c holds pixel (H*b + i, W*b +
+    j)."""
     bs = int(block_size)
     return _dcr_from_crd(pixel_unshuffle(x, bs), bs)
 
@@ -774,7 +777,7 @@ def gather_nd(x, indices, batch_dims=0, validate_indices=False):
 def classify(probabilities, classes):
     probs = np.ravel(probabilities)
     labels = [str(np.asarray(c).item()) if not isinstance(c, str) else c for c in classes]
-    return labels[int(np.argmax(probs))], dict(zip(labels, probs.astype(np.float64).tolist()))
+    return labels[int(np.argmax(probs))], dict(zip(labels, probs.astype(np.float64).tolist(), strict=False))
 
 
 # ---------------------------------------------------------------------------- quantization
@@ -799,7 +802,7 @@ def constexpr_affine_dequantize(quantized_data, zero_point, scale, axis):
 
 def _expand_blocks(v, shape):
     """Repeat a per-block tensor up to `shape` (block size = shape[i] / v.shape[i])."""
-    for i, (full, blocks) in enumerate(zip(shape, v.shape)):
+    for i, (full, blocks) in enumerate(zip(shape, v.shape, strict=False)):
         if full % blocks:
             raise ValueError(f"block dimension {blocks} does not divide {full}")
         v = np.repeat(v, full // blocks, axis=i)

@@ -118,17 +118,26 @@ class Input:
             )
         if self.enumerated:
             if shape not in self.enumerated:
-                return f"input '{self.name}' has shape {shape}, the model accepts only the enumerated shapes {self.enumerated}"
+                return (
+                    f"input '{self.name}' has shape {shape}, the model accepts only the enumerated shapes "
+                    f"{self.enumerated}"
+                )
             return None
         if self.ranges:
-            for i, (d, (lo, hi)) in enumerate(zip(shape, self.ranges)):
+            for i, (d, (lo, hi)) in enumerate(zip(shape, self.ranges, strict=False)):
                 if d < lo or (hi != -1 and d > hi):
                     span = f"[{lo}, {'unbounded' if hi == -1 else hi}]"
-                    return f"input '{self.name}' has shape {shape}: dimension {i} = {d} is outside the declared range {span}"
+                    return (
+                        f"input '{self.name}' has shape {shape}: dimension {i} = {d} is outside the declared range "
+                        f"{span}"
+                    )
             return None
-        for i, (d, want) in enumerate(zip(shape, self.shape)):
+        for d, want in zip(shape, self.shape, strict=True):
             if want is not None and d != want:
-                return f"input '{self.name}' has shape {shape}, the program wants {tuple('?' if w is None else w for w in self.shape)}"
+                return (
+                    f"input '{self.name}' has shape {shape}, the program wants "
+                    f"{tuple('?' if w is None else w for w in self.shape)}"
+                )
         return None
 
 
