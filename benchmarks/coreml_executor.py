@@ -44,7 +44,7 @@ def main() -> None:
                     target="coreml",
                     precision=precision,
                     input_size=args.size,
-                    coreml_layout=layout,
+                    target_options={"coreml_layout": layout},
                     out_dir=Path(tmp),
                 )
                 artifact = export(opts, run_parity=False).artifact

@@ -57,7 +57,7 @@ def main() -> None:
                     target="coreml",
                     precision="fp16",
                     input_size=args.size,
-                    coreml_layout=layout,
+                    target_options={"coreml_layout": layout},
                     out_dir=Path(tmp) / layout,
                 )
                 result = export(opts)

@@ -150,7 +150,6 @@ def main() -> int:
                 precision=precision,
                 pretrained=pretrained,
                 out_dir=work,
-                min_target="iOS17" if precision == "w8a8" else "iOS16",
             )
             res = export(opts, run_parity=False)
             x = parity_inputs(res.manifest)

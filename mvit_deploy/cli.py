@@ -288,21 +288,6 @@ def _target_options(kind: str):
     return decorate
 
 
-def _options_for(target, kind: str, given: dict, strict: bool) -> dict:
-    """The given target flags this target takes; with ``strict`` (one target named), a flag it does not take is an
-    error."""
-    from .targets import options_of
-
-    mine = {o.field for o in getattr(target, f"{kind}_options")}
-    for flag, (opt, targets) in options_of(kind).items():
-        if given.get(opt.field) is not None and opt.field not in mine and strict:
-            raise UsageError(
-                f"{flag} applies to {', '.join(t.name for t in targets)}, not {target.name}",
-                f"drop {flag}, or use --target {targets[0].name}",
-            )
-    return {k: v for k, v in given.items() if k in mine and v is not None}
-
-
 def _adb_help() -> str:
     from .targets import TARGETS
 
@@ -369,58 +354,37 @@ def export(
     """Export a MobileViT and check the artifact against PyTorch."""
     from pathlib import Path
 
-    from .images import image_files
-    from .models import check_input_size
-    from .targets import ExportOptions, get_target
+    from .export import plan_exports
+    from .targets import ExportOptions
 
-    names = _target_names() if target_name == "all" else [target_name]
-    per_target = {
-        name: _options_for(get_target(name), "export", target_options, strict=target_name != "all") for name in names
-    }
     input_size, more_sizes = (input_sizes[0], tuple(input_sizes[1:])) if input_sizes else (None, ())
-    for size in input_sizes or ():
-        check_input_size(size, model_name)
-    rigid = [n for n in names if not get_target(n).flexible_sizes]
-    if more_sizes and rigid:
-        flexible = [n for n in _target_names() if get_target(n).flexible_sizes]
-        raise UsageError(
-            f"--input-size {','.join(map(str, input_sizes))}: a {rigid[0]} artifact takes one input size",
-            f"pass one size, or --target {' / '.join(flexible)} for several (EnumeratedShapes)",
-        )
-    if len(set(input_sizes or ())) != len(input_sizes or ()):
-        raise UsageError(f"--input-size {','.join(map(str, input_sizes))} lists a size twice", "list each size once")
-    if calib is not None:
-        image_files(calib, check=True)  # an empty folder or a bad file is refused now, not after loading the model
-    opts = {
-        name: get_target(name).resolve(
-            ExportOptions(
-                model=model_name,
-                target=name,
-                out_dir=Path(out_dir),
-                precision=precision,
-                input_size=input_size,
-                weights=weights,
-                pretrained=pretrained,
-                num_classes=num_classes,
-                threads=threads,
-                calib=calib,
-                calib_samples=calib_samples,
-                keep_failed=keep_failed,
-                more_sizes=more_sizes,
-                **per_target[name],
-            )
-        )
-        for name in names
-    }  # every target's flags are checked before the first export starts
-
+    plans = plan_exports(
+        ExportOptions(
+            model=model_name,
+            target=target_name,
+            out_dir=Path(out_dir),
+            precision=precision,
+            input_size=input_size,
+            weights=weights,
+            pretrained=pretrained,
+            num_classes=num_classes,
+            threads=threads,
+            calib=calib,
+            calib_samples=calib_samples,
+            keep_failed=keep_failed,
+            more_sizes=more_sizes,
+            target_options={k: v for k, v in target_options.items() if v is not None},
+        ),
+        _target_names() if target_name == "all" else [target_name],
+    )
     from .export import export as run_export
     from .progress import progress_line
     from .tables import print_parity
 
     results = []
     with progress_line(quiet=as_json) as line:
-        for name in names:
-            results.append(run_export(opts[name], on_step=lambda s, n=name: line.step(f"{n}: {s}")))
+        for plan in plans:
+            results.append(run_export(plan, on_step=lambda s, n=plan.target: line.step(f"{n}: {s}")))
     rows = [{"artifact": str(r.artifact), **(r.manifest.get("parity") or {})} for r in results]
     if as_json:
         _echo_json(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import __version__
@@ -21,9 +21,9 @@ from .artifact import (
     tree_sha256,
     write_json_atomic,
 )
-from .errors import DependencyError, NotOnThisDevice, UsageError
+from .errors import DependencyError, NotOnThisDevice
 from .parity import ParityReport, judge, parity_inputs, reference_logits
-from .targets import TARGETS, ExportOptions, get_target
+from .targets import ExportOptions, get_target
 from .targets.base import QUANTIZED
 
 
@@ -65,6 +65,25 @@ def export(
         return _export(opts, on_step, run_parity)
 
 
+def plan_exports(opts: ExportOptions, targets: Sequence[str] | None = None) -> list[ExportOptions]:
+    """``opts`` resolved for each of ``targets`` (default: ``opts.target``), every one checked before any export.
+
+    With several targets each takes the target options it has flags for (``--target all``); with one, an
+    option it lacks is refused by its flag. A ``calib`` folder is checked here, before a model loads.
+    """
+    from .images import image_files
+
+    targets = [opts.target] if targets is None else list(targets)
+    plans = []
+    for name in targets:
+        target = get_target(name)
+        given = target.takes(opts.target_options) if len(targets) > 1 else opts.target_options
+        plans.append(target.resolve(replace(opts, target=name, target_options=given)))
+    if opts.calib is not None:
+        image_files(opts.calib, check=True)  # an empty folder or a bad file is refused now, not after the model loads
+    return plans
+
+
 def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: bool) -> ExportResult:
     import torch
 
@@ -80,23 +99,13 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
             image_files(folder, check=True)  # a bad folder is refused before the model loads
     trained_size = default_input_size(opts.model, opts.weights, opts.pretrained)
     size = check_input_size(trained_size if opts.input_size is None else opts.input_size, opts.model)
-    if opts.more_sizes:
-        if not target.flexible_sizes:
-            flexible = [t for t in TARGETS.values() if t.flexible_sizes]
-            raise UsageError(
-                f"a {target.name} artifact takes one input size, not {[size, *opts.more_sizes]}",
-                f"pass one --input-size (several sizes: --target {' / '.join(t.name for t in flexible)})",
-            )
-        if len({size, *opts.more_sizes}) != 1 + len(opts.more_sizes):
-            raise UsageError(f"--input-size lists a size twice: {[size, *opts.more_sizes]}", "list each size once")
-        for extra in opts.more_sizes:
-            check_input_size(extra, opts.model)
     on_step(f"loading {opts.model}")
     model = load_model(opts.model, opts.weights, num_classes=opts.num_classes, pretrained=opts.pretrained)
     pre = model.preprocessing
 
     stem = artifact_stem(opts.model, target.name, opts.precision, target.stem_tags(opts), size, trained_size)
-    lead = "batch" if opts.batch == "dynamic" else 1  # the input's first dimension
+    dynamic, layout = target.dynamic_batch(opts), target.input_layout(opts)
+    lead = "batch" if dynamic else 1  # the input's first dimension
     final = Path(opts.out_dir) / f"{stem}{target.suffix}"
     manifest = {
         "schema": MANIFEST_SCHEMA,
@@ -108,9 +117,9 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
         "precision": opts.precision,
         "input": {
             "name": "image",
-            "shape": [lead, size, size, 3] if opts.layout == "nhwc" else [lead, 3, size, size],
-            "batch": "dynamic" if opts.batch == "dynamic" else 1,
-            "layout": opts.layout,
+            "shape": [lead, size, size, 3] if layout == "nhwc" else [lead, 3, size, size],
+            "batch": "dynamic" if dynamic else 1,
+            "layout": layout,
             "dtype": "float32",
             "size": size,
             **({"sizes": [size, *opts.more_sizes]} if opts.more_sizes else {}),

@@ -86,9 +86,7 @@ class ParityReport:
         )
 
 
-def check_bounds(
-    target: str, precision: str, metrics: dict[str, float], family: str = "mobilevit"
-) -> tuple[list[dict], list[str]]:
+def check_bounds(target: str, precision: str, metrics: dict[str, float], family: str) -> tuple[list[dict], list[str]]:
     rows, failures = [], []
     for bound in rule_for(precision, family).bounds:
         value = float(metrics[bound.metric])
@@ -116,8 +114,8 @@ def judge(
     precision: str,
     ref: np.ndarray,
     got: np.ndarray,
-    runtime: str = "",
-    family: str = "mobilevit",
+    runtime: str,
+    family: str,
 ) -> ParityReport:
     """Metrics, bounds and flipped samples of artifact logits ``got`` against reference ``ref`` (bounds: the
     precision's row for the model's family, ``tolerances.rule_for``)."""
@@ -133,8 +131,11 @@ def judge(
 
 
 def manifest_family(manifest: dict) -> str:
-    """The model family an artifact was exported from (manifests before families existed: v1)."""
-    return manifest.get("family", "mobilevit")
+    """The model family an artifact was exported from: its manifest's, else (manifests written before families
+    existed) its registered model's."""
+    from .models.config import get_spec
+
+    return manifest.get("family") or get_spec(manifest["model"]).family
 
 
 def manifest_preprocessing(manifest: dict):

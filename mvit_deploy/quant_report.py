@@ -54,7 +54,7 @@ def _float_twin(manifest: dict, tmp: Path, weights=None):
         # --pretrained exports record no path: the twin loads the same named weights (not the fixture)
         pretrained=None if (weights or manifest["checkpoint"]["path"]) else manifest["checkpoint"].get("pretrained"),
         num_classes=manifest["output"]["classes"],
-        **target.twin_options(manifest),
+        target_options=target.twin_options(manifest),
     )
     return export(opts, run_parity=False)
 

@@ -181,7 +181,7 @@ def test_ane_layout_export_passes_parity_and_drops_the_attention_findings(tmp_pa
             target="coreml",
             precision=precision,
             input_size=128,
-            coreml_layout=layout,
+            target_options={"coreml_layout": layout},
             out_dir=tmp_path / layout,
         )
         result = export(opts)

@@ -543,7 +543,7 @@ def test_non_finite_artifact_logits_fail_parity_with_valid_json():
     ref = np.random.default_rng(0).normal(size=(4, 10)).astype(np.float32)
     got = ref.copy()
     got[1, 3] = np.nan
-    report = judge("a.onnx", "onnx", "fp32", ref, got)
+    report = judge("a.onnx", "onnx", "fp32", ref, got, "onnxruntime", "mobilevit")
     assert not report.passed and report.failures[0] == "logits: 1 of 40 values from the artifact are NaN or infinite"
     text = json.dumps(report.to_dict(), allow_nan=False)
     assert json.loads(text)["metrics"]["max_abs"] is None

@@ -642,8 +642,8 @@ def test_ops_mobilevit_emits_are_unit_tested(tmp_path):
         dict(precision="fp32"),
         dict(precision="fp16"),
         dict(precision="int8"),
-        dict(precision="int8", min_target="iOS18"),
-        dict(precision="w8a8", min_target="iOS17"),
+        dict(precision="int8", target_options={"min_target": "iOS18"}),
+        dict(precision="w8a8", target_options={"min_target": "iOS17"}),
     ]
     emitted = set()
     for i, kw in enumerate(variants):  # input_size 64 for speed: the op types are the same as at 256 (checked)

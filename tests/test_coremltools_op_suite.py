@@ -102,7 +102,11 @@ def test_every_op_our_exports_emit_passes_coremltools_cases(suite, tmp_path):
     emitted = set()
     for layout in ("standard", "ane"):
         opts = ExportOptions(
-            model="mobilevit_xxs", target="coreml", input_size=64, coreml_layout=layout, out_dir=tmp_path / layout
+            model="mobilevit_xxs",
+            target="coreml",
+            input_size=64,
+            target_options={"coreml_layout": layout},
+            out_dir=tmp_path / layout,
         )
         emitted |= {o.type for o in load_program(export(opts, run_parity=False).artifact).operations}
     assert {"conv", "einsum", "layer_norm", "softmax", "pixel_unshuffle"} <= emitted

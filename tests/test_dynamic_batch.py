@@ -30,7 +30,7 @@ def pair(tmp_path_factory, fashion_artifact):
             model="mobilevit_xxs",
             pretrained="fashion",
             target="onnx",
-            batch="dynamic",
+            target_options={"batch": "dynamic"},
             out_dir=tmp_path_factory.mktemp("dyn"),
         )
     )
@@ -69,8 +69,12 @@ def test_eval_of_the_dynamic_artifact_equals_the_batch_one_artifact(pair):
 def test_targets_with_a_batch_of_one_refuse(tmp_path):
     result = run_cli("export", "--target", "tflite", "--batch", "dynamic", "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and "--batch" in result.stderr and not (tmp_path / "o").exists()
-    with pytest.raises(UsageError, match="has a batch of 1"):
-        export(ExportOptions(model="mobilevit_xxs", target="coreml", batch="dynamic", out_dir=tmp_path / "o"))
+    with pytest.raises(UsageError, match="--batch applies to onnx, ort, not coreml"):
+        export(
+            ExportOptions(
+                model="mobilevit_xxs", target="coreml", target_options={"batch": "dynamic"}, out_dir=tmp_path / "o"
+            )
+        )
 
 
 @pytest.mark.parametrize("target", ["onnx", "ort"])
@@ -81,7 +85,7 @@ def test_int8_with_a_free_batch_keeps_its_parity(target, tmp_path):
             pretrained="fashion",
             target=target,
             precision="int8",
-            batch="dynamic",
+            target_options={"batch": "dynamic"},
             out_dir=tmp_path,
         )
     )

@@ -36,9 +36,9 @@ QUANT_CASES = {
     "onnx-int8": dict(target="onnx", precision="int8"),
     "ort-int8": dict(target="ort", precision="int8"),
     "tflite-int8": dict(target="tflite", precision="int8"),
-    "tflite-int8-nhwc-int8io": dict(target="tflite", precision="int8", layout="nhwc", io="int8"),
+    "tflite-int8-nhwc-int8io": dict(target="tflite", precision="int8", target_options={"layout": "nhwc", "io": "int8"}),
     "coreml-int8": dict(target="coreml", precision="int8"),
-    "coreml-w8a8": dict(target="coreml", precision="w8a8", min_target="iOS17"),
+    "coreml-w8a8": dict(target="coreml", precision="w8a8", target_options={"min_target": "iOS17"}),
 }
 
 
@@ -81,7 +81,7 @@ def test_int8_parity_uses_the_int8_row_and_reports_honestly(case, int8_exports):
     p = result.manifest["parity"]
     assert result.manifest["calibration"]["samples"] == 28
     assert [(b["metric"], b["op"], b["value"]) for b in p["bounds"]] == [
-        (b.metric, b.op, b.value) for b in bounds_for("int8")
+        (b.metric, b.op, b.value) for b in bounds_for("int8", "mobilevit")
     ]
     x, ref = photo_reference(result.manifest["input"]["size"])
     got = load_runner(result.artifact, result.manifest)(x).astype(np.float64)
@@ -114,7 +114,7 @@ def test_coreml_ios18_int8_uses_blockwise_op(tmp_path):
             model="mobilevit_xxs",
             target="coreml",
             precision="int8",
-            min_target="iOS18",
+            target_options={"min_target": "iOS18"},
             out_dir=tmp_path,
             calib_samples=4,
             parity_n=4,
@@ -293,7 +293,7 @@ def test_tflite_nhwc_int8_keeps_the_float_stages_float(tmp_path):
             pretrained="fashion",
             target="tflite",
             precision="int8",
-            layout="nhwc",
+            target_options={"layout": "nhwc"},
             out_dir=tmp_path / "b",
         )
     )

@@ -76,10 +76,7 @@ def target_mentions(path: Path) -> list[str]:
 
 
 def test_no_module_outside_targets_names_a_target():
-    inside = ("targets",), ("device", "runtimes")  # a target's file, and its runner on the device side
-    outside = [
-        p for p in sorted(PACKAGE.rglob("*.py")) if not any(p.relative_to(PACKAGE).parts[: len(i)] == i for i in inside)
-    ]
+    outside = _outside_targets()  # a target's file, and its runner on the device side, are inside
     assert len(outside) > 20
     found = [m for p in outside for m in target_mentions(p)]
     assert found == [], "\n".join(found)
@@ -99,6 +96,82 @@ def test_the_check_finds_what_it_looks_for(tmp_path):
     )
     kinds = sorted(m.split(" ")[1] for m in target_mentions(bad))
     assert kinds == ["identifier", "import", "import", "string", "string"]
+
+
+def _outside_targets() -> list[Path]:
+    inside = ("targets",), ("device", "runtimes")
+    return [
+        p for p in sorted(PACKAGE.rglob("*.py")) if not any(p.relative_to(PACKAGE).parts[: len(i)] == i for i in inside)
+    ]
+
+
+def option_reads(path: Path) -> list[str]:
+    """Every place ``path`` reads into a target's options: ``….target_options.<field>`` or ``….target_options[...]``,
+    ``.get(...)`` on it, or ``getattr`` of it (shared code passes them along, unread)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        inner = getattr(node, "value", None)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr" and node.args:
+            inner, node = node.args[0], node
+        elif not isinstance(node, (ast.Attribute, ast.Subscript)):
+            continue
+        if isinstance(inner, ast.Attribute) and inner.attr == "target_options":
+            found.append(f"{path.name}:{node.lineno} reads {ast.unparse(node)[:60]}")
+    return found
+
+
+def test_shared_code_keeps_no_target_option():
+    """ExportOptions has no field a target declares, and no module outside targets/ reads a target's options."""
+    from dataclasses import fields
+
+    from mvit_deploy.targets import ExportOptions
+
+    target_fields = {o.field for t in TARGETS.values() for o in t.export_options}
+    assert target_fields & {f.name for f in fields(ExportOptions)} == set()
+    found = [m for p in _outside_targets() for m in option_reads(p)]
+    assert found == [], "\n".join(found)
+    for target in TARGETS.values():  # each target's options record is its flags, with their defaults
+        record = target.Options()
+        assert {o.field: o.default for o in target.export_options} == vars(record)
+
+
+def test_the_option_scan_finds_what_it_looks_for(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "def f(opts):\n"
+        "    a = opts.target_options.layout\n"
+        '    b = opts.target_options["io"]\n'
+        '    c = getattr(opts.target_options, "batch")\n'
+        "    return opts.target_options, a, b, c\n"
+    )
+    assert len(option_reads(bad)) == 3
+
+
+def family_defaults(path: Path, families) -> list[str]:
+    """Parameters and fields whose default names a model family (a family is told, never assumed)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        defaults = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            defaults = [d for d in (*node.args.defaults, *node.args.kw_defaults) if d is not None]
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            defaults = [node.value]
+        found += [
+            f"{path.name}:{d.lineno} defaults to {d.value!r}"
+            for d in defaults
+            if isinstance(d, ast.Constant) and d.value in families
+        ]
+    return found
+
+
+def test_no_family_is_a_default(tmp_path):
+    from mvit_deploy.models.families import FAMILIES
+
+    found = [m for p in sorted(PACKAGE.rglob("*.py")) for m in family_defaults(p, FAMILIES)]
+    assert found == [], "\n".join(found)
+    bad = tmp_path / "bad.py"
+    bad.write_text('def f(x, family: str = "mobilevit"):\n    pass\nclass C:\n    family: str = "mobilevitv2"\n')
+    assert len(family_defaults(bad, FAMILIES)) == 2
 
 
 def test_every_target_declares_what_the_rest_of_the_tool_asks():
@@ -136,7 +209,7 @@ def test_library_and_cli_share_one_set_of_defaults(tmp_path):
     w8a8 = get_target("coreml").resolve(
         ExportOptions(model="mobilevit_xxs", target="coreml", out_dir=tmp_path, precision="w8a8")
     )
-    assert w8a8.min_target == "iOS17"
+    assert w8a8.target_options.min_target == "iOS17"
 
 
 @pytest.mark.parametrize("kind", ["export", "bench"])

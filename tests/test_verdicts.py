@@ -194,7 +194,6 @@ def test_int8_on_the_trained_model_keeps_accuracy(case, subset, reference_subset
             precision=precision,
             pretrained="fashion",
             out_dir=tmp_path,
-            min_target="iOS17" if precision == "w8a8" else "iOS16",
         )
     )
     assert result.parity.passed, result.parity.failures

@@ -97,7 +97,7 @@ def load_model(
     return model.eval()
 
 
-def preprocessing_for_layout(layout: str, family: str = "mobilevit") -> Preprocessing:
+def preprocessing_for_layout(layout: str, family: str) -> Preprocessing:
     """What a local checkpoint of ``layout`` was trained with, as its model family publishes it."""
     from .families import get_family
 

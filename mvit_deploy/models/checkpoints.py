@@ -31,7 +31,7 @@ class Checkpoint:
     layout: str
     path: Path | None
     sha256: str | None
-    family: str = "mobilevit"  # families.FAMILIES
+    family: str  # families.FAMILIES, told by the checkpoint's telltale keys
 
 
 def sha256_of(path: Path) -> str:
@@ -168,7 +168,7 @@ def strip_wrappers(state_dict: dict) -> dict:
     return state_dict
 
 
-def rename(state_dict: dict, layout: str, family: str = "mobilevit") -> dict:
+def rename(state_dict: dict, layout: str, family: str) -> dict:
     """Rename a ``layout`` state dict of ``family`` to ours, fusing split q/k/v projections."""
     rules = families.rename_rules(family, layout)
     out = {}

@@ -99,11 +99,11 @@ class CheckpointSource:
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
+    family: str  # families.FAMILIES: the architecture, its checkpoint layouts, int8 regions and parity rules
     config: MobileViTConfig | MobileViTV2Config
     input_size: int = 256
     sources: tuple[CheckpointSource, ...] = ()
     paper_params_m: float = 0.0  # the paper's Table, kept beside the counted number for comparison
-    family: str = "mobilevit"  # families.FAMILIES: the architecture, its checkpoint layouts and int8 regions
 
     def source(self, name: str) -> CheckpointSource:
         for s in self.sources:
@@ -176,6 +176,7 @@ def register(spec: ModelSpec) -> ModelSpec:
 register(
     ModelSpec(
         "mobilevit_xxs",
+        "mobilevit",
         MobileViTConfig(channels=(16, 16, 24, 48, 64, 80, 320), transformer_dims=(64, 80, 96), expand_ratio=2.0),
         sources=_sources("apple/mobilevit-xx-small", "mobilevit_xxs", fashion=True),
         paper_params_m=1.3,
@@ -184,6 +185,7 @@ register(
 register(
     ModelSpec(
         "mobilevit_xs",
+        "mobilevit",
         MobileViTConfig(channels=(16, 32, 48, 64, 80, 96, 384), transformer_dims=(96, 120, 144)),
         sources=_sources("apple/mobilevit-x-small", "mobilevit_xs"),
         paper_params_m=2.3,
@@ -192,6 +194,7 @@ register(
 register(
     ModelSpec(
         "mobilevit_s",
+        "mobilevit",
         MobileViTConfig(channels=(16, 32, 64, 96, 128, 160, 640), transformer_dims=(144, 192, 240)),
         sources=_sources("apple/mobilevit-small", "mobilevit_s", fashion=True),
         paper_params_m=5.6,
@@ -231,6 +234,7 @@ for _width, _params in ((0.5, 1.4), (0.75, 2.9), (1.0, 4.9), (1.25, 7.5), (1.5, 
     register(
         ModelSpec(
             _name,
+            "mobilevitv2",
             MobileViTV2Config(width=_width),
             sources=(
                 *_sources(
@@ -242,7 +246,6 @@ for _width, _params in ((0.5, 1.4), (0.75, 2.9), (1.0, 4.9), (1.25, 7.5), (1.5, 
                 *_in22k,
             ),
             paper_params_m=_params,
-            family="mobilevitv2",
         )
     )
 

@@ -11,11 +11,14 @@ Rename rules are ordered ``(regex, replacement)`` pairs applied to every key in 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import re
 from dataclasses import dataclass, field
 
-from .config import CVNETS_PREPROCESSING, HF_PREPROCESSING, TIMM_PREPROCESSING, V2_TIMM_PREPROCESSING
+from .. import tolerances
+from ..errors import UsageError
+from .config import CVNETS_PREPROCESSING, HF_PREPROCESSING, TIMM_PREPROCESSING, V2_TIMM_PREPROCESSING, get_spec
 
 # ---- MobileViT v1 (arXiv 2110.02178) -------------------------------------------------------
 
@@ -144,6 +147,31 @@ class ModelFamily:
     # the spellings ``export_variant`` knows for this network (e.g. "ane": the Neural Engine layout; v2's default
     # graph already is [B, C, P, N] with 1x1 convolutions)
     variants: tuple[str, ...] = ()
+    # "module:function" under mvit_deploy.models: a context manager writing the graph the way a runtime runs
+    # fastest, ``f(model, patches=..., layer_norm=...)`` (outputs unchanged); "" = one spelling for every runtime
+    export_variant: str = ""
+    # precision -> the parity / accuracy rule where this family's measurements differ from tolerances.RULES
+    rules: dict = field(default_factory=dict)
+
+    def rule(self, precision: str) -> tolerances.Rule:
+        """The bounds an artifact of this family is judged by at ``precision`` (tolerances.py has the evidence)."""
+        if precision in self.rules:
+            return self.rules[precision]
+        try:
+            return tolerances.RULES[precision]
+        except KeyError:
+            raise KeyError(f"no parity bounds for precision {precision}") from None
+
+    def spelled(self, model, **spellings):
+        """A context in which ``model`` is written the way one runtime runs fastest (``export_variant``).
+
+        ``spellings`` (``patches="channels_last"``, ``layer_norm="decomposed"``, ...) a family does not
+        know leave its graph as it is: the default graph is correct everywhere, only slower.
+        """
+        if not self.export_variant:
+            return contextlib.nullcontext(model)
+        module, fn = self.export_variant.split(":")
+        return getattr(importlib.import_module(f"mvit_deploy.models.{module}"), fn)(model, **spellings)
 
     def model_class(self):
         module, cls = self.builder.split(":")
@@ -178,6 +206,7 @@ register_family(
         hf_class="MobileViTForImageClassification",
         preprocessing={"hf": HF_PREPROCESSING, "cvnets": CVNETS_PREPROCESSING, "timm": TIMM_PREPROCESSING},
         variants=("ane",),
+        export_variant="mobilevit:export_variant",
     )
 )
 register_family(
@@ -199,6 +228,7 @@ register_family(
         hf_class="MobileViTV2ForImageClassification",
         # HF's v2 processor flips to BGR as its v1 one does; ml-cvnets is read as HF reproduces it
         preprocessing={"hf": HF_PREPROCESSING, "cvnets": CVNETS_PREPROCESSING, "timm": V2_TIMM_PREPROCESSING},
+        rules={"fp32": tolerances.FP32_V2, "fp16": tolerances.FP16_V2},
     )
 )
 
@@ -212,7 +242,17 @@ STEM_TELLTALES = (
 
 
 def get_family(name: str) -> ModelFamily:
-    return FAMILIES[name]
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise UsageError(
+            f"unknown model family {name!r}", f"this version knows {', '.join(FAMILIES)}: re-export with it"
+        ) from None
+
+
+def family_of(model: str) -> ModelFamily:
+    """The family a registered variant belongs to."""
+    return get_family(get_spec(model).family)
 
 
 def detect(keys) -> tuple[str, str] | None:

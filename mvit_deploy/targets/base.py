@@ -12,14 +12,16 @@ binary. The CLI, parity, quant-report, bench and report ask the registry; no mod
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..device.runtimes import Runner, load_runner
 from ..errors import UsageError
+from ..models.config import check_input_size
 
 # Precisions that need calibration images: int8 (weights + activations, or weight-only where a
 # target says so) and w8a8 (weights + activations on a target that also has weight-only int8).
@@ -31,7 +33,9 @@ class ExportOptions:
     """Everything an export needs, frozen: the CLI builds one, the library reads it.
 
     ``None`` means "the target's default" (``Target.resolve`` fills it in), so the library and
-    the CLI share one set of defaults.
+    the CLI share one set of defaults. ``target_options`` holds the flags a target adds (its
+    ``export_options``), by field name: a mapping from the caller, the target's own ``Options``
+    record once resolved. Shared code passes it along and never reads it.
     """
 
     model: str
@@ -48,16 +52,8 @@ class ExportOptions:
     calib: str | None = None  # int8: a directory of the user's images; None: the shipped calib photos
     calib_samples: int = 64  # int8: calibration crops drawn (deterministically)
     keep_failed: bool = False  # keep an artifact whose parity failed (to inspect it); by default none is written
-    # Options a target adds (its ``export_options`` name these fields); others ignore them.
-    layout: str = "nchw"  # tflite: nchw | nhwc
-    io: str = "float"  # tflite int8: float I/O | int8 I/O (camera pipelines feeding int8)
-    min_target: str | None = None  # coreml: None = the lowest that has the precision's ops
-    input_type: str = "image"  # coreml: image | tensor
-    coreml_layout: str = "standard"  # coreml: standard | ane (the Neural Engine layout, mvit_deploy.models.mobilevit)
     more_sizes: tuple[int, ...] = ()  # further square input sizes one artifact accepts (targets with flexible_sizes)
-    delegate: str = "xnnpack"  # executorch: xnnpack | coreml
-    ort_platform: str = "arm"  # ort: arm | amd64 (the CPU the offline optimisations are baked for)
-    batch: str = "1"  # onnx, ort: 1 | dynamic (the batch dimension left free: any batch at run time)
+    target_options: Any = field(default_factory=dict)  # {field: value} in, the target's ``Options`` once resolved
 
 
 @dataclass(frozen=True)
@@ -126,30 +122,89 @@ class Target(abc.ABC):
     layer_report: bool = False  # quant-report reads this format's intermediate tensors (``layer_errors``)
     layer_report_hint: str = "use an int8 artifact of another target"  # what to do instead, when it cannot
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # The record of this target's export flags, one field per Option (its default the Option's).
+        cls.Options = make_dataclass(
+            f"{cls.__name__}Options",
+            [(o.field, Any, field(default=o.default)) for o in cls.export_options],
+            frozen=True,
+        )
+
+    Options: ClassVar[type]
+
     def resolve(self, opts: ExportOptions) -> ExportOptions:
-        """Fill in this target's defaults (``None`` fields) and refuse what it cannot export."""
+        """Fill in this target's defaults (``None`` fields) and refuse what it cannot export.
+
+        ``opts.target_options`` becomes this target's ``Options``; a field it does not have is refused
+        by its flag, naming the targets that take it.
+        """
         opts = replace(
-            opts, precision=opts.precision or self.default_precision, batch=str(opts.batch)
-        )  # batch=1 from Python is "1"
+            opts, precision=opts.precision or self.default_precision, target_options=self.options(opts.target_options)
+        )
         if opts.precision not in self.precisions:
             raise UsageError(
                 f"{self.name} does not export precision {opts.precision}", f"use one of {', '.join(self.precisions)}"
             )
-        if opts.batch != "1" and not any(o.field == "batch" for o in self.export_options):
+        sizes = [s for s in (opts.input_size, *opts.more_sizes) if s is not None]
+        if opts.more_sizes and not self.flexible_sizes:
             from . import TARGETS
 
-            takers = [t.name for t in TARGETS.values() if any(o.field == "batch" for o in t.export_options)]
+            flexible = [t.name for t in TARGETS.values() if t.flexible_sizes]
             raise UsageError(
-                f"a {self.name} artifact has a batch of 1",
-                f"export --target {' / '.join(takers)} for --batch {opts.batch}",
+                f"--input-size {','.join(map(str, sizes))}: a {self.name} artifact takes one input size",
+                f"pass one size, or --target {' / '.join(flexible)} for several (EnumeratedShapes)",
             )
-        for opt in self.export_options:
-            if getattr(opts, opt.field) not in opt.choices:
-                raise UsageError(
-                    f"{self.name} does not take {opt.flag} {getattr(opts, opt.field)}",
-                    f"use one of {', '.join(opt.choices)}",
-                )
+        if len(set(sizes)) != len(sizes):
+            raise UsageError(f"--input-size {','.join(map(str, sizes))} lists a size twice", "list each size once")
+        for size in sizes:
+            check_input_size(size, opts.model)
         return opts
+
+    def options(self, given) -> Any:
+        """``given`` ({field: value}, or this target's ``Options``) as this target's ``Options``, checked."""
+        if isinstance(given, self.Options):
+            given = {f.name: getattr(given, f.name) for f in fields(given)}
+        if not isinstance(given, Mapping):
+            raise UsageError(
+                f"target_options for {self.name} is a {type(given).__name__}", "pass a mapping {field: value}"
+            )
+        mine = {o.field: o for o in self.export_options}
+        for key in given:
+            if key not in mine:
+                from . import TARGETS
+
+                takers = [t for t in TARGETS.values() if any(o.field == key for o in t.export_options)]
+                if not takers:
+                    raise UsageError(
+                        f"no target has an export option {key!r}", f"{self.name}'s: {', '.join(mine) or 'none'}"
+                    )
+                flag = next(o.flag for o in takers[0].export_options if o.field == key)
+                raise UsageError(
+                    f"{flag} applies to {', '.join(t.name for t in takers)}, not {self.name}",
+                    f"drop {flag}, or use --target {takers[0].name}",
+                )
+        values = {k: (str(v) if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in given.items()}
+        for key, value in values.items():
+            opt = mine[key]
+            if value is not None and value not in opt.choices:
+                raise UsageError(
+                    f"{self.name} does not take {opt.flag} {value}", f"use one of {', '.join(opt.choices)}"
+                )
+        return self.Options(**{k: v for k, v in values.items() if v is not None})
+
+    def takes(self, given: Mapping) -> dict:
+        """The part of ``given`` ({field: value}) this target has flags for (``--target all``: each takes its own)."""
+        mine = {o.field for o in self.export_options}
+        return {k: v for k, v in given.items() if k in mine and v is not None}
+
+    def input_layout(self, opts: ExportOptions) -> str:
+        """The artifact's input layout, ``nchw`` or ``nhwc`` (the manifest's ``input.layout``)."""
+        return "nchw"
+
+    def dynamic_batch(self, opts: ExportOptions) -> bool:
+        """True when the artifact leaves its batch dimension free (the manifest's ``input.batch``)."""
+        return False
 
     def stem_tags(self, opts: ExportOptions) -> list[str]:
         """Words the file name carries for non-default options (``<model>-<target>-<precision>-<tags>``)."""

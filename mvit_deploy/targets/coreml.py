@@ -13,15 +13,14 @@ from .._deps import IS_MACOS, has
 from ..device.runtimes import Runner
 from ..device.runtimes.coreml import CoreMLRunner as NativeCoreMLRunner
 from ..errors import NotOnThisDevice, UsageError
-from ..models.config import get_spec
-from ..models.families import get_family
+from ..models.families import family_of
 from ..quantization import float_modules
 from . import register_target
 from .base import QUANTIZED, AihubProfile, Converted, ExportOptions, Option, Target
 
 MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
 COMPUTE_UNITS = ("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne")
-LAYOUTS = ("standard", "ane")  # --coreml-layout; "ane" = export_variant(patches="ane")
+LAYOUTS = ("standard", "ane")  # --coreml-layout; "ane" = the family's spelled(patches="ane")
 
 
 class CoreMLRunner(NativeCoreMLRunner):
@@ -194,23 +193,22 @@ class CoreMLTarget(Target):
     def resolve(self, opts: ExportOptions) -> ExportOptions:
         from dataclasses import replace
 
-        if opts.min_target is None:
-            opts = replace(opts, min_target="iOS17" if opts.precision == "w8a8" else "iOS16")
         opts = super().resolve(opts)
-        if opts.precision == "w8a8" and opts.min_target == "iOS16":
+        o = opts.target_options
+        if o.min_target is None:
+            o = replace(o, min_target="iOS17" if opts.precision == "w8a8" else "iOS16")
+            opts = replace(opts, target_options=o)
+        if opts.precision == "w8a8" and o.min_target == "iOS16":
             raise UsageError("w8a8 needs the quantize/dequantize ops of iOS17", "pass --min-target iOS17 (or iOS18)")
-        if (
-            opts.coreml_layout != "standard"
-            and opts.coreml_layout not in get_family(get_spec(opts.model).family).variants
-        ):
+        if o.coreml_layout != "standard" and o.coreml_layout not in family_of(opts.model).variants:
             raise UsageError(
-                f"{opts.model} has no {opts.coreml_layout} layout (its standard graph is what that layout gives v1)",
+                f"{opts.model} has no {o.coreml_layout} layout (its standard graph is what that layout gives v1)",
                 "drop --coreml-layout",
             )
         return opts
 
     def stem_tags(self, opts):
-        tags = ["ane"] if opts.coreml_layout == "ane" else []
+        tags = ["ane"] if opts.target_options.coreml_layout == "ane" else []
         if opts.more_sizes:  # e.g. mobilevit_xxs-coreml-fp16-also320-384.mlpackage
             tags.append("also" + "-".join(str(s) for s in opts.more_sizes))
         return tags
@@ -281,16 +279,15 @@ class CoreMLTarget(Target):
                 torch.export.Dim("w64", min=1, max=MAX_INPUT_SIZE // 64),
             )
             dynamic = ({2: 64 * h, 3: 64 * w},)
-        if opts.input_type == "image":
+        if opts.target_options.input_type == "image":
             if any(pre.mean) or any(s != 1 for s in pre.std):
                 raise UsageError("this checkpoint's preprocessing has mean/std", "use --coreml-input tensor")
             order = ct.colorlayout.BGR if pre.channel_order == "BGR" else ct.colorlayout.RGB
             inputs = [ct.ImageType(name="image", shape=shape, scale=pre.scale, color_layout=order)]
         else:
             inputs = [ct.TensorType(name="image", shape=shape)]
-        from ..models.mobilevit import export_variant
-
-        with export_variant(model, patches="ane" if opts.coreml_layout == "ane" else None):
+        patches = "ane" if opts.target_options.coreml_layout == "ane" else None
+        with family_of(opts.model).spelled(model, patches=patches):
             program = torch.export.export(model, (example,), dynamic_shapes=dynamic).run_decompositions({})
         names = get_domain(getattr(model, "domain", "photos")).named_classes(model.num_classes)
         # a head with named classes: labels embedded, so Vision returns class names; the dict output keeps the logits
@@ -302,12 +299,12 @@ class CoreMLTarget(Target):
                 outputs=[ct.TensorType(name="logits")],
                 convert_to="mlprogram",
                 compute_precision=ct.precision.FLOAT32 if opts.precision == "fp32" else ct.precision.FLOAT16,
-                minimum_deployment_target=getattr(ct.target, opts.min_target),
+                minimum_deployment_target=getattr(ct.target, opts.target_options.min_target),
                 classifier_config=classifier,
             )
             if opts.precision in QUANTIZED:
                 if opts.precision == "w8a8":
-                    pixels = calibration / pre.scale if opts.input_type == "image" else calibration
+                    pixels = calibration / pre.scale if opts.target_options.input_type == "image" else calibration
                     ml = quantize_activations(
                         ml, pixels.astype(np.float32), float_module_nodes(program, float_modules(opts.model))
                     )
@@ -327,7 +324,9 @@ class CoreMLTarget(Target):
         if classifier:
             ml.user_defined_metadata["com.apple.coreml.model.preview.type"] = "imageClassifier"
         ml.input_description["image"] = (
-            f"{size}x{size} {pre.channel_order} image" if opts.input_type == "image" else "preprocessed float tensor"
+            f"{size}x{size} {pre.channel_order} image"
+            if opts.target_options.input_type == "image"
+            else "preprocessed float tensor"
         )
         desc = ml.get_spec().description
         # with labels, coremltools turns the logits into a {label: logit} dictionary output
@@ -342,9 +341,12 @@ class CoreMLTarget(Target):
         return Converted(
             input_name="image",
             output_name=logits_name,
-            input={"type": opts.input_type, "dtype": "uint8" if opts.input_type == "image" else "float32"},
+            input={
+                "type": opts.target_options.input_type,
+                "dtype": "uint8" if opts.target_options.input_type == "image" else "float32",
+            },
             output=output,
-            extra={"ane": ane, "coreml_layout": opts.coreml_layout},
+            extra={"ane": ane, "coreml_layout": opts.target_options.coreml_layout},
         )
 
     def weight_bytes(self, path: Path) -> bytes:

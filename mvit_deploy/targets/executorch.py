@@ -198,19 +198,21 @@ class ExecuTorchTarget(Target):
 
     def resolve(self, opts: ExportOptions) -> ExportOptions:
         opts = super().resolve(opts)
-        allowed = {"xnnpack": ("fp32", "int8"), "coreml": ("fp32", "fp16")}[opts.delegate]
+        delegate = opts.target_options.delegate
+        allowed = {"xnnpack": ("fp32", "int8"), "coreml": ("fp32", "fp16")}[delegate]
         if opts.precision not in allowed:
             other = next(
                 d for d in DELEGATES if opts.precision in {"xnnpack": ("fp32", "int8"), "coreml": ("fp32", "fp16")}[d]
             )
             raise UsageError(
-                f"the {opts.delegate} delegate does not take precision {opts.precision}",
+                f"the {delegate} delegate does not take precision {opts.precision}",
                 f"use --delegate {other}, or --precision {' / '.join(allowed)}",
             )
         return opts
 
     def stem_tags(self, opts):
-        return [opts.delegate] if opts.delegate != "xnnpack" else []
+        delegate = opts.target_options.delegate
+        return [delegate] if delegate != "xnnpack" else []
 
     def runner(self, path, manifest, threads=None):
         return ExecuTorchRunner(path, manifest, threads)
@@ -271,7 +273,7 @@ def _lower(program, opts: ExportOptions):
     from executorch.devtools.backend_debug import get_delegation_info
     from executorch.exir import to_edge_transform_and_lower
 
-    if opts.delegate == "coreml":
+    if opts.target_options.delegate == "coreml":
         import coremltools as ct
         from executorch.backends.apple.coreml.compiler import CoreMLBackend
         from executorch.backends.apple.coreml.partition import CoreMLPartitioner
@@ -289,8 +291,8 @@ def _lower(program, opts: ExportOptions):
     info = get_delegation_info(edge.exported_program().graph_module)
     total = info.num_delegated_nodes + info.num_non_delegated_nodes
     delegation = {
-        "delegate": opts.delegate,
-        "backend": BACKEND_IDS[opts.delegate],
+        "delegate": opts.target_options.delegate,
+        "backend": BACKEND_IDS[opts.target_options.delegate],
         "subgraphs": info.num_delegated_subgraphs,
         "nodes_delegated": info.num_delegated_nodes,
         "nodes_total": total,

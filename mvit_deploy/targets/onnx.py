@@ -6,12 +6,13 @@ import contextlib
 import io
 from pathlib import Path
 
+from ..models.families import family_of
 from ..quantization import FLOAT_MODULES, float_modules
 from . import register_target
 from .base import AihubProfile, Converted, ExportOptions, Option, Target
 
 OPSET = 18
-PATCHES = "channels_last"  # mvit_deploy.models.mobilevit.export_variant
+PATCHES = "channels_last"  # the graph spelling asked of the model family (ModelFamily.spelled)
 
 
 def calibration_reader(x, input_name: str = "image"):
@@ -59,7 +60,10 @@ class OnnxTarget(Target):
     )
 
     def stem_tags(self, opts: ExportOptions) -> list[str]:
-        return ["dynbatch"] * (opts.batch == "dynamic")
+        return ["dynbatch"] * self.dynamic_batch(opts)
+
+    def dynamic_batch(self, opts: ExportOptions) -> bool:
+        return opts.target_options.batch == "dynamic"
 
     def twin_options(self, manifest: dict) -> dict:
         return {
@@ -95,16 +99,14 @@ class OnnxTarget(Target):
     def convert(self, model, example, opts: ExportOptions, dest: Path, calibration=None) -> Converted:
         import torch
 
-        from ..models.mobilevit import export_variant
-
         # unfold/fold through channels-last rank-6 transposes: onnxruntime moves C-innermost data
         # with its fast transpose (a pixel_unshuffle permutation takes its element-wise path)
-        dynamic = opts.batch == "dynamic"
+        dynamic = self.dynamic_batch(opts)
         if dynamic:  # torch.export fixes a dimension traced at size 1, so a free batch is traced at 2
             example = example.expand(2, *example.shape[1:]).contiguous()
         with (
             contextlib.redirect_stdout(io.StringIO()),
-            export_variant(model, patches=PATCHES),
+            family_of(opts.model).spelled(model, patches=PATCHES),
         ):  # the exporter narrates every step
             program = torch.onnx.export(
                 model,

@@ -63,14 +63,15 @@ class OrtTarget(OnnxTarget):
     )
 
     def stem_tags(self, opts: ExportOptions) -> list[str]:
-        return [*super().stem_tags(opts), *[opts.ort_platform] * (opts.ort_platform != "arm")]
+        platform = opts.target_options.ort_platform
+        return [*super().stem_tags(opts), *[platform] * (platform != "arm")]
 
     def convert(self, model, example, opts: ExportOptions, dest: Path, calibration=None) -> Converted:
         with tempfile.TemporaryDirectory() as tmp:
             onnx_path = Path(tmp) / "model.onnx"
             converted = super().convert(model, example, opts, onnx_path, calibration)
             super().check(onnx_path)  # the ONNX it starts from is valid ONNX
-            converted.extra["ort_format"] = save_ort_format(onnx_path, dest, opts.ort_platform)
+            converted.extra["ort_format"] = save_ort_format(onnx_path, dest, opts.target_options.ort_platform)
         return converted
 
     def check(self, path: Path) -> None:

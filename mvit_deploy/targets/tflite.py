@@ -15,6 +15,7 @@ import numpy as np
 
 from ..device.runtimes.tflite import interpreter_class, tflite_dequantize, tflite_quantize  # noqa: F401  (re-exported: benchmarks use them)
 from ..errors import UsageError
+from ..models.families import family_of
 from ..quantization import FLOAT_MODULES, float_modules
 from . import register_target
 from .base import AdbBenchmark, AihubProfile, Converted, ExportOptions, Option, Target
@@ -155,12 +156,17 @@ class TFLiteTarget(Target):
 
     def resolve(self, opts: ExportOptions) -> ExportOptions:
         opts = super().resolve(opts)
-        if opts.io != "float" and opts.precision != "int8":
-            raise UsageError(f"--io {opts.io} needs an int8 artifact", "add --precision int8, or drop --io")
+        io = opts.target_options.io
+        if io != "float" and opts.precision != "int8":
+            raise UsageError(f"--io {io} needs an int8 artifact", "add --precision int8, or drop --io")
         return opts
 
     def stem_tags(self, opts):
-        return [f"{opts.io}io"] * (opts.io != "float") + [opts.layout] * (opts.layout != "nchw")
+        o = opts.target_options
+        return [f"{o.io}io"] * (o.io != "float") + [o.layout] * (o.layout != "nchw")
+
+    def input_layout(self, opts):
+        return opts.target_options.layout
 
     def twin_options(self, manifest):
         return {"layout": manifest["input"]["layout"]}
@@ -189,21 +195,19 @@ class TFLiteTarget(Target):
     def convert(self, model, example, opts: ExportOptions, dest: Path, calibration=None) -> Converted:
         import litert_torch
 
-        if opts.layout == "nhwc":
+        if opts.target_options.layout == "nhwc":
             model, example = nhwc_wrapper(model), example.permute(0, 2, 3, 1).contiguous()
-        from ..models.mobilevit import export_variant
-
         with (
             contextlib.redirect_stdout(io.StringIO()),
             contextlib.redirect_stderr(io.StringIO()),
-            export_variant(model, **VARIANT),
+            family_of(opts.model).spelled(model, **VARIANT),
         ):
             edge = litert_torch.convert(model, (example,))
             edge.export(str(dest))
             if opts.precision == "int8":
-                calib = calibration.transpose(0, 2, 3, 1) if opts.layout == "nhwc" else calibration
-                quantize_int8(dest, calib, opts.io, float_modules(opts.model))
-        int8_io = {"dtype": "int8"} if opts.precision == "int8" and opts.io == "int8" else {}
+                calib = calibration.transpose(0, 2, 3, 1) if opts.target_options.layout == "nhwc" else calibration
+                quantize_int8(dest, calib, opts.target_options.io, float_modules(opts.model))
+        int8_io = {"dtype": "int8"} if opts.precision == "int8" and opts.target_options.io == "int8" else {}
         return Converted(
             input_name="serving_default_args_0:0",
             output_name="StatefulPartitionedCall:0",
@@ -218,7 +222,7 @@ class TFLiteTarget(Target):
         return path.read_bytes()  # flatbuffer: graph and buffers; deterministic as a whole
 
 
-# How the graph is written for LiteRT (mvit_deploy.models.mobilevit.export_variant): layer norms
+# How the graph is written for LiteRT (asked of the model family: ModelFamily.spelled): layer norms
 # as plain ops (10 TFLite ops each instead of 16 with 5 reshapes) and unfold/fold through
 # channels-last rank-6 transposes (XXS: 660 -> 561 ops, data movement 262 -> 169; fp32 -6 %,
 # int8 -5 % in one interleaved run of benchmarks/latency.py-style blocks).
