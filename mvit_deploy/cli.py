@@ -708,87 +708,50 @@ def bench(
     Mann-Whitney U and a bootstrap interval of the median ratio, bench/compare.py); a
     slowdown past --max-regression that is not noise exits 1 and says by how much.
     """
-    from pathlib import Path
 
     from rich.console import Console
 
     from .artifact import staged
-    from .bench import run_on_devices
-    from .bench.compare import MIN_SAMPLES, describe, gate, load_baseline, parse_regression, percent
+    from .bench import BenchRequest, benchmark, result_paths
+    from .bench.compare import describe, percent
     from .progress import progress_line
     from .tables import print_bench, print_comparison
 
-    bound = parse_regression(max_regression)
-    if baseline and iters < MIN_SAMPLES:
-        raise UsageError(
-            f"--baseline compares raw rounds, and --iters {iters} gives too few",
-            f"use --iters {MIN_SAMPLES} or more (e.g. 50)",
-        )
-    if baseline and any(d == "adb" or d.startswith("adb:") for d in devices):
-        raise UsageError(
-            "--baseline needs raw rounds, and an adb benchmark binary reports only its summary",
-            "gate this artifact on a local, ssh or aihub device",
-        )
-    if baseline and len(set(devices)) > 1:
-        raise UsageError(
-            "--baseline holds one device's run, and several --device were given",
-            "gate each device in its own bench run",
-        )
-    base = load_baseline(baseline) if baseline else None  # a bad baseline is refused before anything is measured
+    request = BenchRequest(
+        artifacts=tuple(artifacts),
+        devices=tuple(devices),
+        threads=threads,
+        warmup=warmup,
+        iters=iters,
+        reference=reference,
+        runtime_options={k: v for k, v in runtime_options.items() if v is not None},
+        identity=identity,
+        ssh_options=tuple(ssh_options),
+        remote_python=remote_python,
+        benchmark_binary=tuple(benchmark_binary),
+        aihub_timeout=aihub_timeout,
+        baseline=baseline,
+        max_regression=max_regression,
+    )
     with progress_line() as line:
         line.step("loading the artifacts")
-        results = run_on_devices(
-            devices,
-            artifacts,
-            threads,
-            warmup,
-            iters,
-            reference=reference,
-            runtime_options={k: v for k, v in runtime_options.items() if v is not None},
-            identity=identity,
-            ssh_options=ssh_options,
-            remote_python=remote_python,
-            benchmark_binary=benchmark_binary,
-            on_round=lambda i, n: line.count("benchmark rounds", i, n),
-            progress=line.step,
-            aihub_timeout=aihub_timeout,
-        )
+        outcome = benchmark(request, on_round=lambda i, n: line.count("benchmark rounds", i, n), progress=line.step)
     console = Console(width=max(Console().width, 170))
-    regressions = []
-    for result in results:
-        if base is not None:
-            regressions += gate(result, base, baseline, bound)
+    for result in outcome.results:
         print_bench(console, result, threads)
-        if base is not None:
+        if baseline is not None:
             print_comparison(console, result)
     if json_out:
-        taken: set = set()
-        for result in results:
-            path = (
-                Path(json_out)
-                if len(results) == 1
-                else Path(json_out).with_name(f"{Path(json_out).stem}-{_slug(result['device']['name'], taken)}.json")
-            )
+        for result, path in zip(outcome.results, result_paths(json_out, outcome.results), strict=True):
             with staged(path) as tmp:
                 tmp.write_text(json.dumps(result, indent=2, allow_nan=False))
             console.print(f"wrote {path}", highlight=False)
-    if regressions:
+    if outcome.regressions:
         _fail(
-            f"latency regression past {percent(bound)} against {baseline}: "
-            + "; ".join(describe(r) for r in regressions),
+            f"latency regression past {percent(outcome.bound)} against {baseline}: "
+            + "; ".join(describe(r) for r in outcome.regressions),
             1,
         )
-
-
-def _slug(name: str, taken: set) -> str:
-    import re
-
-    base = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "device"
-    slug, i = base, 2
-    while slug in taken:  # "Galaxy S23" and "Galaxy S23+" must not overwrite each other
-        slug, i = f"{base}-{i}", i + 1
-    taken.add(slug)
-    return slug
 
 
 @main.command("ane-check")
@@ -815,46 +778,11 @@ def _slug(name: str, taken: set) -> str:
 @click.option("--compute-units", type=click.Choice(["cpu_and_ne", "all"]), default="cpu_and_ne", show_default=True)
 def ane_check_cmd(artifact, as_json, strict, show_all, ask_core_ml, plan_file, save_plan, compute_units):
     """Predict whether a Core ML program stays on the Neural Engine (static rules; on a Mac, Core ML's own plan)."""
-    from pathlib import Path
 
-    from ._deps import IS_MACOS
-    from .errors import NotOnThisDevice
     from .tables import print_ane_report
     from .targets.coreml_exec import ane
-    from .targets.coreml_exec.program import load_program
 
-    if ask_core_ml and not IS_MACOS:  # refused before the program loads
-        raise NotOnThisDevice(
-            "Core ML's compute plan exists only on macOS 14.4+",
-            "run ane-check --compute-plan on a Mac, or pass a recorded plan with --plan FILE",
-        )
-    if save_plan and not ask_core_ml:
-        raise UsageError("--save-plan records the plan --compute-plan asks for", "add --compute-plan (macOS 14.4+)")
-    if ask_core_ml and plan_file:
-        raise UsageError("--compute-plan and --plan both give a plan", "pass one of them")
-    plan = None
-    if plan_file:
-        try:
-            plan = json.loads(Path(plan_file).read_text())
-        except (ValueError, UnicodeDecodeError) as e:
-            raise UsageError(
-                f"{plan_file} is not a recorded compute plan ({e})",
-                "pass the JSON `ane-check --compute-plan --save-plan` wrote",
-            ) from None
-        if not isinstance(plan, dict) or not all(isinstance(v, dict) and "device" in v for v in plan.values()):
-            raise UsageError(
-                f"{plan_file} is not a recorded compute plan",
-                "pass the JSON `ane-check --compute-plan --save-plan` wrote",
-            )
-    report = ane.check(artifact)
-    if ask_core_ml:
-        plan = ane.compute_plan(artifact, compute_units)
-        if save_plan:
-            from .artifact import staged
-
-            with staged(Path(save_plan)) as tmp:
-                tmp.write_text(json.dumps(plan, indent=1))
-    comparison = ane.compare_plan(report, load_program(artifact), plan) if plan is not None else None
+    report, comparison = ane.check_with_plan(artifact, plan_file, ask_core_ml, compute_units, save_plan)
     if as_json:
         _echo_json({**report.to_dict(), **({"compute_plan": comparison} if comparison else {})})
     else:

@@ -3,21 +3,122 @@ Torch-free."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
 from .local import SCHEMA, bench, device_info, latency_stats
 
-__all__ = ["DEVICES", "SCHEMA", "bench", "connect", "device_info", "latency_stats", "run_on_device", "run_on_devices"]
+__all__ = [
+    "DEVICES",
+    "SCHEMA",
+    "BenchOutcome",
+    "BenchRequest",
+    "bench",
+    "benchmark",
+    "check_request",
+    "connect",
+    "device_info",
+    "latency_stats",
+    "result_paths",
+    "run_on_device",
+    "run_on_devices",
+]
 
 
 DEVICES = 'local | ssh://user@host[:port] | adb[:serial] | aihub:"<AI Hub device name>"'
 
 
-def run_on_devices(devices, artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, **kw) -> list[dict]:
+@dataclass(frozen=True)
+class BenchRequest:
+    """One ``bench`` run: what to time, where, and against which baseline (the CLI builds one from its flags)."""
+
+    artifacts: tuple[str, ...]
+    devices: tuple[str, ...] = ("local",)
+    threads: int = 2
+    warmup: int = 5
+    iters: int = 50
+    reference: bool = False  # also time the PyTorch reference (local only)
+    runtime_options: Mapping = field(default_factory=dict)  # the targets' bench_options, by field
+    identity: str | None = None  # ssh: private key
+    ssh_options: tuple[str, ...] = ()
+    remote_python: str = "python3"
+    benchmark_binary: tuple[str, ...] = ()  # adb: the runtimes' Android benchmark binaries
+    aihub_timeout: float = 7200
+    baseline: str | None = None  # a previous run's result JSON: the latency gate
+    max_regression: str = "10%"
+
+
+@dataclass
+class BenchOutcome:
+    results: list[dict]  # one bench result per device
+    regressions: list[dict]  # the gate's failures (bench.compare.gate), empty without a baseline
+    bound: float  # the slowdown of the median that fails, as a fraction
+
+
+def check_request(req: BenchRequest):
+    """Refuse a request that cannot run, before anything is measured; the baseline it gates on, or None."""
+    from ..errors import UsageError
+    from .compare import MIN_SAMPLES, load_baseline, parse_regression
+
+    parse_regression(req.max_regression)
+    if req.baseline is None:
+        return None
+    if req.iters < MIN_SAMPLES:
+        raise UsageError(
+            f"--baseline compares raw rounds, and --iters {req.iters} gives too few",
+            f"use --iters {MIN_SAMPLES} or more (e.g. 50)",
+        )
+    if any(d == "adb" or d.startswith("adb:") for d in req.devices):
+        raise UsageError(
+            "--baseline needs raw rounds, and an adb benchmark binary reports only its summary",
+            "gate this artifact on a local, ssh or aihub device",
+        )
+    if len(set(req.devices)) > 1:
+        raise UsageError(
+            "--baseline holds one device's run, and several --device were given",
+            "gate each device in its own bench run",
+        )
+    return load_baseline(req.baseline)  # a bad baseline is refused before anything is measured
+
+
+def benchmark(req: BenchRequest, on_round=None, progress=None) -> BenchOutcome:
+    """Check the request, time the artifacts on every device, and gate each result on the baseline."""
+    from .compare import gate, parse_regression
+
+    base = check_request(req)
+    bound = parse_regression(req.max_regression)
+    results = run_on_devices(req, on_round=on_round, progress=progress)
+    regressions = [r for result in results for r in gate(result, base, req.baseline, bound)] if base else []
+    return BenchOutcome(results, regressions, bound)
+
+
+def result_paths(json_out: str | Path, results: list[dict]) -> list[Path]:
+    """Where each result is written: ``json_out`` for one device, else its stem plus each device's name."""
+    json_out = Path(json_out)
+    if len(results) == 1:
+        return [json_out]
+    taken: set = set()
+    return [json_out.with_name(f"{json_out.stem}-{_slug(r['device']['name'], taken)}.json") for r in results]
+
+
+def _slug(name: str, taken: set) -> str:
+    base = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "device"
+    slug, i = base, 2
+    while slug in taken:  # "Galaxy S23" and "Galaxy S23+" must not overwrite each other
+        slug, i = f"{base}-{i}", i + 1
+    taken.add(slug)
+    return slug
+
+
+def run_on_devices(req: BenchRequest, on_round=None, progress=None) -> list[dict]:
     """One bench result per device. Several devices at once are AI Hub's hosted phones (profiled in parallel)."""
     from ..errors import UsageError
 
-    devices = list(dict.fromkeys(devices))
+    devices = list(dict.fromkeys(req.devices))
     if len(devices) == 1:
-        return [run_on_device(devices[0], artifacts, threads, warmup, iters, **kw)]
+        return [run_on_device(devices[0], req, on_round=on_round, progress=progress)]
     others = [d for d in devices if not d.startswith("aihub:")]
     if others:
         raise UsageError(
@@ -27,51 +128,38 @@ def run_on_devices(devices, artifacts, threads: int = 2, warmup: int = 5, iters:
     from .aihub import bench_many
 
     return bench_many(
-        devices, artifacts, threads, warmup, iters, progress=kw.get("progress"), timeout_s=kw.get("aihub_timeout")
+        devices, req.artifacts, req.threads, req.warmup, req.iters, progress=progress, timeout_s=req.aihub_timeout
     )
 
 
-def run_on_device(device: str, artifacts, threads: int = 2, warmup: int = 5, iters: int = 50, **kw) -> dict:
+def run_on_device(device: str, req: BenchRequest, on_round=None, progress=None) -> dict:
     """``device``: one of :data:`DEVICES`."""
     from ..errors import UsageError
 
-    if kw.get("reference") and device != "local":
+    timing = (req.artifacts, req.threads, req.warmup, req.iters)
+    if req.reference and device != "local":
         raise UsageError("--reference times PyTorch on this machine only", "drop --reference, or bench --device local")
     if device == "local":
-        return bench(
-            artifacts,
-            threads,
-            warmup,
-            iters,
-            reference=kw.get("reference", False),
-            on_round=kw.get("on_round"),
-            **kw.get("runtime_options", {}),
-        )
+        return bench(*timing, reference=req.reference, on_round=on_round, **req.runtime_options)
     if device.startswith("ssh://"):
         from .ssh import SshDevice
 
-        return SshDevice.parse(
-            device,
-            identity=kw.get("identity"),
-            options=kw.get("ssh_options", ()),
-            python=kw.get("remote_python", "python3"),
-        ).bench(artifacts, threads, warmup, iters)
+        return SshDevice.parse(device, identity=req.identity, options=req.ssh_options, python=req.remote_python).bench(
+            *timing
+        )
     if device == "adb" or device.startswith("adb:"):
         from .adb import AdbDevice
 
-        binaries = kw.get("benchmark_binary") or ()
-        if not binaries:
+        if not req.benchmark_binary:
             raise UsageError(
                 "adb devices run each runtime's own benchmark binary",
                 "pass --benchmark-binary PATH (an android_aarch64 build)",
             )
-        return AdbDevice.parse(device).bench(artifacts, binaries, threads, warmup, iters)
+        return AdbDevice.parse(device).bench(req.artifacts, req.benchmark_binary, *timing[1:])
     if device.startswith("aihub:"):
         from .aihub import AihubDevice
 
-        return AihubDevice.parse(device).bench(
-            artifacts, threads, warmup, iters, progress=kw.get("progress"), timeout_s=kw.get("aihub_timeout")
-        )
+        return AihubDevice.parse(device).bench(*timing, progress=progress, timeout_s=req.aihub_timeout)
     raise UsageError(f"unknown device {device!r}", f"use {DEVICES}")
 
 

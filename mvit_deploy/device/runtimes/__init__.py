@@ -10,6 +10,7 @@ Importing this package imports no runtime: each runner imports its own when it l
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
 from pathlib import Path
 
@@ -90,6 +91,30 @@ def load_runner(
 
 def runtime_packages() -> list[str]:
     return list(dict.fromkeys(p for cls in RUNNERS.values() for p in cls.packages))
+
+
+@contextlib.contextmanager
+def native_stderr(drop: str):
+    """Hold what a runtime's C++ side writes to file descriptor 2 while the block runs, and write it back
+    without the lines matching ``drop`` (its narration); anything else it says still reaches the user."""
+    import re
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().decode(errors="replace").splitlines(True) if not re.search(drop, line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 from . import onnx, tflite, coreml, executorch  # noqa: E402,F401,I001  (each registers its runner)

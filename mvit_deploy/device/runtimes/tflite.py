@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DependencyError
-from . import Runner, register_runner
+from . import Runner, native_stderr, register_runner
+
+# What LiteRT's C++ side prints on every interpreter it builds (not a problem, not ours to show between tables).
+NARRATION = r"^INFO: Created TensorFlow Lite XNNPACK delegate"
 
 
 def interpreter_class():
@@ -45,8 +48,9 @@ class LiteRTRunner(Runner):
 
     def __init__(self, path, manifest, threads=None):
         super().__init__(path, manifest, threads)
-        self.interpreter = interpreter_class()(model_path=str(self.path), num_threads=self.threads)
-        self.interpreter.allocate_tensors()
+        with native_stderr(drop=NARRATION):
+            self.interpreter = interpreter_class()(model_path=str(self.path), num_threads=self.threads)
+            self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
 

@@ -415,6 +415,62 @@ def check(artifact: str | Path) -> AneReport:
 # ---------------------------------------------------------------------------- the compute plan (macOS)
 
 
+def read_plan(path: str | Path) -> dict[str, dict]:
+    """A compute plan ``ane-check --compute-plan --save-plan`` recorded (op -> {device, ...})."""
+    import json
+
+    fix = "pass the JSON `ane-check --compute-plan --save-plan` wrote"
+    try:
+        plan = json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path} is not a recorded compute plan ({e})", fix) from None
+    except OSError as e:
+        raise UsageError(f"cannot read the compute plan {path} ({e.strerror})", "check the path") from None
+    if not isinstance(plan, dict) or not all(isinstance(v, dict) and "device" in v for v in plan.values()):
+        raise UsageError(f"{path} is not a recorded compute plan", fix)
+    return plan
+
+
+def check_with_plan(
+    artifact: str | Path,
+    plan_file: str | Path | None = None,
+    ask_core_ml: bool = False,
+    compute_units: str = "cpu_and_ne",
+    save_plan: str | Path | None = None,
+) -> tuple[AneReport, dict | None]:
+    """The static check, and its comparison with Core ML's own plan: asked of Core ML (macOS 14.4+,
+    ``ask_core_ml``; ``save_plan`` records it) or read from a recorded ``plan_file``. Bad combinations are
+    refused before the program loads."""
+    from ..._deps import IS_MACOS
+    from ...errors import NotOnThisDevice
+
+    if ask_core_ml and not IS_MACOS:
+        raise NotOnThisDevice(
+            "Core ML's compute plan exists only on macOS 14.4+",
+            "run ane-check --compute-plan on a Mac, or pass a recorded plan with --plan FILE",
+        )
+    if save_plan and not ask_core_ml:
+        raise UsageError("--save-plan records the plan --compute-plan asks for", "add --compute-plan (macOS 14.4+)")
+    if ask_core_ml and plan_file:
+        raise UsageError("--compute-plan and --plan both give a plan", "pass one of them")
+    plan = read_plan(plan_file) if plan_file else None
+    report = check(artifact)
+    if ask_core_ml:
+        plan = compute_plan(artifact, compute_units)
+        if save_plan:
+            import json
+
+            from ...artifact import staged
+
+            with staged(Path(save_plan)) as tmp:
+                tmp.write_text(json.dumps(plan, indent=1))
+    if plan is None:
+        return report, None
+    from .program import load_program
+
+    return report, compare_plan(report, load_program(artifact), plan)
+
+
 def compute_plan(artifact: str | Path, compute_units: str = "cpu_and_ne") -> dict[str, dict]:
     """Core ML's own placement, per op output name: {"device": "ane" | "gpu" | "cpu" | None, "cost": weight | None}.
 
