@@ -132,6 +132,10 @@ def _quiet_converters() -> None:
     for name in dict.fromkeys(("torch", "torchao", *(n for t in TARGETS.values() for n in t.noisy_loggers))):
         logging.getLogger(name).setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", module=rf"{re.escape(name)}(\.|$)")  # only the named converters' warnings
+    # torch.export's pytree, deep-copied by the exporters, warns through copyreg (so no module filter catches it)
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )
 
 
 def _sizes(value: str | None) -> list[int] | None:

@@ -123,7 +123,7 @@ def _metric_cells(m: dict) -> list[str]:
 
 
 def print_bench(console, result: dict, threads: int) -> None:
-    from .bench.local import DENORMAL_SLOWDOWN  # imports no runtime
+    from .bench.local import DENORMAL_ROUNDS, DENORMAL_SLOWDOWN  # imports no runtime
 
     dev = result["device"]
     cores = f"{dev['cores']} cores, {threads} threads" if dev.get("cores") else "hosted"
@@ -169,9 +169,9 @@ def print_bench(console, result: dict, threads: int) -> None:
         if slow is not None and slow >= DENORMAL_SLOWDOWN:
             console.print(
                 f"warning: {Path(r['artifact']).name} runs {slow:.1f}x slower with denormal floats than with them "
-                "flushed to zero: its "
-                "activations underflow (untrained or badly scaled weights?) — use trained weights, or time it as "
-                "phones run it with --denormals flush",
+                f"flushed to zero in each of {DENORMAL_ROUNDS} alternating timings (a real slowdown, not timer noise): "
+                "its activations underflow (untrained or badly scaled weights?) — use trained weights, or time it "
+                "as phones run it with --denormals flush",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..device.bench import (  # noqa: F401  (re-exported: the host's modules and tests import them from here)
+    DENORMAL_ROUNDS,
     DENORMAL_SLOWDOWN,
     SCHEMA,
     Subject,

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..device.runtimes.tflite import interpreter_class, tflite_dequantize, tflite_quantize  # noqa: F401  (re-exported: benchmarks use them)
+from ..device.runtimes import native_stderr
+from ..device.runtimes.tflite import NARRATION, interpreter_class, tflite_dequantize, tflite_quantize  # noqa: F401  (re-exported: benchmarks use them)
 from ..errors import UsageError
 from ..models.families import family_of
 from ..quantization import FLOAT_MODULES, float_modules
@@ -193,11 +194,13 @@ class TFLiteTarget(Target):
         return module_of_tflite_tensor(tensor)
 
     def convert(self, model, example, opts: ExportOptions, dest: Path, calibration=None) -> Converted:
-        import litert_torch
+        with native_stderr(drop=NARRATION):  # TensorFlow, imported by the converter, narrates at import
+            import litert_torch
 
         if opts.target_options.layout == "nhwc":
             model, example = nhwc_wrapper(model), example.permute(0, 2, 3, 1).contiguous()
         with (
+            native_stderr(drop=NARRATION),
             contextlib.redirect_stdout(io.StringIO()),
             contextlib.redirect_stderr(io.StringIO()),
             family_of(opts.model).spelled(model, **VARIANT),

@@ -7,8 +7,13 @@ import numpy as np
 from ..errors import DependencyError
 from . import Runner, native_stderr, register_runner
 
-# What LiteRT's C++ side prints on every interpreter it builds (not a problem, not ours to show between tables).
-NARRATION = r"^INFO: Created TensorFlow Lite XNNPACK delegate"
+# What LiteRT's and TensorFlow's C++ sides print on every interpreter and converter they build: narration, not a
+# problem, not ours to show between tables.
+NARRATION = (
+    r"^INFO: Created TensorFlow Lite XNNPACK delegate"
+    r"|^WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|^I0000 .* oneDNN custom operations are on"
+)
 
 
 def interpreter_class():
