@@ -14,6 +14,11 @@ from pathlib import Path
 from .device.manifest import (  # noqa: F401  (the manifest reader lives on the device side; host modules import it from here)
     MANIFEST_KEYS,
     MANIFEST_SCHEMA,
+    READABLE_SCHEMAS,
+    CheckpointInfo,
+    InputSpec,
+    Manifest,
+    OutputSpec,
     check_artifact_matches,
     manifest_path,
     package_versions,

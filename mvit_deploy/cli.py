@@ -389,7 +389,7 @@ def export(
     with progress_line(quiet=as_json) as line:
         for plan in plans:
             results.append(run_export(plan, on_step=lambda s, n=plan.target: line.step(f"{n}: {s}")))
-    rows = [{"artifact": str(r.artifact), **(r.manifest.get("parity") or {})} for r in results]
+    rows = [{"artifact": str(r.artifact), **(r.manifest.parity or {})} for r in results]
     if as_json:
         _echo_json(
             {
@@ -398,7 +398,7 @@ def export(
                         "artifact": str(r.artifact),
                         "manifest": str(r.manifest_path),
                         "kept": r.kept,
-                        "parity": r.manifest.get("parity"),
+                        "parity": r.manifest.parity,
                     }
                     for r in results
                 ]
@@ -407,13 +407,13 @@ def export(
     else:
         print_parity(rows)
         for r in results:
-            d = r.manifest.get("delegation")
+            d = r.manifest.extra.get("delegation")
             if d:  # a target that lowers to delegates records the share each took
                 click.echo(
                     f"{r.artifact.name}: {d['nodes_delegated']} of {d['nodes_total']} graph nodes ({d['share']:.1%}) "
                     f"delegated to {d['backend']} in {d['subgraphs']} subgraph(s)"
                 )
-            a = r.manifest.get("ane")
+            a = r.manifest.extra.get("ane")
             if a:  # Core ML: the static Neural Engine check
                 click.echo(
                     f"{r.artifact.name}: Neural Engine check: {a['hard']} hard, {a['cost']} cost, {a['reported']} "

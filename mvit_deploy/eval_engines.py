@@ -40,15 +40,21 @@ def top5(logits: np.ndarray) -> np.ndarray:
 
 
 def top_width(manifests) -> int:
-    return min(5, *(m["output"]["classes"] for m in manifests))
+    return min(5, *(m.output.classes for m in manifests))
 
 
 class Judge:
-    """The references and artifacts of one evaluation, loaded once; ``run(start, stop)`` -> top-5 arrays."""
+    """The references and artifacts of one evaluation, loaded once; ``run(start, stop)`` -> top-5 arrays.
+
+    ``manifests``: each as ``Manifest.to_dict()`` (plain JSON data is what travels to a Ray worker), read back here.
+    """
 
     def __init__(self, artifacts, manifests, ref_keys, weights, threads, data_set, batch):
+        from .artifact import Manifest
         from .parity import reference_model
         from .runtimes import load_runner
+
+        manifests = [Manifest.from_dict(m, a) for a, m in zip(artifacts, manifests, strict=True)]
 
         self.models = {}
         for key, manifest in zip(ref_keys, manifests, strict=True):

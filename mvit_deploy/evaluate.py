@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .artifact import Manifest
 from .errors import UsageError
 from .images import image_files
 from .labels import imagenet1k
@@ -172,7 +173,7 @@ class LabeledSet:
             yield start, self.load(start, stop), self.targets[start:stop]
 
 
-def labeled_set(manifest: dict, data, labels=None, n: int | None = None) -> LabeledSet:
+def labeled_set(manifest: Manifest, data, labels=None, n: int | None = None) -> LabeledSet:
     """The labeled images of ``--data``, decoded lazily.
 
     ``data`` is a folder (see the module docstring) or ``fashion-mnist[:test|:subset]``; None
@@ -185,9 +186,9 @@ def labeled_set(manifest: dict, data, labels=None, n: int | None = None) -> Labe
 
     if n is not None and n < 1:
         raise UsageError(f"--n {n} is not a positive number of images", "use e.g. --n 100, or drop --n")
-    pre, size = manifest_preprocessing(manifest), manifest["input"]["size"]
+    pre, size = manifest_preprocessing(manifest), manifest.input.size
     if data is None or data in FASHION_DATA:
-        if manifest.get("domain") != "fashion-mnist" and data is None:
+        if manifest.domain != "fashion-mnist" and data is None:
             raise UsageError(
                 "--data is needed for a model of the photo domain",
                 "pass a folder of labeled images (see `eval --help`)",
@@ -209,7 +210,7 @@ def labeled_set(manifest: dict, data, labels=None, n: int | None = None) -> Labe
             lambda a, b: fashion_mnist.to_model_inputs(images[a:b], size, pre),
             digest,
         )
-    pairs = labeled_images(data, labels, manifest["output"]["classes"])[:n]
+    pairs = labeled_images(data, labels, manifest.output.classes)[:n]
     paths = [p for p, _ in pairs]
     digest = hashlib.sha256("\n".join(f"{Path(p).resolve()}\t{t}" for p, t in pairs).encode()).hexdigest()
     return LabeledSet(
@@ -220,7 +221,7 @@ def labeled_set(manifest: dict, data, labels=None, n: int | None = None) -> Labe
     )
 
 
-def labeled_inputs(manifest: dict, data, labels=None, n: int | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+def labeled_inputs(manifest: Manifest, data, labels=None, n: int | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     """(inputs [N, 3, S, S], class indices [N], what they are): the whole set at once (small sets only)."""
     ls = labeled_set(manifest, data, labels, n)
     return ls.load(0, len(ls)), ls.targets, ls.what
@@ -302,10 +303,10 @@ def evaluate(
         check_reference_weights(manifest, weights)
     keys = {
         (
-            m.get("domain"),
-            m["input"]["size"],
-            m["output"]["classes"],
-            json.dumps(m["input"]["preprocessing"], sort_keys=True),
+            m.domain,
+            m.input.size,
+            m.output.classes,
+            json.dumps(m.input.preprocessing, sort_keys=True),
         )
         for m in manifests
     }
@@ -317,12 +318,9 @@ def evaluate(
     on_step("reading the labels")
     data_set = labeled_set(manifests[0], data, labels, n)
     total = len(data_set)
-    ref_keys = [
-        f"{m['model']}:{m['checkpoint'].get('sha256') or m['checkpoint']['layout']}:{m['output']['classes']}"
-        for m in manifests
-    ]
+    ref_keys = [f"{m.model}:{m.checkpoint.sha256 or m.checkpoint.layout}:{m.output.classes}" for m in manifests]
     fingerprint = {
-        "artifacts": [[Path(a).name, m.get("sha256")] for a, m in zip(artifacts, manifests, strict=True)],
+        "artifacts": [[Path(a).name, m.sha256] for a, m in zip(artifacts, manifests, strict=True)],
         "data": data_set.fingerprint,
         "n": total,
         "shard": SHARD,
@@ -358,7 +356,7 @@ def evaluate(
             resumed += 1
     if engine == "ray" and threads is None:
         threads = 1  # one-thread workers, one per CPU: the fastest split measured (benchmarks/eval_scale.py)
-    judge_args = (artifacts, manifests, ref_keys, weights, threads, data_set, batch)
+    judge_args = (artifacts, [m.to_dict() for m in manifests], ref_keys, weights, threads, data_set, batch)
     if not todo:
         info = {"name": engine, "workers": 0, "restarts": 0}
     elif engine == "ray":
@@ -378,14 +376,14 @@ def evaluate(
         ref_acc, art_acc = _accuracy(ref, targets), _accuracy(got, targets)
         ref_hit, art_hit = ref[:, 0] == targets, got[:, 0] == targets
         drop = (ref_acc["top1"] - art_acc["top1"]) * 100
-        bound = rule_for(manifest["precision"], manifest_family(manifest)).accuracy
+        bound = rule_for(manifest.precision, manifest_family(manifest)).accuracy
         passed = bound is None or bound.holds(drop)
         p = mcnemar_exact(ref_hit, art_hit)
         rows.append(
             EvalRow(
                 str(artifact),
-                manifest["target"],
-                manifest["precision"],
+                manifest.target,
+                manifest.precision,
                 ref_acc,
                 art_acc,
                 drop,

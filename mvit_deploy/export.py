@@ -9,7 +9,10 @@ from pathlib import Path
 
 from . import __version__
 from .artifact import (
-    MANIFEST_SCHEMA,
+    CheckpointInfo,
+    InputSpec,
+    Manifest,
+    OutputSpec,
     artifact_stem,
     interruptible,
     manifest_path,
@@ -38,7 +41,7 @@ def calibration_inputs(pre, size: int, images=None, samples: int = 64, domain: s
 class ExportResult:
     artifact: Path
     manifest_path: Path
-    manifest: dict
+    manifest: Manifest
     parity: ParityReport | None
     kept: bool = True  # False: parity failed and the artifact was removed (ExportOptions.keep_failed keeps it)
 
@@ -107,50 +110,49 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
     dynamic, layout = target.dynamic_batch(opts), target.input_layout(opts)
     lead = "batch" if dynamic else 1  # the input's first dimension
     final = Path(opts.out_dir) / f"{stem}{target.suffix}"
-    manifest = {
-        "schema": MANIFEST_SCHEMA,
-        "artifact": final.name,
-        "model": opts.model,
-        "family": get_spec(opts.model).family,
-        "domain": model.domain,
-        "target": target.name,
-        "precision": opts.precision,
-        "input": {
-            "name": "image",
-            "shape": [lead, size, size, 3] if layout == "nhwc" else [lead, 3, size, size],
-            "batch": "dynamic" if dynamic else 1,
-            "layout": layout,
-            "dtype": "float32",
-            "size": size,
-            **({"sizes": [size, *opts.more_sizes]} if opts.more_sizes else {}),
-            "type": "tensor",
-            "scale": pre.scale,
-            "channel_order": pre.channel_order,
-            "mean": list(pre.mean),
-            "std": list(pre.std),
-            "preprocessing": pre.to_dict(),
-        },
-        "output": {
-            "name": "logits",
-            "shape": [lead, model.num_classes],
-            "dtype": "float32",
-            "classes": model.num_classes,
-            "labels": get_domain(model.domain).named_classes(model.num_classes),
-        },
-        "checkpoint": {
-            "layout": model.source_layout,
-            "path": str(Path(opts.weights).resolve()) if opts.weights else None,
-            "pretrained": opts.pretrained,
-            "sha256": model.checkpoint_sha256,
-        },
-        "versions": _versions(target.converter_packages),
-    }
+    manifest = Manifest(
+        artifact=final.name,
+        model=opts.model,
+        family=get_spec(opts.model).family,
+        domain=model.domain,
+        target=target.name,
+        precision=opts.precision,
+        input=InputSpec(
+            name="image",
+            shape=[lead, size, size, 3] if layout == "nhwc" else [lead, 3, size, size],
+            batch="dynamic" if dynamic else 1,
+            layout=layout,
+            dtype="float32",
+            size=size,
+            sizes=[size, *opts.more_sizes] if opts.more_sizes else None,
+            type="tensor",
+            scale=pre.scale,
+            channel_order=pre.channel_order,
+            mean=list(pre.mean),
+            std=list(pre.std),
+            preprocessing=pre.to_dict(),
+        ),
+        output=OutputSpec(
+            name="logits",
+            shape=[lead, model.num_classes],
+            dtype="float32",
+            classes=model.num_classes,
+            labels=get_domain(model.domain).named_classes(model.num_classes),
+        ),
+        checkpoint=CheckpointInfo(
+            layout=model.source_layout,
+            path=str(Path(opts.weights).resolve()) if opts.weights else None,
+            pretrained=opts.pretrained,
+            sha256=model.checkpoint_sha256,
+        ),
+        versions=_versions(target.converter_packages),
+    )
     x = parity_inputs(manifest, opts.parity_images, opts.parity_n)
     example = torch.from_numpy(x[:1])
     calibration = None
     if opts.precision in QUANTIZED:
         calibration = calibration_inputs(pre, size, opts.calib, opts.calib_samples, model.domain)
-        manifest["calibration"] = {
+        manifest.calibration = {
             "source": opts.calib or f"shipped {model.domain} calibration split",
             "samples": len(calibration),
         }
@@ -159,9 +161,9 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
             on_step(f"converting to {target.name} ({opts.precision})")
             converted = target.convert(model, example, opts, tmp, calibration)
             target.check(tmp)
-            manifest["input"].update(name=converted.input_name, **converted.input)
-            manifest["output"].update(name=converted.output_name, **converted.output)
-            manifest.update(converted.extra)
+            manifest.input.update(name=converted.input_name, **converted.input)
+            manifest.output.update(name=converted.output_name, **converted.output)
+            manifest.update(**converted.extra)
             report = None
             if run_parity:
                 on_step(f"parity on {len(x)} photo crops")
@@ -171,7 +173,7 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
                     DependencyError,
                     NotOnThisDevice,
                 ) as e:  # a runtime missing here: say so, never pass (other errors propagate)
-                    manifest["parity"] = {"passed": None, "skipped": e.one_line()}
+                    manifest.parity = {"passed": None, "skipped": e.one_line()}
                 else:
                     report = judge(
                         final,
@@ -180,13 +182,13 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
                         reference_logits(model, x),
                         runner(x),
                         runner.runtime,
-                        manifest["family"],
+                        manifest.family,
                     )
-                    manifest["parity"] = report.to_dict()
+                    manifest.parity = report.to_dict()
                     for extra in opts.more_sizes:  # every declared size is checked, not only the default one
                         on_step(f"parity at {extra} px")
                         xe = parity_inputs(
-                            {**manifest, "input": {**manifest["input"], "size": extra}},
+                            replace(manifest, input=replace(manifest.input, size=extra)),
                             opts.parity_images,
                             opts.parity_n,
                         )
@@ -197,21 +199,21 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
                             reference_logits(model, xe),
                             runner(xe),
                             runner.runtime,
-                            manifest["family"],
+                            manifest.family,
                         )
-                        manifest.setdefault("parity_sizes", {})[str(extra)] = extra_report.to_dict()
+                        manifest.parity_sizes = {**(manifest.parity_sizes or {}), str(extra): extra_report.to_dict()}
                         if report.passed and not extra_report.passed:
                             report = extra_report  # the verdict is the worst size's
-                            manifest["parity"] = {
-                                **manifest["parity"],
+                            manifest.parity = {
+                                **manifest.parity,
                                 "passed": False,
                                 "failures": [f"at {extra} px: {f}" for f in extra_report.failures],
                             }
-            manifest["sha256"] = tree_sha256(tmp)
-            manifest["bytes"] = tree_bytes(tmp)
+            manifest.sha256 = tree_sha256(tmp)
+            manifest.bytes = tree_bytes(tmp)
             if report is not None and not report.passed and not opts.keep_failed:
                 raise _Discard  # staged() removes it; a previous artifact at ``final`` stays as it was
     except _Discard:
         return ExportResult(final, manifest_path(final), manifest, report, kept=False)
-    write_json_atomic(manifest_path(final), manifest)
+    write_json_atomic(manifest_path(final), manifest.to_dict())
     return ExportResult(final, manifest_path(final), manifest, report)

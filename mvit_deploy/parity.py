@@ -8,7 +8,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from .artifact import read_manifest
+from .artifact import Manifest, read_manifest
 from .errors import DependencyError, MvitDeployError, NonFiniteError, UsageError
 from .metrics import fidelity, finite_or_none, flipped
 from .tolerances import rule_for
@@ -130,29 +130,25 @@ def judge(
     )
 
 
-def manifest_family(manifest: dict) -> str:
+def manifest_family(manifest: Manifest) -> str:
     """The model family an artifact was exported from: its manifest's, else (manifests written before families
     existed) its registered model's."""
     from .models.config import get_spec
 
-    return manifest.get("family") or get_spec(manifest["model"]).family
+    return manifest.family or get_spec(manifest.model).family
 
 
-def manifest_preprocessing(manifest: dict):
+def manifest_preprocessing(manifest: Manifest):
     from .preprocess import Preprocessing
 
-    return Preprocessing(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in manifest["input"]["preprocessing"].items()}
-    )
+    return Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest.input.preprocessing.items()})
 
 
-def parity_inputs(manifest: dict, images: str | Path | None = None, n: int | None = None) -> np.ndarray:
+def parity_inputs(manifest: Manifest, images: str | Path | None = None, n: int | None = None) -> np.ndarray:
     """The parity set of the artifact's domain (64 photo crops, 128 Fashion-MNIST test images), or the user's folder."""
     from .datasets import get_domain
 
-    x = get_domain(manifest.get("domain")).parity_inputs(
-        manifest["input"]["size"], manifest_preprocessing(manifest), images
-    )
+    x = get_domain(manifest.domain).parity_inputs(manifest.input.size, manifest_preprocessing(manifest), images)
     if n is not None:
         if n < 1:
             raise UsageError(f"--n {n} is not a positive number of images", "use e.g. --n 8")
@@ -160,13 +156,13 @@ def parity_inputs(manifest: dict, images: str | Path | None = None, n: int | Non
     return x
 
 
-def check_reference_weights(manifest: dict, weights: str | Path | None) -> None:
+def check_reference_weights(manifest: Manifest, weights: str | Path | None) -> None:
     """Refuse a --weights that cannot be the artifact's reference, before any model loads."""
     if weights is None:
         return
-    if manifest["checkpoint"]["layout"] == "fixture":
+    if manifest.checkpoint.layout == "fixture":
         raise UsageError(
-            f"{manifest['artifact']} was exported from the untrained test fixture, so --weights does not apply",
+            f"{manifest.artifact} was exported from the untrained test fixture, so --weights does not apply",
             "drop --weights",
         )
     if not Path(weights).is_file():
@@ -187,28 +183,28 @@ def need_torch() -> None:
         )
 
 
-def reference_model(manifest: dict, weights: str | Path | None = None):
+def reference_model(manifest: Manifest, weights: str | Path | None = None):
     """The PyTorch model the artifact was exported from (needs torch)."""
     need_torch()
     from .models import load_model
 
     check_reference_weights(manifest, weights)
-    ckpt = manifest["checkpoint"]
-    if ckpt["layout"] == "fixture":
-        return load_model(manifest["model"], num_classes=manifest["output"]["classes"])
-    if weights is None and ckpt.get("pretrained"):
-        model = load_model(manifest["model"], pretrained=ckpt["pretrained"], num_classes=manifest["output"]["classes"])
-        if model.checkpoint_sha256 != ckpt["sha256"]:
+    ckpt = manifest.checkpoint
+    if ckpt.layout == "fixture":
+        return load_model(manifest.model, num_classes=manifest.output.classes)
+    if weights is None and ckpt.pretrained:
+        model = load_model(manifest.model, pretrained=ckpt.pretrained, num_classes=manifest.output.classes)
+        if model.checkpoint_sha256 != ckpt.sha256:
             raise UsageError(
-                f"the {ckpt['pretrained']} weights changed since this artifact was exported (sha256 differs)",
+                f"the {ckpt.pretrained} weights changed since this artifact was exported (sha256 differs)",
                 "re-export it",
             )
         return model
-    path = Path(weights or ckpt["path"])
+    path = Path(weights or ckpt.path)
     if not path.exists():
         raise UsageError(f"the reference checkpoint {path} is gone", "pass it with --weights PATH")
-    model = load_model(manifest["model"], path, num_classes=manifest["output"]["classes"])
-    if model.checkpoint_sha256 != ckpt["sha256"]:
+    model = load_model(manifest.model, path, num_classes=manifest.output.classes)
+    if model.checkpoint_sha256 != ckpt.sha256:
         raise UsageError(
             f"{path} is not the checkpoint this artifact was exported from (sha256 differs)",
             "pass the original with --weights",
@@ -272,8 +268,8 @@ def parity(
     family = manifest_family(manifest)
     if device is None:
         on_step(f"{artifact.name} on {len(x)} images")
-        return judge(artifact, manifest["target"], manifest["precision"], ref, runner(x), runner.runtime, family)
-    report = judge(artifact, manifest["target"], manifest["precision"], ref, got, runtime, family)
+        return judge(artifact, manifest.target, manifest.precision, ref, runner(x), runner.runtime, family)
+    report = judge(artifact, manifest.target, manifest.precision, ref, got, runtime, family)
     report.device = {**answer["device"], "seconds": answer.get("seconds")}
     on_step(f"{artifact.name} on {len(x)} images here")
     report.host, host = host_run(artifact, manifest, x, ref, threads, family)
@@ -284,7 +280,7 @@ def parity(
 
 
 def host_run(
-    artifact: Path, manifest: dict, x: np.ndarray, ref: np.ndarray, threads, family: str
+    artifact: Path, manifest: Manifest, x: np.ndarray, ref: np.ndarray, threads, family: str
 ) -> tuple[dict, np.ndarray | None]:
     """The same artifact on this machine, judged by the same bounds: ({runtime, machine, cpu, metrics, passed}, logits),
     or ({skipped: why}, None) when this machine cannot run it."""
@@ -298,7 +294,7 @@ def host_run(
         got = runner(x)
     except MvitDeployError as e:
         return {"skipped": e.one_line()}, None
-    here = judge(artifact, manifest["target"], manifest["precision"], ref, got, runner.runtime, family)
+    here = judge(artifact, manifest.target, manifest.precision, ref, got, runner.runtime, family)
     return {
         "runtime": runner.runtime,
         "machine": platform.machine(),

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from .artifact import Manifest
 from .errors import MvitDeployError, NotOnThisDevice
 
 GROUP = "mvit-deploy"
@@ -60,10 +61,10 @@ class ParityFailed(AssertionError):
 _models: dict[tuple, object] = {}  # (model, checkpoint sha256, weights) -> the reference model, once per session
 
 
-def _reference(manifest: dict, weights):
+def _reference(manifest: Manifest, weights):
     from .parity import reference_model
 
-    key = (manifest["model"], manifest["checkpoint"].get("sha256"), manifest["output"]["classes"], str(weights))
+    key = (manifest.model, manifest.checkpoint.sha256, manifest.output.classes, str(weights))
     if key not in _models:
         _models[key] = reference_model(manifest, weights)
     return _models[key]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import read_manifest
+from .artifact import Manifest, read_manifest
 from .errors import UsageError
 from .metrics import sqnr_db  # noqa: F401  (re-exported: the number this report is made of)
 
@@ -38,22 +38,22 @@ def module_of_fx_nodes(model, size: int) -> dict[str, str]:
     return fx_module_paths(torch.export.export(model, (torch.zeros(1, 3, size, size),)).run_decompositions({}))
 
 
-def _float_twin(manifest: dict, tmp: Path, weights=None):
+def _float_twin(manifest: Manifest, tmp: Path, weights=None):
     """Export the float counterpart of an int8 artifact (same model, weights, size, target options)."""
     from .export import export
     from .targets import ExportOptions, get_target
 
-    target = get_target(manifest["target"])
+    target = get_target(manifest.target)
     opts = ExportOptions(
-        model=manifest["model"],
+        model=manifest.model,
         target=target.name,
         out_dir=tmp,
         precision=target.default_precision,
-        input_size=manifest["input"]["size"],
-        weights=weights or manifest["checkpoint"]["path"],
+        input_size=manifest.input.size,
+        weights=weights or manifest.checkpoint.path,
         # --pretrained exports record no path: the twin loads the same named weights (not the fixture)
-        pretrained=None if (weights or manifest["checkpoint"]["path"]) else manifest["checkpoint"].get("pretrained"),
-        num_classes=manifest["output"]["classes"],
+        pretrained=None if (weights or manifest.checkpoint.path) else manifest.checkpoint.pretrained,
+        num_classes=manifest.output.classes,
         target_options=target.twin_options(manifest),
     )
     return export(opts, run_parity=False)
@@ -66,18 +66,18 @@ def quant_report(artifact: str | Path, n: int = 4, weights=None) -> list[LayerEr
 
     artifact = Path(artifact)
     manifest = read_manifest(artifact)
-    if manifest["precision"] not in QUANTIZED:
+    if manifest.precision not in QUANTIZED:
         raise UsageError(
-            f"{artifact.name} is {manifest['precision']}, not a quantized artifact",
+            f"{artifact.name} is {manifest.precision}, not a quantized artifact",
             "run quant-report on an int8 export",
         )
-    target = get_target(manifest["target"])
+    target = get_target(manifest.target)
     if not target.layer_report:  # refused before the float twin is exported
         raise UsageError(f"quant-report does not read {target.name} artifacts yet", target.layer_report_hint)
     check_reference_weights(manifest, weights)
     x = parity_inputs(manifest, None, n)
     model = reference_model(manifest, weights)  # the checkpoint (file or --pretrained name) the artifact came from
-    modules = module_of_fx_nodes(model, manifest["input"]["size"])
+    modules = module_of_fx_nodes(model, manifest.input.size)
     with tempfile.TemporaryDirectory() as tmp:
         twin = _float_twin(manifest, Path(tmp), weights)
         rows = target.layer_errors(twin.artifact, artifact, x, manifest)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .artifact import Manifest
 from .targets.base import Runner
 
 
-def load_runner(path: str | Path, manifest: dict, threads: int | None = None) -> Runner:
-    """The runner of ``manifest["target"]`` (an unknown target is a one-line UsageError)."""
+def load_runner(path: str | Path, manifest: Manifest, threads: int | None = None) -> Runner:
+    """The runner of ``manifest.target`` (an unknown target is a one-line UsageError)."""
     from .targets import get_target
 
-    return get_target(manifest["target"]).runner(Path(path), manifest, threads)
+    return get_target(manifest.target).runner(Path(path), manifest, threads)
 
 
 __all__ = ["Runner", "load_runner"]

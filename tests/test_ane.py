@@ -185,10 +185,10 @@ def test_ane_layout_export_passes_parity_and_drops_the_attention_findings(tmp_pa
             out_dir=tmp_path / layout,
         )
         result = export(opts)
-        assert result.manifest["parity"]["passed"] is True, result.manifest["parity"]
-        assert result.manifest["coreml_layout"] == layout
+        assert result.manifest.parity["passed"] is True, result.manifest.parity
+        assert result.manifest.extra["coreml_layout"] == layout
         reports[layout] = ane.check(result.artifact)
-        assert reports[layout].summary() == result.manifest["ane"]  # the manifest keeps what ane-check reports
+        assert reports[layout].summary() == result.manifest.extra["ane"]  # the manifest keeps what ane-check reports
     std, new = (reports[k].by_rule() for k in ("standard", "ane"))
     assert std["attention-layout"] == 9 and new["attention-layout"] == 0  # 9 attention layers in XXS
     assert new["rank>5"] == new["rank-5"] == 0

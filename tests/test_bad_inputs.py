@@ -576,7 +576,7 @@ def test_a_sidecar_copied_with_its_renamed_artifact_still_reads(tmp_path):
     (tmp_path / "renamed.json").write_text(
         json.dumps(_sidecar("mobilevit_xxs-onnx-fp32.onnx", sha256=tree_sha256(art)))
     )
-    assert read_manifest(art)["model"] == "mobilevit_xxs"
+    assert read_manifest(art).model == "mobilevit_xxs"
 
 
 # ---- the one image loader (mvit_deploy/images.py): every mode decodes to the picture it shows ----

@@ -66,7 +66,7 @@ def test_hf_weights_bgr_image_input_matches_hf_model(tmp_path, eval_photos):
             model="mobilevit_xxs", target="coreml", precision="fp32", weights=str(path), out_dir=tmp_path, parity_n=4
         )
     )
-    assert result.manifest["input"]["channel_order"] == "BGR" and result.manifest["input"]["type"] == "image"
+    assert result.manifest.input.channel_order == "BGR" and result.manifest.input.type == "image"
     x = eval_photos[256][:4]
     got = CoreMLRunner(result.artifact, result.manifest, backend="executor")(x.numpy())
     expected = hf_logits(hf_reference("mobilevit_xxs"), x).numpy()
@@ -84,7 +84,7 @@ def test_tensor_input_program(tmp_path):
             parity_n=4,
         )
     )
-    assert result.manifest["input"]["type"] == "tensor" and result.parity.passed
+    assert result.manifest.input.type == "tensor" and result.parity.passed
 
 
 def test_intermediate_tensors_by_name(tmp_path):

@@ -39,8 +39,8 @@ def pair(tmp_path_factory, fashion_artifact):
 
 def test_any_batch_runs_and_matches_batch_one_and_pytorch(pair):
     dyn, _ = pair
-    assert dyn.artifact.name == "mobilevit_xxs-onnx-fp32-dynbatch.onnx" and dyn.manifest["input"]["batch"] == "dynamic"
-    assert dyn.manifest["parity"]["passed"], dyn.manifest["parity"]["failures"]
+    assert dyn.artifact.name == "mobilevit_xxs-onnx-fp32-dynbatch.onnx" and dyn.manifest.input.batch == "dynamic"
+    assert dyn.manifest.parity["passed"], dyn.manifest.parity["failures"]
     session = ort.InferenceSession(str(dyn.artifact), providers=["CPUExecutionProvider"])
     assert isinstance(session.get_inputs()[0].shape[0], str)  # a named, free dimension
     images, _ = load_fashion_mnist("subset")
@@ -89,6 +89,6 @@ def test_int8_with_a_free_batch_keeps_its_parity(target, tmp_path):
             out_dir=tmp_path,
         )
     )
-    parity = result.manifest["parity"]
+    parity = result.manifest.parity
     assert parity["passed"] and parity["metrics"]["psnr_db"] > 40, parity  # batch 1 measures 44.1 dB on both
-    assert result.manifest["input"]["shape"][0] == "batch" and result.manifest["output"]["shape"] == ["batch", 10]
+    assert result.manifest.input.shape[0] == "batch" and result.manifest.output.shape == ["batch", 10]

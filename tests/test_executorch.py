@@ -50,7 +50,7 @@ def test_every_pte_passes_parity_and_records_its_delegation(case, ptes):
     r = ptes[case]
     assert r.kept and r.artifact.suffix == ".pte" and r.artifact.read_bytes()[4:8] == b"ET12"
     assert r.parity.passed, r.parity.failures
-    d = r.manifest["delegation"]
+    d = r.manifest.extra["delegation"]
     assert d["nodes_delegated"] <= d["nodes_total"] and d["share"] == pytest.approx(
         d["nodes_delegated"] / d["nodes_total"], abs=1e-4
     )
@@ -74,8 +74,8 @@ def test_fp32_pte_matches_pytorch_within_the_fp32_bound(ptes):
 
 def test_int8_pte_is_int8_and_smaller(ptes):
     fp32, int8 = ptes["executorch-fp32"], ptes["executorch-int8"]
-    assert int8.manifest["bytes"] < 0.45 * fp32.manifest["bytes"]  # measured 1.30 MB vs 3.97 MB
-    assert int8.manifest["calibration"]["samples"] == 64
+    assert int8.manifest.bytes < 0.45 * fp32.manifest.bytes  # measured 1.30 MB vs 3.97 MB
+    assert int8.manifest.calibration["samples"] == 64
     assert int8.parity.metrics["psnr_db"] >= bounds_for("int8", "mobilevit")[0].value
 
 

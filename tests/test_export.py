@@ -71,13 +71,13 @@ def test_xxs_export_writes_artifact_manifest_and_parity(case, xxs_exports):
     )
     assert result.artifact.suffix == target.suffix
     manifest = read_manifest(result.artifact)
-    assert manifest["model"] == "mobilevit_xxs" and manifest["precision"] == kw["precision"]
-    assert manifest["input"]["layout"] == kw.get("layout", "nchw") and manifest["input"]["channel_order"] == "RGB"
-    assert manifest["checkpoint"]["layout"] == "fixture" and manifest["versions"]["mvit-deploy"]
-    assert len(manifest["sha256"]) == 64 and manifest["bytes"] > 1_000_000
+    assert manifest.model == "mobilevit_xxs" and manifest.precision == kw["precision"]
+    assert manifest.input.layout == kw.get("layout", "nchw") and manifest.input.channel_order == "RGB"
+    assert manifest.checkpoint.layout == "fixture" and manifest.versions["mvit-deploy"]
+    assert len(manifest.sha256) == 64 and manifest.bytes > 1_000_000
     assert not list(result.artifact.parent.glob(".*.tmp-*")), "a staging directory was left behind"
     if kw["target"] in RUNNABLE_HERE:
-        p = manifest["parity"]
+        p = manifest.parity
         assert p["passed"] is True, p
         assert p["metrics"]["decisive_top1_agreement"] == 1.0 and p["n_images"] >= 64
         if kw["precision"] == "fp32":
@@ -104,9 +104,8 @@ def test_ort_format_is_what_ort_mobile_loads_and_computes_the_onnx_logits(xxs_ex
     path = xxs_exports["ort-fp32"].artifact
     assert path.read_bytes()[4:8] == b"ORTM"
     manifest = read_manifest(path)
-    assert manifest["ort_format"]["platform"] == "arm" and manifest["ort_format"]["disabled_optimizers"] == [
-        "NchwcTransformer"
-    ]
+    ort_format = manifest.extra["ort_format"]
+    assert ort_format["platform"] == "arm" and ort_format["disabled_optimizers"] == ["NchwcTransformer"]
     x = np.random.default_rng(3).random((1, 3, 256, 256), dtype=np.float32)
     from_ort = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
     onnx_path = xxs_exports["onnx-fp32"].artifact
@@ -116,8 +115,8 @@ def test_ort_format_is_what_ort_mobile_loads_and_computes_the_onnx_logits(xxs_ex
     )  # measured 6.4e-7 relative (NCHW vs NCHWc kernels)
     broken = tmp_path / path.name
     broken.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    manifest["sha256"] = tree_sha256(broken)  # the manifest vouches for the damaged bytes: the runtime must refuse them
-    (tmp_path / path.with_suffix(".json").name).write_text(json.dumps(manifest))
+    manifest.sha256 = tree_sha256(broken)  # the manifest vouches for the damaged bytes: the runtime must refuse them
+    (tmp_path / path.with_suffix(".json").name).write_text(json.dumps(manifest.to_dict()))
     result = run_cli("parity", str(broken), "--n", "4")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"onnxruntime cannot load {path.name}" in result.stderr, result.stderr
@@ -187,7 +186,7 @@ def test_artifact_from_hf_weights_matches_hf_model(target, size, hf_weights, tmp
     result = export(
         ExportOptions(model="mobilevit_xxs", target=target, out_dir=tmp_path, input_size=size, weights=str(hf_weights))
     )
-    assert result.manifest["input"]["channel_order"] == "BGR" and result.manifest["input"]["size"] == size
+    assert result.manifest.input.channel_order == "BGR" and result.manifest.input.size == size
     assert result.parity.passed, result.parity.failures
     x = eval_photos[size]
     got = load_runner(result.artifact, result.manifest)(x.numpy())

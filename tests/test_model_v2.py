@@ -189,7 +189,7 @@ def test_v2_exports_to_every_target_and_passes_parity(target, precision, tmp_pat
     result = export(
         ExportOptions(model="mobilevitv2_050", target=target, precision=precision, out_dir=tmp_path, parity_n=32)
     )
-    assert result.manifest["family"] == "mobilevitv2" and result.parity is not None
+    assert result.manifest.family == "mobilevitv2" and result.parity is not None
     assert result.parity.passed, result.parity.failures
     if precision == "fp32":
         assert result.parity.metrics["max_rel"] <= bounds_for("fp32", "mobilevitv2")[0].value

@@ -78,12 +78,12 @@ INT8_FLOORS = {
 @pytest.mark.parametrize("case", list(QUANT_CASES))
 def test_int8_parity_uses_the_int8_row_and_reports_honestly(case, int8_exports):
     result = int8_exports[case]
-    p = result.manifest["parity"]
-    assert result.manifest["calibration"]["samples"] == 28
+    p = result.manifest.parity
+    assert result.manifest.calibration["samples"] == 28
     assert [(b["metric"], b["op"], b["value"]) for b in p["bounds"]] == [
         (b.metric, b.op, b.value) for b in bounds_for("int8", "mobilevit")
     ]
-    x, ref = photo_reference(result.manifest["input"]["size"])
+    x, ref = photo_reference(result.manifest.input.size)
     got = load_runner(result.artifact, result.manifest)(x).astype(np.float64)
     psnr = 20 * np.log10(np.abs(ref).max() / np.sqrt(np.mean((got - ref) ** 2)))
     agreement = np.mean(ref.argmax(1) == got.argmax(1))
@@ -102,8 +102,8 @@ def test_coreml_weight_only_int8_is_small_and_faithful(int8_exports, tmp_path):
     fp16 = export(
         ExportOptions(model="mobilevit_xxs", target="coreml", precision="fp16", out_dir=tmp_path), run_parity=False
     )
-    assert result.manifest["bytes"] < 0.6 * fp16.manifest["bytes"]
-    assert result.manifest["parity"]["metrics"]["psnr_db"] >= 35
+    assert result.manifest.bytes < 0.6 * fp16.manifest.bytes
+    assert result.manifest.parity["metrics"]["psnr_db"] >= 35
 
 
 def test_coreml_ios18_int8_uses_blockwise_op(tmp_path):
@@ -190,7 +190,7 @@ def test_tflite_int8_computes_in_int8_with_float_or_int8_io(int8_exports):
         assert len(int8) >= 50 and len(convs) - len(int8) <= 16  # all but the high-resolution stages (FLOAT_MODULES)
         inp, out = it.get_input_details()[0], it.get_output_details()[0]
         assert inp["dtype"] == out["dtype"] == io_dtype
-        assert int8_exports[case].manifest["input"]["dtype"] == np.dtype(io_dtype).name
+        assert int8_exports[case].manifest.input.dtype == np.dtype(io_dtype).name
     assert int8_exports["tflite-int8-nhwc-int8io"].artifact.name == "mobilevit_xxs-tflite-int8-int8io-nhwc.tflite"
 
 
@@ -297,7 +297,7 @@ def test_tflite_nhwc_int8_keeps_the_float_stages_float(tmp_path):
             out_dir=tmp_path / "b",
         )
     )
-    psnr = {k: r.manifest["parity"]["metrics"]["psnr_db"] for k, r in (("nchw", nchw), ("nhwc", nhwc))}
+    psnr = {k: r.manifest.parity["metrics"]["psnr_db"] for k, r in (("nchw", nchw), ("nhwc", nhwc))}
     assert psnr["nhwc"] > 40.0 and abs(psnr["nhwc"] - psnr["nchw"]) < 2.0, psnr  # measured 45.3 / 44.7 dB
     it = interpreter_class()(model_path=str(nhwc.artifact))
     details = {d["index"]: d for d in it.get_tensor_details()}

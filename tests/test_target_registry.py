@@ -229,11 +229,15 @@ def test_a_flag_of_another_target_is_refused_by_name(tmp_path):
 
 
 def test_a_manifest_naming_an_unregistered_target_is_a_one_line_error(tmp_path):
+    from mvit_deploy.artifact import CheckpointInfo, InputSpec, Manifest, OutputSpec
     from mvit_deploy.errors import UsageError
     from mvit_deploy.runtimes import load_runner
 
+    manifest = Manifest(
+        "m.plan", "mobilevit_xxs", "tensorrt", "fp32", InputSpec(layout="nchw"), OutputSpec(), CheckpointInfo()
+    )
     with pytest.raises(UsageError, match="unknown target 'tensorrt'"):
-        load_runner(tmp_path / "m.plan", {"target": "tensorrt", "input": {"layout": "nchw"}})
+        load_runner(tmp_path / "m.plan", manifest)
 
 
 def test_every_target_has_a_runner_on_the_device_side_with_its_bench_options():

@@ -100,7 +100,7 @@ def trained_onnx(tmp_path_factory):
 
 @pytest.mark.verdict
 def test_trained_fp32_exports_pass_scale_aware_bound_at_1_and_2_threads(trained_onnx):
-    p = trained_onnx.manifest["parity"]
+    p = trained_onnx.manifest.parity
     assert p["passed"] and p["n_images"] == 128, p["failures"]
     assert p["metrics"]["peak_abs_logit"] > 3 and p["metrics"]["n_decisive"] >= 120
     for threads in (1, 2):
@@ -241,8 +241,8 @@ def test_v2_is_judged_by_its_own_fp32_row_and_a_subtle_v2_bug_fails(v2_onnx, tmp
     exported with the wrong epsilon (1e-2 instead of 1e-5), a bug no v1 layer can have."""
     import onnx
 
-    p = v2_onnx.manifest["parity"]
-    assert v2_onnx.manifest["family"] == "mobilevitv2" and p["passed"], p["failures"]
+    p = v2_onnx.manifest.parity
+    assert v2_onnx.manifest.family == "mobilevitv2" and p["passed"], p["failures"]
     assert [b["value"] for b in p["bounds"] if b["metric"] == "max_rel"] == [bounds_for("fp32", "mobilevitv2")[0].value]
     for threads in (1, 2):
         assert parity(v2_onnx.artifact, threads=threads).passed

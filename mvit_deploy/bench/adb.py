@@ -136,7 +136,7 @@ class AdbDevice:
         manifests = [
             (Path(p), read_manifest(p)) for p in artifacts
         ]  # every artifact checked before the phone is touched
-        kinds = {m["target"] for _, m in manifests if get_target(m["target"]).adb}
+        kinds = {m.target for _, m in manifests if get_target(m.target).adb}
         choice = {}
         for name in kinds:
             spec = get_target(name).adb
@@ -150,7 +150,7 @@ class AdbDevice:
         with_adb = ", ".join(f"{t.suffix} ({t.adb.binary})" for t in TARGETS.values() if t.adb)
         results, skipped = [], []
         for path, manifest in manifests:
-            target = get_target(manifest["target"])
+            target = get_target(manifest.target)
             if not target.adb:
                 skipped.append({"artifact": str(path), "reason": f"adb devices run {with_adb} artifacts only"})
                 continue

@@ -44,7 +44,7 @@ from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..artifact import read_manifest, tree_bytes
+from ..artifact import Manifest, read_manifest, tree_bytes
 from ..errors import UsageError
 from .local import SCHEMA, latency_stats, result_entry
 
@@ -136,7 +136,7 @@ def close_matches(name: str, names: list[str], n: int = 5) -> list[str]:
 class _Job:
     device: AihubDevice
     path: Path
-    manifest: dict
+    manifest: Manifest
     model: object = None  # what upload_model returned
     job: object = None  # the hub's job, once submitted
     status: object = None  # its last JobStatus
@@ -147,7 +147,7 @@ class _Job:
     def spec(self):
         from ..targets import get_target
 
-        return get_target(self.manifest["target"]).aihub
+        return get_target(self.manifest.target).aihub
 
     @property
     def ref(self) -> dict:
@@ -271,7 +271,7 @@ def _profilable(artifacts) -> tuple[list, list]:
     wanted, others = [], []
     for path in map(Path, artifacts):
         manifest = read_manifest(path)  # every artifact checked before the hub is touched
-        if get_target(manifest["target"]).aihub:
+        if get_target(manifest.target).aihub:
             wanted.append((path, manifest))
         else:
             others.append({"artifact": path.name, "reason": f"AI Hub profiles {profiled} artifacts only"})

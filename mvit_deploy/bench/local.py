@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
+from ..artifact import Manifest
 from ..device.bench import (  # noqa: F401  (re-exported: the host's modules and tests import them from here)
     DENORMAL_ROUNDS,
     DENORMAL_SLOWDOWN,
@@ -21,16 +23,16 @@ from ..device.bench import (  # noqa: F401  (re-exported: the host's modules and
 from ..device.bench import bench as device_bench
 
 
-def _target_runner(path: Path, manifest: dict, threads: int, runtime_options: dict):
+def _target_runner(path: Path, manifest: Manifest, threads: int, runtime_options: dict):
     """The host's targets decide what this machine times (``Target.bench_runner``: Core ML's executor is skipped)."""
     from ..targets import get_target
 
-    target = get_target(manifest["target"])
+    target = get_target(manifest.target)
     known = {o.field for o in target.bench_options}
     return target.bench_runner(path, manifest, threads, **{k: v for k, v in runtime_options.items() if k in known})
 
 
-def _reference_subject(manifest: dict, threads: int) -> Subject:
+def _reference_subject(manifest: Manifest, threads: int) -> Subject:
     # OpenMP workers that spin after each PyTorch call would slow the artifact timed next
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
@@ -47,14 +49,8 @@ def _reference_subject(manifest: dict, threads: int) -> Subject:
         with torch.no_grad():
             return model(torch.from_numpy(x)).numpy()
 
-    ref_manifest = {
-        **manifest,
-        "target": "pytorch",
-        "precision": "fp32",
-        "parity": None,
-        "versions": None,
-    }  # it is the reference
-    return Subject(f"pytorch:{manifest['model']}", ref_manifest, run, load_ms, before, None, "pytorch-eager")
+    ref_manifest = replace(manifest, target="pytorch", precision="fp32", parity=None, versions=None)  # the reference
+    return Subject(f"pytorch:{manifest.model}", ref_manifest, run, load_ms, before, None, "pytorch-eager")
 
 
 def bench(
@@ -73,7 +69,7 @@ def bench(
     def references(subjects):
         seen, out = set(), []
         for s in subjects:
-            key = (s.manifest["model"], s.manifest["checkpoint"].get("sha256"), s.manifest["input"]["size"])
+            key = (s.manifest.model, s.manifest.checkpoint.sha256, s.manifest.input.size)
             if key not in seen:
                 seen.add(key)
                 out.append(_reference_subject(s.manifest, threads))

@@ -28,8 +28,8 @@ class Photo:
 
 
 def shipped_photos(split: str | None = None) -> list[Photo]:
-    manifest = json.loads((PHOTO_DIR / "manifest.json").read_text())
-    photos = [Photo(PHOTO_DIR / p["file"], p["split"], p["license"], p["description"]) for p in manifest["photos"]]
+    listing = json.loads((PHOTO_DIR / "manifest.json").read_text())  # the photos' list, not an artifact manifest
+    photos = [Photo(PHOTO_DIR / p["file"], p["split"], p["license"], p["description"]) for p in listing["photos"]]
     return [p for p in photos if split is None or p.split == split]
 
 

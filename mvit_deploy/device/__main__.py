@@ -40,7 +40,7 @@ def _run(args) -> dict:
         raise UsageError(
             f"{args.inputs} is not an inputs file ({e})", "let the host write it (parity --device)"
         ) from None
-    size = manifest["input"]["size"]
+    size = manifest.input.size
     if x.dtype != np.float32 or x.ndim != 4 or x.shape[1:] != (3, size, size) or x.nbytes > MAX_INPUT_BYTES:
         raise UsageError(
             f"{args.inputs} holds {x.dtype} {tuple(x.shape)}, the artifact takes float32 [N, 3, {size}, {size}]",

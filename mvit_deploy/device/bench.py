@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import NotOnThisDevice, UsageError
-from .manifest import package_versions, read_manifest, tree_bytes
+from .manifest import Manifest, package_versions, read_manifest, tree_bytes
 from .runtimes import load_runner, runner_class, runtime_packages
 
 SCHEMA = "mvit-deploy/bench/1"
@@ -157,7 +157,7 @@ def latency_stats(seconds: list[float]) -> dict:
 
 def result_entry(
     artifact: str,
-    manifest: dict,
+    manifest: Manifest,
     runtime: str,
     nbytes: int | None,
     load_ms: float | None,
@@ -169,18 +169,18 @@ def result_entry(
     own fields."""
     return {
         "artifact": artifact,
-        "model": manifest["model"],
-        "target": manifest["target"],
-        "precision": manifest["precision"],
+        "model": manifest.model,
+        "target": manifest.target,
+        "precision": manifest.precision,
         "runtime": runtime,
-        "input_size": manifest["input"]["size"],
+        "input_size": manifest.input.size,
         "bytes": nbytes,
         "load_ms": load_ms,
         "latency_ms": latency,
         "throughput_ips": 1e3 / latency["mean"],
         "rss_delta_mb": rss_delta_mb,
-        "parity": manifest.get("parity"),
-        "versions": manifest.get("versions"),  # the converters that made it (report: artifact metadata)
+        "parity": manifest.parity,
+        "versions": manifest.versions,  # the converters that made it (report: artifact metadata)
         **extra,
     }
 
@@ -189,7 +189,7 @@ class Subject:
     """One thing to time: an artifact's runner, or (from the host) the PyTorch reference."""
 
     def __init__(
-        self, label: str, manifest: dict, run, load_ms: float, rss_before: float, size: int | None, runtime: str
+        self, label: str, manifest: Manifest, run, load_ms: float, rss_before: float, size: int | None, runtime: str
     ):
         self.label, self.manifest, self.run = label, manifest, run
         self.load_ms, self.rss_before, self.size, self.runtime = load_ms, rss_before, size, runtime
@@ -197,7 +197,7 @@ class Subject:
         self.times: list[float] = []
 
 
-def device_runner(path: Path, manifest: dict, threads: int, runtime_options: dict):
+def device_runner(path: Path, manifest: Manifest, threads: int, runtime_options: dict):
     """The runner this side times; the host times its targets' ``bench_runner`` instead (bench/local.py)."""
     return load_runner(path, manifest, threads, **runtime_options)
 
@@ -205,7 +205,7 @@ def device_runner(path: Path, manifest: dict, threads: int, runtime_options: dic
 def load_subject(path: Path, threads: int, runtime_options: dict, make_runner=device_runner) -> Subject:
     """Load one artifact to time: its runtime imported first, then the load itself timed."""
     manifest = read_manifest(path)
-    runner_class(manifest["target"]).preload()
+    runner_class(manifest.target).preload()
     before = _rss_mb()
     t0 = time.perf_counter()
     runner = make_runner(path, manifest, threads, runtime_options)
@@ -223,7 +223,7 @@ DENORMAL_SLOWDOWN = 1.5
 DENORMAL_ROUNDS = 3
 
 
-def denormal_slowdown(path: Path, manifest: dict, threads: int, rounds: int = DENORMAL_ROUNDS) -> float | None:
+def denormal_slowdown(path: Path, manifest: Manifest, threads: int, rounds: int = DENORMAL_ROUNDS) -> float | None:
     """Latency with denormals kept / with them flushed to zero, for runtimes that can flush: the smallest
     ratio of ``rounds`` alternating pairs, so only a slowdown every round shows counts (noise does not).
 
@@ -232,7 +232,7 @@ def denormal_slowdown(path: Path, manifest: dict, threads: int, rounds: int = DE
     the modes alternating over ``rounds`` so a noisy minute hits both. ``bench`` runs this
     before any of its own runtimes has run: their idle thread pools would spin against the children.
     """
-    if "denormals" not in runner_class(manifest["target"]).options:
+    if "denormals" not in runner_class(manifest.target).options:
         return None
     ratios = []
     root = Path(__file__).resolve().parents[len(__package__.split("."))]  # the folder this package is imported from
@@ -304,7 +304,7 @@ def bench(
     rng = np.random.default_rng(0)
     inputs: dict[int, np.ndarray] = {}
     for s in subjects:
-        size = s.manifest["input"]["size"]
+        size = s.manifest.input.size
         if size not in inputs:
             inputs[size] = rng.random((1, 3, size, size), dtype=np.float32)
         for _ in range(max(1, warmup)):
@@ -312,7 +312,7 @@ def bench(
         s.rss_delta = max(0.0, _rss_mb() - s.rss_before)
     for i in range(iters):
         for s in subjects:
-            x = inputs[s.manifest["input"]["size"]]
+            x = inputs[s.manifest.input.size]
             t0 = time.perf_counter()
             s.run(x)
             s.times.append(time.perf_counter() - t0)

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..artifact import Manifest
 from ..device.runtimes import Runner, load_runner
 from ..errors import UsageError
 from ..models.config import check_input_size
@@ -221,26 +222,26 @@ class Target(abc.ABC):
         """The artifact's weights, for determinism checks."""
         return path.read_bytes()
 
-    def runner(self, path: Path, manifest: dict, threads: int | None = None) -> Runner:
+    def runner(self, path: Path, manifest: Manifest, threads: int | None = None) -> Runner:
         """Load the artifact in its runtime (torch-free); a missing runtime is a DependencyError.
 
         The device side's runner (``mvit_deploy/device/runtimes/``), the code a board runs too.
         """
         return load_runner(path, manifest, threads, target=self.name)
 
-    def bench_runner(self, path: Path, manifest: dict, threads: int, **options) -> Runner:
+    def bench_runner(self, path: Path, manifest: Manifest, threads: int, **options) -> Runner:
         """The runner ``bench`` times (``options``: this target's ``bench_options``).
 
         Raise :class:`~mvit_deploy.errors.NotOnThisDevice` when this machine cannot time it.
         """
         return load_runner(path, manifest, threads, target=self.name, **options)
 
-    def twin_options(self, manifest: dict) -> dict:
+    def twin_options(self, manifest: Manifest) -> dict:
         """ExportOptions fields that make the float twin of a quantized artifact (quant-report)."""
         return {}
 
     def layer_errors(
-        self, float_path: Path, int8_path: Path, x: np.ndarray, manifest: dict
+        self, float_path: Path, int8_path: Path, x: np.ndarray, manifest: Manifest
     ) -> list[tuple[str, float, float | None]]:
         """(tensor, cumulative SQNR dB, local SQNR dB or None) for every tensor both artifacts compute."""
         raise UsageError(f"quant-report does not read {self.name} artifacts yet", self.layer_report_hint)

@@ -55,7 +55,7 @@ class CoreMLRunner(NativeCoreMLRunner):
             return super().__call__(batch)
 
     def _feed(self, x):
-        if self.backend == "executor" and self.manifest["input"]["type"] == "image":
+        if self.backend == "executor" and self.manifest.input.type == "image":
             return self._pixels(x)[None].astype(
                 np.float32
             )  # the program's input tensor, channels already in model order
@@ -63,7 +63,7 @@ class CoreMLRunner(NativeCoreMLRunner):
 
     def _predict(self, x) -> dict:
         if self.backend == "executor":
-            return self.model.run({self.manifest["input"]["name"]: self._feed(x)})[0]
+            return self.model.run({self.manifest.input.name: self._feed(x)})[0]
         return super()._predict(x)
 
 
@@ -225,16 +225,16 @@ class CoreMLTarget(Target):
 
     def twin_options(self, manifest):
         return {
-            "input_type": manifest["input"].get("type", "tensor"),
-            "min_target": "iOS17" if manifest["precision"] == "w8a8" else "iOS16",
-            "coreml_layout": manifest.get("coreml_layout", "standard"),
+            "input_type": manifest.input.type or "tensor",
+            "min_target": "iOS17" if manifest.precision == "w8a8" else "iOS16",
+            "coreml_layout": manifest.extra.get("coreml_layout", "standard"),
         }
 
     def layer_errors(self, float_path, int8_path, x, manifest):
         """Every float tensor of both programs, from the reference executor."""
         from .coreml_exec import MILExecutor
 
-        scale, image_input = manifest["input"]["scale"], manifest["input"].get("type") == "image"
+        scale, image_input = manifest.input.scale, manifest.input.type == "image"
         ref_ex, q_ex = MILExecutor(float_path), MILExecutor(int8_path)
         sums: dict[str, list[float]] = {}
         for i in range(len(x)):

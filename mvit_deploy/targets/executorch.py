@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -90,10 +91,9 @@ class ExecuTorchRunner(DeviceExecuTorchRunner):
 
     def __init__(self, path, manifest, threads=None):
         self._coreml = None
-        if (
-            manifest.get("delegation", {}).get("delegate") == "coreml"
-            and BACKEND_IDS["coreml"] not in registered_backends()
-        ):
+        if (manifest.extra.get("delegation") or {}).get("delegate") == "coreml" and BACKEND_IDS[
+            "coreml"
+        ] not in registered_backends():
             import tempfile
 
             from .coreml import CoreMLRunner
@@ -102,11 +102,11 @@ class ExecuTorchRunner(DeviceExecuTorchRunner):
             self._tmp = tempfile.TemporaryDirectory(prefix="mvit-deploy-pte-")
             package = unpack_coreml_payload(coreml_payload(self.path), Path(self._tmp.name))
             names = json.loads((package.parent / "metadata.json").read_text())  # the program's own input / output names
-            inner = {
-                **manifest,
-                "input": {**manifest["input"], "type": "tensor", "name": names["inputNames"][0]},
-                "output": {**manifest["output"], "name": names["outputNames"][0]},
-            }
+            inner = replace(
+                manifest,
+                input=replace(manifest.input, type="tensor", name=names["inputNames"][0]),
+                output=replace(manifest.output, name=names["outputNames"][0]),
+            )
             self._coreml = CoreMLRunner(package, inner, threads, backend="executor")
             self.runtime = "executorch-coreml-payload/coreml-reference-executor"
             return
@@ -218,7 +218,7 @@ class ExecuTorchTarget(Target):
         return ExecuTorchRunner(path, manifest, threads)
 
     def bench_runner(self, path, manifest, threads, **_):
-        if manifest.get("delegation", {}).get("delegate") == "coreml" and not IS_MACOS:
+        if (manifest.extra.get("delegation") or {}).get("delegate") == "coreml" and not IS_MACOS:
             raise NotOnThisDevice(
                 "a Core ML-delegated .pte runs only on Apple devices", "bench it on a Mac, or export --delegate xnnpack"
             )

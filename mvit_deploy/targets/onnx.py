@@ -6,6 +6,7 @@ import contextlib
 import io
 from pathlib import Path
 
+from ..artifact import Manifest
 from ..models.families import family_of
 from ..quantization import FLOAT_MODULES, float_modules
 from . import register_target
@@ -65,9 +66,9 @@ class OnnxTarget(Target):
     def dynamic_batch(self, opts: ExportOptions) -> bool:
         return opts.target_options.batch == "dynamic"
 
-    def twin_options(self, manifest: dict) -> dict:
+    def twin_options(self, manifest: Manifest) -> dict:
         return {
-            "batch": "dynamic" if manifest["input"].get("batch") == "dynamic" else "1"
+            "batch": "dynamic" if manifest.input.batch == "dynamic" else "1"
         }  # quant-report's float twin: the same graph
 
     def layer_errors(self, float_path, int8_path, x, manifest):

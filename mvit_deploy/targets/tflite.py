@@ -170,12 +170,12 @@ class TFLiteTarget(Target):
         return opts.target_options.layout
 
     def twin_options(self, manifest):
-        return {"layout": manifest["input"]["layout"]}
+        return {"layout": manifest.input.layout}
 
     def layer_errors(self, float_path, int8_path, x, manifest):
         from ..metrics import sqnr_db
 
-        layout = manifest["input"]["layout"]
+        layout = manifest.input.layout
         ref, got = _tensors(float_path, x, layout), _tensors(int8_path, x, layout)
         rows = []
         for name, r in ref.items():

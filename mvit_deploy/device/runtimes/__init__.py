@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
+from ..manifest import Manifest
 
 
 class Runner(abc.ABC):
@@ -32,12 +33,12 @@ class Runner(abc.ABC):
     packages: tuple[str, ...] = ()  # pip names of the runtime (and its fallbacks), recorded in results
     options: tuple[str, ...] = ()  # keywords ``bench`` may pass (the targets' bench_options fields)
 
-    def __init__(self, path: Path, manifest: dict, threads: int | None = None):
+    def __init__(self, path: Path, manifest: Manifest, threads: int | None = None):
         self.path = Path(path)
         self.manifest = manifest
         self.threads = threads or min(2, os.cpu_count() or 1)
-        self.layout = manifest["input"]["layout"]
-        self.step = self.RUN_BATCH if manifest["input"].get("batch") == "dynamic" else 1
+        self.layout = manifest.input.layout
+        self.step = self.RUN_BATCH if manifest.input.batch == "dynamic" else 1
 
     @abc.abstractmethod
     def _one(self, x: np.ndarray) -> np.ndarray:
@@ -81,11 +82,11 @@ def runner_class(target: str) -> type[Runner]:
 
 
 def load_runner(
-    path: str | Path, manifest: dict, threads: int | None = None, target: str | None = None, **options
+    path: str | Path, manifest: Manifest, threads: int | None = None, target: str | None = None, **options
 ) -> Runner:
-    """The runner of ``target`` (default ``manifest["target"]``); ``options``: bench keywords, each runner takes its own
+    """The runner of ``target`` (default ``manifest.target``); ``options``: bench keywords, each runner takes its own
     and ignores the rest."""
-    cls = runner_class(target or manifest["target"])
+    cls = runner_class(target or manifest.target)
     return cls(Path(path), manifest, threads, **{k: v for k, v in options.items() if k in cls.options})
 
 

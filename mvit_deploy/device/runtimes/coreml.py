@@ -46,23 +46,23 @@ class CoreMLRunner(Runner):
 
     def _pixels(self, x):
         """What an app hands Core ML: 0..255 pixels [3, H, W] in the model's channel order (image inputs)."""
-        return np.clip(np.rint(x[0] / self.manifest["input"]["scale"]), 0, 255)
+        return np.clip(np.rint(x[0] / self.manifest.input.scale), 0, 255)
 
     def _feed(self, x):
-        inp = self.manifest["input"]
-        if inp["type"] != "image":
+        inp = self.manifest.input
+        if inp.type != "image":
             return x
         from PIL import Image
 
         pixels = self._pixels(x)
-        rgb = pixels[::-1] if inp["channel_order"] == "BGR" else pixels  # apps pass RGB; Core ML reorders
+        rgb = pixels[::-1] if inp.channel_order == "BGR" else pixels  # apps pass RGB; Core ML reorders
         return Image.fromarray(np.ascontiguousarray(rgb.transpose(1, 2, 0)).astype(np.uint8))
 
     def _predict(self, x) -> dict:
-        return self.model.predict({self.manifest["input"]["name"]: self._feed(x)})
+        return self.model.predict({self.manifest.input.name: self._feed(x)})
 
     def _one(self, x):
-        out = self._predict(x)[self.manifest["output"]["name"]]
+        out = self._predict(x)[self.manifest.output.name]
         if isinstance(out, dict):  # classifier models return {label: logit}, labels in the manifest's order
-            out = [out[n] for n in self.manifest["output"]["labels"]]
+            out = [out[n] for n in self.manifest.output.labels]
         return np.asarray(out, np.float32).reshape(1, -1)

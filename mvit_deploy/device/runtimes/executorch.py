@@ -61,7 +61,7 @@ class ExecuTorchRunner(Runner):
 
     def __init__(self, path, manifest, threads=None):
         super().__init__(path, manifest, threads)
-        self.delegate = manifest.get("delegation", {}).get("delegate", "xnnpack")
+        self.delegate = (manifest.extra.get("delegation") or {}).get("delegate", "xnnpack")
         self._torch, runtime_cls = import_runtime()
         if BACKEND_IDS.get(self.delegate, self.delegate) not in registered_backends():
             raise NotOnThisDevice(
@@ -74,7 +74,7 @@ class ExecuTorchRunner(Runner):
             try:
                 self.method = runtime.load_program(self.path).load_method("forward")
             except RuntimeError as e:
-                quantized = manifest.get("precision") == "int8"
+                quantized = manifest.precision == "int8"
                 raise UsageError(
                     f"the ExecuTorch runtime refused {self.path.name}: {e}"
                     + (
