@@ -36,7 +36,7 @@ DEMO := $(VENV)/bin/mvit-deploy
 DEMO_MODEL := --model mobilevit_xxs --pretrained fashion
 demo: venv
 	$(DEMO) models
-	$(DEMO) predict mvit_deploy/datasets/fashion_sample_ankle_boot.png $(DEMO_MODEL) --top 3
+	$(DEMO) predict mvit_deploy/inputs/datasets/fashion_sample_ankle_boot.png $(DEMO_MODEL) --top 3
 	$(DEMO) export $(DEMO_MODEL) --target all --out demo-out
 	$(DEMO) export $(DEMO_MODEL) --target all --precision int8 --out demo-out
 	$(DEMO) export $(DEMO_MODEL) --target coreml --precision w8a8 --out demo-out

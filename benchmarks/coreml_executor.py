@@ -26,8 +26,8 @@ def main() -> None:
     parser.add_argument("--layouts", nargs="+", default=["standard"], choices=["standard", "ane"])
     args = parser.parse_args()
 
-    from mvit_deploy.calibration import photo_inputs
-    from mvit_deploy.export import export
+    from mvit_deploy.inputs.calibration import photo_inputs
+    from mvit_deploy.pipeline.export import export
     from mvit_deploy.targets import ExportOptions
     from mvit_deploy.targets.coreml_exec import MILExecutor
 

@@ -40,8 +40,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    from mvit_deploy.calibration import photo_inputs
-    from mvit_deploy.export import export
+    from mvit_deploy.inputs.calibration import photo_inputs
+    from mvit_deploy.pipeline.export import export
     from mvit_deploy.targets import ExportOptions
     from mvit_deploy.targets.coreml_exec import MILExecutor, ane
     from mvit_deploy.targets.coreml_exec.program import load_program

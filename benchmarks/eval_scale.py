@@ -20,8 +20,8 @@ from pathlib import Path
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-from mvit_deploy.evaluate import evaluate  # noqa: E402
-from mvit_deploy.export import export  # noqa: E402
+from mvit_deploy.pipeline.evaluate import evaluate  # noqa: E402
+from mvit_deploy.pipeline.export import export  # noqa: E402
 from mvit_deploy.targets import ExportOptions  # noqa: E402
 
 CONFIGS = {  # label: (engine, workers, threads per worker) — cores in use = workers x threads

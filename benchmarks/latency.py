@@ -60,8 +60,8 @@ def main() -> None:
     import torch
 
     from mvit_deploy import load_model
-    from mvit_deploy.export import export
     from mvit_deploy.models.card import count
+    from mvit_deploy.pipeline.export import export
     from mvit_deploy.targets import ExportOptions, get_target
     from mvit_deploy.targets.tflite import interpreter_class, tflite_quantize
 

@@ -50,7 +50,7 @@ EXPORTS = [
 REFERENCE_SNIPPET = """
 import sys, numpy as np, torch
 from mvit_deploy.models import load_model
-from mvit_deploy.parity import reference_logits
+from mvit_deploy.pipeline.parity import reference_logits
 torch.set_num_threads(int(sys.argv[4]))
 model = load_model(sys.argv[1], pretrained=None if sys.argv[2] == "-" else sys.argv[2])
 np.save(sys.argv[5], reference_logits(model, np.load(sys.argv[3])))
@@ -86,7 +86,7 @@ def references(model: str, pretrained: str | None, x: np.ndarray, work: Path) ->
 
 
 def runs(artifact: Path, manifest: dict, x: np.ndarray) -> dict[str, np.ndarray]:
-    from mvit_deploy.runtimes import load_runner
+    from mvit_deploy.targets import load_runner
 
     out = {}
     if manifest["target"] == "onnx":
@@ -126,9 +126,9 @@ def main() -> int:
 
         board = connect(args.board, identity=args.identity, ssh_options=tuple(args.ssh_option))
 
-    from mvit_deploy.export import export
-    from mvit_deploy.metrics import fidelity, margins
-    from mvit_deploy.parity import parity_inputs
+    from mvit_deploy.pipeline.export import export
+    from mvit_deploy.pipeline.metrics import fidelity, margins
+    from mvit_deploy.pipeline.parity import parity_inputs
     from mvit_deploy.targets import ExportOptions
 
     root = args.out or Path(tempfile.mkdtemp(prefix="mvit-noise-"))

@@ -56,10 +56,10 @@ def main() -> None:
     from mvit_deploy import load_model
     from mvit_deploy.device.runtimes.onnx import OnnxRunner
     from mvit_deploy.device.runtimes.tflite import LiteRTRunner
-    from mvit_deploy.evaluate import labeled_inputs
-    from mvit_deploy.export import calibration_inputs, export
-    from mvit_deploy.metrics import fidelity
-    from mvit_deploy.parity import parity_inputs, reference_logits
+    from mvit_deploy.pipeline.evaluate import labeled_inputs
+    from mvit_deploy.pipeline.export import calibration_inputs, export
+    from mvit_deploy.pipeline.metrics import fidelity
+    from mvit_deploy.pipeline.parity import parity_inputs, reference_logits
     from mvit_deploy.targets import ExportOptions
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; threads={args.threads}")

@@ -1,4 +1,4 @@
-"""Write mvit_deploy/datasets/fashion_mnist_subset.npz from Debian's dataset-fashion-mnist.
+"""Write mvit_deploy/inputs/datasets/fashion_mnist_subset.npz from Debian's dataset-fashion-mnist.
 
 1,000 test images (100 per class, seeded) for offline ``eval`` and parity, and 256 training
 images (class-balanced, seeded) for int8 calibration; the indices into the original splits
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mvit_deploy.datasets.fashion_mnist import SUBSET, load_fashion_mnist  # noqa: E402
+from mvit_deploy.inputs.datasets.fashion_mnist import SUBSET, load_fashion_mnist  # noqa: E402
 
 
 def balanced(labels: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:

@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from mvit_deploy.calibration import photo_inputs  # noqa: E402
+from mvit_deploy.inputs.calibration import photo_inputs  # noqa: E402
 from mvit_deploy.models.config import TIMM_PREPROCESSING  # noqa: E402
 from mvit_deploy.models.fixture import make_realistic  # noqa: E402
 

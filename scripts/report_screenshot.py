@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mvit_deploy.report import write_report
+from mvit_deploy.faces.report import write_report
 
 MEASURE = """<script>window.addEventListener("load", () => document.fonts.ready.then(() => {
   const pre = document.createElement("pre"); pre.id = "page-height";

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mvit_deploy.datasets.fashion_mnist import CLASSES, FASHION_SIZE, load_fashion_mnist, to_model_inputs  # noqa: E402
+from mvit_deploy.inputs.datasets.fashion_mnist import CLASSES, FASHION_SIZE, load_fashion_mnist, to_model_inputs  # noqa: E402
 from mvit_deploy.models import create_model  # noqa: E402
 
 

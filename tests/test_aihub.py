@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from mvit_deploy.artifact import MANIFEST_SCHEMA, manifest_path, tree_sha256
 from mvit_deploy.bench.aihub import AihubDevice, bench_many, parse_device, profile_numbers

@@ -171,7 +171,7 @@ def test_every_rule_is_exercised_here():
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_ane_layout_export_passes_parity_and_drops_the_attention_findings(tmp_path, precision):
-    from mvit_deploy.export import export
+    from mvit_deploy.pipeline.export import export
     from mvit_deploy.targets import ExportOptions
 
     reports = {}
@@ -201,7 +201,7 @@ def test_ane_layout_export_passes_parity_and_drops_the_attention_findings(tmp_pa
 def test_several_input_sizes_become_enumerated_shapes_checked_at_each_size(tmp_path):
     """--input-size 128,192 on Core ML: one program with EnumeratedShapes (the ANE-friendly flexibility), parity at
     both."""
-    from mvit_deploy.export import export
+    from mvit_deploy.pipeline.export import export
     from mvit_deploy.targets import ExportOptions
     from mvit_deploy.targets.coreml_exec import InputShapeError, MILExecutor
 
@@ -235,7 +235,7 @@ def test_several_input_sizes_are_refused_for_a_one_size_target(tmp_path):
         [
             sys.executable,
             "-m",
-            "mvit_deploy.cli",
+            "mvit_deploy.faces.cli",
             "export",
             "--model",
             "mobilevit_xxs",
@@ -305,7 +305,7 @@ def test_recorded_compute_plan_beside_the_rules(tmp_path):
     recorded = tmp_path / "plan.json"
     recorded.write_text(json.dumps(plan))
     out = subprocess.run(
-        [sys.executable, "-m", "mvit_deploy.cli", "ane-check", str(path), "--plan", str(recorded), "--json"],
+        [sys.executable, "-m", "mvit_deploy.faces.cli", "ane-check", str(path), "--plan", str(recorded), "--json"],
         capture_output=True,
         text=True,
     )
@@ -319,7 +319,7 @@ def test_recorded_compute_plan_beside_the_rules(tmp_path):
 
 def cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "mvit_deploy.cli", "ane-check", *map(str, args)], capture_output=True, text=True
+        [sys.executable, "-m", "mvit_deploy.faces.cli", "ane-check", *map(str, args)], capture_output=True, text=True
     )
 
 

@@ -21,15 +21,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 from mvit_deploy.artifact import MANIFEST_SCHEMA, tree_sha256
 from mvit_deploy.bench.local import SCHEMA as BENCH_SCHEMA
 from mvit_deploy.models.hub import WEIGHTS_DIR
 
 MEMORY_CAP = 6 << 30  # bytes of address space; a refused input needs a few hundred MB
-PHOTO = str(ROOT / "mvit_deploy/calibration/photos/chelsea.jpg")
-FASHION_IMAGE = str(ROOT / "mvit_deploy/datasets/fashion_sample_ankle_boot.png")
+PHOTO = str(ROOT / "mvit_deploy/inputs/calibration/photos/chelsea.jpg")
+FASHION_IMAGE = str(ROOT / "mvit_deploy/inputs/datasets/fashion_sample_ankle_boot.png")
 
 
 def _sidecar(artifact: str, target: str = "onnx", **overrides) -> dict:
@@ -538,7 +538,7 @@ def test_an_unexpected_exception_is_exit_3_with_its_traceback_in_a_log(monkeypat
 
 def test_non_finite_artifact_logits_fail_parity_with_valid_json():
     """An artifact that emits NaN fails its bounds by name; the JSON report still parses (null, not NaN)."""
-    from mvit_deploy.parity import judge
+    from mvit_deploy.pipeline.parity import judge
 
     ref = np.random.default_rng(0).normal(size=(4, 10)).astype(np.float32)
     got = ref.copy()
@@ -550,7 +550,7 @@ def test_non_finite_artifact_logits_fail_parity_with_valid_json():
 
 
 def test_eval_json_of_one_image_has_no_infinite_interval():
-    from mvit_deploy.evaluate import EvalReport, EvalRow, _drop_ci95
+    from mvit_deploy.pipeline.evaluate import EvalReport, EvalRow, _drop_ci95
 
     ci = _drop_ci95(np.array([True]), np.array([False]))
     assert ci == (float("-inf"), float("inf"))
@@ -561,7 +561,7 @@ def test_eval_json_of_one_image_has_no_infinite_interval():
 
 
 def test_the_corpus_covers_every_command():
-    from mvit_deploy.cli import main
+    from mvit_deploy.faces.cli import main
 
     covered = {p.values[0][0] for p in CASES}
     assert set(main.commands) <= covered, f"no bad-input case for {sorted(set(main.commands) - covered)}"
@@ -579,15 +579,15 @@ def test_a_sidecar_copied_with_its_renamed_artifact_still_reads(tmp_path):
     assert read_manifest(art).model == "mobilevit_xxs"
 
 
-# ---- the one image loader (mvit_deploy/images.py): every mode decodes to the picture it shows ----
+# ---- the one image loader (mvit_deploy/inputs/images.py): every mode decodes to the picture it shows ----
 
 
 def test_16_bit_greyscale_decodes_to_the_same_input_as_its_8_bit_version(tmp_path):
     """Pillow's own convert("L") clips 16-bit values to 255 (an all-white image); the loader scales them."""
     from PIL import Image
 
+    from mvit_deploy.inputs.preprocess import preprocess
     from mvit_deploy.models.config import HF_PREPROCESSING
-    from mvit_deploy.preprocess import preprocess
 
     ramp = np.tile(np.arange(256, dtype=np.uint8), (256, 1))  # [256, 256] left-to-right gradient
     Image.fromarray(ramp, "L").save(tmp_path / "g8.png")
@@ -612,7 +612,7 @@ def test_16_bit_greyscale_decodes_to_the_same_input_as_its_8_bit_version(tmp_pat
 def test_every_image_mode_becomes_the_rgb_it_shows(mode, make, expected):
     from PIL import Image
 
-    from mvit_deploy.images import to_rgb
+    from mvit_deploy.inputs.images import to_rgb
 
     rgb = to_rgb(make(Image))
     assert rgb.mode == "RGB" and tuple(np.asarray(rgb)[0, 0]) == expected, (mode, np.asarray(rgb)[0, 0])
@@ -621,7 +621,7 @@ def test_every_image_mode_becomes_the_rgb_it_shows(mode, make, expected):
 def test_palette_transparency_animation_and_exif_rotation(tmp_path):
     from PIL import Image
 
-    from mvit_deploy.images import load_image
+    from mvit_deploy.inputs.images import load_image
 
     pal = Image.new("P", (32, 32), 0)
     pal.putpalette([0, 0, 255] * 256)
@@ -643,7 +643,7 @@ def test_palette_transparency_animation_and_exif_rotation(tmp_path):
 def test_folder_scanning_and_the_single_file_loader_accept_the_same_suffixes(tmp_path):
     from PIL import Image
 
-    from mvit_deploy.images import IMAGE_SUFFIXES, image_files, load_image
+    from mvit_deploy.inputs.images import IMAGE_SUFFIXES, image_files, load_image
 
     for suffix in IMAGE_SUFFIXES:
         Image.new("RGB", (32, 32), (1, 2, 3)).save(tmp_path / f"img{suffix}")
@@ -782,8 +782,8 @@ def test_a_ctrl_c_a_converter_wrapped_is_still_an_interrupt(wrapper, monkeypatch
     """torch.export turns a Ctrl-C inside it into TorchExportError (seen at 1 s into the ONNX export):
     that must exit 130 with "interrupted" and leave nothing, not an "internal error, please report"."""
     from mvit_deploy import export as export_module
-    from mvit_deploy.cli import main
     from mvit_deploy.errors import UsageError
+    from mvit_deploy.faces.cli import main
 
     def converter_wrapping_ctrl_c(opts, on_step=None):
         try:
@@ -804,7 +804,7 @@ def test_a_ctrl_c_a_converter_wrapped_is_still_an_interrupt(wrapper, monkeypatch
 def test_a_failed_export_keeps_no_artifact_unless_asked(monkeypatch, tmp_path):
     """Parity FAIL: nothing written (and no --out this run created), unless keep_failed."""
     from mvit_deploy import runtimes
-    from mvit_deploy.export import export
+    from mvit_deploy.pipeline.export import export
     from mvit_deploy.targets import ExportOptions, get_target
     from mvit_deploy.targets.base import Converted
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, ROOT, run_cli
+from helpers import FIXTURES, ROOT, run_cli
 
 from mvit_deploy.bench.adb import AdbDevice
 from mvit_deploy.bench.ssh import SshDevice
-from mvit_deploy.export import export
+from mvit_deploy.pipeline.export import export
 from mvit_deploy.targets import ExportOptions, get_target
 from mvit_deploy.targets.tflite import parse_benchmark_output
 

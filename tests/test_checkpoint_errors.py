@@ -6,12 +6,12 @@ import pickle
 
 import pytest
 import torch
-from conftest import hf_reference, run_cli
+from helpers import hf_reference, run_cli
 from safetensors.torch import save_file
 
 from mvit_deploy import CheckpointError, load_model
 
-PHOTO = "mvit_deploy/calibration/photos/coffee.jpg"
+PHOTO = "mvit_deploy/inputs/calibration/photos/coffee.jpg"
 
 
 class Payload:
@@ -119,7 +119,7 @@ def test_partial_checkpoint_lists_missing_keys_and_layout(tmp_path, hf_xxs_file)
 
 def test_state_dict_under_a_prefix_beside_other_tensors_loads(tmp_path):
     """tests/fixtures holds timm's state dict under ``model.`` beside reference pixels and logits."""
-    from conftest import FIXTURES
+    from helpers import FIXTURES
     from safetensors.torch import load_file
 
     from mvit_deploy.models.checkpoints import load_checkpoint

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, break_onnx, copy_artifact
+from helpers import ROOT, break_onnx, copy_artifact
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -72,7 +72,7 @@ def test_assert_parity_in_a_hand_written_test(exported, tmp_path):
     good, mixed = exported
     (tmp_path / "test_mine.py").write_text(
         "import pytest\n"
-        "from mvit_deploy.pytest_plugin import assert_parity\n\n"
+        "from mvit_deploy.faces.pytest_plugin import assert_parity\n\n"
         f"GOOD, BROKEN = {str(next(good.glob('*.onnx')))!r}, {str(mixed / 'broken-xxs.onnx')!r}\n\n"
         "def test_good(mvit_parity):\n"
         "    report = mvit_parity(GOOD)\n"

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import hf_reference, run_cli
+from helpers import hf_reference, run_cli
 from PIL import Image
 from safetensors.torch import save_file
 
 from mvit_deploy.models.config import MODELS
 
-PHOTO = "mvit_deploy/calibration/photos/chelsea.jpg"
+PHOTO = "mvit_deploy/inputs/calibration/photos/chelsea.jpg"
 
 
 def test_models_json_lists_registry_with_counted_numbers():
@@ -110,9 +110,9 @@ def test_pretrained_offline_one_line(tmp_path):
     "args, message",
     [
         (["predict", "missing.jpg"], "does not exist"),
-        (["predict", "mvit_deploy/calibration/photos/manifest.json"], "cannot read image"),
+        (["predict", "mvit_deploy/inputs/calibration/photos/manifest.json"], "cannot read image"),
         (["predict", PHOTO, "--input-size", "300"], "multiple of 64"),
-        (["predict", "mvit_deploy/calibration/photos"], "is a directory"),
+        (["predict", "mvit_deploy/inputs/calibration/photos"], "is a directory"),
     ],
 )
 def test_bad_usage_one_line(args, message):
@@ -129,11 +129,11 @@ def test_predict_fixture_says_it_is_untrained():
 def test_preprocessing_matches_hf_processor():
     from transformers import MobileViTImageProcessorPil
 
+    from mvit_deploy.inputs.preprocess import preprocess
     from mvit_deploy.models.config import HF_PREPROCESSING
-    from mvit_deploy.preprocess import preprocess
 
     proc = MobileViTImageProcessorPil(size={"shortest_edge": 288}, crop_size={"height": 256, "width": 256}, resample=2)
     for name in ("chelsea", "coffee", "astronaut"):
-        path = f"mvit_deploy/calibration/photos/{name}.jpg"
+        path = f"mvit_deploy/inputs/calibration/photos/{name}.jpg"
         ref = proc(images=Image.open(path).convert("RGB"), return_tensors="np")["pixel_values"][0]
         np.testing.assert_allclose(preprocess(path, 256, HF_PREPROCESSING), ref, atol=1e-6)

@@ -7,16 +7,16 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import hf_logits, hf_reference
+from helpers import hf_logits, hf_reference
 from safetensors.torch import save_file
 
 from mvit_deploy import load_model
-from mvit_deploy.export import export
-from mvit_deploy.parity import parity
+from mvit_deploy.pipeline.export import export
+from mvit_deploy.pipeline.parity import parity
+from mvit_deploy.pipeline.tolerances import bounds_for
 from mvit_deploy.targets import ExportOptions
 from mvit_deploy.targets.coreml import CoreMLRunner
 from mvit_deploy.targets.coreml_exec import MILExecutor
-from mvit_deploy.tolerances import bounds_for
 
 SIZES = [256, 320]
 

@@ -635,7 +635,7 @@ def mil_op_types(package) -> set[str]:
 def test_ops_mobilevit_emits_are_unit_tested(tmp_path):
     """Every op in the Core ML programs we export (each precision and opset variant) is implemented and has a test
     above."""
-    from mvit_deploy.export import export
+    from mvit_deploy.pipeline.export import export
     from mvit_deploy.targets import ExportOptions
 
     variants = [

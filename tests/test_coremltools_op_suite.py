@@ -95,7 +95,7 @@ def test_each_op_passes_its_cases(suite, op):
 
 def test_every_op_our_exports_emit_passes_coremltools_cases(suite, tmp_path):
     """The op types of the Core ML programs we write (both layouts) each pass coremltools' own cases here."""
-    from mvit_deploy.export import export
+    from mvit_deploy.pipeline.export import export
     from mvit_deploy.targets import ExportOptions
     from mvit_deploy.targets.coreml_exec.program import load_program
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 from mvit_deploy.bench.ssh import REMOTE_PACKAGE, stage_device_code
 
@@ -102,8 +102,8 @@ def run_copy(py: Path, code_root: Path, *args: str) -> subprocess.CompletedProce
 
 def test_the_copy_runs_in_a_clean_interpreter(clean_python, fashion_artifact, tmp_path):
     from mvit_deploy.artifact import read_manifest
-    from mvit_deploy.parity import parity_inputs
-    from mvit_deploy.runtimes import load_runner
+    from mvit_deploy.pipeline.parity import parity_inputs
+    from mvit_deploy.targets import load_runner
 
     stage_device_code(tmp_path / "code")
     has = subprocess.run(
@@ -406,7 +406,7 @@ def test_the_pi_users_own_install_on_aarch64(board, fashion_artifact, tmp_path):
 @pytest.mark.slow
 @pytest.mark.board
 def test_pytest_plugin_judges_on_the_board(board, fashion_artifact, tmp_path):
-    from conftest import copy_artifact
+    from helpers import copy_artifact
 
     folder = tmp_path / "out"
     copy_artifact(fashion_artifact("tflite", "int8"), folder)

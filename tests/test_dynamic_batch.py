@@ -12,12 +12,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import run_cli
+from helpers import run_cli
 
-from mvit_deploy.datasets.fashion_mnist import load_fashion_mnist, to_model_inputs
 from mvit_deploy.errors import UsageError
-from mvit_deploy.export import export
+from mvit_deploy.inputs.datasets.fashion_mnist import load_fashion_mnist, to_model_inputs
 from mvit_deploy.models import load_model
+from mvit_deploy.pipeline.export import export
 from mvit_deploy.targets import ExportOptions
 
 MVIT = str(Path(sys.executable).with_name("mvit-deploy"))

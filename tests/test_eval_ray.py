@@ -16,7 +16,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from mvit_deploy.evaluate import evaluate  # noqa: E402
+from mvit_deploy.pipeline.evaluate import evaluate  # noqa: E402
 
 MVIT = str(Path(sys.executable).with_name("mvit-deploy"))
 N = 520  # images: 3 shards of 256 (the last one short)

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from mvit_deploy.datasets.fashion_mnist import load_fashion_mnist
-from mvit_deploy.evaluate import mcnemar_exact
-from mvit_deploy.export import export
+from mvit_deploy.inputs.datasets.fashion_mnist import load_fashion_mnist
+from mvit_deploy.pipeline.evaluate import mcnemar_exact
+from mvit_deploy.pipeline.export import export
 from mvit_deploy.targets import ExportOptions
 
 MVIT = str(Path(sys.executable).with_name("mvit-deploy"))
@@ -102,8 +102,8 @@ def test_mcnemar_exact_matches_scipy_binomtest(b, c):
 
 
 def test_the_reference_runs_once_for_artifacts_of_one_checkpoint(at_256, monkeypatch):
-    import mvit_deploy.parity as parity
-    from mvit_deploy.evaluate import evaluate
+    import mvit_deploy.pipeline.parity as parity
+    from mvit_deploy.pipeline.evaluate import evaluate
 
     onnx, data, _ = at_256
     calls = []
@@ -114,7 +114,7 @@ def test_the_reference_runs_once_for_artifacts_of_one_checkpoint(at_256, monkeyp
 
 
 def _synthetic_report(n: int, artifacts: int, seed: int = 0):
-    from mvit_deploy.evaluate import EvalReport, EvalRow
+    from mvit_deploy.pipeline.evaluate import EvalReport, EvalRow
 
     rng = np.random.default_rng(seed)
     top5 = lambda: rng.integers(0, 1000, size=(n, 5), dtype=np.int32)  # noqa: E731  (ImageNet indices: not Python's cached small ints)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from helpers import run_cli
 
 from mvit_deploy.artifact import manifest_path, tree_sha256
-from mvit_deploy.export import export
+from mvit_deploy.pipeline.export import export
+from mvit_deploy.pipeline.tolerances import bounds_for
 from mvit_deploy.targets import ExportOptions, get_target
-from mvit_deploy.tolerances import bounds_for
 
 pytest.importorskip("executorch")
 
@@ -62,8 +62,8 @@ def test_every_pte_passes_parity_and_records_its_delegation(case, ptes):
 
 def test_fp32_pte_matches_pytorch_within_the_fp32_bound(ptes):
     """Independent of parity's own code: the runtime's logits against the eager model, computed here."""
-    from mvit_deploy.parity import parity_inputs
-    from mvit_deploy.runtimes import load_runner
+    from mvit_deploy.pipeline.parity import parity_inputs
+    from mvit_deploy.targets import load_runner
 
     r = ptes["executorch-fp32"]
     x = parity_inputs(r.manifest, None, 24)  # the shipped Fashion-MNIST parity images

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import hf_logits, hf_reference, run_cli
+from helpers import hf_logits, hf_reference, run_cli
 from safetensors.torch import save_file
 
 from mvit_deploy.artifact import read_manifest, tree_sha256
-from mvit_deploy.export import export
-from mvit_deploy.parity import parity
+from mvit_deploy.pipeline.export import export
+from mvit_deploy.pipeline.parity import parity
+from mvit_deploy.pipeline.tolerances import bounds_for
 from mvit_deploy.targets import TARGETS, ExportOptions, get_target
-from mvit_deploy.tolerances import bounds_for
 
 # Every registered target with each precision/layout it offers; the coverage test keeps this complete.
 CASES = {
@@ -181,7 +181,7 @@ def hf_weights(tmp_path_factory):
 @pytest.mark.parametrize("target, size", [("onnx", 256), ("onnx", 320), ("tflite", 256), ("tflite", 320)])
 def test_artifact_from_hf_weights_matches_hf_model(target, size, hf_weights, tmp_path, eval_photos):
     """The chain checked end to end against the independent implementation: HF model vs our artifact."""
-    from mvit_deploy.runtimes import load_runner
+    from mvit_deploy.targets import load_runner
 
     result = export(
         ExportOptions(model="mobilevit_xxs", target=target, out_dir=tmp_path, input_size=size, weights=str(hf_weights))

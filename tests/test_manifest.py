@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, copy_artifact, run_cli
+from helpers import ROOT, copy_artifact, run_cli
 
 from mvit_deploy.artifact import MANIFEST_SCHEMA, Manifest, manifest_path, read_manifest
 from mvit_deploy.errors import UsageError
@@ -48,7 +48,7 @@ def test_a_manifest_round_trips_exactly(fashion_artifact):
 
 def test_a_schema_1_manifest_without_family_still_reads(fashion_artifact, tmp_path):
     """/1 is the layout written before the typed manifest: read it, and let the host fill the family."""
-    from mvit_deploy.parity import manifest_family
+    from mvit_deploy.pipeline.parity import manifest_family
 
     art = copy_artifact(fashion_artifact("onnx"), tmp_path)
     old = {k: v for k, v in _written(art).items() if k != "family"}

@@ -7,13 +7,13 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES, hf_logits, hf_reference, variants
+from helpers import FIXTURES, hf_logits, hf_reference, variants
 from safetensors.torch import load_file, save_file
 
 from mvit_deploy import load_model
 from mvit_deploy.models import create_model, get_spec
 from mvit_deploy.models.mobilevit import fold_patches, unfold_patches
-from mvit_deploy.tolerances import bounds_for
+from mvit_deploy.pipeline.tolerances import bounds_for
 
 TOL = bounds_for("fp32", "mobilevit")[
     0
@@ -46,7 +46,7 @@ def test_hf_state_dict_loads_and_matches(name, tmp_path, eval_photos):
 @pytest.mark.parametrize("name", variants(all_widths=True))
 def test_param_count_matches_hf(name):
     import transformers
-    from conftest import HF_CONFIGS, hf_width
+    from helpers import HF_CONFIGS, hf_width
 
     ours = sum(p.numel() for p in create_model(name).parameters())
     if name.startswith("mobilevitv2_"):  # a bare HF model: counting needs no realistic weights

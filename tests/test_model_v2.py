@@ -10,11 +10,11 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from conftest import FIXTURES, ROOT, hf_logits, hf_reference, run_cli  # noqa: E402
+from helpers import FIXTURES, ROOT, hf_logits, hf_reference, run_cli  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from mvit_deploy.models import create_model, load_model  # noqa: E402
-from mvit_deploy.tolerances import bounds_for  # noqa: E402
+from mvit_deploy.pipeline.tolerances import bounds_for  # noqa: E402
 
 TOL = bounds_for("fp32", "mobilevit")[
     0
@@ -133,7 +133,7 @@ def test_cvnets_layout_loads_and_reproduces_hf(width, tmp_path, eval_photos):
 def test_a_v2_checkpoint_for_the_v1_model_names_the_v2_variant(tmp_path):
     path = tmp_path / "v2.safetensors"
     save_file({k: v.contiguous() for k, v in hf_reference("mobilevitv2_050").state_dict().items()}, str(path))
-    photo = ROOT / "mvit_deploy" / "calibration" / "photos" / "camera.jpg"
+    photo = ROOT / "mvit_deploy" / "inputs" / "calibration" / "photos" / "camera.jpg"
     result = run_cli("predict", "--model", "mobilevit_xxs", "--weights", str(path), str(photo))
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "MobileViT v2 checkpoint" in result.stderr and "--model mobilevitv2_050" in result.stderr, result.stderr
@@ -183,7 +183,7 @@ def test_timm_fixture_matches_logits_timm_produced(tmp_path):
 )
 def test_v2_exports_to_every_target_and_passes_parity(target, precision, tmp_path):
     """The export pipeline took v2 without a change: every target converts it and its parity passes v2's bounds."""
-    from mvit_deploy.export import export
+    from mvit_deploy.pipeline.export import export
     from mvit_deploy.targets import ExportOptions
 
     result = export(

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import tomllib
-from conftest import ROOT
+from helpers import ROOT
 
 LOCK = ROOT / "requirements.lock"
 
@@ -63,7 +63,7 @@ def test_pyproject_extras_fit_the_lock_and_device_has_no_torch():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = meta["optional-dependencies"]
     assert not any(d.startswith("torch") for d in extras["device"])
-    assert meta["scripts"]["mvit-deploy"] == "mvit_deploy.cli:main"
+    assert meta["scripts"]["mvit-deploy"] == "mvit_deploy.faces.cli:main"
     from packaging.requirements import Requirement
 
     pins = lock_pins()
@@ -81,9 +81,10 @@ def test_ci_runs_the_readme_test_command():
 
 def test_device_side_imports_without_torch():
     code = (
-        "import sys, mvit_deploy, mvit_deploy.preprocess, mvit_deploy.calibration, mvit_deploy.labels, "
-        "mvit_deploy.predict;"
-        "import mvit_deploy.calibration as c; c.photo_inputs('eval', 64, crops_per_photo=1);"
+        "import sys, mvit_deploy, mvit_deploy.inputs.preprocess, mvit_deploy.inputs.calibration, "
+        "mvit_deploy.inputs.labels, "
+        "mvit_deploy.pipeline.predict;"
+        "import mvit_deploy.inputs.calibration as c; c.photo_inputs('eval', 64, crops_per_photo=1);"
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -91,7 +92,7 @@ def test_device_side_imports_without_torch():
 
 
 def test_every_shipped_photo_has_source_and_license():
-    from mvit_deploy.calibration import PHOTO_DIR
+    from mvit_deploy.inputs.calibration import PHOTO_DIR
 
     manifest = json.loads((PHOTO_DIR / "manifest.json").read_text())["photos"]
     files = {p.name for p in PHOTO_DIR.iterdir() if p.suffix == ".jpg"}

@@ -8,14 +8,14 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import hf_reference, run_cli
+from helpers import hf_reference, run_cli
 from PIL import Image
 from safetensors.torch import save_file
 
-from mvit_deploy.export import export
-from mvit_deploy.labels import imagenet1k
+from mvit_deploy.inputs.labels import imagenet1k
 from mvit_deploy.models import load_model
-from mvit_deploy.quant_report import sqnr_db
+from mvit_deploy.pipeline.export import export
+from mvit_deploy.pipeline.quant_report import sqnr_db
 from mvit_deploy.targets import ExportOptions
 
 PHOTOS = ["chelsea", "coffee", "astronaut", "rocket"]
@@ -105,7 +105,7 @@ def test_eval_on_synset_folders_matches_hf_accuracy(tmp_path):
     synsets = [s for s, _ in imagenet1k()]
     hits1 = hits5 = 0
     for i, name in enumerate(PHOTOS):
-        src = f"mvit_deploy/calibration/photos/{name}.jpg"
+        src = f"mvit_deploy/inputs/calibration/photos/{name}.jpg"
         logits = _hf_top(src)
         order = np.argsort(-logits)
         label = (
@@ -129,7 +129,7 @@ def test_eval_with_labels_file_and_bad_labels(tmp_path):
     data = tmp_path / "imgs"
     data.mkdir()
     for name in PHOTOS:
-        shutil.copy(f"mvit_deploy/calibration/photos/{name}.jpg", data / f"{name}.jpg")
+        shutil.copy(f"mvit_deploy/inputs/calibration/photos/{name}.jpg", data / f"{name}.jpg")
     labels = tmp_path / "labels.tsv"
     labels.write_text("".join(f"{n}.jpg\t{i}\n" for i, n in enumerate(PHOTOS)))
     result = run_cli("eval", str(art), "--data", str(data), "--labels", str(labels), "--json")

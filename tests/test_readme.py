@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
@@ -39,11 +39,12 @@ def readme_commands() -> list[list[str]]:
 def newcomer_dir(tmp_path: Path) -> Path:
     """A working folder holding the repository's image paths the pages use (photos, shipped samples)."""
     shutil.copytree(
-        ROOT / "mvit_deploy" / "calibration" / "photos", tmp_path / "mvit_deploy" / "calibration" / "photos"
+        ROOT / "mvit_deploy" / "inputs" / "calibration" / "photos",
+        tmp_path / "mvit_deploy" / "inputs" / "calibration" / "photos",
     )
     shutil.copytree(
-        ROOT / "mvit_deploy" / "datasets",
-        tmp_path / "mvit_deploy" / "datasets",
+        ROOT / "mvit_deploy" / "inputs" / "datasets",
+        tmp_path / "mvit_deploy" / "inputs" / "datasets",
         ignore=shutil.ignore_patterns("*.py", "*.npz"),
     )
     return tmp_path
@@ -136,7 +137,7 @@ def words(line: str) -> list[str]:
 
 
 def test_docs_commands_use_real_flags():
-    from mvit_deploy.cli import main
+    from mvit_deploy.faces.cli import main
 
     lines = command_lines()
     assert len(lines) > 30, "the pages lost their command examples"
@@ -184,3 +185,18 @@ def test_docs_links_resolve():
             elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
                 problems.append(f"{rel(page)}: link to {target}: no heading #{anchor} in {rel(dest)}")
     assert not problems, "broken links:\n" + "\n".join(problems)
+
+
+def test_the_test_map_covers_the_package():
+    """tests/README.md names every module of the package (or its folder) and every test file, and nothing gone."""
+    text = (ROOT / "tests" / "README.md").read_text()
+    named = set(re.findall(r"`((?:mvit_deploy|docs)/[\w/]*(?:\.py)?|README\.md|test_\w+\.py)`", text))
+    paths = {n for n in named if "/" in n}
+    for path in paths:
+        assert (ROOT / path).exists(), f"tests/README.md names {path}, which does not exist"
+    modules = [p.relative_to(ROOT).as_posix() for p in (ROOT / "mvit_deploy").rglob("*.py")]
+    unmapped = [m for m in modules if not any(m == p or (p.endswith("/") and m.startswith(p)) for p in paths)]
+    assert unmapped == [], f"add to tests/README.md: {unmapped}"
+    tests = {p.name for p in (ROOT / "tests").glob("test_*.py")}
+    assert tests - named == set(), f"tests/README.md does not name {sorted(tests - named)}"
+    assert {n for n in named if n.startswith("test_")} <= tests

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from helpers import run_cli
 from PIL import Image
 
 from mvit_deploy.bench.local import SCHEMA
@@ -36,7 +36,10 @@ SPECS = {
 # Tuesday against Monday: one regression, one unchanged, one faster
 SHIFT = {FP32: 1.25, INT8: 1.0, TFLITE: 0.8}
 VERDICT = {FP32: "regression", INT8: "within noise", TFLITE: "faster"}
-BAD_BG, GOOD_BG = (253, 236, 234), (232, 245, 233)  # mvit_deploy/report/__init__.py's td.bad / td.good backgrounds
+BAD_BG, GOOD_BG = (
+    (253, 236, 234),
+    (232, 245, 233),
+)  # mvit_deploy/faces/report/__init__.py's td.bad / td.good backgrounds
 
 
 def rounds(rng, ms: float, n: int = 60) -> np.ndarray:
@@ -561,7 +564,7 @@ def test_any_field_of_the_wrong_type_is_a_usage_error_never_an_internal_one(tmp_
     """Each field of a bench result and of an eval row, replaced in turn by each of a few wrong values: the report
     either copes or refuses with UsageError (the CLI's one line, exit 2) — never another exception (exit 3)."""
     from mvit_deploy.errors import UsageError
-    from mvit_deploy.report import write_report
+    from mvit_deploy.faces.report import write_report
 
     rng = np.random.default_rng(0)
     comparison = {

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 from mvit_deploy.targets import TARGETS, get_target, options_of, packages
 
@@ -231,7 +231,7 @@ def test_a_flag_of_another_target_is_refused_by_name(tmp_path):
 def test_a_manifest_naming_an_unregistered_target_is_a_one_line_error(tmp_path):
     from mvit_deploy.artifact import CheckpointInfo, InputSpec, Manifest, OutputSpec
     from mvit_deploy.errors import UsageError
-    from mvit_deploy.runtimes import load_runner
+    from mvit_deploy.targets import load_runner
 
     manifest = Manifest(
         "m.plan", "mobilevit_xxs", "tensorrt", "fp32", InputSpec(layout="nchw"), OutputSpec(), CheckpointInfo()

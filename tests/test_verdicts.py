@@ -13,16 +13,16 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import break_onnx, run_cli
+from helpers import break_onnx, run_cli
 
 from mvit_deploy.artifact import manifest_path, tree_sha256
-from mvit_deploy.datasets.fashion_mnist import CLASSES, load_fashion_mnist, to_model_inputs
-from mvit_deploy.export import export
-from mvit_deploy.metrics import fidelity, flipped
+from mvit_deploy.inputs.datasets.fashion_mnist import CLASSES, load_fashion_mnist, to_model_inputs
 from mvit_deploy.models import load_model
-from mvit_deploy.parity import parity
+from mvit_deploy.pipeline.export import export
+from mvit_deploy.pipeline.metrics import fidelity, flipped
+from mvit_deploy.pipeline.parity import parity
+from mvit_deploy.pipeline.tolerances import bounds_for
 from mvit_deploy.targets import ExportOptions
-from mvit_deploy.tolerances import bounds_for
 
 # Test top-1 of the shipped weights on the shipped 1,000-image subset, measured with this
 # code's torch forward (scripts/train_reference.py reports the full 10k test set: see the model card).
@@ -184,7 +184,7 @@ def reference_subset(subset):
 @pytest.mark.parametrize("case", list(INT8))
 def test_int8_on_the_trained_model_keeps_accuracy(case, subset, reference_subset, tmp_path):
     """int8 judged on accuracy: within 0.5 points of fp32 on 1,000 test images, PSNR >= 35 dB (numpy here)."""
-    from mvit_deploy.runtimes import load_runner
+    from mvit_deploy.targets import load_runner
 
     model, target, precision = INT8[case]
     result = export(

@@ -37,7 +37,7 @@ def _reference_subject(manifest: Manifest, threads: int) -> Subject:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
-    from ..parity import reference_model
+    from ..pipeline.parity import reference_model
 
     torch.set_num_threads(threads)
     before = _rss_mb()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..preprocess import Preprocessing
+from ..inputs.preprocess import Preprocessing
 from .config import MODELS, ModelSpec, check_input_size, get_spec
 
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import ClassVar
 
 from ..errors import UsageError
-from ..preprocess import Preprocessing
+from ..inputs.preprocess import Preprocessing
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:

@@ -16,8 +16,8 @@ import importlib
 import re
 from dataclasses import dataclass, field
 
-from .. import tolerances
 from ..errors import UsageError
+from ..pipeline import tolerances
 from .config import CVNETS_PREPROCESSING, HF_PREPROCESSING, TIMM_PREPROCESSING, V2_TIMM_PREPROCESSING, get_spec
 
 # ---- MobileViT v1 (arXiv 2110.02178) -------------------------------------------------------
@@ -111,7 +111,7 @@ V2_CVNETS_RULES = (
 )
 
 # The convolution stages before the first transformer block run float in int8 artifacts
-# (quantization.py has the measurement: a third of v1's int8 noise, no speed lost). v2 has the same
+# (pipeline/quantize.py has the measurement: a third of v1's int8 noise, no speed lost). v2 has the same
 # stage names (timm's) and the same stride-2/4 inverted residuals before its first v2 block.
 CONV_STAGES_FLOAT = ("stem", "stages.0", "stages.1", "stages.2.0")
 

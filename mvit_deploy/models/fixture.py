@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from ..calibration import photo_inputs
+from ..inputs.calibration import photo_inputs
 from .config import TIMM_PREPROCESSING, get_spec
 
 LOGIT_STD = 3.0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from ..device.manifest import Manifest
 from ..errors import UsageError
 from .base import QUANTIZED, AdbBenchmark, AihubProfile, ExportOptions, Option, Runner, Target
 
@@ -31,6 +34,11 @@ def options_of(kind: str) -> dict[str, tuple[Option, list[Target]]]:
     return out
 
 
+def load_runner(path: str | Path, manifest: Manifest, threads: int | None = None) -> Runner:
+    """An exported artifact, loaded in its target's runtime (torch-free; an unknown target is a UsageError)."""
+    return get_target(manifest.target).runner(Path(path), manifest, threads)
+
+
 def all_precisions() -> list[str]:
     return list(dict.fromkeys(p for t in TARGETS.values() for p in t.precisions))
 
@@ -53,6 +61,7 @@ __all__ = [
     "Target",
     "all_precisions",
     "get_target",
+    "load_runner",
     "options_of",
     "packages",
     "register_target",

@@ -14,7 +14,7 @@ from ..device.runtimes import Runner
 from ..device.runtimes.coreml import CoreMLRunner as NativeCoreMLRunner
 from ..errors import NotOnThisDevice, UsageError
 from ..models.families import family_of
-from ..quantization import float_modules
+from ..pipeline.quantize import float_modules
 from . import register_target
 from .base import QUANTIZED, AihubProfile, Converted, ExportOptions, Option, Target
 
@@ -85,11 +85,11 @@ def _weight_quantize(ml):
 def executor_activation_stats(ml, calibration_pixels) -> dict:
     """Activation ranges of every non-const value, collected by the reference executor (no Mac needed).
 
-    Ranges are the 99.999th percentile over all calibration values (:mod:`mvit_deploy.quantization`).
+    Ranges are the 99.999th percentile over all calibration values (:mod:`mvit_deploy.pipeline.quantize`).
     """
     import tempfile
 
-    from ..quantization import PercentileRanges
+    from ..pipeline.quantize import PercentileRanges
     from .coreml_exec import MILExecutor
 
     ranges = PercentileRanges(len(calibration_pixels))
@@ -117,7 +117,7 @@ def fx_name_of_mil_value(name: str) -> str:
 
 def float_module_nodes(program, prefixes: tuple[str, ...]) -> set[str]:
     """torch.export node names inside the modules under ``prefixes`` (Core ML names ops after them)."""
-    from ..quantization import fx_module_paths, in_float_modules
+    from ..pipeline.quantize import fx_module_paths, in_float_modules
 
     return {node for node, module in fx_module_paths(program).items() if in_float_modules(module, prefixes)}
 
@@ -263,7 +263,7 @@ class CoreMLTarget(Target):
         import coremltools as ct
         import torch
 
-        from ..datasets import get_domain
+        from ..inputs.datasets import get_domain
 
         pre = model.preprocessing
         size = example.shape[-1]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 SHARD = 256  # images per shard: 1/4 s to 90 s of work per artifact, small enough to lose
 MAX_RESTARTS_PER_WORKER = 3
@@ -50,9 +50,9 @@ class Judge:
     """
 
     def __init__(self, artifacts, manifests, ref_keys, weights, threads, data_set, batch):
-        from .artifact import Manifest
+        from ..artifact import Manifest
+        from ..targets import load_runner
         from .parity import reference_model
-        from .runtimes import load_runner
 
         manifests = [Manifest.from_dict(m, a) for a, m in zip(artifacts, manifests, strict=True)]
 
@@ -118,7 +118,7 @@ class ShardStore:
             raise UsageError(
                 f"cannot write shards into {self.dir} ({e.strerror})", "pass a writable --out folder"
             ) from None
-        from .artifact import _alive
+        from ..artifact import _alive
 
         for partial in (self.dir / "shards").glob(".*.tmp-*"):  # a shard being written when its run was killed
             pid = partial.name.rsplit(".tmp-", 1)[1].split(".")[0]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import NonFiniteError
-from .preprocess import preprocess
+from ..errors import NonFiniteError
+from ..inputs.preprocess import preprocess
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def top_k(logits: np.ndarray, k: int = 5, domain: str = "photos") -> list[Prediction]:
-    from .datasets import get_domain
+    from ..inputs.datasets import get_domain
 
     probs = softmax(logits.astype(np.float64))
     names = get_domain(domain).class_names(len(logits))

@@ -192,7 +192,7 @@ FP16_V2 = Rule(
 
 def rule_for(precision: str, family: str) -> Rule:
     """The rule parity and eval judge an artifact by: the model family's own row, else the precision's."""
-    from .models.families import get_family
+    from ..models.families import get_family
 
     return get_family(family).rule(precision)
 

@@ -9,7 +9,7 @@ Every exported artifact becomes a test case with its bounds::
 
 and a hand-written test checks one artifact, with its own bounds or the shipped ones::
 
-    from mvit_deploy.pytest_plugin import assert_parity
+    from mvit_deploy.faces.pytest_plugin import assert_parity
 
     def test_my_int8_model():
         report = assert_parity("out/mobilevit_xxs-tflite-int8.tflite", n=16)
@@ -27,14 +27,14 @@ from pathlib import Path
 
 import pytest
 
-from .artifact import Manifest
-from .errors import MvitDeployError, NotOnThisDevice
+from ..artifact import Manifest
+from ..errors import MvitDeployError, NotOnThisDevice
 
 GROUP = "mvit-deploy"
 
 
 def artifact_suffixes() -> set[str]:
-    from .targets import TARGETS
+    from ..targets import TARGETS
 
     return {t.suffix for t in TARGETS.values()}
 
@@ -62,7 +62,7 @@ _models: dict[tuple, object] = {}  # (model, checkpoint sha256, weights) -> the 
 
 
 def _reference(manifest: Manifest, weights):
-    from .parity import reference_model
+    from ..pipeline.parity import reference_model
 
     key = (manifest.model, manifest.checkpoint.sha256, manifest.output.classes, str(weights))
     if key not in _models:
@@ -72,18 +72,18 @@ def _reference(manifest: Manifest, weights):
 
 def assert_parity(artifact, images=None, n: int | None = None, weights=None, threads: int | None = None, device=None):
     """Run ``artifact`` and its PyTorch reference on the parity set (or ``images``); raise AssertionError
-    naming every bound that fails, return the :class:`~mvit_deploy.parity.ParityReport` when all hold.
+    naming every bound that fails, return the :class:`~mvit_deploy.pipeline.parity.ParityReport` when all hold.
 
     ``device``: ``ssh://user@host[:port]`` (or a device from ``mvit_deploy.bench.connect``, with its key and
     options): the logits judged are computed there."""
-    from .artifact import read_manifest
-    from .parity import check_reference_weights, parity, parity_inputs
+    from ..artifact import read_manifest
+    from ..pipeline.parity import check_reference_weights, parity, parity_inputs
 
     manifest = read_manifest(artifact)
     check_reference_weights(manifest, weights)
     parity_inputs(manifest, images, n)  # a bad --mvit-images / --mvit-n is refused before the model loads
     if isinstance(device, str):
-        from .bench import connect
+        from ..bench import connect
 
         device = connect(device)
     report = parity(
@@ -160,7 +160,7 @@ def _device(config):
     spec = config.getoption("--mvit-device", default=None)
     if not spec:
         return None
-    from .bench import connect
+    from ..bench import connect
 
     return connect(
         spec,

@@ -123,7 +123,7 @@ def _metric_cells(m: dict) -> list[str]:
 
 
 def print_bench(console, result: dict, threads: int) -> None:
-    from .bench.local import DENORMAL_ROUNDS, DENORMAL_SLOWDOWN  # imports no runtime
+    from ..bench.local import DENORMAL_ROUNDS, DENORMAL_SLOWDOWN  # imports no runtime
 
     dev = result["device"]
     cores = f"{dev['cores']} cores, {threads} threads" if dev.get("cores") else "hosted"
@@ -178,7 +178,7 @@ def print_bench(console, result: dict, threads: int) -> None:
 
 
 def print_comparison(console, result: dict) -> None:
-    from .bench.compare import percent
+    from ..bench.compare import percent
 
     b = result["baseline"]
     if not b["same_device"]:
@@ -212,7 +212,7 @@ def print_comparison(console, result: dict) -> None:
 
 
 def print_ane_report(report, comparison, show_all: bool) -> None:
-    from .targets.coreml_exec.ane import RULES
+    from ..targets.coreml_exec.ane import RULES
 
     console = Console(width=max(Console().width, 150))
     table = Table(title=f"Neural Engine check: {report.artifact} ({report.ops} ops)")

@@ -7,10 +7,10 @@ import sys
 
 import click
 
-from . import __version__
-from .errors import MvitDeployError, UsageError
-from .models.config import MAX_INPUT_SIZE, MODELS, pretrained_names
-from .targets import all_precisions
+from .. import __version__
+from ..errors import MvitDeployError, UsageError
+from ..models.config import MAX_INPUT_SIZE, MODELS, pretrained_names
+from ..targets import all_precisions
 
 
 class _Group(click.Group):
@@ -25,7 +25,7 @@ class _Group(click.Group):
             _fail(f"{e.format_message()} — see `mvit-deploy --help`", 2)
 
     def invoke(self, ctx):
-        from .artifact import interruptible
+        from ..artifact import interruptible
 
         try:
             with interruptible():  # SIGTERM unwinds like Ctrl-C: every staged write removes its staging entry
@@ -123,7 +123,7 @@ def _quiet_converters() -> None:
     import re
     import warnings
 
-    from .targets import TARGETS
+    from ..targets import TARGETS
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault(
@@ -208,7 +208,7 @@ INPUT_SIZE_HELP = f"Multiple of 64 up to {MAX_INPUT_SIZE} (memory grows with the
 @click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
 def models_cmd(as_json: bool):
     """List the registered MobileViT variants with counted params and FLOPs."""
-    from .models.card import all_cards
+    from ..models.card import all_cards
     from .tables import print_models
 
     cards = all_cards()
@@ -234,9 +234,9 @@ def models_cmd(as_json: bool):
 @click.option("--json", "as_json", is_flag=True)
 def predict(image, model_name, weights, pretrained, num_classes, input_size, top, as_json):
     """Classify IMAGE and print the top-5 classes."""
-    from .images import load_image
-    from .models import check_input_size, default_input_size, load_model
-    from .predict import predict as run
+    from ..inputs.images import load_image
+    from ..models import check_input_size, default_input_size, load_model
+    from ..pipeline.predict import predict as run
 
     size = check_input_size(
         default_input_size(model_name, weights, pretrained) if input_size is None else input_size, model_name
@@ -260,13 +260,13 @@ def predict(image, model_name, weights, pretrained, num_classes, input_size, top
 
 
 def _target_names() -> list[str]:
-    from .targets import TARGETS
+    from ..targets import TARGETS
 
     return list(TARGETS)
 
 
 def _precision_help() -> str:
-    from .targets import TARGETS
+    from ..targets import TARGETS
 
     def word(t, p):
         notes = [n for n in (t.precision_notes.get(p), "default" if p == t.default_precision else None) if n]
@@ -278,7 +278,7 @@ def _precision_help() -> str:
 
 def _target_options(kind: str):
     """The flags the targets add to ``export`` or ``bench`` (``Target.export_options`` / ``bench_options``)."""
-    from .targets import options_of
+    from ..targets import options_of
 
     def decorate(f):
         for flag, (opt, targets) in reversed(options_of(kind).items()):
@@ -293,7 +293,7 @@ def _target_options(kind: str):
 
 
 def _adb_help() -> str:
-    from .targets import TARGETS
+    from ..targets import TARGETS
 
     return (
         "adb: the runtime's Android benchmark binary, repeatable ("
@@ -358,8 +358,8 @@ def export(
     """Export a MobileViT and check the artifact against PyTorch."""
     from pathlib import Path
 
-    from .export import plan_exports
-    from .targets import ExportOptions
+    from ..pipeline.export import plan_exports
+    from ..targets import ExportOptions
 
     input_size, more_sizes = (input_sizes[0], tuple(input_sizes[1:])) if input_sizes else (None, ())
     plans = plan_exports(
@@ -381,7 +381,7 @@ def export(
         ),
         _target_names() if target_name == "all" else [target_name],
     )
-    from .export import export as run_export
+    from ..pipeline.export import export as run_export
     from .progress import progress_line
     from .tables import print_parity
 
@@ -466,13 +466,13 @@ def parity_cmd(artifact, images, n, weights, threads, as_json, junit_xml, device
     """
     from pathlib import Path
 
-    from .parity import parity
+    from ..pipeline.parity import parity
     from .progress import progress_line
     from .tables import print_parity
 
     target = None
     if device is not None:
-        from .bench import connect
+        from ..bench import connect
 
         target = connect(device, identity=identity, ssh_options=ssh_options, remote_python=remote_python)
     with progress_line(quiet=as_json) as line:
@@ -480,7 +480,7 @@ def parity_cmd(artifact, images, n, weights, threads, as_json, junit_xml, device
             artifact, images=images, n=n, weights=weights, threads=threads, on_step=line.step, device=target
         )
     if junit_xml:
-        from .artifact import staged
+        from ..artifact import staged
 
         with staged(Path(junit_xml)) as tmp:
             tmp.write_text(report.to_junit_xml())
@@ -509,9 +509,9 @@ def quant_report_cmd(artifact, n, top, weights, as_json):
     """Per-layer SQNR of an int8 ARTIFACT vs its float twin, worst first."""
     from pathlib import Path
 
-    from .metrics import finite_or_none
+    from ..pipeline.metrics import finite_or_none
+    from ..pipeline.quant_report import blocks_summary, quant_report, to_dict
     from .progress import progress_line
-    from .quant_report import blocks_summary, quant_report, to_dict
     from .tables import print_quant_report
 
     with progress_line(quiet=as_json) as line:
@@ -603,7 +603,7 @@ def eval_cmd(artifacts, data, labels, n, batch, weights, threads, as_json, engin
     Each artifact's drop comes with a 95 % interval and an exact McNemar test on the samples
     exactly one of the two gets right ("within noise": p >= 0.05), and the flipped samples.
     """
-    from .evaluate import DEFAULT_BATCH, evaluate
+    from ..pipeline.evaluate import DEFAULT_BATCH, evaluate
     from .progress import progress_line
     from .tables import print_eval
 
@@ -715,9 +715,9 @@ def bench(
 
     from rich.console import Console
 
-    from .artifact import staged
-    from .bench import BenchRequest, benchmark, result_paths
-    from .bench.compare import describe, percent
+    from ..artifact import staged
+    from ..bench import BenchRequest, benchmark, result_paths
+    from ..bench.compare import describe, percent
     from .progress import progress_line
     from .tables import print_bench, print_comparison
 
@@ -783,8 +783,8 @@ def bench(
 def ane_check_cmd(artifact, as_json, strict, show_all, ask_core_ml, plan_file, save_plan, compute_units):
     """Predict whether a Core ML program stays on the Neural Engine (static rules; on a Mac, Core ML's own plan)."""
 
+    from ..targets.coreml_exec import ane
     from .tables import print_ane_report
-    from .targets.coreml_exec import ane
 
     report, comparison = ane.check_with_plan(artifact, plan_file, ask_core_ml, compute_units, save_plan)
     if as_json:

@@ -8,8 +8,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from .artifact import Manifest, read_manifest
-from .errors import DependencyError, MvitDeployError, NonFiniteError, UsageError
+from ..artifact import Manifest, read_manifest
+from ..errors import DependencyError, MvitDeployError, NonFiniteError, UsageError
 from .metrics import fidelity, finite_or_none, flipped
 from .tolerances import rule_for
 
@@ -133,20 +133,20 @@ def judge(
 def manifest_family(manifest: Manifest) -> str:
     """The model family an artifact was exported from: its manifest's, else (manifests written before families
     existed) its registered model's."""
-    from .models.config import get_spec
+    from ..models.config import get_spec
 
     return manifest.family or get_spec(manifest.model).family
 
 
 def manifest_preprocessing(manifest: Manifest):
-    from .preprocess import Preprocessing
+    from ..inputs.preprocess import Preprocessing
 
     return Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest.input.preprocessing.items()})
 
 
 def parity_inputs(manifest: Manifest, images: str | Path | None = None, n: int | None = None) -> np.ndarray:
     """The parity set of the artifact's domain (64 photo crops, 128 Fashion-MNIST test images), or the user's folder."""
-    from .datasets import get_domain
+    from ..inputs.datasets import get_domain
 
     x = get_domain(manifest.domain).parity_inputs(manifest.input.size, manifest_preprocessing(manifest), images)
     if n is not None:
@@ -173,7 +173,7 @@ def check_reference_weights(manifest: Manifest, weights: str | Path | None) -> N
 
 def need_torch() -> None:
     """The PyTorch reference needs torch: a board's install (mvit-deploy[device]) has none, and says so in one line."""
-    from ._deps import has
+    from .._deps import has
 
     if not has("torch"):
         raise DependencyError(
@@ -186,7 +186,7 @@ def need_torch() -> None:
 def reference_model(manifest: Manifest, weights: str | Path | None = None):
     """The PyTorch model the artifact was exported from (needs torch)."""
     need_torch()
-    from .models import load_model
+    from ..models import load_model
 
     check_reference_weights(manifest, weights)
     ckpt = manifest.checkpoint
@@ -219,7 +219,7 @@ REFERENCE_BATCH_BYTES = 2 * 10**9
 def reference_logits(model, x: np.ndarray) -> np.ndarray:
     import torch
 
-    from .models.config import forward_bytes
+    from ..models.config import forward_bytes
 
     step = int(max(1, min(8, REFERENCE_BATCH_BYTES // forward_bytes(model.cfg, x.shape[-1]))))
     with torch.no_grad():
@@ -248,7 +248,7 @@ def parity(
     ``device``: a connected device (``bench.connect``) that computes the artifact's logits itself; the
     verdict is then the device's, and the report carries this machine's run of the same artifact beside it.
     """
-    from .runtimes import load_runner
+    from ..targets import load_runner
 
     artifact = Path(artifact)
     manifest = read_manifest(artifact)
@@ -286,8 +286,8 @@ def host_run(
     or ({skipped: why}, None) when this machine cannot run it."""
     import platform
 
-    from .device.bench import cpu_model
-    from .runtimes import load_runner
+    from ..device.bench import cpu_model
+    from ..targets import load_runner
 
     try:
         runner = load_runner(artifact, manifest, threads)

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import Manifest
-from .errors import UsageError
-from .images import image_files
-from .labels import imagenet1k
+from ..artifact import Manifest
+from ..errors import UsageError
+from ..inputs.images import image_files
+from ..inputs.labels import imagenet1k
 
 
 def _class_index(label: str, num_classes: int) -> int:
@@ -180,9 +180,9 @@ def labeled_set(manifest: Manifest, data, labels=None, n: int | None = None) -> 
     means the artifact's own domain: the full Fashion-MNIST test set when Debian's package is
     installed, else the 1,000 shipped test images.
     """
-    from .datasets import fashion_mnist
+    from ..inputs.datasets import fashion_mnist
+    from ..inputs.preprocess import preprocess
     from .parity import manifest_preprocessing
-    from .preprocess import preprocess
 
     if n is not None and n < 1:
         raise UsageError(f"--n {n} is not a positive number of images", "use e.g. --n 100, or drop --n")
@@ -277,11 +277,11 @@ def evaluate(
     reference and every artifact, and only its top-5 indices are kept. The reference runs once
     per (checkpoint, input size, preprocessing), however many artifacts were exported from it;
     the set must be the same for every artifact (one domain, one size). ``engine`` "ray" shards
-    the set over a Ray cluster (eval_engines.py); ``out_dir`` keeps finished shards, ``resume``
+    the set over a Ray cluster (eval_shards.py); ``out_dir`` keeps finished shards, ``resume``
     reuses them.
     """
-    from .artifact import read_manifest
-    from .eval_engines import SHARD, ShardStore, import_ray, run_local, run_ray, shards, top_width
+    from ..artifact import read_manifest
+    from .eval_shards import SHARD, ShardStore, import_ray, run_local, run_ray, shards, top_width
     from .parity import check_reference_weights, manifest_family
     from .tolerances import rule_for
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
+from ...errors import UsageError
 from ..preprocess import Preprocessing
 from . import fashion_mnist
 

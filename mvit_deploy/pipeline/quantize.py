@@ -26,7 +26,7 @@ import re
 
 import numpy as np
 
-from .models.families import CONV_STAGES_FLOAT
+from ..models.families import CONV_STAGES_FLOAT
 
 PERCENTILE = 99.999
 FLOAT_MODULES = CONV_STAGES_FLOAT  # v1's, the default; each family declares its own (families.py)
@@ -35,8 +35,8 @@ FLOAT_MODULES = CONV_STAGES_FLOAT  # v1's, the default; each family declares its
 def float_modules(model: str) -> tuple[str, ...]:
     """The module prefixes a variant's int8 artifacts keep in float: its family's
     (``families.ModelFamily.float_modules``)."""
-    from .models.config import get_spec
-    from .models.families import get_family
+    from ..models.config import get_spec
+    from ..models.families import get_family
 
     return get_family(get_spec(model).family).float_modules
 

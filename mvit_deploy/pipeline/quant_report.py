@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import Manifest, read_manifest
-from .errors import UsageError
+from ..artifact import Manifest, read_manifest
+from ..errors import UsageError
 from .metrics import sqnr_db  # noqa: F401  (re-exported: the number this report is made of)
 
 
@@ -33,15 +33,15 @@ def module_of_fx_nodes(model, size: int) -> dict[str, str]:
     """fx node name -> dotted module path, from torch.export's nn_module_stack."""
     import torch
 
-    from .quantization import fx_module_paths
+    from .quantize import fx_module_paths
 
     return fx_module_paths(torch.export.export(model, (torch.zeros(1, 3, size, size),)).run_decompositions({}))
 
 
 def _float_twin(manifest: Manifest, tmp: Path, weights=None):
     """Export the float counterpart of an int8 artifact (same model, weights, size, target options)."""
+    from ..targets import ExportOptions, get_target
     from .export import export
-    from .targets import ExportOptions, get_target
 
     target = get_target(manifest.target)
     opts = ExportOptions(
@@ -61,8 +61,8 @@ def _float_twin(manifest: Manifest, tmp: Path, weights=None):
 
 def quant_report(artifact: str | Path, n: int = 4, weights=None) -> list[LayerError]:
     """Layers sorted worst first (lowest cumulative SQNR)."""
+    from ..targets import QUANTIZED, get_target
     from .parity import check_reference_weights, parity_inputs, reference_model
-    from .targets import QUANTIZED, get_target
 
     artifact = Path(artifact)
     manifest = read_manifest(artifact)

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__
-from .artifact import (
+from .. import __version__
+from ..artifact import (
     CheckpointInfo,
     InputSpec,
     Manifest,
@@ -24,15 +24,15 @@ from .artifact import (
     tree_sha256,
     write_json_atomic,
 )
-from .errors import DependencyError, NotOnThisDevice
+from ..errors import DependencyError, NotOnThisDevice
+from ..targets import ExportOptions, get_target
+from ..targets.base import QUANTIZED
 from .parity import ParityReport, judge, parity_inputs, reference_logits
-from .targets import ExportOptions, get_target
-from .targets.base import QUANTIZED
 
 
 def calibration_inputs(pre, size: int, images=None, samples: int = 64, domain: str = "photos"):
     """Calibration inputs of the model's domain, disjoint from its parity set (or the user's folder)."""
-    from .datasets import get_domain
+    from ..inputs.datasets import get_domain
 
     return get_domain(domain).calibration_inputs(size, pre, images, samples)
 
@@ -74,7 +74,7 @@ def plan_exports(opts: ExportOptions, targets: Sequence[str] | None = None) -> l
     With several targets each takes the target options it has flags for (``--target all``); with one, an
     option it lacks is refused by its flag. A ``calib`` folder is checked here, before a model loads.
     """
-    from .images import image_files
+    from ..inputs.images import image_files
 
     targets = [opts.target] if targets is None else list(targets)
     plans = []
@@ -90,10 +90,10 @@ def plan_exports(opts: ExportOptions, targets: Sequence[str] | None = None) -> l
 def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: bool) -> ExportResult:
     import torch
 
-    from .datasets import get_domain
-    from .images import image_files
-    from .models import check_input_size, default_input_size, get_spec, load_model
-    from .runtimes import load_runner
+    from ..inputs.datasets import get_domain
+    from ..inputs.images import image_files
+    from ..models import check_input_size, default_input_size, get_spec, load_model
+    from ..targets import load_runner
 
     target = get_target(opts.target)
     opts = target.resolve(opts)  # the target's defaults, one set for the library and the CLI

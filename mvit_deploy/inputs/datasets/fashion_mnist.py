@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
-from ..models.config import FASHION_PREPROCESSING
+from ...errors import UsageError
+from ...models.config import FASHION_PREPROCESSING
 from ..preprocess import Preprocessing
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")

@@ -6,8 +6,8 @@ beside it); box plots of every artifact's rounds per device; the baseline compar
 from eval; latency vs PSNR; the artifacts' metadata; every measurement. report.md holds the same
 tables. Inline SVG, no script, nothing fetched.
 
-mvit_deploy/results.py reads and checks the inputs, content.py builds the tables' cells, charts.py draws the SVG; this
-module lays out the two files.
+``faces/results.py`` reads and checks the inputs, content.py builds the tables' cells, charts.py draws the
+SVG; this module lays out the two files.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifact import output_folder, staged
+from ...artifact import output_folder, staged
 from ..results import load_evals, load_results
 from .charts import _distribution_svg, _scatter_svg
 from .content import (
