@@ -72,7 +72,7 @@ def main() -> None:
                     run["times"].append(time.perf_counter() - t0)
             for layout, run in runs.items():
                 s = run["report"].summary()
-                parity = run["result"].manifest["parity"]
+                parity = run["result"].manifest.parity
                 rows.append(
                     (name, layout, sum(run["ops"].values()), run["ops"], s, statistics.median(run["times"]), parity)
                 )

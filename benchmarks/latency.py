@@ -161,7 +161,7 @@ def main() -> None:
                     elif target == "tflite":
                         add(label, "tflite", tfl_run(r.artifact, nhwc=bool(extra)), tflite_ops(r.artifact))
                     else:
-                        d = r.manifest.get("delegation", {})
+                        d = r.manifest.extra.get("delegation", {})
                         add(
                             label,
                             "tflite",

@@ -85,11 +85,11 @@ def references(model: str, pretrained: str | None, x: np.ndarray, work: Path) ->
     return out
 
 
-def runs(artifact: Path, manifest: dict, x: np.ndarray) -> dict[str, np.ndarray]:
+def runs(artifact: Path, manifest, x: np.ndarray) -> dict[str, np.ndarray]:
     from mvit_deploy.targets import load_runner
 
     out = {}
-    if manifest["target"] == "onnx":
+    if manifest.target == "onnx":
         import onnxruntime as ort
 
         for level in ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_ALL"):
@@ -103,7 +103,7 @@ def runs(artifact: Path, manifest: dict, x: np.ndarray) -> dict[str, np.ndarray]
                     [sess.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))]
                 )
     else:
-        for threads in (1, 2) if manifest["target"] in ("tflite", "executorch") else (1,):
+        for threads in (1, 2) if manifest.target in ("tflite", "executorch") else (1,):
             out[f"{threads}t"] = load_runner(artifact, manifest, threads)(x)
     return out
 

@@ -26,6 +26,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -91,10 +92,8 @@ def main() -> None:
                 convert_s[label] = time.perf_counter() - t0
                 routes[label] = (OnnxRunner if target == "onnx" else LiteRTRunner)(r.artifact, r.manifest, args.threads)
             manifest = r.manifest
-            calib = calibration_inputs(
-                model.preprocessing, manifest["input"]["size"], None, args.calib_samples, model.domain
-            )
-            onnx_manifest = {**manifest, "target": "onnx", "input": {**manifest["input"], "layout": "nchw"}}
+            calib = calibration_inputs(model.preprocessing, manifest.input.size, None, args.calib_samples, model.domain)
+            onnx_manifest = replace(manifest, target="onnx", input=replace(manifest.input, layout="nchw"))
             t0 = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):
                 stock = stock_ort_int8(tmp / f"{name}-onnx-fp32.onnx", tmp / "stock_ort_int8.onnx", calib)
@@ -106,7 +105,7 @@ def main() -> None:
                     pt2e = stock_pt2e_int8(model, tmp / "stock_pt2e.tflite", calib)
                 convert_s["stock litert PT2E int8"] = time.perf_counter() - t0
                 routes["stock litert PT2E int8"] = LiteRTRunner(
-                    pt2e, {**manifest, "input": {**manifest["input"], "layout": "nchw"}}, args.threads
+                    pt2e, replace(manifest, input=replace(manifest.input, layout="nchw")), args.threads
                 )
 
             x = parity_inputs(manifest)

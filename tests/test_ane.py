@@ -217,12 +217,8 @@ def test_several_input_sizes_become_enumerated_shapes_checked_at_each_size(tmp_p
     result = export(opts)
     m = result.manifest
     assert result.artifact.name == "mobilevit_xxs-coreml-fp32-also192-128.mlpackage"
-    assert (
-        m["input"]["sizes"] == [128, 192]
-        and m["parity"]["passed"] is True
-        and m["parity_sizes"]["192"]["passed"] is True
-    )
-    assert m["parity_sizes"]["192"]["metrics"]["max_rel"] <= 1e-4  # the fp32 bound, at the second size too
+    assert m.input.sizes == [128, 192] and m.parity["passed"] is True and m.parity_sizes["192"]["passed"] is True
+    assert m.parity_sizes["192"]["metrics"]["max_rel"] <= 1e-4  # the fp32 bound, at the second size too
     ex = MILExecutor(result.artifact)
     assert ex.program.inputs[0].enumerated == [(1, 3, 128, 128), (1, 3, 192, 192)]
     with pytest.raises(InputShapeError, match="accepts only the enumerated shapes"):
