@@ -603,7 +603,7 @@ def eval_cmd(artifacts, data, labels, n, batch, weights, threads, as_json, engin
     Each artifact's drop comes with a 95 % interval and an exact McNemar test on the samples
     exactly one of the two gets right ("within noise": p >= 0.05), and the flipped samples.
     """
-    from ..pipeline.evaluate import DEFAULT_BATCH, evaluate
+    from ..pipeline.evaluate import EvalOptions, evaluate
     from .progress import progress_line
     from .tables import print_eval
 
@@ -611,18 +611,9 @@ def eval_cmd(artifacts, data, labels, n, batch, weights, threads, as_json, engin
         report = evaluate(
             artifacts,
             data,
-            labels,
-            n=n,
-            threads=threads or (None if engine == "ray" else 2),
-            weights=weights,
+            EvalOptions(labels, n, threads, weights, batch, engine, address, workers, out_dir, resume),
             on_step=line.step,
             on_count=lambda done, total: line.count("images", done, total),
-            batch=batch or DEFAULT_BATCH,
-            engine=engine,
-            address=address,
-            workers=workers,
-            out_dir=out_dir,
-            resume=resume,
         )
     if as_json:
         report.write_json(sys.stdout)  # per-sample predictions streamed: compact, never held as Python lists

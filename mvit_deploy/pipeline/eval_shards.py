@@ -24,6 +24,7 @@ import os
 import re
 import zipfile
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,18 +44,30 @@ def top_width(manifests) -> int:
     return min(5, *(m.output.classes for m in manifests))
 
 
+@dataclass(frozen=True)
+class JudgeSpec:
+    """What a judge (in this process or on a Ray worker) loads: plain data, so it travels to a worker."""
+
+    artifacts: list[str]  # absolute paths
+    manifests: list[dict]  # each as ``Manifest.to_dict()``, read back by the judge
+    ref_keys: list[str]  # the reference each artifact is compared with (one per checkpoint)
+    weights: str | None  # the reference checkpoint, if it moved since export
+    threads: int | None
+    data_set: object  # the labeled set (evaluate.LabeledSet): loads images [start, stop)
+    batch: int
+
+
 class Judge:
-    """The references and artifacts of one evaluation, loaded once; ``run(start, stop)`` -> top-5 arrays.
+    """The references and artifacts of one evaluation, loaded once; ``run(start, stop)`` -> top-5 arrays."""
 
-    ``manifests``: each as ``Manifest.to_dict()`` (plain JSON data is what travels to a Ray worker), read back here.
-    """
-
-    def __init__(self, artifacts, manifests, ref_keys, weights, threads, data_set, batch):
+    def __init__(self, spec: JudgeSpec):
         from ..artifact import Manifest
         from ..targets import load_runner
         from .parity import reference_model
 
-        manifests = [Manifest.from_dict(m, a) for a, m in zip(artifacts, manifests, strict=True)]
+        artifacts, ref_keys, weights, threads = spec.artifacts, spec.ref_keys, spec.weights, spec.threads
+        data_set, batch = spec.data_set, spec.batch
+        manifests = [Manifest.from_dict(m, a) for a, m in zip(artifacts, spec.manifests, strict=True)]
 
         self.models = {}
         for key, manifest in zip(ref_keys, manifests, strict=True):
@@ -160,8 +173,8 @@ def shards(total: int, size: int = SHARD) -> list[tuple[int, int]]:
     return [(a, min(a + size, total)) for a in range(0, total, size)]
 
 
-def run_local(judge_args: tuple, todo, store: ShardStore, on_shard) -> dict:
-    judge = Judge(*judge_args)
+def run_local(spec: JudgeSpec, todo, store: ShardStore, on_shard) -> dict:
+    judge = Judge(spec)
     for start, stop in todo:
         arrays = judge.run(start, stop)
         store.save(start, stop, arrays)
@@ -193,7 +206,7 @@ def _worker_cause(text: str) -> str:
 
 
 def run_ray(
-    judge_args: tuple,
+    spec: JudgeSpec,
     todo,
     store: ShardStore,
     on_shard,
@@ -247,7 +260,7 @@ def run_ray(
         remote_judge = ray.remote(
             num_cpus=per_worker, max_restarts=0, runtime_env={"env_vars": {"RAY_worker_niceness": "0"}}
         )(Judge)
-        actors = [remote_judge.remote(*judge_args) for _ in range(n)]
+        actors = [remote_judge.remote(spec) for _ in range(n)]
         queue, pending, restarts = deque(todo), {}, 0
 
         def submit(i: int) -> None:
@@ -279,7 +292,7 @@ def run_ray(
                         f"Ray workers died {restarts} times",
                         "look at the workers' logs (`ray logs`); memory per worker?",
                     ) from None
-                actors[i] = remote_judge.remote(*judge_args)
+                actors[i] = remote_judge.remote(spec)
                 queue.appendleft(shard)
                 submit(i)
                 continue

@@ -73,13 +73,10 @@ class EvalRow:
     bound: dict | None  # tolerances: accuracy drop allowed for this precision
     passed: bool
     flipped: int = 0  # samples whose top-1 differs from the reference's
-    mcnemar_p: float | None = (
-        None  # exact McNemar test on the discordant pairs: is the accuracy change more than noise?
-    )
+    mcnemar_p: float | None = None  # exact McNemar test on the discordant pairs: is the change more than noise?
     noise: str = ""  # "within noise" (p >= 0.05) or "significant"
-    predictions: dict | None = (
-        None  # per sample: top-5 class indices of the artifact ("top5": [N, 5] array), for a later diff
-    )
+    # per sample: top-5 class indices of the artifact ("top5": [N, 5] array), for a later diff
+    predictions: dict | None = None
 
 
 @dataclass
@@ -255,21 +252,29 @@ def _accuracy(top5: np.ndarray, targets: np.ndarray) -> dict[str, float]:
     }
 
 
+@dataclass(frozen=True)
+class EvalOptions:
+    """How ``evaluate`` runs: which images, how many at once, where (the CLI builds one from its flags)."""
+
+    labels: str | None = None  # a `path<TAB>label` file instead of folder names
+    n: int | None = None  # only the first n images
+    threads: int | None = None  # per runtime: None = 2 in-process, 1 per Ray worker
+    weights: str | None = None  # the reference checkpoint, if it moved since export
+    batch: int | None = None  # images decoded per step (None: DEFAULT_BATCH)
+    engine: str = "local"  # local | ray
+    address: str | None = None  # ray: the cluster
+    workers: int | None = None  # ray: workers (default: the cluster's CPUs / threads)
+    out_dir: str | None = None  # keep each finished shard here
+    resume: bool = False  # run only the shards out_dir lacks
+
+
 def evaluate(
     artifacts,
     data=None,
-    labels=None,
-    n: int | None = None,
-    threads: int | None = None,
-    weights=None,
+    options: EvalOptions | None = None,
     on_step=lambda s: None,
     on_count=lambda done, total: None,
-    batch: int = DEFAULT_BATCH,
-    engine: str = "local",
-    address: str | None = None,
-    workers: int | None = None,
-    out_dir=None,
-    resume: bool = False,
+    **fields,
 ) -> EvalReport:
     """Top-1/top-5 of each artifact and of its PyTorch reference on one labeled set, streamed in shards.
 
@@ -278,13 +283,16 @@ def evaluate(
     per (checkpoint, input size, preprocessing), however many artifacts were exported from it;
     the set must be the same for every artifact (one domain, one size). ``engine`` "ray" shards
     the set over a Ray cluster (eval_shards.py); ``out_dir`` keeps finished shards, ``resume``
-    reuses them.
+    reuses them. ``fields``: EvalOptions fields by keyword (``evaluate(a, data, n=100)``).
     """
     from ..artifact import read_manifest
-    from .eval_shards import SHARD, ShardStore, import_ray, run_local, run_ray, shards, top_width
+    from .eval_shards import SHARD, JudgeSpec, ShardStore, import_ray, run_local, run_ray, shards, top_width
     from .parity import check_reference_weights, manifest_family
     from .tolerances import rule_for
 
+    o = replace(options or EvalOptions(), **fields)
+    labels, n, threads, weights, engine = o.labels, o.n, o.threads, o.weights, o.engine
+    batch = DEFAULT_BATCH if o.batch is None else o.batch
     if batch < 1:
         raise UsageError(f"--batch {batch} is not a positive number of images", f"use e.g. --batch {DEFAULT_BATCH}")
     if engine not in ("local", "ray"):
@@ -325,7 +333,7 @@ def evaluate(
         "n": total,
         "shard": SHARD,
     }
-    store = ShardStore(out_dir, fingerprint, resume)
+    store = ShardStore(o.out_dir, fingerprint, o.resume)
     width = top_width(manifests)
     ref_top5 = {key: np.full((total, width), -1, np.int32) for key in ref_keys}
     art_top5 = [np.full((total, width), -1, np.int32) for _ in artifacts]
@@ -354,16 +362,16 @@ def evaluate(
         else:
             on_shard(*shard, arrays)
             resumed += 1
-    if engine == "ray" and threads is None:
-        threads = 1  # one-thread workers, one per CPU: the fastest split measured (benchmarks/eval_scale.py)
-    judge_args = (artifacts, [m.to_dict() for m in manifests], ref_keys, weights, threads, data_set, batch)
+    if threads is None:  # in-process 2 per runtime; on Ray one-thread workers, one per CPU (fastest measured,
+        threads = 1 if engine == "ray" else 2  # benchmarks/eval_scale.py)
+    spec = JudgeSpec(artifacts, [m.to_dict() for m in manifests], ref_keys, weights, threads, data_set, batch)
     if not todo:
         info = {"name": engine, "workers": 0, "restarts": 0}
     elif engine == "ray":
-        info = run_ray(judge_args, todo, store, on_shard, address, workers, threads, on_step)
+        info = run_ray(spec, todo, store, on_shard, o.address, o.workers, threads, on_step)
     else:
         on_step("loading the PyTorch reference and the artifacts")
-        info = run_local(judge_args, todo, store, on_shard)
+        info = run_local(spec, todo, store, on_shard)
     if not (counted == 1).all():  # a bug, never an input: say so loudly
         raise RuntimeError(
             f"eval counted {int((counted == 0).sum())} samples never and {int((counted > 1).sum())} more than once"
@@ -381,22 +389,22 @@ def evaluate(
         p = mcnemar_exact(ref_hit, art_hit)
         rows.append(
             EvalRow(
-                str(artifact),
-                manifest.target,
-                manifest.precision,
-                ref_acc,
-                art_acc,
-                drop,
-                _drop_ci95(ref_hit, art_hit),
-                float(np.mean(ref[:, 0] == got[:, 0])),
-                None
+                artifact=str(artifact),
+                target=manifest.target,
+                precision=manifest.precision,
+                reference=ref_acc,
+                artifact_metrics=art_acc,
+                drop_points=drop,
+                drop_ci95=_drop_ci95(ref_hit, art_hit),
+                top1_agreement=float(np.mean(ref[:, 0] == got[:, 0])),
+                bound=None
                 if bound is None
                 else {"metric": bound.metric, "op": bound.op, "value": bound.value, "reason": bound.reason},
-                passed,
-                int(np.count_nonzero(ref[:, 0] != got[:, 0])),
-                p,
-                "within noise" if p >= 0.05 else "significant",
-                {"reference": key, "top5": got},
+                passed=passed,
+                flipped=int(np.count_nonzero(ref[:, 0] != got[:, 0])),
+                mcnemar_p=p,
+                noise="within noise" if p >= 0.05 else "significant",
+                predictions={"reference": key, "top5": got},
             )
         )
     return EvalReport(data_set.what, total, rows, targets, dict(ref_top5), batch, info)
