@@ -20,7 +20,7 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-def checkpoint_source(name: str, weights=None, pretrained: str | None = None):
+def checkpoint_source(name: str | ModelSpec, weights=None, pretrained: str | None = None):
     """The registry record of the weights asked for: ``--pretrained NAME``, or a local file that declares one."""
     from .hub import declared_source
 
@@ -31,13 +31,14 @@ def checkpoint_source(name: str, weights=None, pretrained: str | None = None):
     return next((s for s in spec.sources if s.name == declared), None)
 
 
-def default_input_size(name: str, weights=None, pretrained: str | None = None) -> int:
+def default_input_size(name: str | ModelSpec, weights=None, pretrained: str | None = None) -> int:
     """The input size the weights were trained at (64 for the Fashion-MNIST models), else the variant's (256)."""
-    source = checkpoint_source(name, weights, pretrained)
-    return (source.input_size if source else None) or get_spec(name).input_size
+    spec = get_spec(name)
+    source = checkpoint_source(spec, weights, pretrained)
+    return (source.input_size if source else None) or spec.input_size
 
 
-def create_model(name: str, *, num_classes: int = 1000, features_only: bool = False):
+def create_model(name: str | ModelSpec, *, num_classes: int = 1000, features_only: bool = False):
     """A randomly initialised, eval-mode model of a registered variant, built by its family."""
     from .families import get_family
 
@@ -46,7 +47,7 @@ def create_model(name: str, *, num_classes: int = 1000, features_only: bool = Fa
 
 
 def load_model(
-    name: str,
+    name: str | ModelSpec,
     weights: str | Path | None = None,
     *,
     num_classes: int | None = None,
@@ -75,9 +76,9 @@ def load_model(
         from .fixture import fixture_model
 
         return fixture_model(
-            name, num_classes=1000 if num_classes is None else num_classes, features_only=features_only
+            spec, num_classes=1000 if num_classes is None else num_classes, features_only=features_only
         )
-    source = checkpoint_source(name, weights, pretrained)
+    source = checkpoint_source(spec, weights, pretrained)
     if pretrained is not None:
         from .hub import download
 
@@ -86,7 +87,7 @@ def load_model(
     if num_classes is None:
         head = ckpt.state_dict.get("head.fc.weight")
         num_classes = int(head.shape[0]) if head is not None and head.ndim == 2 else 1000
-    model = create_model(name, num_classes=num_classes, features_only=features_only)
+    model = create_model(spec, num_classes=num_classes, features_only=features_only)
     apply_checkpoint(model, ckpt, spec, MODELS.values())
     model.preprocessing = source.preprocessing if source else preprocessing_for_layout(ckpt.layout, spec.family)
     model.source_layout = ckpt.layout

@@ -250,7 +250,10 @@ for _width, _params in ((0.5, 1.4), (0.75, 2.9), (1.0, 4.9), (1.25, 7.5), (1.5, 
     )
 
 
-def get_spec(name: str) -> ModelSpec:
+def get_spec(name: str | ModelSpec) -> ModelSpec:
+    """The registered variant ``name``; a ``ModelSpec`` already looked up is passed through (look up once)."""
+    if isinstance(name, ModelSpec):
+        return name
     try:
         return MODELS[name]
     except KeyError:

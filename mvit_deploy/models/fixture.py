@@ -88,12 +88,13 @@ def _fixture_state(name: str, num_classes: int, seed: int) -> dict[str, torch.Te
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def fixture_model(name: str, *, num_classes: int = 1000, features_only: bool = False, seed: int = 0) -> nn.Module:
-    """The deterministic test fixture of a registered variant (weights are NOT trained)."""
+def fixture_model(name, *, num_classes: int = 1000, features_only: bool = False, seed: int = 0) -> nn.Module:
+    """The deterministic test fixture of a registered variant, by name or ``ModelSpec`` (weights are NOT trained)."""
     from . import create_model
 
-    model = create_model(name, num_classes=num_classes, features_only=features_only)
-    state = _fixture_state(name, num_classes, seed)
+    spec = get_spec(name)
+    model = create_model(spec, num_classes=num_classes, features_only=features_only)
+    state = _fixture_state(spec.name, num_classes, seed)
     if features_only:
         state = {k: v for k, v in state.items() if not k.startswith(("final_conv.", "head."))}
     model.load_state_dict(state)
@@ -102,5 +103,5 @@ def fixture_model(name: str, *, num_classes: int = 1000, features_only: bool = F
     model.checkpoint_sha256 = None
     model.pretrained = None
     model.domain = "photos"
-    model.default_input_size = get_spec(name).input_size
+    model.default_input_size = spec.input_size
     return model.eval()

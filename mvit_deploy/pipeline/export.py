@@ -100,10 +100,11 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
     for folder in (opts.calib if opts.precision in QUANTIZED else None, opts.parity_images):
         if folder is not None:
             image_files(folder, check=True)  # a bad folder is refused before the model loads
-    trained_size = default_input_size(opts.model, opts.weights, opts.pretrained)
+    spec = get_spec(opts.model)  # looked up once, passed down
+    trained_size = default_input_size(spec, opts.weights, opts.pretrained)
     size = check_input_size(trained_size if opts.input_size is None else opts.input_size, opts.model)
     on_step(f"loading {opts.model}")
-    model = load_model(opts.model, opts.weights, num_classes=opts.num_classes, pretrained=opts.pretrained)
+    model = load_model(spec, opts.weights, num_classes=opts.num_classes, pretrained=opts.pretrained)
     pre = model.preprocessing
 
     stem = artifact_stem(opts.model, target.name, opts.precision, target.stem_tags(opts), size, trained_size)
@@ -113,7 +114,7 @@ def _export(opts: ExportOptions, on_step: Callable[[str], None], run_parity: boo
     manifest = Manifest(
         artifact=final.name,
         model=opts.model,
-        family=get_spec(opts.model).family,
+        family=spec.family,
         domain=model.domain,
         target=target.name,
         precision=opts.precision,
