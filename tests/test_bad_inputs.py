@@ -517,7 +517,7 @@ def test_top_level_help_documents_the_exit_codes():
 def test_an_unexpected_exception_is_exit_3_with_its_traceback_in_a_log(monkeypatch, tmp_path):
     from click.testing import CliRunner
 
-    from mvit_deploy import cli
+    from mvit_deploy.faces import cli
     from mvit_deploy.models import card
 
     def crash():
@@ -781,7 +781,7 @@ def test_an_interrupted_export_leaves_nothing(signame, code, tmp_path):
 def test_a_ctrl_c_a_converter_wrapped_is_still_an_interrupt(wrapper, monkeypatch, tmp_path, capsys):
     """torch.export turns a Ctrl-C inside it into TorchExportError (seen at 1 s into the ONNX export):
     that must exit 130 with "interrupted" and leave nothing, not an "internal error, please report"."""
-    from mvit_deploy import export as export_module
+    from mvit_deploy.pipeline import export as export_module
     from mvit_deploy.errors import UsageError
     from mvit_deploy.faces.cli import main
 
@@ -803,7 +803,7 @@ def test_a_ctrl_c_a_converter_wrapped_is_still_an_interrupt(wrapper, monkeypatch
 
 def test_a_failed_export_keeps_no_artifact_unless_asked(monkeypatch, tmp_path):
     """Parity FAIL: nothing written (and no --out this run created), unless keep_failed."""
-    from mvit_deploy import runtimes
+    from mvit_deploy import targets as runtimes
     from mvit_deploy.pipeline.export import export
     from mvit_deploy.targets import ExportOptions, get_target
     from mvit_deploy.targets.base import Converted
