@@ -781,9 +781,9 @@ def test_an_interrupted_export_leaves_nothing(signame, code, tmp_path):
 def test_a_ctrl_c_a_converter_wrapped_is_still_an_interrupt(wrapper, monkeypatch, tmp_path, capsys):
     """torch.export turns a Ctrl-C inside it into TorchExportError (seen at 1 s into the ONNX export):
     that must exit 130 with "interrupted" and leave nothing, not an "internal error, please report"."""
-    from mvit_deploy.pipeline import export as export_module
     from mvit_deploy.errors import UsageError
     from mvit_deploy.faces.cli import main
+    from mvit_deploy.pipeline import export as export_module
 
     def converter_wrapping_ctrl_c(opts, on_step=None):
         try:
