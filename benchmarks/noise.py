@@ -126,8 +126,8 @@ def main() -> int:
 
         board = connect(args.board, identity=args.identity, ssh_options=tuple(args.ssh_option))
 
+    from mvit_deploy.metrics import fidelity, margins
     from mvit_deploy.pipeline.export import export
-    from mvit_deploy.pipeline.metrics import fidelity, margins
     from mvit_deploy.pipeline.parity import parity_inputs
     from mvit_deploy.targets import ExportOptions
 

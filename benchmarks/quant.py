@@ -57,9 +57,9 @@ def main() -> None:
     from mvit_deploy import load_model
     from mvit_deploy.device.runtimes.onnx import OnnxRunner
     from mvit_deploy.device.runtimes.tflite import LiteRTRunner
+    from mvit_deploy.metrics import fidelity
     from mvit_deploy.pipeline.evaluate import labeled_inputs
     from mvit_deploy.pipeline.export import calibration_inputs, export
-    from mvit_deploy.pipeline.metrics import fidelity
     from mvit_deploy.pipeline.parity import parity_inputs, reference_logits
     from mvit_deploy.targets import ExportOptions
 

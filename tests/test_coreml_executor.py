@@ -11,9 +11,9 @@ from helpers import hf_logits, hf_reference
 from safetensors.torch import save_file
 
 from mvit_deploy import load_model
+from mvit_deploy.models.families import bounds_for
 from mvit_deploy.pipeline.export import export
 from mvit_deploy.pipeline.parity import parity
-from mvit_deploy.pipeline.tolerances import bounds_for
 from mvit_deploy.targets import ExportOptions
 from mvit_deploy.targets.coreml import CoreMLRunner
 from mvit_deploy.targets.coreml_exec import MILExecutor

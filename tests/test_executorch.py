@@ -10,8 +10,8 @@ import pytest
 from helpers import run_cli
 
 from mvit_deploy.artifact import manifest_path, tree_sha256
+from mvit_deploy.models.families import bounds_for
 from mvit_deploy.pipeline.export import export
-from mvit_deploy.pipeline.tolerances import bounds_for
 from mvit_deploy.targets import ExportOptions, get_target
 
 pytest.importorskip("executorch")

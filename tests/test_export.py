@@ -17,9 +17,9 @@ from helpers import hf_logits, hf_reference, run_cli
 from safetensors.torch import save_file
 
 from mvit_deploy.artifact import read_manifest, tree_sha256
+from mvit_deploy.models.families import bounds_for
 from mvit_deploy.pipeline.export import export
 from mvit_deploy.pipeline.parity import parity
-from mvit_deploy.pipeline.tolerances import bounds_for
 from mvit_deploy.targets import TARGETS, ExportOptions, get_target
 
 # Every registered target with each precision/layout it offers; the coverage test keeps this complete.

@@ -12,8 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from mvit_deploy import load_model
 from mvit_deploy.models import create_model, get_spec
+from mvit_deploy.models.families import bounds_for
 from mvit_deploy.models.mobilevit import fold_patches, unfold_patches
-from mvit_deploy.pipeline.tolerances import bounds_for
 
 TOL = bounds_for("fp32", "mobilevit")[
     0

@@ -14,7 +14,7 @@ from helpers import FIXTURES, ROOT, hf_logits, hf_reference, run_cli  # noqa: E4
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from mvit_deploy.models import create_model, load_model  # noqa: E402
-from mvit_deploy.pipeline.tolerances import bounds_for  # noqa: E402
+from mvit_deploy.models.families import bounds_for  # noqa: E402
 
 TOL = bounds_for("fp32", "mobilevit")[
     0

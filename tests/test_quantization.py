@@ -15,8 +15,8 @@ from helpers import run_cli
 
 from mvit_deploy.inputs.calibration import photo_inputs, shipped_photos
 from mvit_deploy.models.config import TIMM_PREPROCESSING
+from mvit_deploy.models.families import bounds_for
 from mvit_deploy.pipeline.export import calibration_inputs, export
-from mvit_deploy.pipeline.tolerances import bounds_for
 from mvit_deploy.targets import ExportOptions, load_runner
 
 
@@ -143,7 +143,7 @@ def test_onnx_int8_runs_as_fused_integer_kernels_with_attention_in_float(int8_ex
     import torch
 
     from mvit_deploy.models import load_model
-    from mvit_deploy.pipeline.quantize import in_float_modules
+    from mvit_deploy.targets.quantize import in_float_modules
 
     modules = dict(load_model("mobilevit_xxs").named_modules())
     convs = [n for n, m in modules.items() if isinstance(m, torch.nn.Conv2d) and not in_float_modules(n)]
@@ -212,8 +212,8 @@ def test_io_int8_is_refused_where_it_does_not_apply(tmp_path):
 def test_int8_is_more_faithful_than_stock_onnxruntime(int8_exports, tmp_path):
     """The issue's claim, measured: our recipe vs onnxruntime's quantize_static defaults, same photos."""
     from mvit_deploy.device.runtimes.onnx import OnnxRunner
+    from mvit_deploy.metrics import fidelity
     from mvit_deploy.models import load_model
-    from mvit_deploy.pipeline.metrics import fidelity
     from mvit_deploy.pipeline.parity import parity_inputs, reference_logits
 
     ours = int8_exports["onnx-int8"]
@@ -230,8 +230,8 @@ def test_int8_is_more_faithful_than_stock_onnxruntime(int8_exports, tmp_path):
 @pytest.mark.slow
 def test_tflite_int8_is_more_faithful_than_stock_pt2e(int8_exports, tmp_path):
     from mvit_deploy.device.runtimes.tflite import LiteRTRunner
+    from mvit_deploy.metrics import fidelity
     from mvit_deploy.models import load_model
-    from mvit_deploy.pipeline.metrics import fidelity
     from mvit_deploy.pipeline.parity import parity_inputs, reference_logits
 
     ours = int8_exports["tflite-int8"]
@@ -245,7 +245,7 @@ def test_tflite_int8_is_more_faithful_than_stock_pt2e(int8_exports, tmp_path):
 
 
 def test_percentile_ranges_are_exact():
-    from mvit_deploy.pipeline.quantize import PercentileRanges
+    from mvit_deploy.targets.quantize import PercentileRanges
 
     rng = np.random.default_rng(0)
     batches = [rng.standard_t(3, size=50_000).astype(np.float32) * (1 + i % 3) + i for i in range(12)]

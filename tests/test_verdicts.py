@@ -17,11 +17,11 @@ from helpers import break_onnx, run_cli
 
 from mvit_deploy.artifact import manifest_path, tree_sha256
 from mvit_deploy.inputs.datasets.fashion_mnist import CLASSES, load_fashion_mnist, to_model_inputs
+from mvit_deploy.metrics import fidelity, flipped
 from mvit_deploy.models import load_model
+from mvit_deploy.models.families import bounds_for
 from mvit_deploy.pipeline.export import export
-from mvit_deploy.pipeline.metrics import fidelity, flipped
 from mvit_deploy.pipeline.parity import parity
-from mvit_deploy.pipeline.tolerances import bounds_for
 from mvit_deploy.targets import ExportOptions
 
 # Test top-1 of the shipped weights on the shipped 1,000-image subset, measured with this

@@ -147,7 +147,7 @@ def _samples(result: dict):
 
 def load_baseline(path) -> dict:
     """The baseline bench JSON, checked before anything is measured."""
-    from ..faces.results import load_results  # the same strict reader the report uses
+    from ..results import load_results  # the same strict reader the report uses
 
     (run,) = load_results([path])
     if not any(_samples(r) for r in run["results"]):

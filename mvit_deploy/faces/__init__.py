@@ -1,2 +1,2 @@
 """The faces people see: the command line (``cli``), its terminal tables and progress line, the pytest
-plugin, the strict reader of result JSONs (``results``) and the HTML / Markdown report (``report``)."""
+plugin and the HTML / Markdown report (``report``)."""

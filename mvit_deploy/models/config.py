@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import ClassVar
 
 from ..errors import UsageError
+from ..inputs.datasets.fashion_mnist import FASHION_PREPROCESSING
 from ..inputs.preprocess import Preprocessing
 
 
@@ -119,8 +120,8 @@ class ModelSpec:
 
 
 # Our own reference models, trained on Fashion-MNIST by scripts/train_reference.py (model card:
-# mvit_deploy/models/weights/README.md); the preprocessing is datasets.fashion_mnist's.
-FASHION_PREPROCESSING = Preprocessing(channel_order="RGB", crop_pct=1.0, interpolation="bilinear")
+# mvit_deploy/models/weights/README.md); the preprocessing is the Fashion-MNIST domain's (FASHION_PREPROCESSING,
+# inputs/datasets/fashion_mnist.py).
 
 
 def _sources(

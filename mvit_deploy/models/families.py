@@ -16,8 +16,8 @@ import importlib
 import re
 from dataclasses import dataclass, field
 
+from .. import tolerances
 from ..errors import UsageError
-from ..pipeline import tolerances
 from .config import CVNETS_PREPROCESSING, HF_PREPROCESSING, TIMM_PREPROCESSING, V2_TIMM_PREPROCESSING, get_spec
 
 # ---- MobileViT v1 (arXiv 2110.02178) -------------------------------------------------------
@@ -270,3 +270,12 @@ def detect(keys) -> tuple[str, str] | None:
 
 def rename_rules(family: str, layout: str) -> list:
     return [(re.compile(p), r) for p, r in FAMILIES[family].renames[layout]]
+
+
+def rule_for(precision: str, family: str) -> tolerances.Rule:
+    """The rule parity and eval judge an artifact by: the model family's own row, else the precision's."""
+    return get_family(family).rule(precision)
+
+
+def bounds_for(precision: str, family: str) -> tuple[tolerances.Bound, ...]:
+    return rule_for(precision, family).bounds

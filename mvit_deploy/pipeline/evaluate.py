@@ -95,7 +95,7 @@ class EvalReport:
 
     def to_dict(self, arrays=lambda a: a.tolist()) -> dict:
         """The report as JSON-ready data; ``arrays`` turns each per-sample array into what goes in its place."""
-        from .metrics import finite_or_none
+        from ..metrics import finite_or_none
 
         rows = []
         for r in self.rows:
@@ -286,9 +286,9 @@ def evaluate(
     reuses them. ``fields``: EvalOptions fields by keyword (``evaluate(a, data, n=100)``).
     """
     from ..artifact import read_manifest
+    from ..models.families import rule_for
     from .eval_shards import SHARD, JudgeSpec, ShardStore, import_ray, run_local, run_ray, shards, top_width
     from .parity import check_reference_weights, manifest_family
-    from .tolerances import rule_for
 
     o = replace(options or EvalOptions(), **fields)
     labels, n, threads, weights, engine = o.labels, o.n, o.threads, o.weights, o.engine

@@ -10,8 +10,8 @@ import numpy as np
 
 from ..artifact import Manifest, read_manifest
 from ..errors import DependencyError, MvitDeployError, NonFiniteError, UsageError
-from .metrics import fidelity, finite_or_none, flipped
-from .tolerances import rule_for
+from ..metrics import fidelity, finite_or_none, flipped
+from ..models.families import rule_for
 
 
 @dataclass
@@ -118,7 +118,7 @@ def judge(
     family: str,
 ) -> ParityReport:
     """Metrics, bounds and flipped samples of artifact logits ``got`` against reference ``ref`` (bounds: the
-    precision's row for the model's family, ``tolerances.rule_for``)."""
+    precision's row for the model's family, ``ModelFamily.rule``)."""
     margin = rule_for(precision, family).decisive_margin
     metrics = fidelity(ref, got, margin)
     rows, failures = check_bounds(target, precision, metrics, family)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..artifact import Manifest, read_manifest
 from ..errors import UsageError
-from .metrics import sqnr_db  # noqa: F401  (re-exported: the number this report is made of)
+from ..metrics import sqnr_db  # noqa: F401  (re-exported: the number this report is made of)
 
 
 @dataclass
@@ -33,7 +33,7 @@ def module_of_fx_nodes(model, size: int) -> dict[str, str]:
     """fx node name -> dotted module path, from torch.export's nn_module_stack."""
     import torch
 
-    from .quantize import fx_module_paths
+    from ..targets.quantize import fx_module_paths
 
     return fx_module_paths(torch.export.export(model, (torch.zeros(1, 3, size, size),)).run_decompositions({}))
 

@@ -14,9 +14,9 @@ from ..device.runtimes import Runner
 from ..device.runtimes.coreml import CoreMLRunner as NativeCoreMLRunner
 from ..errors import NotOnThisDevice, UsageError
 from ..models.families import family_of
-from ..pipeline.quantize import float_modules
 from . import register_target
 from .base import QUANTIZED, AihubProfile, Converted, ExportOptions, Option, Target
+from .quantize import float_modules
 
 MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
 COMPUTE_UNITS = ("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne")
@@ -85,12 +85,12 @@ def _weight_quantize(ml):
 def executor_activation_stats(ml, calibration_pixels) -> dict:
     """Activation ranges of every non-const value, collected by the reference executor (no Mac needed).
 
-    Ranges are the 99.999th percentile over all calibration values (:mod:`mvit_deploy.pipeline.quantize`).
+    Ranges are the 99.999th percentile over all calibration values (:mod:`mvit_deploy.targets.quantize`).
     """
     import tempfile
 
-    from ..pipeline.quantize import PercentileRanges
     from .coreml_exec import MILExecutor
+    from .quantize import PercentileRanges
 
     ranges = PercentileRanges(len(calibration_pixels))
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,7 +117,7 @@ def fx_name_of_mil_value(name: str) -> str:
 
 def float_module_nodes(program, prefixes: tuple[str, ...]) -> set[str]:
     """torch.export node names inside the modules under ``prefixes`` (Core ML names ops after them)."""
-    from ..pipeline.quantize import fx_module_paths, in_float_modules
+    from .quantize import fx_module_paths, in_float_modules
 
     return {node for node, module in fx_module_paths(program).items() if in_float_modules(module, prefixes)}
 

@@ -2,7 +2,7 @@
 
 - fp32 and int8 on XNNPACK. int8 is PT2E with ExecuTorch's XNNPACK quantizer (per-channel
   symmetric int8 weights, per-tensor activations), calibrated on our calibration crops; the
-  layers of :data:`mvit_deploy.pipeline.quantize.FLOAT_MODULES` stay float, as in our other int8
+  layers of :data:`mvit_deploy.targets.quantize.FLOAT_MODULES` stay float, as in our other int8
   recipes (a node filter: ``set_module_name(name, None)`` is refused by executorch 1.5.1).
 - fp32 and fp16 on Core ML (``--delegate coreml``): the delegate's payload is an ``.mlpackage``
   packed into the .pte. ExecuTorch's Linux runtime has no Core ML backend, so off macOS the
@@ -31,9 +31,9 @@ from ..device.runtimes.executorch import BACKEND_IDS, registered_backends
 from ..device.runtimes.executorch import ExecuTorchRunner as DeviceExecuTorchRunner
 from ..device.runtimes.executorch import quiet_native as _quiet_native
 from ..errors import NotOnThisDevice, UsageError
-from ..pipeline.quantize import float_modules
 from . import register_target
 from .base import AdbBenchmark, Converted, ExportOptions, Option, Target
+from .quantize import float_modules
 
 DELEGATES = ("xnnpack", "coreml")
 
@@ -253,7 +253,7 @@ def _quantize(model, example, calibration, prefixes: tuple[str, ...]):
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from ..pipeline.quantize import in_float_modules, module_path
+    from .quantize import in_float_modules, module_path
 
     def quantized(node) -> bool:
         stack = node.meta.get("nn_module_stack") or {}

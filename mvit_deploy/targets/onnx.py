@@ -8,9 +8,9 @@ from pathlib import Path
 
 from ..artifact import Manifest
 from ..models.families import family_of
-from ..pipeline.quantize import FLOAT_MODULES, float_modules
 from . import register_target
 from .base import AihubProfile, Converted, ExportOptions, Option, Target
+from .quantize import FLOAT_MODULES, float_modules
 
 OPSET = 18
 PATCHES = "channels_last"  # the graph spelling asked of the model family (ModelFamily.spelled)
@@ -149,7 +149,7 @@ def quantize_static_int8(path: Path, calibration, prefixes: tuple[str, ...] = FL
 
     The layers under ``prefixes`` (the model family's float modules) stay float. Activation
     ranges: the 99.999th percentile of all calibration values, computed by
-    :class:`~mvit_deploy.pipeline.quantize.PercentileRanges` from one pass over the crops and
+    :class:`~mvit_deploy.targets.quantize.PercentileRanges` from one pass over the crops and
     handed to the quantizer as overrides (onnxruntime's own Percentile calibrator computes
     the same ranges from histograms, 3x slower).
     """
@@ -189,7 +189,7 @@ def _nodes_in_float_modules(path: Path, prefixes: tuple[str, ...]) -> list[str]:
 
     import onnx
 
-    from ..pipeline.quantize import in_float_modules
+    from .quantize import in_float_modules
 
     names = []
     for node in onnx.load(str(path), load_external_data=False).graph.node:
@@ -207,7 +207,7 @@ def _activation_ranges(pre: Path, calibration, tmp: Path) -> dict:
     import onnx
     import onnxruntime as ort
 
-    from ..pipeline.quantize import PercentileRanges
+    from .quantize import PercentileRanges
 
     model = onnx.load(str(pre))
     typed = {v.name: v for v in list(model.graph.value_info) + list(model.graph.output)}

@@ -17,9 +17,9 @@ from ..device.runtimes import native_stderr
 from ..device.runtimes.tflite import NARRATION, interpreter_class, tflite_dequantize, tflite_quantize  # noqa: F401  (re-exported: benchmarks use them)
 from ..errors import UsageError
 from ..models.families import family_of
-from ..pipeline.quantize import FLOAT_MODULES, float_modules
 from . import register_target
 from .base import AdbBenchmark, AihubProfile, Converted, ExportOptions, Option, Target
+from .quantize import FLOAT_MODULES, float_modules
 
 # benchmark_model's log (LiteRT tools/benchmark): a summary per phase, timings in microseconds.
 _COUNT = re.compile(
@@ -173,7 +173,7 @@ class TFLiteTarget(Target):
         return {"layout": manifest.input.layout}
 
     def layer_errors(self, float_path, int8_path, x, manifest):
-        from ..pipeline.metrics import sqnr_db
+        from ..metrics import sqnr_db
 
         layout = manifest.input.layout
         ref, got = _tensors(float_path, x, layout), _tensors(int8_path, x, layout)
@@ -232,7 +232,7 @@ class TFLiteTarget(Target):
 VARIANT = {"layer_norm": "decomposed", "patches": "channels_last"}
 
 # The int8 recipe, chosen by measurement on MobileViT (benchmarks/quant.py, docs in README):
-# after the high-resolution stages (mvit_deploy.pipeline.quantize.FLOAT_MODULES, float),
+# after the high-resolution stages (mvit_deploy.targets.quantize.FLOAT_MODULES, float),
 # convolutions, fully-connected layers, SiLU and the pure data movement between them run in int8
 # (XNNPACK's QS8 kernels); LayerNorm arithmetic, softmax, the attention matmuls and the
 # residual adds stay float. Quantizing those too (ai-edge-quantizer's static_wi8_ai8) made
@@ -293,14 +293,14 @@ def quantize_int8(path: Path, calibration, io: str = "float", prefixes: tuple[st
     """Static int8 (per-channel int8 weights, int8 activations), in place.
 
     Activation ranges are the 99.999th percentile over every calibration value
-    (:mod:`mvit_deploy.pipeline.quantize`, the range onnxruntime's Percentile calibrator sets):
+    (:mod:`mvit_deploy.targets.quantize`, the range onnxruntime's Percentile calibrator sets):
     ai-edge-quantizer's default, a moving average of per-crop extremes, clips the rare large
     activations MobileViT depends on (XXS logits PSNR 20.7 dB vs 28.7 dB with full ranges).
     """
     from ai_edge_quantizer import calibrator, quantizer
     from ai_edge_quantizer.utils import qsv_utils
 
-    from ..pipeline.quantize import PercentileRanges
+    from .quantize import PercentileRanges
 
     signature = interpreter_class()(model_path=str(path)).get_signature_list()["serving_default"]
     key = signature["inputs"][0]

@@ -90,7 +90,7 @@ def quant_report_cmd(artifact, n, top, weights, as_json):
     """Per-layer SQNR of an int8 ARTIFACT vs its float twin, worst first."""
     from pathlib import Path
 
-    from ...pipeline.metrics import finite_or_none
+    from ...metrics import finite_or_none
     from ...pipeline.quant_report import blocks_summary, quant_report, to_dict
     from ..progress import progress_line
     from ..tables import print_quant_report

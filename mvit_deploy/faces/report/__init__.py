@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...artifact import output_folder, staged
-from ..results import load_evals, load_results
+from ...results import load_evals, load_results
 from .charts import _distribution_svg, _scatter_svg
 from .content import (
     PALETTE,

@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import UsageError
-from ...models.config import FASHION_PREPROCESSING
 from ..preprocess import Preprocessing
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 FASHION_SIZE = 64
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+# How the trained Fashion-MNIST models read an image (scripts/train_reference.py trains with it).
+FASHION_PREPROCESSING = Preprocessing(channel_order="RGB", crop_pct=1.0, interpolation="bilinear")
 SUBSET = Path(__file__).parent / "fashion_mnist_subset.npz"  # made by scripts/make_fashion_subset.py
 _FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 60000),

@@ -188,14 +188,3 @@ FP16_V2 = Rule(
     "(the fixture's flips had margins of at most 0.0031)",
     _FP16.accuracy,
 )
-
-
-def rule_for(precision: str, family: str) -> Rule:
-    """The rule parity and eval judge an artifact by: the model family's own row, else the precision's."""
-    from ..models.families import get_family
-
-    return get_family(family).rule(precision)
-
-
-def bounds_for(precision: str, family: str) -> tuple[Bound, ...]:
-    return rule_for(precision, family).bounds

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifact import parse_json
-from ..device.bench import SCHEMA  # what the bench writes (and documents there, field by field)
-from ..errors import UsageError
+from .artifact import parse_json
+from .device.bench import SCHEMA  # what the bench writes (and documents there, field by field)
+from .errors import UsageError
 
 FROM_BENCH = "pass files written by `mvit-deploy bench --json FILE`"
 FROM_EVAL = "pass what `mvit-deploy eval ARTIFACTS --json > FILE` prints"
