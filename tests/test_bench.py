@@ -382,8 +382,10 @@ def test_onnx_denormals_flush_option_flushes(tmp_path):
     assert 0 < abs(d[0, 0]) < np.finfo(np.float32).tiny  # numpy: a denormal
     code = (
         "import sys, numpy as np; from mvit_deploy.targets import get_target; "
-        f"r = get_target('onnx').bench_runner({str(tmp_path / 'u.onnx')!r}, {{'input': {{'layout': 'nchw'}}}}, 1, "
-        "denormals=sys.argv[1]); "
+        "from mvit_deploy.artifact import CheckpointInfo, InputSpec, Manifest, OutputSpec; "
+        "m = Manifest('u.onnx', 'mobilevit_xxs', 'onnx', 'fp32', InputSpec(layout='nchw'), OutputSpec(), "
+        "CheckpointInfo()); "
+        f"r = get_target('onnx').bench_runner({str(tmp_path / 'u.onnx')!r}, m, 1, denormals=sys.argv[1]); "
         "print(float(r._one(np.full((1, 4), 1e-10, np.float32))[0, 0]))"
     )
     out = {
