@@ -15,4 +15,20 @@ from .device.errors import (
     UsageError,
 )
 
-__all__ = ["CheckpointError", "DependencyError", "MvitDeployError", "NonFiniteError", "NotOnThisDevice", "UsageError"]
+
+def at_least(flag: str, value, minimum: int, example: int) -> None:
+    """Refuse a count below ``minimum`` (``--threads 0``, ``--iters 1``): the library's rule, which the CLI's flags
+    also check while they are parsed. ``None`` (the default) passes."""
+    if value is not None and value < minimum:
+        raise UsageError(f"{flag} {value} is out of range: it must be at least {minimum}", f"use e.g. {flag} {example}")
+
+
+__all__ = [
+    "CheckpointError",
+    "DependencyError",
+    "MvitDeployError",
+    "NonFiniteError",
+    "NotOnThisDevice",
+    "UsageError",
+    "at_least",
+]

@@ -868,3 +868,32 @@ def test_hub_weights_not_cached_fail_fast_when_offline_or_unreachable(monkeypatc
     with pytest.raises(CheckpointError, match="huggingface.co cannot be reached \\(Network is unreachable\\)"):
         hub.download(source)
     assert time.monotonic() - start < 2.0
+
+
+def test_the_library_refuses_the_counts_the_cli_refuses(tmp_path):
+    """A library caller meets the same one-line rules as the CLI's flags (they are the library's, the CLI asks it)."""
+    from mvit_deploy.bench import BenchRequest, check_request
+    from mvit_deploy.errors import UsageError
+    from mvit_deploy.pipeline.evaluate import evaluate
+    from mvit_deploy.pipeline.export import plan_exports
+    from mvit_deploy.pipeline.parity import parity
+    from mvit_deploy.pipeline.quant_report import quant_report
+    from mvit_deploy.targets import ExportOptions
+
+    calls = {
+        "--threads 0": lambda: plan_exports(
+            ExportOptions(model="mobilevit_xxs", target="onnx", out_dir=tmp_path, threads=0)
+        ),
+        "--calib-samples 0": lambda: plan_exports(
+            ExportOptions(model="mobilevit_xxs", target="onnx", out_dir=tmp_path, calib_samples=0)
+        ),
+        "--iters 1": lambda: check_request(BenchRequest(artifacts=("a.onnx",), iters=1)),
+        "--warmup -1": lambda: check_request(BenchRequest(artifacts=("a.onnx",), warmup=-1)),
+        "--n 0": lambda: parity("missing.onnx", n=0),
+        "--workers 0": lambda: evaluate(["missing.onnx"], workers=0),
+    }
+    for expected, call in calls.items():
+        with pytest.raises(UsageError, match=f"{expected} is out of range"):
+            call()
+    with pytest.raises(UsageError, match="--n 0 is out of range"):
+        quant_report("missing.onnx", n=0)

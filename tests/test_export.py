@@ -44,7 +44,7 @@ def test_every_registered_target_precision_and_layout_has_a_case():
     from test_quantization import QUANT_CASES
 
     covered = {
-        (c["target"], c["precision"], c.get("layout", "nchw"))
+        (c["target"], c["precision"], c.get("target_options", {}).get("layout", "nchw"))
         for c in [*CASES.values(), *QUANT_CASES.values(), *EXECUTORCH_CASES.values()]
     }
     for name, target in TARGETS.items():

@@ -59,10 +59,13 @@ class BenchOutcome:
 
 def check_request(req: BenchRequest):
     """Refuse a request that cannot run, before anything is measured; the baseline it gates on, or None."""
-    from ..errors import UsageError
+    from ..errors import UsageError, at_least
     from .compare import MIN_SAMPLES, load_baseline, parse_regression
 
     parse_regression(req.max_regression)
+    at_least("--threads", req.threads, 1, 2)
+    at_least("--warmup", req.warmup, 0, 5)
+    at_least("--iters", req.iters, 2, 50)
     if req.baseline is None:
         return None
     if req.iters < MIN_SAMPLES:

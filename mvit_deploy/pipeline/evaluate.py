@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import Manifest
-from ..errors import UsageError
+from ..errors import UsageError, at_least
 from ..inputs.images import image_files
 from ..inputs.labels import imagenet1k
 
@@ -293,6 +293,12 @@ def evaluate(
     o = replace(options or EvalOptions(), **fields)
     labels, n, threads, weights, engine = o.labels, o.n, o.threads, o.weights, o.engine
     batch = DEFAULT_BATCH if o.batch is None else o.batch
+    for flag, value, minimum, example in (
+        ("--n", n, 1, 100),
+        ("--threads", threads, 1, 2),
+        ("--workers", o.workers, 1, 2),
+    ):
+        at_least(flag, value, minimum, example)
     if batch < 1:
         raise UsageError(f"--batch {batch} is not a positive number of images", f"use e.g. --batch {DEFAULT_BATCH}")
     if engine not in ("local", "ray"):

@@ -9,7 +9,7 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 from ..artifact import Manifest, read_manifest
-from ..errors import DependencyError, MvitDeployError, NonFiniteError, UsageError
+from ..errors import DependencyError, MvitDeployError, NonFiniteError, UsageError, at_least
 from ..metrics import fidelity, finite_or_none, flipped
 from ..models.families import rule_for
 
@@ -248,6 +248,8 @@ def parity(
     ``device``: a connected device (``bench.connect``) that computes the artifact's logits itself; the
     verdict is then the device's, and the report carries this machine's run of the same artifact beside it.
     """
+    at_least("--n", n, 1, 8)
+    at_least("--threads", threads, 1, 2)
     from ..targets import load_runner
 
     artifact = Path(artifact)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import Manifest, read_manifest
-from ..errors import UsageError
+from ..errors import UsageError, at_least
 from ..metrics import sqnr_db  # noqa: F401  (re-exported: the number this report is made of)
 
 
@@ -62,6 +62,8 @@ def _float_twin(manifest: Manifest, tmp: Path, weights=None):
 def quant_report(artifact: str | Path, n: int = 4, weights=None) -> list[LayerError]:
     """Layers sorted worst first (lowest cumulative SQNR)."""
     from ..targets import QUANTIZED, get_target
+
+    at_least("--n", n, 1, 4)
     from .parity import check_reference_weights, parity_inputs, reference_model
 
     artifact = Path(artifact)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..artifact import Manifest
 from ..device.runtimes import Runner, load_runner
-from ..errors import UsageError
+from ..errors import UsageError, at_least
 from ..models.config import check_input_size
 
 # Precisions that need calibration images: int8 (weights + activations, or weight-only where a
@@ -147,6 +147,10 @@ class Target(abc.ABC):
             raise UsageError(
                 f"{self.name} does not export precision {opts.precision}", f"use one of {', '.join(self.precisions)}"
             )
+        at_least("--threads", opts.threads, 1, 2)
+        at_least("--calib-samples", opts.calib_samples, 1, 64)
+        at_least("--num-classes", opts.num_classes, 1, 10)
+        at_least("--n", opts.parity_n, 1, 8)
         sizes = [s for s in (opts.input_size, *opts.more_sizes) if s is not None]
         if opts.more_sizes and not self.flexible_sizes:
             from . import TARGETS

@@ -8,7 +8,7 @@ import sys
 import click
 
 from ... import __version__
-from ...errors import MvitDeployError, UsageError
+from ...errors import MvitDeployError, UsageError, at_least
 from ...models.config import MAX_INPUT_SIZE, MODELS, pretrained_names
 
 
@@ -155,11 +155,7 @@ def _at_least(minimum: int, example: int):
     """A click callback refusing a value below ``minimum`` while the flags are parsed, before any work."""
 
     def check(ctx, param, value):
-        if value is not None and value < minimum:
-            flag = param.opts[0]
-            raise UsageError(
-                f"{flag} {value} is out of range: it must be at least {minimum}", f"use e.g. {flag} {example}"
-            )
+        at_least(param.opts[0], value, minimum, example)
         return value
 
     return check
