@@ -60,6 +60,7 @@ def staged(final: Path):
     tmp = tmpdir / final.name
     try:
         yield tmp
+        raise_if_interrupted()  # a Ctrl-C a converter swallowed (and then finished anyway) still commits nothing
         if final.exists():
             shutil.rmtree(final) if final.is_dir() else final.unlink()
         os.replace(tmp, final)
@@ -124,9 +125,25 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+# Signals received inside the outermost ``interruptible`` block. A converter can catch the KeyboardInterrupt a
+# Ctrl-C raises (torch.export wraps it, and the ONNX exporter then retries another strategy and succeeds), so
+# ``staged`` checks this before it renames anything into place.
+_RECEIVED: list[int] = []
+_DEPTH = [0]
+
+
+def raise_if_interrupted() -> None:
+    """Raise the interrupt an ``interruptible`` block received, even if whatever ran at the time swallowed it."""
+    import signal
+
+    if _RECEIVED:
+        raise KeyboardInterrupt if _RECEIVED[0] == signal.SIGINT else Terminated(_RECEIVED[0])
+
+
 @contextmanager
 def interruptible():
-    """Turn SIGTERM into ``Terminated`` for the block's duration (main thread only; elsewhere a no-op)."""
+    """Turn SIGTERM into ``Terminated`` and remember SIGINT / SIGTERM for the block's duration (main thread only;
+    elsewhere a no-op): ``raise_if_interrupted`` then stops a run whose interrupt a library swallowed."""
     import signal
     import threading
 
@@ -135,13 +152,26 @@ def interruptible():
         return
 
     def raise_terminated(signum, frame):
+        _RECEIVED.append(signum)
         raise Terminated(signum)
 
+    def raise_interrupt(signum, frame):
+        _RECEIVED.append(signum)
+        raise KeyboardInterrupt
+
+    if _DEPTH[0] == 0:
+        _RECEIVED.clear()
+    _DEPTH[0] += 1
     previous = signal.signal(signal.SIGTERM, raise_terminated)
+    previous_int = signal.signal(signal.SIGINT, raise_interrupt)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
+        _DEPTH[0] -= 1
+        if _DEPTH[0] == 0:
+            _RECEIVED.clear()
 
 
 @contextmanager

@@ -72,7 +72,8 @@ def test_xxs_export_writes_artifact_manifest_and_parity(case, xxs_exports):
     assert result.artifact.suffix == target.suffix
     manifest = read_manifest(result.artifact)
     assert manifest.model == "mobilevit_xxs" and manifest.precision == kw["precision"]
-    assert manifest.input.layout == kw.get("layout", "nchw") and manifest.input.channel_order == "RGB"
+    assert manifest.input.layout == kw.get("target_options", {}).get("layout", "nchw")
+    assert manifest.input.channel_order == "RGB"
     assert manifest.checkpoint.layout == "fixture" and manifest.versions["mvit-deploy"]
     assert len(manifest.sha256) == 64 and manifest.bytes > 1_000_000
     assert not list(result.artifact.parent.glob(".*.tmp-*")), "a staging directory was left behind"
