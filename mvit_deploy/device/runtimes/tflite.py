@@ -17,7 +17,7 @@ NARRATION = (
 
 
 def interpreter_class():
-    """ai-edge-litert (current), else tflite-runtime (old boards)."""
+    """ai-edge-litert (current), else tflite-runtime (old boards); its C++ narration held back (``NARRATION``)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -27,7 +27,17 @@ def interpreter_class():
             raise DependencyError(
                 "running .tflite needs ai-edge-litert (or tflite-runtime)", "pip install 'mvit-deploy[device]'"
             ) from None
-    return Interpreter
+
+    class QuietInterpreter(Interpreter):
+        def __init__(self, *args, **kwargs):
+            with native_stderr(drop=NARRATION):
+                super().__init__(*args, **kwargs)
+
+        def allocate_tensors(self):
+            with native_stderr(drop=NARRATION):
+                return super().allocate_tensors()
+
+    return QuietInterpreter
 
 
 def tflite_quantize(x: np.ndarray, detail: dict) -> np.ndarray:
@@ -53,9 +63,8 @@ class LiteRTRunner(Runner):
 
     def __init__(self, path, manifest, threads=None):
         super().__init__(path, manifest, threads)
-        with native_stderr(drop=NARRATION):
-            self.interpreter = interpreter_class()(model_path=str(self.path), num_threads=self.threads)
-            self.interpreter.allocate_tensors()
+        self.interpreter = interpreter_class()(model_path=str(self.path), num_threads=self.threads)
+        self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
 
