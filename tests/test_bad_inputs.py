@@ -902,7 +902,6 @@ def test_the_library_refuses_the_counts_the_cli_refuses(tmp_path):
 def test_a_ctrl_c_a_converter_swallows_still_stops_the_export(monkeypatch, tmp_path):
     """The ONNX exporter can catch the KeyboardInterrupt (torch.export wraps it; the exporter retries another
     strategy and finishes): the interrupt still wins, and nothing is written. Seen as exit 0 under CI load."""
-    import os
     import signal
 
     from mvit_deploy.artifact import interruptible
@@ -913,10 +912,8 @@ def test_a_ctrl_c_a_converter_swallows_still_stops_the_export(monkeypatch, tmp_p
     target = type(get_target("onnx"))
 
     def swallowing_convert(self, model, example, opts, dest, calibration=None):
-        try:
-            os.kill(os.getpid(), signal.SIGINT)
-            for _ in range(1000):  # the handler runs between bytecodes: here
-                pass
+        try:  # Ctrl-C arrives: the handler installed for this run runs (called here, so the test is not timing)
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
         except KeyboardInterrupt:
             pass  # what a converter's fallback does
         dest.write_bytes(b"converted anyway")
