@@ -58,16 +58,17 @@ class BenchOutcome:
 
 
 def check_request(req: BenchRequest):
-    """Refuse a request that cannot run, before anything is measured; the baseline it gates on, or None."""
+    """Refuse a request that cannot run, before anything is measured: (the baseline it gates on or None, the
+    slowdown of the median that fails)."""
     from ..errors import UsageError, at_least
     from .compare import MIN_SAMPLES, load_baseline, parse_regression
 
-    parse_regression(req.max_regression)
+    bound = parse_regression(req.max_regression)
     at_least("--threads", req.threads, 1, 2)
     at_least("--warmup", req.warmup, 0, 5)
     at_least("--iters", req.iters, 2, 50)
     if req.baseline is None:
-        return None
+        return None, bound
     if req.iters < MIN_SAMPLES:
         raise UsageError(
             f"--baseline compares raw rounds, and --iters {req.iters} gives too few",
@@ -83,15 +84,14 @@ def check_request(req: BenchRequest):
             "--baseline holds one device's run, and several --device were given",
             "gate each device in its own bench run",
         )
-    return load_baseline(req.baseline)  # a bad baseline is refused before anything is measured
+    return load_baseline(req.baseline), bound  # a bad baseline is refused before anything is measured
 
 
 def benchmark(req: BenchRequest, on_round=None, progress=None) -> BenchOutcome:
     """Check the request, time the artifacts on every device, and gate each result on the baseline."""
-    from .compare import gate, parse_regression
+    from .compare import gate
 
-    base = check_request(req)
-    bound = parse_regression(req.max_regression)
+    base, bound = check_request(req)
     results = run_on_devices(req, on_round=on_round, progress=progress)
     regressions = [r for result in results for r in gate(result, base, req.baseline, bound)] if base else []
     return BenchOutcome(results, regressions, bound)

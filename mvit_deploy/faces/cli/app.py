@@ -196,6 +196,16 @@ reference_weights_option = click.option(
     default=None,
     help="Reference checkpoint, if it moved since export.",
 )
+
+
+def ssh_options(f):
+    """``--identity`` and ``--ssh-option``: how parity and bench reach an ssh device."""
+    f = click.option("--ssh-option", "ssh_options", multiple=True, help="ssh: extra -o KEY=VALUE (repeatable).")(f)
+    return click.option(
+        "--identity", type=click.Path(dir_okay=False, path_type=str), default=None, help="ssh: private key file."
+    )(f)
+
+
 INPUT_SIZE_HELP = f"Multiple of 64 up to {MAX_INPUT_SIZE} (memory grows with the square of the pixel count)"
 
 

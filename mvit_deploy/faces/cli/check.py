@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .app import _at_least, _echo_json, main, reference_weights_option, threads_option
+from .app import _at_least, _echo_json, main, reference_weights_option, ssh_options, threads_option
 
 
 @main.command("parity")
@@ -30,8 +30,7 @@ from .app import _at_least, _echo_json, main, reference_weights_option, threads_
     help="ssh://user@host[:port] | adb[:serial]: run the artifact on that device (its own runtime and CPU) "
     "and judge its logits; this machine's run is shown beside it.",
 )
-@click.option("--identity", type=click.Path(dir_okay=False, path_type=str), default=None, help="ssh: private key file.")
-@click.option("--ssh-option", "ssh_options", multiple=True, help="ssh: extra -o KEY=VALUE (repeatable).")
+@ssh_options
 @click.option(
     "--remote-python",
     default="python3",

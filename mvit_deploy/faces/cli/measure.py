@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .app import _adb_help, _at_least, _fail, _target_options, main, threads_option
+from .app import _adb_help, _at_least, _fail, _target_options, main, ssh_options, threads_option
 
 
 @main.command()
@@ -32,8 +32,7 @@ from .app import _adb_help, _at_least, _fail, _target_options, main, threads_opt
 )
 @click.option("--reference", is_flag=True, help="Also time the PyTorch eager reference (needs torch; local only).")
 @_target_options("bench")
-@click.option("--identity", type=click.Path(dir_okay=False, path_type=str), default=None, help="ssh: private key file.")
-@click.option("--ssh-option", "ssh_options", multiple=True, help="ssh: extra -o KEY=VALUE (repeatable).")
+@ssh_options
 @click.option(
     "--remote-python",
     default="python3",
