@@ -40,3 +40,11 @@ def fashion_artifact(tmp_path_factory):
         return cache[target, precision]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    """The hostile files the test_bad_*.py cases read, made once a session (hostile.make_corpus)."""
+    from hostile import make_corpus
+
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
