@@ -8,11 +8,11 @@ type is a one-line :class:`UsageError` naming the file and the key), ``to_dict``
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UsageError
+from .files import MB, load_json, parse_json  # noqa: F401  (parse_json: re-exported)
 
 MANIFEST_SCHEMA = "mvit-deploy/artifact/2"
 # /2's key layout is /1's: only the id differs (it marks manifests written through the typed record, which always
@@ -20,6 +20,7 @@ MANIFEST_SCHEMA = "mvit-deploy/artifact/2"
 # from its model registry (parity.manifest_family).
 READABLE_SCHEMAS = ("mvit-deploy/artifact/1", MANIFEST_SCHEMA)
 # What every reader of a manifest (parity, eval, bench, quant-report, the runners) looks up.
+MAX_MANIFEST_BYTES = 16 * MB  # an ImageNet manifest, labels and parity included, is ~40 KB
 MANIFEST_KEYS = ("artifact", "model", "target", "precision", "input", "output", "checkpoint", "sha256")
 
 
@@ -263,15 +264,6 @@ def package_versions(packages) -> dict[str, str]:
     return out
 
 
-def parse_json(text: str):
-    """json.loads, refusing the NaN / Infinity that Python writes but JSON does not allow."""
-
-    def refuse(constant):
-        raise ValueError(f"{constant} is not JSON")
-
-    return json.loads(text, parse_constant=refuse)
-
-
 def read_manifest(artifact: str | Path) -> Manifest:
     """The artifact's sidecar manifest, once it is sure to describe exactly this file (sha256)."""
     artifact = Path(artifact)
@@ -283,12 +275,7 @@ def read_manifest(artifact: str | Path) -> Manifest:
             f"{artifact} has no manifest {path.name} beside it",
             "keep the .json that `mvit-deploy export` wrote next to the artifact",
         )
-    try:
-        data = parse_json(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UsageError(
-            f"manifest {path} is not valid JSON ({getattr(e, 'msg', e)})", "re-export the artifact"
-        ) from None
+    data = load_json(path, "manifest", "re-export the artifact", MAX_MANIFEST_BYTES)
     manifest = Manifest.from_dict(data, path)
     check_artifact_matches(artifact, manifest, path)
     return manifest
