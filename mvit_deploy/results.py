@@ -57,7 +57,7 @@ def load_results(paths) -> list[dict]:
         schema = data.get("schema") if isinstance(data, dict) else type(data).__name__
         if schema != SCHEMA:
             raise UsageError(f"{p} is not a bench result (schema {schema!r})", f"expected {SCHEMA}")
-        problem = _incomplete(data)
+        problem = run_problem(data)
         if problem:
             raise UsageError(f"{p} is not a complete bench result: {problem}", FROM_BENCH)
         runs.append(data)
@@ -66,7 +66,7 @@ def load_results(paths) -> list[dict]:
     return runs
 
 
-def _incomplete(run: dict) -> str | None:
+def run_problem(run: dict) -> str | None:
     """The first thing the report needs that ``run`` lacks or holds in the wrong shape, or None."""
     device, settings, results = run.get("device"), run.get("settings"), run.get("results")
     if not isinstance(device, dict) or not {"name", "kind"} <= device.keys():
