@@ -10,13 +10,15 @@ One rule per kind of file, so the same picture gives the same tensor whatever it
 - EXIF orientation is applied, so a phone photo is classified upright.
 - Refused by name: more than ``MAX_PIXELS`` pixels (a decompression bomb), fewer than
   ``MIN_SIDE`` pixels on a side (nothing to classify: upscaling 4 px invents the picture),
-  float (``F``) images, and anything Pillow cannot decode.
+  float (``F``) images, anything but a regular file (a FIFO would block ``open`` forever), and
+  anything Pillow cannot decode. Both size checks read the header only, before any pixel is decoded.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..device.files import check_regular
 from ..errors import UsageError
 
 # Read by folder scanning and by the single-file loader alike.
@@ -33,10 +35,7 @@ def _open(path: Path):
 
     from PIL import Image, UnidentifiedImageError
 
-    if path.is_dir():
-        raise UsageError(f"{path} is a directory, not an image", "pass an image file (JPEG, PNG, ...)")
-    if not path.exists():
-        raise UsageError(f"image {path} does not exist", "check the path")
+    check_regular(path, "image", "pass an image file (JPEG, PNG, ...)")  # before open(): a FIFO blocks it
     too_large = "downscale it first"
     try:
         with warnings.catch_warnings():
@@ -99,7 +98,8 @@ def to_rgb(im, path: Path | str = "image"):
     import numpy as np
     from PIL import Image, ImageOps
 
-    im = ImageOps.exif_transpose(im)
+    if im.getexif().get(0x0112, 1) != 1:  # Orientation: exif_transpose copies even an upright image
+        im = ImageOps.exif_transpose(im)
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         grey = np.asarray(im, dtype=np.float64)  # 16-bit greyscale, whatever the byte order
         im = Image.fromarray(np.clip(np.rint(grey / 257.0), 0, 255).astype(np.uint8), "L")

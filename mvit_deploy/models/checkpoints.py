@@ -8,15 +8,18 @@ v1's split attention projections are brought to our fused ``qkv``.
 
 from __future__ import annotations
 
+import functools
 import pickletools
 import re
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
+from ..device.files import MB, check_regular, json_depth, parse_json, size_text
+from ..errors import CheckpointError, UsageError
 from . import families
 from .config import ModelSpec
 
@@ -51,15 +54,118 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             else "pass a .safetensors, .bin, .pt or .pth file"
         )
         raise CheckpointError(f"checkpoint path {path} is a directory", hint)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist", "check the path given to --weights")
+    try:  # before any open(): a FIFO would block it, a device never ends
+        size = check_regular(path, "checkpoint", "check the path given to --weights").st_size
+    except UsageError as e:
+        raise CheckpointError(e.problem, e.fix) from None
     if path.suffix not in SUFFIXES:
         raise CheckpointError(
             f"checkpoint {path} has an unknown suffix {path.suffix!r}", f"use one of {', '.join(SUFFIXES)}"
         )
     if path.suffix == ".safetensors":
+        _check_safetensors_header(path, size)
         return _read_safetensors(path)
+    _check_torch_size(path, size)
     return _read_torch(path)
+
+
+# A checkpoint larger than any MobileViT's is refused before it is read: the largest registered variant with
+# a 21,843-class head (ImageNet-22k's: room for a head pretrained on the largest common label set), at 16 bytes a
+# parameter: float64 weights beside an EMA copy, or a training checkpoint's float32 weights, EMA copy and Adam's
+# two moments. About 0.6 GB; mobilevitv2_200's float32 ImageNet weights take 74 MB.
+WIDEST_HEAD = 21_843
+BYTES_PER_PARAMETER = 16
+MAX_HEADER_BYTES = 16 * MB  # a safetensors header is a line of JSON per tensor: ours are under 0.1 MB
+
+
+@functools.lru_cache(maxsize=1)
+def max_checkpoint_bytes() -> int:
+    """The most bytes of tensors a checkpoint of any registered variant holds (see BYTES_PER_PARAMETER)."""
+    from .config import MODELS
+
+    most = 0
+    for spec in MODELS.values():
+        with torch.device("meta"):  # shapes only: no memory, no init
+            model = families.get_family(spec.family).build(spec.config, num_classes=WIDEST_HEAD)
+        most = max(most, sum(t.numel() for t in model.state_dict().values()))
+    return most * BYTES_PER_PARAMETER
+
+
+def _too_large(path: Path, what: str, size: int) -> CheckpointError:
+    return CheckpointError(
+        f"checkpoint {path} {what} {size_text(size)}, more than any MobileViT checkpoint "
+        f"({size_text(max_checkpoint_bytes())}: the largest variant with a {WIDEST_HEAD:,}-class head, "
+        f"{BYTES_PER_PARAMETER} bytes a parameter)",
+        "pass the weights of a MobileViT model; re-save a training checkpoint with only its state dict",
+    )
+
+
+def _check_safetensors_header(path: Path, size: int) -> None:
+    """Check what a .safetensors file claims against its size and the ceiling, reading its header only.
+
+    Layout: an 8-byte little-endian header length, that many bytes of JSON
+    ``{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}``, then the data;
+    offsets count from the data's start. ``load_file`` would allocate every tensor the header claims.
+    """
+
+    def unreadable(why: str) -> CheckpointError:
+        return CheckpointError(
+            f"checkpoint {path} is not a readable safetensors file ({why})", "re-download or re-save it"
+        )
+
+    with open(path, "rb") as f:  # a regular file: check_regular said so
+        head = f.read(8)
+        if len(head) < 8:
+            raise unreadable(f"{size} bytes, shorter than the 8-byte header length")
+        (length,) = struct.unpack("<Q", head)
+        if length > min(MAX_HEADER_BYTES, size - 8):
+            raise unreadable(
+                f"its header claims {length:,} bytes, the file holds {size - 8:,} after the length"
+                if length > size - 8
+                else f"its header claims {length:,} bytes, more than the {MAX_HEADER_BYTES:,} any checkpoint needs"
+            )
+        raw = f.read(length)
+    try:
+        text = raw.decode("utf-8")
+        header = parse_json(text) if json_depth(text, 4) <= 4 else None
+    except ValueError:  # UnicodeDecodeError is one
+        header = None
+    if not isinstance(header, dict) or not all(isinstance(v, dict) for v in header.values()):
+        raise unreadable("its header is not a JSON object of tensors")
+    data_bytes, total = size - 8 - length, 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets")
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(type(o) is int for o in offsets)
+            and 0 <= offsets[0] <= offsets[1]
+        ):
+            raise unreadable(f"tensor {name[:100]!r} has no valid data_offsets")
+        if offsets[1] > data_bytes:
+            raise unreadable(
+                f"tensor {name[:100]!r} ends at byte {offsets[1]:,} of the data, the file holds {data_bytes:,}: "
+                "truncated"
+            )
+        total += offsets[1] - offsets[0]
+    if total > max_checkpoint_bytes():
+        raise _too_large(path, "claims tensors of", total)
+
+
+def _check_torch_size(path: Path, size: int) -> None:
+    """Refuse a torch.save file larger than any MobileViT checkpoint, or a zip that unpacks to more, before
+    torch.load allocates it."""
+    if size > max_checkpoint_bytes():
+        raise _too_large(path, "is", size)
+    try:
+        with zipfile.ZipFile(path) as z:
+            unpacked = sum(i.file_size for i in z.infolist())  # torch stores, but a hand-made zip can deflate
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip (a legacy pickle), or a broken one: _read_torch names it
+    if unpacked > max_checkpoint_bytes():
+        raise _too_large(path, "unpacks to", unpacked)
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:

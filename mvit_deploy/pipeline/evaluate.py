@@ -43,20 +43,54 @@ def _class_index(label: str, num_classes: int) -> int:
     return index
 
 
+# A `path<TAB>label` line per image: ImageNet's 1.28 M training images take 60 MB.
+MAX_LABELS_BYTES = 256 << 20
+LABELS_FIX = "write one `relative/path.jpg<TAB>label` line per image (label: a class index or a synset id)"
+
+
+def read_labels(labels: str | Path, data: Path, num_classes: int) -> list[tuple[Path, int]]:
+    """(image under ``data``, class index) per line of a ``--labels`` file, every line and image checked: a bad
+    one is refused naming the file and line, before any model loads."""
+    from ..device.files import read_bytes
+    from ..inputs.images import check_image
+
+    raw = read_bytes(labels, "labels file", LABELS_FIX, MAX_LABELS_BYTES)  # decoded here, to name the line
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise UsageError(
+            f"labels file {labels} line {line} is not UTF-8 text (byte {e.start} is {raw[e.start]:#04x})",
+            "save the file as UTF-8",
+        ) from None
+    out = []
+    for number, line in enumerate(text.split("\n"), 1):  # numbered as an editor does (splitlines also splits at \f)
+        line = line.removesuffix("\r")
+        if not line.strip() or line.startswith("#"):
+            continue
+        where = f"labels file {labels} line {number}"
+        parts = re.split(r"[\t,]", line, maxsplit=1)
+        if len(parts) != 2 or not parts[0].strip():
+            raise UsageError(f"{where} ({line[:60]!r}) has no tab or comma between a path and a label", LABELS_FIX)
+        try:
+            index = _class_index(parts[1], num_classes)
+        except UsageError as e:
+            label_fix = f"label each image with a class index 0..{num_classes - 1} or an ImageNet-1k synset id"
+            raise UsageError(f"{where}: {e.problem}", label_fix) from None
+        try:
+            check_image(data / parts[0].strip())  # a missing or broken image is found now, not after the models load
+        except UsageError as e:
+            raise UsageError(f"{where}: {e.problem}", f"{e.fix}; paths are relative to --data {data}") from None
+        out.append((data / parts[0].strip(), index))
+    if not out:
+        raise UsageError(f"labels file {labels} has no entries", LABELS_FIX)
+    return out
+
+
 def labeled_images(data: str | Path, labels: str | Path | None, num_classes: int) -> list[tuple[Path, int]]:
     data = Path(data)
     if labels is not None:
-        labels = Path(labels)
-        if not labels.is_file():
-            raise UsageError(f"labels file {labels} does not exist", "pass a file of `path<TAB>label` lines")
-        out = []
-        for line in labels.read_text().splitlines():
-            if line.strip() and not line.startswith("#"):
-                path, label = re.split(r"[\t,]", line, maxsplit=1)
-                out.append((data / path.strip(), _class_index(label, num_classes)))
-        if not out:
-            raise UsageError(f"labels file {labels} has no entries", "one `path<TAB>label` line per image")
-        return out
+        return read_labels(labels, data, num_classes)
     return [(f, _class_index(f.parent.name, num_classes)) for f in image_files(data, check=True)]
 
 
@@ -185,6 +219,8 @@ def labeled_set(manifest: Manifest, data, labels=None, n: int | None = None) -> 
         raise UsageError(f"--n {n} is not a positive number of images", "use e.g. --n 100, or drop --n")
     pre, size = manifest_preprocessing(manifest), manifest.input.size
     if data is None or data in FASHION_DATA:
+        if labels is not None:
+            raise UsageError("--labels names images under --data, but no --data folder was given", "pass --data DIR")
         if manifest.domain != "fashion-mnist" and data is None:
             raise UsageError(
                 "--data is needed for a model of the photo domain",
@@ -288,7 +324,7 @@ def evaluate(
     from ..artifact import read_manifest
     from ..models.families import rule_for
     from .eval_shards import SHARD, JudgeSpec, ShardStore, import_ray, run_local, run_ray, shards, top_width
-    from .parity import check_reference_weights, manifest_family
+    from .parity import check_artifact_contents, check_reference_weights, manifest_family
 
     o = replace(options or EvalOptions(), **fields)
     labels, n, threads, weights, engine = o.labels, o.n, o.threads, o.weights, o.engine
@@ -313,8 +349,9 @@ def evaluate(
         data = str(Path(data).resolve())
     weights = None if weights is None else str(Path(weights).resolve())
     manifests = [read_manifest(a) for a in artifacts]  # every path checked before any work
-    for manifest in manifests:
+    for artifact, manifest in zip(artifacts, manifests, strict=True):
         check_reference_weights(manifest, weights)
+        check_artifact_contents(artifact, manifest)  # its precision picks the accuracy bound
     keys = {
         (
             m.domain,
