@@ -69,14 +69,16 @@ def read_bytes(path: str | Path, what: str, fix: str, max_bytes: int) -> bytes:
         raise UsageError(f"{what} {path} is a directory, not a file", fix) from None
     except OSError as e:
         raise UsageError(f"{what} {path} cannot be read ({e.strerror})", fix) from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):  # checked on the descriptor: fdopen would refuse a directory itself
+        os.close(fd)
+        raise UsageError(f"{what} {path} is {_kind(st.st_mode)}, not a file", fix)
+    if st.st_size > max_bytes:
+        os.close(fd)
+        raise UsageError(
+            f"{what} {path} is {size_text(st.st_size)}, more than any {what} holds ({size_text(max_bytes)})", fix
+        )
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"{what} {path} is {_kind(st.st_mode)}, not a file", fix)
-        if st.st_size > max_bytes:
-            raise UsageError(
-                f"{what} {path} is {size_text(st.st_size)}, more than any {what} holds ({size_text(max_bytes)})", fix
-            )
         try:
             data = f.read(max_bytes + 1)  # the size may have grown since fstat
         except OSError as e:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..device.files import MB, check_regular, load_json
 from ..errors import UsageError
 
 SHARD = 256  # images per shard: 1/4 s to 90 s of work per artifact, small enough to lose
@@ -107,15 +108,13 @@ class ShardStore:
             raise UsageError(f"--resume: {self.dir} does not exist", "pass the --out folder of the interrupted run")
         run = self.dir / "run.json"
         if run.exists():
-            try:
-                previous = json.loads(run.read_text())
-            except (ValueError, OSError):
-                previous = None
             if not resume:
                 raise UsageError(
                     f"{self.dir} holds shards of an earlier eval",
                     "pass --resume to continue it, or another --out folder",
                 )
+            fix = f"delete {self.dir} or use another --out folder"
+            previous = load_json(run, "eval run record", fix, MB)
             if previous != fingerprint:
                 raise UsageError(
                     f"{self.dir} holds shards of a different eval (artifacts, data or shard size differ)",
@@ -145,17 +144,34 @@ class ShardStore:
     def path(self, start: int, stop: int) -> Path:
         return self.dir / "shards" / f"{start:09d}-{stop:09d}.npz"
 
-    def load(self, start: int, stop: int, keys: set[str]) -> dict[str, np.ndarray] | None:
-        """A finished shard, or None (missing, unreadable or not this run's: it is run again)."""
+    def load(self, start: int, stop: int, keys: set[str], width: int | None = None) -> dict[str, np.ndarray] | None:
+        """A finished shard, or None (missing, unreadable or not this run's keys and length: it is run again).
+
+        Each array is ``[stop - start, width]`` int32 (Judge.run; ``width`` defaults to :func:`keys_width`). A
+        shard of the right keys and length but another width or type is refused: it was not written by this run
+        (its run.json matched), and would not fit the arrays it is copied into. Headers are checked before any
+        array is read, so a shard claiming a huge shape allocates nothing."""
         path = self.path(start, stop) if self.dir is not None else None
         if path is None or not path.exists():
             return None
+        fix = f"delete {path} (that shard is run again) or drop --resume"
+        size, most = check_regular(path, "eval shard", fix).st_size, len(keys) * ((stop - start) * 5 * 4 + 4096)
+        if size > most:  # np.savez of this run's arrays: 4 bytes a class index, a few hundred bytes of headers
+            raise UsageError(f"eval shard {path} is {size:,} bytes, more than a shard of this run ({most:,})", fix)
         try:
+            with open(path, "rb") as f:  # np.load reads anything else as a bare .npy: no `with`, no keys
+                if f.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
+                    raise ValueError("not an .npz")
             with np.load(path, allow_pickle=False) as z:  # our own arrays: no pickle, ever
-                arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+                shapes = {k: _npy_header(z.zip, f"{k}.npy") for k in z.files}
+                if set(shapes) != keys or any(shape[:1] != (stop - start,) for shape, _ in shapes.values()):
+                    arrays = None
+                else:
+                    _check_width(path, shapes, stop - start, keys_width(keys) if width is None else width, fix)
+                    arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
             arrays = None
-        if arrays is None or set(arrays) != keys or any(len(a) != stop - start for a in arrays.values()):
+        if arrays is None:
             path.unlink(missing_ok=True)
             return None
         return arrays
@@ -167,6 +183,36 @@ class ShardStore:
         tmp = final.with_name(f".{final.stem}.tmp-{os.getpid()}.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, final)
+
+
+def keys_width(keys) -> int:
+    """The top-k columns of a shard of these keys: min(5, classes), the classes read from the reference keys
+    (``ref:<model>:<checkpoint>:<classes>``, evaluate.py)."""
+    classes = [k.rsplit(":", 1)[1] for k in keys if k.startswith("ref:")]
+    return min(5, *(int(c) for c in classes if c.isdigit()), 5)
+
+
+def _npy_header(archive: zipfile.ZipFile, name: str) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) of one array of an .npz, from its header alone."""
+    from numpy.lib import format as npy
+
+    with archive.open(name) as f:
+        version = npy.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"npy format {version}")
+        read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, _, dtype = read(f)
+    return shape, dtype
+
+
+def _check_width(path: Path, shapes: dict, n: int, width: int, fix: str) -> None:
+    for key, (shape, dtype) in sorted(shapes.items()):
+        if shape != (n, width) or dtype != np.int32:
+            raise UsageError(
+                f"eval shard {path} holds {key} as {dtype} of shape {list(shape)}, and this run's shards hold int32 "
+                f"of shape [{n}, {width}] (top-{width} classes per image): it is not this run's",
+                fix,
+            )
 
 
 def shards(total: int, size: int = SHARD) -> list[tuple[int, int]]:

@@ -55,12 +55,10 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 
 def _log_ticks(lo: float, hi: float) -> list[float]:
-    return [
-        m * 10.0**e
-        for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-        for m in (1, 2, 5)
-        if lo <= m * 10.0**e <= hi
-    ]
+    """1, 2, 5 per decade; over more than 8 decades (1e-300 ms next to an hour) powers of ten, at most ~6 of them."""
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    every, steps = (1, (1, 2, 5)) if len(decades) <= 8 else (math.ceil(len(decades) / 6), (1,))
+    return [m * 10.0**e for e in decades if e % every == 0 for m in steps if lo <= m * 10.0**e <= hi]
 
 
 def _axis(lo: float, hi: float, start: float, length: float, from_zero: bool = False, may_log: bool = True):

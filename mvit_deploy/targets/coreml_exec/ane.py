@@ -415,19 +415,30 @@ def check(artifact: str | Path) -> AneReport:
 # ---------------------------------------------------------------------------- the compute plan (macOS)
 
 
+PLAN_MAX_BYTES = 64 << 20  # --save-plan writes ~100 bytes an op; a program of 10,000 ops is 1 MB
+
+
 def read_plan(path: str | Path) -> dict[str, dict]:
-    """A compute plan ``ane-check --compute-plan --save-plan`` recorded (op -> {device, ...})."""
-    import json
+    """A compute plan ``ane-check --compute-plan --save-plan`` recorded (op -> {device, cost, ...}), checked entry
+    by entry: device one of ane / gpu / cpu / null, cost a finite weight or null."""
+    import math
+
+    from ...device.files import load_json
 
     fix = "pass the JSON `ane-check --compute-plan --save-plan` wrote"
-    try:
-        plan = json.loads(Path(path).read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UsageError(f"{path} is not a recorded compute plan ({e})", fix) from None
-    except OSError as e:
-        raise UsageError(f"cannot read the compute plan {path} ({e.strerror})", "check the path") from None
+    plan = load_json(path, "compute plan", fix, PLAN_MAX_BYTES)
     if not isinstance(plan, dict) or not all(isinstance(v, dict) and "device" in v for v in plan.values()):
         raise UsageError(f"{path} is not a recorded compute plan", fix)
+    for name, entry in plan.items():
+        cost = entry.get("cost")
+        if entry["device"] not in (*_DEVICES.values(), None):
+            raise UsageError(
+                f"{path} is not a recorded compute plan: {name!r:.80} runs on {entry['device']!r:.40}", fix
+            )
+        if cost is not None and not (
+            isinstance(cost, (int, float)) and not isinstance(cost, bool) and math.isfinite(cost) and cost >= 0
+        ):
+            raise UsageError(f"{path} is not a recorded compute plan: the cost of {name!r:.80} is {cost!r:.40}", fix)
     return plan
 
 
@@ -468,7 +479,13 @@ def check_with_plan(
         return report, None
     from .program import load_program
 
-    return report, compare_plan(report, load_program(artifact), plan)
+    comparison = compare_plan(report, load_program(artifact), plan)
+    if plan_file and not comparison["ops"]:  # else: exit 0 with agreement null, as if Core ML had said nothing
+        raise UsageError(
+            f"compute plan {plan_file} names no op of {artifact}: it was recorded for another model",
+            f"record this package's plan on a Mac: `mvit-deploy ane-check {artifact} --compute-plan --save-plan FILE`",
+        )
+    return report, comparison
 
 
 def compute_plan(artifact: str | Path, compute_units: str = "cpu_and_ne") -> dict[str, dict]:
