@@ -46,7 +46,16 @@ def test_an_unexpected_exception_is_exit_3_with_its_traceback_in_a_log(monkeypat
     assert log.parent == tmp_path and "Traceback" in log.read_text() and "crash" in log.read_text()
 
 
-CASE_FILES = ["test_bad_args", "test_bad_images", "test_bad_weights", "test_bad_manifests", "test_bad_results"]
+CASE_FILES = [
+    "test_bad_args",
+    "test_bad_images",
+    "test_bad_weights",
+    "test_bad_manifests",
+    "test_bad_results",
+    "test_bad_outputs",
+    "test_bad_device",
+    "test_bad_artifacts",
+]
 
 
 def test_the_corpus_covers_every_command():

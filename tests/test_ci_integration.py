@@ -100,6 +100,44 @@ def test_plugin_usage_errors_are_one_line(tmp_path):
     assert result.returncode == 4 and "no exported artifact in it" in result.stderr
 
 
+def test_a_broken_artifact_fails_in_one_line(fashion_artifact, tmp_path):
+    """A folder of broken artifacts: each case fails in a line of its own, never pytest's traceback (a folder of 8
+    printed 2,321 lines). Random bytes with a matching sidecar, an artifact without its manifest, and a good one whose
+    runtime raises a bug of its own (patched in by the user's conftest.py)."""
+    import numpy as np
+
+    from mvit_deploy.artifact import manifest_path, tree_bytes, tree_sha256
+
+    folder = tmp_path / "broken"
+    good = copy_artifact(fashion_artifact("onnx"), folder)
+    random = folder / "random.onnx"
+    random.write_bytes(np.random.default_rng(0).bytes(100_000))
+    manifest = json.loads(manifest_path(good).read_text())
+    manifest.update(artifact=random.name, sha256=tree_sha256(random), bytes=tree_bytes(random))
+    manifest_path(random).write_text(json.dumps(manifest))
+    (folder / "lonely.onnx").write_bytes(random.read_bytes()[:1000])
+    (tmp_path / "conftest.py").write_text(
+        "from pathlib import Path\n"
+        "import mvit_deploy.targets as targets\n\n"
+        "original = targets.load_runner\n\n"
+        "def load_runner(path, *args, **kw):\n"
+        f"    if Path(path).name == {good.name!r}:\n"
+        "        raise RuntimeError('the runtime broke\\n  over two lines')\n"
+        "    return original(path, *args, **kw)\n\n"
+        "targets.load_runner = load_runner\n"
+    )
+    result = user_pytest("--mvit-artifacts", str(folder), "--mvit-n", "4", cwd=tmp_path)
+    assert result.returncode == 1 and "3 failed" in result.stdout, result.stdout[-3000:]
+    lines = result.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if " FAILURES " in line) + 1
+    failures = lines[start : next(i for i in range(start, len(lines)) if lines[i].startswith("="))]
+    assert len(failures) == 6, "\n".join(failures)  # per case: pytest's header line and one line of ours
+    assert "Traceback" not in result.stdout and not any("def " in line or line.startswith("E ") for line in failures)
+    text = "\n".join(failures)
+    assert "lonely.onnx: " in text and "random.onnx: " in text, text
+    assert f"{good.name}: internal error: RuntimeError: the runtime broke over two lines" in text, text
+
+
 def ci_commands(name: str) -> list[str]:
     """The shell commands of an example CI file, install steps left out (this venv is the install)."""
     doc = yaml.safe_load((ROOT / "examples" / "ci" / name).read_text())

@@ -2,15 +2,17 @@
 Python, fetch the answer.
 
 Every remote path and argument is passed through ``shlex.quote``; local commands are
-argument lists, never a shell string. The remote needs python3 with numpy and the
-runtime of each artifact (``pip install 'mvit-deploy[device]'``); our device side
-(``mvit_deploy/device/``, and only it) is copied with the artifacts as ``mvit_deploy_device``,
-so the remote's own mvit-deploy version does not matter.
+argument lists, never a shell string, with ``--`` before the destination (a user or host that
+starts with ``-`` is refused outright: ``ssh://-oProxyCommand=...@host`` must never reach ssh as
+an option). What the board answers is checked before it is trusted (``results.run_problem``).
+The remote needs python3 with numpy and the runtime of each artifact
+(``pip install 'mvit-deploy[device]'``); our device side (``mvit_deploy/device/``, and only it)
+is copied with the artifacts as ``mvit_deploy_device``, so the remote's own mvit-deploy version
+does not matter.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import shutil
@@ -25,6 +27,7 @@ import numpy as np
 
 from ..artifact import manifest_path
 from ..errors import UsageError
+from ..results import run_problem
 
 DEVICE_PACKAGE = Path(__file__).resolve().parents[1] / "device"  # mvit_deploy/device/: the whole device side
 REMOTE_PACKAGE = "mvit_deploy_device"  # its name on the device (relative imports only: any name works)
@@ -42,9 +45,11 @@ def stage_device_code(dest: Path) -> Path:
 
 def parse_answer(out: str, what: str, where: str, keys: tuple[str, ...]) -> dict:
     """The device side's JSON answer, refused in one line when it is not one (a different program answered)."""
+    from ..device.files import MAX_DEPTH, json_depth, parse_json
+
     try:
-        data = json.loads(out)
-    except json.JSONDecodeError:
+        data = parse_json(out) if json_depth(out) <= MAX_DEPTH else None
+    except ValueError:  # not JSON, or NaN / Infinity in it
         data = None
     if not isinstance(data, dict) or any(k not in data for k in keys):
         raise RemoteError(
@@ -56,9 +61,17 @@ def parse_answer(out: str, what: str, where: str, keys: tuple[str, ...]) -> dict
 def device_answer(out: str, logits_file: Path, n: int, what: str, where: str) -> tuple[np.ndarray, dict]:
     """The device side's ``run`` answer and the logits it wrote, each checked before it is trusted."""
     answer = parse_answer(out, what, where, ("device", "runtime", "n"))
-    if not isinstance(answer["device"], dict):
+    device = answer["device"]
+    if (
+        not isinstance(device, dict)
+        or not all(isinstance(device.get(k), str) for k in ("cpu", "machine", "os"))
+        or not isinstance(device.get("runtimes") or {}, dict)
+        or not isinstance(answer["runtime"], str)
+        or not isinstance(answer.get("seconds", 0), (int, float))
+    ):
         raise RemoteError(
-            f"{what} on {where} gave no answer of the device side's shape", "run it by hand there to see why"
+            f"{what} on {where} gave no answer of the device side's shape (device {{cpu, machine, os}}, runtime)",
+            "run it by hand there to see why; its mvit-deploy device side may be another version",
         )
     try:
         with np.load(logits_file, allow_pickle=False) as data:
@@ -94,6 +107,18 @@ class SshDevice:
             port = parts.port
         except ValueError:
             raise UsageError(f"bad port in {spec!r}", "use ssh://user@host:22") from None
+        for what, value in (("user", parts.username), ("host", parts.hostname)):
+            if value is None:
+                continue
+            if value.startswith("-"):  # ssh would read "-oProxyCommand=..." as an option, and run its command
+                problem = f"the {what} {value!r} starts with '-', which ssh would read as an option"
+            elif not value.isprintable() or " " in value:
+                problem = f"the {what} {value!r} holds a space or a control character"
+            else:
+                continue
+            raise UsageError(
+                f"bad ssh device {spec!r}: {problem}", "use ssh://user@host[:port] with a plain user and host"
+            )
         return cls(parts.hostname, parts.username, port, identity, tuple(options), python)
 
     @property
@@ -112,7 +137,7 @@ class SshDevice:
 
     def ssh_command(self, remote_argv: list[str]) -> list[str]:
         """The local argv that runs ``remote_argv`` remotely, every word quoted for the remote shell."""
-        return ["ssh", *self._common("-p"), self.target, " ".join(shlex.quote(a) for a in remote_argv)]
+        return ["ssh", *self._common("-p"), "--", self.target, " ".join(shlex.quote(a) for a in remote_argv)]
 
     def _run(self, argv: list[str], what: str, timeout: int = 900) -> str:
         try:
@@ -131,7 +156,7 @@ class SshDevice:
         return out.stdout
 
     def remote_shell(self, script: str, what: str) -> str:
-        return self._run(["ssh", *self._common("-p"), self.target, script], what)
+        return self._run(["ssh", *self._common("-p"), "--", self.target, script], what)
 
     @contextmanager
     def session(self, files):
@@ -148,6 +173,7 @@ class SshDevice:
                         "-q",
                         "-r",
                         *self._common("-P"),
+                        "--",
                         str(code),
                         *map(str, files),
                         f"{self.target}:{remote_dir}/",
@@ -157,7 +183,7 @@ class SshDevice:
             yield remote_dir
         finally:
             subprocess.run(
-                ["ssh", *self._common("-p"), self.target, f"rm -rf {shlex.quote(remote_dir)}"],
+                ["ssh", *self._common("-p"), "--", self.target, f"rm -rf {shlex.quote(remote_dir)}"],
                 capture_output=True,
                 timeout=60,
             )
@@ -189,6 +215,12 @@ class SshDevice:
             ]
             out = self.remote_shell(self.device_command(remote_dir, args), "running the benchmark")
         result = parse_answer(out, "the remote benchmark", self.target, ("device", "results"))
+        problem = run_problem(result)
+        if problem:
+            raise RemoteError(
+                f"the remote benchmark on {self.target} answered a bench result of the wrong shape: {problem}",
+                "run it by hand there to see why; its mvit-deploy device side may be another version",
+            )
         result["device"].update(kind="ssh", name=self.host)
         for r in result["results"]:
             r["artifact"] = str(Path(r["artifact"]).name)
@@ -217,6 +249,7 @@ class SshDevice:
                         "scp",
                         "-q",
                         *self._common("-P"),
+                        "--",
                         f"{self.target}:{remote_dir}/logits.npz",
                         str(Path(tmp) / "logits.npz"),
                     ],

@@ -245,10 +245,8 @@ class ParityItem(pytest.Item):
         except ParityFailed as e:
             self._record(e.report)
             raise
-        except (
-            MvitDeployError
-        ) as e:  # an unreadable artifact or manifest, a missing reference: the case fails in one line
-            raise AssertionError(f"{self.artifact.name}: {e.one_line()}") from None
+        except MvitDeployError as e:  # an unreadable artifact or manifest, a missing reference: one line
+            raise pytest.fail.Exception(f"{self.artifact.name}: {e.one_line()}", pytrace=False) from None
         self._record(report)
 
     def _record(self, report) -> None:
@@ -273,9 +271,17 @@ class ParityItem(pytest.Item):
             )
 
     def repr_failure(self, excinfo):
-        if isinstance(excinfo.value, AssertionError):
+        """A verdict or a broken artifact in its own lines; anything else (a bug of ours or of a runtime) in one line
+        too, with pytest's traceback only when asked for (``--tb=long`` or ``--tb=native``)."""
+        if isinstance(excinfo.value, ParityFailed):
             return str(excinfo.value)
-        return super().repr_failure(excinfo)
+        if isinstance(excinfo.value, pytest.fail.Exception) or self.config.getoption("tbstyle") in ("long", "native"):
+            return super().repr_failure(excinfo)
+        message = " ".join(str(excinfo.value).split())
+        return (
+            f"{self.artifact.name}: internal error: {type(excinfo.value).__name__}: {message} — please report it; "
+            "--tb=long shows the traceback"
+        )
 
     def reportinfo(self):
         return self.artifact, None, f"parity of {self.artifact.name}"

@@ -5,10 +5,23 @@ Kept apart from cli.py, which only turns flags into a library call; nothing here
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+
+def cell(value, spec: str = ".2f", missing: str = "-") -> str:
+    """One number of a table, whatever a result holds: ``missing`` for None (JSON's NaN and infinity, a statistic
+    not measured), NaN and infinity as words, anything else that is not a number as text: never a TypeError."""
+    if value is None:
+        return missing
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return format(value, spec)
 
 
 def print_models(cards: list[dict]) -> None:
@@ -26,8 +39,8 @@ def print_models(cards: list[dict]) -> None:
             c["name"],
             c["family_title"],
             str(c["input_size"]),
-            f"{c['params_m']:.2f}",
-            f"{c['gmacs']:.2f}",
+            cell(c["params_m"]),
+            cell(c["gmacs"]),
             c["summary"],
             sources,
         )
@@ -56,7 +69,9 @@ def print_parity(rows: list[dict]) -> None:
             table.add_row(name, *(["", ""] if on_device else []), "-", "-", "-", "-", "-", "[yellow]not run here[/]")
             notes.append(f"{name}: {r.get('skipped', '')}")
             continue
-        where = [_device_label(r["device"]), r.get("runtime", "")] if on_device else []
+        where = (
+            [_device_label(r["device"]) if r.get("device") else "this host", r.get("runtime", "")] if on_device else []
+        )
         table.add_row(
             name,
             *where,
@@ -76,20 +91,24 @@ def print_parity(rows: list[dict]) -> None:
             )
         elif on_device and host:
             notes.append(f"{name}: not run on this host: {host['skipped']}")
-        notes.extend(f"{name}: {f}" for f in r.get("failures", []))
-        for f in r.get("flips", []):
+        failures, flips = r.get("failures", []), r.get("flips", [])
+        if failures and m.get("max_abs", 0) is None:  # NaN or infinite outputs: every other failure follows
+            notes.append(f"{name}: {failures[0]} (the other bounds and flips follow from it; --json lists them)")
+            failures, flips = [], []
+        notes.extend(f"{name}: {f}" for f in failures)
+        for f in flips:
             kind = "decisive" if f["decisive"] else "near-tie, not counted"
             notes.append(
                 f"{name}: image {f['index']} flipped {f['reference']} -> {f['artifact']}, "
-                f"reference margin {f['margin']:.3g} ({f['margin_rel']:.1%} of peak; {kind} below "
-                f"{r.get('decisive_margin', 0):.1%})"
+                f"reference margin {cell(f['margin'], '.3g')} ({cell(f['margin_rel'], '.1%')} of peak; {kind} "
+                f"below {cell(r.get('decisive_margin'), '.2%')})"
             )
         if r.get("device"):
             d = r["device"]
             versions = ", ".join(f"{k} {v}" for k, v in (d.get("runtimes") or {}).items())
             notes.append(
-                f"{name}: device {d['name']} ({d['kind']}): {d['cpu']}, {d['machine']}, {d['os']}, Python "
-                f"{d.get('python')}; {versions}"
+                f"{name}: device {d.get('name')} ({d.get('kind')}): {d.get('cpu')}, {d.get('machine')}, "
+                f"{d.get('os')}, Python {d.get('python')}; {versions}"
             )
             if d.get("emulated"):
                 notes.append(
@@ -99,8 +118,8 @@ def print_parity(rows: list[dict]) -> None:
             dvh = r.get("device_vs_host")
             if dvh:
                 notes.append(
-                    f"{name}: device vs this host: max rel {dvh['max_rel']:.1e}, top-1 agreement "
-                    f"{dvh['top1_agreement']:.1%}"
+                    f"{name}: device vs this host: max rel {cell(dvh.get('max_rel'), '.1e', 'NaN')}, top-1 "
+                    f"agreement {cell(dvh.get('top1_agreement'), '.1%')}"
                 )
     console = Console(width=max(Console().width, 150 if on_device else 110))
     console.print(table)
@@ -109,16 +128,17 @@ def print_parity(rows: list[dict]) -> None:
 
 
 def _device_label(d: dict) -> str:
-    return f"{d['name']} ({d['machine']}{', emulated' if d.get('emulated') else ''})"
+    return f"{d.get('name')} ({d.get('machine')}{', emulated' if d.get('emulated') else ''})"
 
 
 def _metric_cells(m: dict) -> list[str]:
-    psnr = m.get("psnr_db")
+    """A JSON metric of null is infinite PSNR where the outputs are identical (max_abs 0), else NaN (NaN outputs)."""
+    identical = m.get("max_abs") == 0
     return [
-        f"{m['max_rel']:.1e}" if m.get("max_rel") is not None else "-",
-        "inf" if psnr is None else f"{psnr:.1f}",
-        f"{m['top1_agreement']:.1%}",
-        f"{m['decisive_top1_agreement']:.1%} of {m['n_decisive']}",
+        cell(m.get("max_rel"), ".1e", "-" if identical else "NaN"),
+        cell(m.get("psnr_db"), ".1f", "inf" if identical else "NaN"),
+        cell(m.get("top1_agreement"), ".1%"),
+        f"{cell(m.get('decisive_top1_agreement'), '.1%')} of {cell(m.get('n_decisive'), 'd')}",
     ]
 
 
@@ -145,7 +165,7 @@ def print_bench(console, result: dict, threads: int) -> None:
         "MB",
     ):
         table.add_column(col, no_wrap=True)
-    f = lambda v, spec=".2f": "-" if v is None else format(v, spec)  # noqa: E731
+    f = cell
     for r in result["results"]:
         lat = r["latency_ms"]
         table.add_row(
@@ -159,7 +179,7 @@ def print_bench(console, result: dict, threads: int) -> None:
             f"{f(lat['mean'])} ± {f(lat.get('std'))}",
             f(r.get("throughput_ips"), ".1f"),
             f(r.get("rss_delta_mb"), ".0f"),
-            "-" if r["bytes"] is None else f"{r['bytes'] / 1e6:.1f}",
+            f(r["bytes"] / 1e6 if isinstance(r.get("bytes"), (int, float)) else r.get("bytes"), ".1f"),
         )
     console.print(table)
     for s in result["skipped"]:
@@ -197,15 +217,15 @@ def print_comparison(console, result: dict) -> None:
         if c["verdict"] in ("no baseline", "no samples"):
             table.add_row(Path(r["artifact"]).name, "-", "-", "-", "-", "-", c["verdict"])
             continue
-        lo, hi = c["ci95"]
+        lo, hi = c.get("ci95") or (None, None)
         verdict = f"[{colour[c['verdict']]}]{c['verdict']}[/]" if c["verdict"] in colour else c["verdict"]
         table.add_row(
             Path(r["artifact"]).name,
-            f"{c['baseline_p50_ms']:.2f}",
-            f"{c['p50_ms']:.2f}",
-            f"{c['change']:+.1%}",
-            f"{lo:+.1%} .. {hi:+.1%}",
-            f"{c['p_value']:.1g}",
+            cell(c.get("baseline_p50_ms")),
+            cell(c.get("p50_ms")),
+            cell(c.get("change"), "+.1%"),
+            f"{cell(lo, '+.1%')} .. {cell(hi, '+.1%')}",
+            cell(c.get("p_value"), ".1g"),
             verdict,
         )
     console.print(table)
@@ -231,7 +251,7 @@ def print_ane_report(report, comparison, show_all: bool) -> None:
     s = report.summary()
     console.print(
         f"{s['hard']} hard, {s['cost']} cost, {s['reported']} reported; last-axis padding "
-        f"~{s['last_axis_padding_bytes'] / 1e6:.2f} MB. "
+        f"~{cell(s['last_axis_padding_bytes'] / 1e6)} MB. "
         "These are predictions from public sources: on a Mac, --compute-plan asks Core ML.",
         highlight=False,
     )
@@ -239,7 +259,7 @@ def print_ane_report(report, comparison, show_all: bool) -> None:
         agree = comparison["agreement"]
         console.print(
             f"Core ML's plan: {comparison['core_ml_on_ane']} of {comparison['ops']} ops on the Neural Engine; "
-            f"the static rules agree on {'n/a' if agree is None else f'{agree:.0%}'} of them.",
+            f"the static rules agree on {cell(agree, '.0%', 'n/a')} of them.",
             highlight=False,
         )
         for row in comparison["disagreements"][: None if show_all else 10]:
@@ -257,14 +277,15 @@ def print_quant_report(layers, blocks: list, n: int, top: int) -> None:
     for col in ("block", "SQNR dB"):
         worst.add_column(col)
     for name, value in blocks[:top]:
-        worst.add_row(name, f"{value:.1f}")
+        worst.add_row(name, cell(value, ".1f", "inf"))  # null: identical tensors
     console.print(worst)
     table = Table(title=f"per-tensor SQNR, {n} photo crops")
     for col in ("tensor", "module", "cumulative dB", "local dB"):
         table.add_column(col, no_wrap=True)
     for layer in layers[:top]:
-        local = "-" if layer.local_sqnr_db is None else f"{layer.local_sqnr_db:.1f}"
-        table.add_row(layer.tensor, layer.module, f"{layer.cumulative_sqnr_db:.1f}", local)
+        table.add_row(
+            layer.tensor, layer.module, cell(layer.cumulative_sqnr_db, ".1f", "inf"), cell(layer.local_sqnr_db, ".1f")
+        )
     console.print(table)
 
 
@@ -284,19 +305,21 @@ def print_eval(report) -> None:
     ):
         table.add_column(col, no_wrap=True)
     for r in report.rows:
-        lo, hi = r.drop_ci95
+        lo, hi = r.drop_ci95 or (None, None)
         verdict = (
-            "-" if r.bound is None else ("[green]pass[/]" if r.passed else f"[red]FAIL[/] (> {r.bound['value']:g})")
+            "-"
+            if r.bound is None
+            else ("[green]pass[/]" if r.passed else f"[red]FAIL[/] (> {cell(r.bound['value'], 'g')})")
         )
         table.add_row(
             Path(r.artifact).name,
             r.precision,
-            f"{r.reference['top1']:.2%}",
-            f"{r.artifact_metrics['top1']:.2%}",
-            f"{r.drop_points:+.2f} ({lo:+.2f}, {hi:+.2f})",
-            f"p={r.mcnemar_p:.2g} {r.noise}",
-            f"{r.artifact_metrics['top5']:.2%}",
-            f"{r.top1_agreement:.2%}",
+            cell(r.reference.get("top1"), ".2%"),
+            cell(r.artifact_metrics.get("top1"), ".2%"),
+            f"{cell(r.drop_points, '+.2f')} ({cell(lo, '+.2f')}, {cell(hi, '+.2f')})",
+            f"p={cell(r.mcnemar_p, '.2g')} {r.noise}",
+            cell(r.artifact_metrics.get("top5"), ".2%"),
+            cell(r.top1_agreement, ".2%"),
             str(r.flipped),
             verdict,
         )

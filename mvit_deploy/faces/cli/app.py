@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 
 import click
 
@@ -27,8 +28,14 @@ class _Group(click.Group):
         from ...artifact import interruptible
 
         try:
-            with interruptible():  # SIGTERM unwinds like Ctrl-C: every staged write removes its staging entry
-                return super().invoke(ctx)
+            with interruptible(), _watched_stdout():  # SIGTERM unwinds like Ctrl-C: staged writes leave nothing
+                try:
+                    result = super().invoke(ctx)
+                except SystemExit:
+                    sys.stdout.flush()  # a verdict's table (exit 1) must reach stdout too, or say it did not
+                    raise
+                sys.stdout.flush()
+                return result
         except MvitDeployError as e:
             interrupt = _interrupt_in_chain(e)
             if interrupt is not None:  # an error raised while a Ctrl-C unwound is the Ctrl-C
@@ -47,6 +54,8 @@ class _Group(click.Group):
             interrupt = _interrupt_in_chain(e)
             if interrupt is not None:  # a converter wrapped the Ctrl-C (torch.export raises TorchExportError from it)
                 _interrupted(interrupt)
+            if isinstance(e, OSError):
+                _file_system_refused(e)
             _fail(f"internal error: {type(e).__name__}: {e} — please report it; {_write_crash_log()}", 3)
 
 
@@ -64,12 +73,74 @@ def _interrupt_in_chain(e: BaseException) -> KeyboardInterrupt | None:
     return None
 
 
+class _Stdout:
+    """``sys.stdout`` while a command runs: a write or flush that fails (a full disk, ``> /dev/full``) is marked as
+    stdout's, so the error names stdout rather than being an internal error."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    def _marked(self, method, *args):
+        try:
+            return getattr(self._stream, method)(*args)
+        except OSError as e:
+            e.stdout = True
+            raise
+
+    def write(self, text):
+        return self._marked("write", text)
+
+    def writelines(self, lines):
+        return self._marked("writelines", lines)
+
+    def flush(self):
+        return self._marked("flush")
+
+
+@contextmanager
+def _watched_stdout():
+    stream = sys.stdout
+    sys.stdout = _Stdout(stream)
+    try:
+        yield
+    finally:
+        sys.stdout = stream
+
+
+def _file_system_refused(e: OSError) -> None:
+    """Exit 2 in one line for an OSError the user can fix: stdout that cannot be written, or a path the file
+    system refused (full, read-only, no permission, a name too long); return for anything else (a bug)."""
+    import os
+
+    from ...artifact import path_error
+
+    if getattr(e, "stdout", False):
+        try:  # the output is lost: fd 1 -> /dev/null, so the interpreter's last flush prints no second error
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+        _fail(
+            f"cannot write to stdout ({e.strerror or os.strerror(e.errno or 0)})",
+            2,
+            "redirect it to a file system with free space, or to /dev/null",
+        )
+    error = path_error(e)
+    if error is not None:
+        _fail(error.one_line(), error.exit_code)
+
+
 def _interrupted(e: KeyboardInterrupt):
     click.echo("interrupted", err=True)
     sys.exit(128 + getattr(e, "signum", 2))
 
 
-def _fail(message: str, code: int):
+def _fail(message: str, code: int, fix: str | None = None):
+    message = f"{message} — {fix}" if fix else message
     click.secho("error: " + " ".join(message.split()), err=True, fg="red")
     sys.exit(code)
 

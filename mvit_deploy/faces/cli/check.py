@@ -50,6 +50,10 @@ def parity_cmd(artifact, images, n, weights, threads, as_json, junit_xml, device
     from ..progress import progress_line
     from ..tables import print_parity
 
+    if junit_xml:
+        from ...artifact import check_output
+
+        check_output(junit_xml, "--junit-xml")  # before the reference and the artifact run
     target = None
     if device is not None:
         from ...bench import connect
@@ -228,9 +232,12 @@ def eval_cmd(artifacts, data, labels, n, batch, weights, threads, as_json, engin
 def ane_check_cmd(artifact, as_json, strict, show_all, ask_core_ml, plan_file, save_plan, compute_units):
     """Predict whether a Core ML program stays on the Neural Engine (static rules; on a Mac, Core ML's own plan)."""
 
+    from ...artifact import check_output
     from ...targets.coreml_exec import ane
     from ..tables import print_ane_report
 
+    if save_plan:
+        check_output(save_plan, "--save-plan")
     report, comparison = ane.check_with_plan(artifact, plan_file, ask_core_ml, compute_units, save_plan)
     if as_json:
         _echo_json({**report.to_dict(), **({"compute_plan": comparison} if comparison else {})})

@@ -135,8 +135,11 @@ def export(
     """Export a MobileViT and check the artifact against PyTorch."""
     from pathlib import Path
 
+    from ...artifact import check_output
     from ...pipeline.export import plan_exports
     from ...targets import ExportOptions
+
+    check_output(out_dir, "--out", folder=True)  # before the model loads, not after the conversion
 
     input_size, more_sizes = (input_sizes[0], tuple(input_sizes[1:])) if input_sizes else (None, ())
     plans = plan_exports(

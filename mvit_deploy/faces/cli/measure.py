@@ -91,12 +91,14 @@ def bench(
 
     from rich.console import Console
 
-    from ...artifact import staged
+    from ...artifact import check_output, staged
     from ...bench import BenchRequest, benchmark, result_paths
     from ...bench.compare import describe, percent
     from ..progress import progress_line
     from ..tables import print_bench, print_comparison
 
+    if json_out:
+        check_output(json_out, "--json")  # before the measurement, not after it
     request = BenchRequest(
         artifacts=tuple(artifacts),
         devices=tuple(devices),
@@ -148,8 +150,10 @@ def bench(
 def report(results, out_dir, eval_files):
     """Build report.md and a self-contained report.html from bench RESULTS (JSON): a latency matrix per
     device and run, box plots of the rounds, the baseline comparison, fidelity and accuracy, artifact metadata."""
+    from ...artifact import check_output
     from ..report import write_report
 
+    check_output(out_dir, "--out", folder=True)
     md, page = write_report(results, out_dir, eval_files)
     click.echo(f"wrote {md}")
     click.echo(f"wrote {page}")
