@@ -76,6 +76,9 @@ CASES = [
     pytest.param(["bench", "{d}/random.onnx", "--threads", "0"], "--threads 0 is out of range", id="bench-threads-0"),
     pytest.param(["bench", "{d}/random.onnx", "--iters", "1"], "--iters 1 is out of range", id="bench-iters-1"),
     pytest.param(
+        ["bench", "{d}/random.onnx", "--iters", "1000001"], "--iters 1000001 is out of range", id="bench-iters-past-max"
+    ),
+    pytest.param(
         ["bench", "{d}/random.onnx", "--warmup", "-1"], "--warmup -1 is out of range", id="bench-warmup-negative"
     ),
     pytest.param(["bench", "{d}/random.onnx", "--device", "nowhere"], "unknown device", id="bench-unknown-device"),

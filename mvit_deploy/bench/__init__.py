@@ -61,12 +61,18 @@ def check_request(req: BenchRequest):
     """Refuse a request that cannot run, before anything is measured: (the baseline it gates on or None, the
     slowdown of the median that fails)."""
     from ..errors import UsageError, at_least
+    from ..results import MAX_SAMPLES
     from .compare import MIN_SAMPLES, load_baseline, parse_regression
 
     bound = parse_regression(req.max_regression)
     at_least("--threads", req.threads, 1, 2)
     at_least("--warmup", req.warmup, 0, 5)
     at_least("--iters", req.iters, 2, 50)
+    if req.iters > MAX_SAMPLES:  # more rounds than a result may keep: report and --baseline would refuse the file
+        raise UsageError(
+            f"--iters {req.iters} is out of range: a result keeps at most {MAX_SAMPLES:,} rounds",
+            f"use --iters {MAX_SAMPLES} or fewer",
+        )
     if req.baseline is None:
         return None, bound
     if req.iters < MIN_SAMPLES:
