@@ -117,3 +117,62 @@ def test_the_subscript_scan_finds_what_it_looks_for(tmp_path):
         'size = manifest["input"]["size"]',
         'return r.manifest.get("parity"), self.manifest["target"], manifest.input.size',
     ]
+
+
+def test_the_device_sides_lists_are_the_host_registries():
+    """The manifest check runs on a board without the host's registries: each list it keeps equals its source, so a
+    new precision, target, domain or interpolation cannot drift (the manifest would refuse what export writes)."""
+    from dataclasses import fields
+
+    from mvit_deploy.device import manifest as m
+    from mvit_deploy.device.runtimes import RUNNERS
+    from mvit_deploy.inputs.datasets import DOMAINS
+    from mvit_deploy.inputs.preprocess import _RESAMPLE, Preprocessing
+    from mvit_deploy.models import config
+    from mvit_deploy.targets import TARGETS, all_precisions, options_of
+
+    assert set(m.PRECISIONS) == set(all_precisions())
+    assert list(RUNNERS) != [] and set(RUNNERS) == set(TARGETS)  # the targets a manifest may name
+    assert m.DOMAINS == tuple(DOMAINS)
+    assert m.INTERPOLATIONS == tuple(_RESAMPLE)
+    assert list(m.PreprocessingKeys.KEYS) == [f.name for f in fields(Preprocessing)]
+    layouts = {c for opt, _ in options_of("export").values() if opt.field == "layout" for c in opt.choices}
+    assert layouts and layouts <= set(m.LAYOUTS)
+    for order in m.CHANNEL_ORDERS:
+        Preprocessing(channel_order=order)  # each one the host takes
+    assert config.MAX_INPUT_SIZE is m.MAX_INPUT_SIZE  # one constant, imported
+
+
+def test_the_manifest_takes_exactly_the_input_sizes_the_cli_takes():
+    from mvit_deploy.device.manifest import SIZE
+    from mvit_deploy.models import check_input_size
+
+    def cli_takes(size: int) -> bool:
+        try:
+            return check_input_size(size) == size
+        except UsageError:
+            return False
+
+    sizes = range(-64, 1300, 16)
+    assert [s for s in sizes if SIZE[0](s)] == [s for s in sizes if cli_takes(s)]
+    assert [s for s in sizes if SIZE[0](s)][:2] == [64, 128] and max(s for s in sizes if SIZE[0](s)) == 1024
+
+
+def test_export_refuses_a_head_the_manifest_would_refuse(tmp_path):
+    from mvit_deploy.device.manifest import MAX_CLASSES, MIN_CLASSES
+    from mvit_deploy.targets import ExportOptions, get_target
+
+    for classes in (MIN_CLASSES - 1, MAX_CLASSES + 1):
+        with pytest.raises(UsageError, match="--num-classes"):
+            get_target("onnx").resolve(ExportOptions("mobilevit_xxs", "onnx", tmp_path, num_classes=classes))
+
+
+def test_a_valid_manifest_passes_every_value_check():
+    """The checks refuse what is wrong, not what export writes: the corpus's sidecar (export's layout) reads."""
+    from hostile import sidecar
+
+    data = sidecar("x.onnx")
+    data["input"].update(sizes=[64, 128], batch="dynamic", shape=["batch", 3, 64, 64])
+    data["output"].update(labels=[f"c{i}" for i in range(10)])
+    manifest = Manifest.from_dict(data, "x.json")
+    assert manifest.to_dict() == data

@@ -1,13 +1,14 @@
 """An artifact's sidecar manifest, read and checked on whichever side runs the artifact (torch-free, stdlib only).
 
-:class:`Manifest` is the one typed record of it: ``Manifest.from_dict`` checks every key's type as it reads (a wrong
-type is a one-line :class:`UsageError` naming the file and the key), ``to_dict`` gives back exactly the JSON
-``export`` writes. Nothing else in the package subscripts a manifest.
+:class:`Manifest` is the one typed record of it: ``Manifest.from_dict`` checks every key's type and value as it reads
+(a wrong one is a one-line :class:`UsageError` naming the file and the key, before any model loads), ``to_dict``
+gives back exactly the JSON ``export`` writes. Nothing else in the package subscripts a manifest.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,21 @@ READABLE_SCHEMAS = ("mvit-deploy/artifact/1", MANIFEST_SCHEMA)
 MAX_MANIFEST_BYTES = 16 * MB  # an ImageNet manifest, labels and parity included, is ~40 KB
 MANIFEST_KEYS = ("artifact", "model", "target", "precision", "input", "output", "checkpoint", "sha256")
 
+# The values a manifest may hold. The host's registries are the sources (tests/test_manifest.py checks each list
+# equals its source, so a new precision, domain or interpolation cannot drift); this side runs without them.
+# The --input-size rule, one source for both sides (models.config.check_input_size imports it): the stride-32 block
+# unfolds 2x2 patches, so a multiple of 64; at most 1024 px, the memory limit measured in models/config.py.
+INPUT_SIZE_STEP = 64
+MAX_INPUT_SIZE = 1024
+# More than ImageNet-22k's 21,843 classes, and a bound on the head a hostile manifest makes the reference build
+# (S: 640 x 100,000 float32 = 256 MB). targets.base.Target.resolve refuses --num-classes outside it.
+MIN_CLASSES, MAX_CLASSES = 2, 100_000
+PRECISIONS = ("fp32", "fp16", "int8", "w8a8")  # targets.all_precisions()
+DOMAINS = ("photos", "fashion-mnist")  # inputs.datasets.DOMAINS
+INTERPOLATIONS = ("bilinear", "bicubic")  # inputs.preprocess.Preprocessing.interpolation (its _RESAMPLE)
+CHANNEL_ORDERS = ("RGB", "BGR")  # inputs.preprocess.Preprocessing.channel_order
+LAYOUTS = ("nchw", "nhwc")  # targets.base.Target.input_layout
+
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
@@ -36,21 +52,75 @@ def _is_list(v, item) -> bool:
     return isinstance(v, (list, tuple)) and all(item(x) for x in v)
 
 
-# (check, what a value must be) for each kind of key
+def _is_size(v) -> bool:
+    return _is_int(v) and INPUT_SIZE_STEP <= v <= MAX_INPUT_SIZE and v % INPUT_SIZE_STEP == 0
+
+
+def _is_finite(v) -> bool:
+    """A number a float holds: not NaN or infinite, and no integer too large for a float (10**400)."""
+    try:
+        return _is_num(v) and math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+def _is_positive(v) -> bool:
+    return _is_finite(v) and v > 0
+
+
+def _is_triple(v, positive: bool = False) -> bool:
+    return _is_list(v, _is_finite) and len(v) == 3 and all(x > 0 or not positive for x in v)
+
+
+def _one_of(values) -> tuple:
+    return (lambda v: isinstance(v, str) and v in values, "one of " + ", ".join(values))
+
+
+def _target(v) -> bool:
+    from .runtimes import RUNNERS  # the device side's target registry (imported late: it imports this module)
+
+    return isinstance(v, str) and v in RUNNERS
+
+
+def _targets() -> str:
+    from .runtimes import RUNNERS
+
+    return "one of " + ", ".join(RUNNERS)
+
+
+# (check, what a value must be) for each kind of key; ``what`` may be a callable (a list known only at run time)
 STR = (lambda v: isinstance(v, str), "a string")
-INT = (_is_int, "an integer")
-NUM = (_is_num, "a number")
 OBJECT = (lambda v: isinstance(v, dict), "an object")
-NUMBERS = (lambda v: _is_list(v, _is_num), "a list of numbers")
-INTS = (lambda v: _is_list(v, _is_int), "a list of integers")
 STRINGS = (lambda v: _is_list(v, lambda x: isinstance(x, str)), "a list of strings")
-SHAPE = (lambda v: _is_list(v, lambda d: _is_int(d) or isinstance(d, str)), "a list of dimensions")
-BATCH = (lambda v: _is_int(v) or isinstance(v, str), "an integer or a string")
+SHAPE = (
+    lambda v: _is_list(v, lambda d: (_is_int(d) and d > 0) or (isinstance(d, str) and d != "")),
+    "a list of dimensions (positive integers or names)",
+)
+BATCH = (lambda v: (_is_int(v) and v > 0) or v == "dynamic", 'a positive integer or "dynamic"')
+_SIZE_RULE = f"a multiple of {INPUT_SIZE_STEP} from {INPUT_SIZE_STEP} to {MAX_INPUT_SIZE}"
+SIZE = (_is_size, f"an input size ({_SIZE_RULE})")
+SIZES = (lambda v: _is_list(v, _is_size) and len(v) > 0, f"a list of input sizes (each {_SIZE_RULE})")
+CLASSES = (
+    lambda v: _is_int(v) and MIN_CLASSES <= v <= MAX_CLASSES,
+    f"a class count from {MIN_CLASSES} to {MAX_CLASSES:,}",
+)
+SCALE = (_is_positive, "a finite number above 0")
+MEAN = (_is_triple, "3 finite numbers, one per channel")
+STD = (lambda v: _is_triple(v, positive=True), "3 finite numbers above 0, one per channel (the input is divided by it)")
+CROP = (lambda v: _is_num(v) and 0 < v <= 1, "a fraction in (0, 1]")
+BYTES = (lambda v: _is_int(v) and v >= 0, "a count of bytes (0 or more)")
+PRECISION = _one_of(PRECISIONS)
+DOMAIN = _one_of(DOMAINS)
+INTERPOLATION = _one_of(INTERPOLATIONS)
+CHANNEL_ORDER = _one_of(CHANNEL_ORDERS)
+LAYOUT = _one_of(LAYOUTS)
+TARGET = (_target, _targets)
 
 
-def _wrong(where, key: str, value, what: str) -> UsageError:
+def _wrong(where, key: str, value, what) -> UsageError:
     shown = repr(value)
     shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    what = what() if callable(what) else what
     return UsageError(
         f"manifest {where}: {key} is {shown} ({type(value).__name__}), not {what}", "re-export the artifact"
     )
@@ -63,6 +133,7 @@ class _Record:
 
     KEYS: dict = {}  # JSON key -> (check, what it must be), in the order export writes them
     NULLABLE: tuple = ()  # keys a record built in code writes even when None (export writes them as null)
+    REQUIRED: tuple = ()  # keys every reader needs: absent or null is refused
     EXTRA_BEFORE: str | None = None  # the key ``extra`` is written before (default: at the end)
 
     @classmethod
@@ -72,6 +143,8 @@ class _Record:
         values = {}
         for key, (check, what) in cls.KEYS.items():
             value = data.get(key)
+            if value is None and key in cls.REQUIRED:
+                raise _wrong(where, prefix + key, None, what)
             if value is not None and not check(value):
                 raise _wrong(where, prefix + key, value, what)
             values[key] = value
@@ -80,7 +153,12 @@ class _Record:
     @classmethod
     def from_dict(cls, data, where="manifest", prefix: str = ""):
         values, extra = cls._values(data, where, prefix)
-        return cls(**values, extra=extra, read_keys=frozenset(data))
+        record = cls(**values, extra=extra, read_keys=frozenset(data))
+        record.check(where, prefix)
+        return record
+
+    def check(self, where, prefix: str) -> None:  # noqa: B027 (an optional hook: a record's checks across keys)
+        """Refuse values that are each valid but do not fit together."""
 
     def update(self, **changes) -> None:
         """Set keys as ``dict.update`` would: a known one on its attribute, any other in ``extra``."""
@@ -118,17 +196,18 @@ class InputSpec(_Record):
         "name": STR,
         "shape": SHAPE,
         "batch": BATCH,  # 1, or "dynamic"
-        "layout": STR,  # nchw / nhwc
+        "layout": LAYOUT,
         "dtype": STR,
-        "size": INT,
-        "sizes": INTS,  # every input size parity checked (export --more-sizes), the default first
+        "size": SIZE,
+        "sizes": SIZES,  # every input size parity checked (export --more-sizes), the default first
         "type": STR,  # tensor / image (Core ML)
-        "scale": NUM,
-        "channel_order": STR,
-        "mean": NUMBERS,
-        "std": NUMBERS,
-        "preprocessing": OBJECT,  # Preprocessing.to_dict()
+        "scale": SCALE,
+        "channel_order": CHANNEL_ORDER,
+        "mean": MEAN,
+        "std": STD,
+        "preprocessing": OBJECT,  # Preprocessing.to_dict(), each key checked by PreprocessingKeys
     }
+    REQUIRED = ("size",)
 
     name: str | None = None
     shape: list | None = None
@@ -146,13 +225,43 @@ class InputSpec(_Record):
     extra: dict = field(default_factory=dict)  # a target's additions (quantization parameters, ...)
     read_keys: frozenset | None = field(default=None, repr=False, compare=False)
 
+    def check(self, where, prefix: str) -> None:
+        if self.sizes is not None and self.sizes[0] != self.size:
+            raise _wrong(where, f"{prefix}sizes", self.sizes, f"a list starting with input.size {self.size}")
+        if self.preprocessing is not None:  # bench does without it; parity and eval refuse its absence
+            PreprocessingKeys.check_dict(self.preprocessing, where, f"{prefix}preprocessing.")
+
+
+class PreprocessingKeys(_Record):
+    """The keys of ``input.preprocessing`` (inputs.preprocess.Preprocessing's fields): checked here, kept a dict."""
+
+    KEYS = {
+        "channel_order": CHANNEL_ORDER,
+        "crop_pct": CROP,
+        "interpolation": INTERPOLATION,
+        "scale": SCALE,
+        "mean": MEAN,
+        "std": STD,
+    }
+
+    @classmethod
+    def check_dict(cls, data: dict, where, prefix: str) -> None:
+        unknown = [k for k in data if k not in cls.KEYS]
+        if unknown:
+            raise UsageError(
+                f"manifest {where}: {prefix}{unknown[0]} is not a preprocessing key ({', '.join(cls.KEYS)})",
+                "re-export the artifact",
+            )
+        cls._values(data, where, prefix)
+
 
 @dataclass
 class OutputSpec(_Record):
     """The artifact's output: the logits tensor and the class names (Core ML adds labels_embedded, label_output)."""
 
-    KEYS = {"name": STR, "shape": SHAPE, "dtype": STR, "classes": INT, "labels": STRINGS}
+    KEYS = {"name": STR, "shape": SHAPE, "dtype": STR, "classes": CLASSES, "labels": STRINGS}
     NULLABLE = ("labels",)
+    REQUIRED = ("classes",)
 
     name: str | None = None
     shape: list | None = None
@@ -161,6 +270,10 @@ class OutputSpec(_Record):
     labels: list[str] | None = None
     extra: dict = field(default_factory=dict)
     read_keys: frozenset | None = field(default=None, repr=False, compare=False)
+
+    def check(self, where, prefix: str) -> None:
+        if self.labels is not None and len(self.labels) != self.classes:
+            raise _wrong(where, f"{prefix}labels", self.labels, f"{self.classes} names (output.classes)")
 
 
 @dataclass
@@ -188,9 +301,9 @@ class Manifest(_Record):
         "artifact": STR,
         "model": STR,
         "family": STR,
-        "domain": STR,
-        "target": STR,
-        "precision": STR,
+        "domain": DOMAIN,
+        "target": TARGET,
+        "precision": PRECISION,
         "input": OBJECT,
         "output": OBJECT,
         "checkpoint": OBJECT,
@@ -199,10 +312,10 @@ class Manifest(_Record):
         "parity": OBJECT,
         "parity_sizes": OBJECT,
         "sha256": STR,
-        "bytes": INT,
+        "bytes": BYTES,
     }
     EXTRA_BEFORE = "parity"
-    REQUIRED_STR = ("schema", "artifact", "model", "target", "precision", "sha256")
+    REQUIRED = ("schema", "artifact", "model", "target", "precision", "sha256")
 
     artifact: str
     model: str
@@ -225,8 +338,8 @@ class Manifest(_Record):
 
     @classmethod
     def from_dict(cls, data, where="manifest", prefix: str = "") -> Manifest:
-        """The manifest ``data`` (parsed JSON) holds, every key's type checked; ``where``: its file, for the
-        messages."""
+        """The manifest ``data`` (parsed JSON) holds, every key's type and value checked; ``where``: its file, for
+        the messages."""
         schema = data.get("schema") if isinstance(data, dict) else type(data).__name__
         if schema not in READABLE_SCHEMAS:
             raise UsageError(
@@ -236,9 +349,6 @@ class Manifest(_Record):
         if missing:
             raise UsageError(f"manifest {where} lacks {', '.join(missing)}", "re-export the artifact")
         values, extra = cls._values(data, where)
-        for key in cls.REQUIRED_STR:
-            if values[key] is None:
-                raise _wrong(where, key, None, STR[1])
         for key, record in (("input", InputSpec), ("output", OutputSpec), ("checkpoint", CheckpointInfo)):
             values[key] = record.from_dict(data[key], where, f"{key}.")
         return cls(**values, extra=extra, read_keys=frozenset(data))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
+from ..device.manifest import INPUT_SIZE_STEP, MAX_INPUT_SIZE
 from ..errors import UsageError
 from ..inputs.datasets.fashion_mnist import FASHION_PREPROCESSING
 from ..inputs.preprocess import Preprocessing
@@ -274,7 +275,8 @@ def pretrained_names() -> list[str]:
 # and their softmax, two [B*4, heads, N, N] float32 tensors with N = (size / 16)^2 patches, grow
 # with the square of the pixel count (2.1 GB at 1024 px, 34 GB at 2048 px). The convolutions
 # add at most 300 bytes a pixel. 1024 px is the largest size a laptop runs with room to spare.
-MAX_INPUT_SIZE = 1024
+# MAX_INPUT_SIZE (1024) and INPUT_SIZE_STEP (64) live with the manifest checks (device/manifest.py): a board runs
+# them without this module.
 CONV_BYTES_PER_PIXEL = 300
 
 
@@ -299,9 +301,10 @@ def check_input_size(size: int, model: str = "mobilevit_xxs") -> int:
             f"input size {size} is above the maximum {MAX_INPUT_SIZE}{why}",
             f"use --input-size {MAX_INPUT_SIZE} or less",
         )
-    if size < 64 or size % 64:  # the stride-32 block unfolds 2x2 patches of a (size/32)^2 grid: size/32 even
+    if size < INPUT_SIZE_STEP or size % INPUT_SIZE_STEP:  # the stride-32 block unfolds 2x2 patches: size/32 even
         raise UsageError(
-            f"input size {size} is not a multiple of 64 (64, 128, ... {MAX_INPUT_SIZE})",
+            f"input size {size} is not a multiple of {INPUT_SIZE_STEP} ({INPUT_SIZE_STEP}, {2 * INPUT_SIZE_STEP}, ... "
+            f"{MAX_INPUT_SIZE})",
             "use e.g. 256 (default), 320 or 512",
         )
     return size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
@@ -132,15 +133,89 @@ def judge(
 
 def manifest_family(manifest: Manifest) -> str:
     """The model family an artifact was exported from: its manifest's, else (manifests written before families
-    existed) its registered model's."""
+    existed) its registered model's. A manifest naming a family its model is not of is refused."""
     from ..models.config import get_spec
 
-    return manifest.family or get_spec(manifest.model).family
+    family = get_spec(manifest.model).family
+    if manifest.family not in (None, family):
+        raise UsageError(
+            f"manifest of {manifest.artifact} says family {manifest.family}, but {manifest.model} is a {family}",
+            "re-export the artifact",
+        )
+    return family
+
+
+# The artifact's weight count against its manifest's model. Counted as base.is_weight counts (tensors of two or
+# more dimensions above 1), it equals the PyTorch model's exactly on every export measured (2026-12-07): XXS on
+# onnx / ort fp32 + int8, tflite fp32 + int8, coreml fp32 / fp16 / int8 / w8a8, executorch fp32 + int8; XS onnx
+# int8, S tflite fp32, mobilevitv2_050 onnx fp32 + tflite int8; onnx --batch dynamic too. Only ort --ort-platform
+# amd64 differs: its NCHWc layouts pad a few channels (XXS +0.23 %). The slack covers such padding; the closest two
+# registered models (mobilevit_s, mobilevitv2_100) are 12 % apart.
+WEIGHT_TOLERANCE = 0.02
+
+
+@functools.lru_cache(maxsize=32)
+def model_weights(model: str, classes: int) -> int:
+    """Elements of the weights (``is_weight``) of ``model`` with a ``classes`` head, counted on the meta device (no
+    memory, no checkpoint)."""
+    need_torch()
+    import torch
+
+    from ..models import create_model
+    from ..targets.base import is_weight
+
+    with torch.device("meta"):
+        net = create_model(model, num_classes=classes)
+    return sum(p.numel() for p in net.parameters() if is_weight(p.shape))
+
+
+def check_artifact_contents(artifact: Path, manifest: Manifest) -> None:
+    """Refuse a manifest the artifact itself contradicts (its target, precision or model), before any model loads:
+    a verdict's bounds come from the manifest's precision and its reference from the manifest's model."""
+    from ..artifact import manifest_path
+    from ..models.config import MODELS
+    from ..targets import get_target
+
+    artifact, family = Path(artifact), manifest_family(manifest)
+    target, sidecar = get_target(manifest.target), manifest_path(artifact).name
+    fix = "re-export it, or put back the manifest export wrote beside it"
+    if artifact.suffix != target.suffix:
+        raise UsageError(
+            f"manifest {sidecar} says target {manifest.target}, but {artifact.name} is not a {target.suffix} file", fix
+        )
+    contents = target.read_contents(artifact)
+    if contents.precision is not None and contents.precision != manifest.precision:
+        raise UsageError(
+            f"manifest {sidecar} says {manifest.precision}, but {artifact.name} holds {contents.evidence}: it is "
+            f"{contents.precision}",
+            fix,
+        )
+    if contents.weights is None:
+        return
+    classes = manifest.output.classes
+
+    def fits(model: str) -> bool:
+        expected = model_weights(model, classes)
+        return abs(contents.weights - expected) <= WEIGHT_TOLERANCE * expected
+
+    if fits(manifest.model):
+        return
+    other = next((m for m in MODELS if fits(m)), None)
+    found = f"as {other} does" if other else f"which no registered model with {classes} classes has"
+    raise UsageError(
+        f"manifest {sidecar} says {manifest.model} ({family}: {model_weights(manifest.model, classes):,} weights with "
+        f"{classes} classes), but {artifact.name} holds {contents.weights:,}, {found}",
+        fix,
+    )
 
 
 def manifest_preprocessing(manifest: Manifest):
     from ..inputs.preprocess import Preprocessing
 
+    if manifest.input.preprocessing is None:  # the values themselves were checked as the manifest was read
+        raise UsageError(
+            f"the manifest of {manifest.artifact} lacks input.preprocessing, which makes its inputs", "re-export it"
+        )
     return Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest.input.preprocessing.items()})
 
 
@@ -258,6 +333,7 @@ def parity(
     x = parity_inputs(manifest, images, n)  # a bad --images folder or --n is refused before any model loads
     if model is None:
         need_torch()
+    check_artifact_contents(artifact, manifest)  # the bounds are the manifest precision's: is the file that?
     if device is not None:
         on_step(f"{artifact.name} on {len(x)} images on {device.target}")
         got, answer = device.run_logits(artifact, x, threads)

@@ -64,7 +64,7 @@ def quant_report(artifact: str | Path, n: int = 4, weights=None) -> list[LayerEr
     from ..targets import QUANTIZED, get_target
 
     at_least("--n", n, 1, 4)
-    from .parity import check_reference_weights, parity_inputs, reference_model
+    from .parity import check_artifact_contents, check_reference_weights, parity_inputs, reference_model
 
     artifact = Path(artifact)
     manifest = read_manifest(artifact)
@@ -77,6 +77,7 @@ def quant_report(artifact: str | Path, n: int = 4, weights=None) -> list[LayerEr
     if not target.layer_report:  # refused before the float twin is exported
         raise UsageError(f"quant-report does not read {target.name} artifacts yet", target.layer_report_hint)
     check_reference_weights(manifest, weights)
+    check_artifact_contents(artifact, manifest)  # an int8 label over a float file would compare it with itself
     x = parity_inputs(manifest, None, n)
     model = reference_model(manifest, weights)  # the checkpoint (file or --pretrained name) the artifact came from
     modules = module_of_fx_nodes(model, manifest.input.size)

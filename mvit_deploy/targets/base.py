@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..artifact import Manifest
+from ..device.manifest import MAX_CLASSES, MIN_CLASSES
 from ..device.runtimes import Runner, load_runner
 from ..errors import UsageError, at_least
 from ..models.config import check_input_size
@@ -27,6 +28,40 @@ from ..models.config import check_input_size
 # Precisions that need calibration images: int8 (weights + activations, or weight-only where a
 # target says so) and w8a8 (weights + activations on a target that also has weight-only int8).
 QUANTIZED = ("int8", "w8a8")
+# Element types a weight is stored in: float, or 8 bits for a quantized one (int32 tensors are biases or shapes).
+WEIGHT_TYPES = ("float32", "float16", "bfloat16", "int8", "uint8")
+
+
+def is_weight(shape) -> bool:
+    """A convolution or linear weight: two or more dimensions above 1. Biases, norms and per-channel quantization
+    scales have one, so the count of weight elements is the same whether batch norms are folded or weights are
+    quantized: on every target, fp32 to w8a8, it equals the PyTorch model's (parity.check_artifact_contents)."""
+    return sum(1 for d in shape if d > 1) >= 2
+
+
+@dataclass(frozen=True)
+class ArtifactContents:
+    """What an artifact's own file says it is, read without running it (``Target.artifact_contents``)."""
+
+    precision: str | None = None  # the precision its weights and ops show; None: this target cannot tell
+    evidence: str = ""  # what shows it, to complete "x.onnx holds ..."
+    weights: int | None = None  # elements of its weight tensors (is_weight); None: unknown
+
+
+def contents_of(weights: Mapping[str, int], quantize_ops: Mapping[str, int], int8: str = "int8") -> ArtifactContents:
+    """The contents shown by ``weights`` (weight elements by element type, is_weight tensors only) and
+    ``quantize_ops`` (how many of each quantization op the graph holds); ``int8``: the precision they make."""
+    eight = sum(n for t, n in weights.items() if t in ("int8", "uint8"))
+    total = sum(n for t, n in weights.items() if t in WEIGHT_TYPES)
+    if eight or quantize_ops:
+        shown = [f"{eight:,} 8-bit weights"] if eight else []
+        if quantize_ops:  # the three most frequent
+            ops = sorted(quantize_ops.items(), key=lambda t: -t[1])[:3]
+            shown.append("quantization ops (" + ", ".join(f"{n} {op}" for op, n in ops) + ")")
+        return ArtifactContents(int8, " and ".join(shown), total)
+    if weights.get("float16"):
+        return ArtifactContents("fp16", f"{weights['float16']:,} float16 weights and no quantization op", total)
+    return ArtifactContents("fp32", "no quantization op and only float32 weights", total)
 
 
 @dataclass(frozen=True)
@@ -149,7 +184,9 @@ class Target(abc.ABC):
             )
         at_least("--threads", opts.threads, 1, 2)
         at_least("--calib-samples", opts.calib_samples, 1, 64)
-        at_least("--num-classes", opts.num_classes, 1, 10)
+        at_least("--num-classes", opts.num_classes, MIN_CLASSES, 10)
+        if opts.num_classes is not None and opts.num_classes > MAX_CLASSES:
+            raise UsageError(f"--num-classes {opts.num_classes} is above {MAX_CLASSES:,}", "use a smaller head")
         at_least("--n", opts.parity_n, 1, 8)
         sizes = [s for s in (opts.input_size, *opts.more_sizes) if s is not None]
         if opts.more_sizes and not self.flexible_sizes:
@@ -253,3 +290,17 @@ class Target(abc.ABC):
     def layer_module(self, tensor: str, fx_modules: dict[str, str]) -> str:
         """The PyTorch module a tensor comes from (``fx_modules``: torch.export node -> module path)."""
         return fx_modules.get(tensor, "")
+
+    def artifact_contents(self, path: Path) -> ArtifactContents:
+        """What the file at ``path`` holds (its precision, its weight count), read from the file itself without
+        running it, so that a verdict does not rest on what the manifest claims. Every target reads its own format
+        (tests/test_bad_manifests.py); this default tells nothing."""
+        return ArtifactContents()
+
+    def read_contents(self, path: Path) -> ArtifactContents:
+        """``artifact_contents``, or nothing known when the file does not parse: its runner then refuses it by name,
+        so a broken file is refused once, in one place."""
+        try:
+            return self.artifact_contents(Path(path))
+        except Exception:  # a parser's own error types (protobuf, flatbuffers, coremltools) differ per format
+            return ArtifactContents()

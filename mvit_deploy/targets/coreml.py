@@ -15,7 +15,17 @@ from ..device.runtimes.coreml import CoreMLRunner as NativeCoreMLRunner
 from ..errors import NotOnThisDevice, UsageError
 from ..models.families import family_of
 from . import register_target
-from .base import QUANTIZED, AihubProfile, Converted, ExportOptions, Option, Target
+from .base import (
+    QUANTIZED,
+    AihubProfile,
+    ArtifactContents,
+    Converted,
+    ExportOptions,
+    Option,
+    Target,
+    contents_of,
+    is_weight,
+)
 from .quantize import float_modules
 
 MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
@@ -351,3 +361,22 @@ class CoreMLTarget(Target):
 
     def weight_bytes(self, path: Path) -> bytes:
         return b"".join(p.read_bytes() for p in sorted(path.rglob("*.bin")))
+
+    def artifact_contents(self, path: Path) -> ArtifactContents:
+        """The ML program's constants: constexpr dequantize ops (8-bit weights) make int8, and with quantize ops on
+        activations w8a8; float16 constants fp16. Read by the reference executor's loader (the weights included)."""
+        from collections import Counter
+
+        from .coreml_exec.program import load_program
+
+        weights, ops = Counter(), Counter()
+        for op in load_program(path).operations:
+            if op.type == "quantize" or op.type.startswith("constexpr_"):
+                ops[op.type] += 1
+            inline = [v for args in op.inputs.values() for kind, v in args if kind == "value"]
+            arrays = [a for a in (*op.attributes.values(), *inline) if isinstance(a, np.ndarray) and is_weight(a.shape)]
+            if op.type.startswith("constexpr_"):  # the stored data, not its (per-channel) scales
+                arrays = sorted(arrays, key=lambda a: a.size)[-1:]
+            for a in arrays:
+                weights[str(a.dtype)] += a.size
+        return contents_of(weights, ops, int8="w8a8" if ops["quantize"] else "int8")

@@ -32,7 +32,7 @@ from ..device.runtimes.executorch import ExecuTorchRunner as DeviceExecuTorchRun
 from ..device.runtimes.executorch import quiet_native as _quiet_native
 from ..errors import NotOnThisDevice, UsageError
 from . import register_target
-from .base import AdbBenchmark, Converted, ExportOptions, Option, Target
+from .base import AdbBenchmark, ArtifactContents, Converted, ExportOptions, Option, Target, contents_of, is_weight
 from .quantize import float_modules
 
 DELEGATES = ("xnnpack", "coreml")
@@ -242,6 +242,12 @@ class ExecuTorchTarget(Target):
         if len(data) < 8 or data[4:8] != b"ET12":  # the flatbuffer file identifier of a .pte
             raise UsageError(f"{path.name} is not an ExecuTorch program", "re-export it")
 
+    def artifact_contents(self, path: Path) -> ArtifactContents:
+        """XNNPACK's delegated graphs (each its own flatbuffer, turned to JSON by ExecuTorch's flatc and XNNPACK's
+        schema) and the program's own constants: 8-bit values make int8. A Core ML-delegated program is not read
+        (None: its payload is a compiled Core ML model)."""
+        return xnnpack_contents(path)
+
 
 def _quantize(model, example, calibration, prefixes: tuple[str, ...]):
     """PT2E int8 for XNNPACK: the family's float modules (``prefixes``) stay float, ranges from our calibration
@@ -299,3 +305,50 @@ def _lower(program, opts: ExportOptions):
         "share": round(info.num_delegated_nodes / max(1, total), 4),
     }
     return edge, delegation
+
+
+# XNNPACK value types (its schema.fbs XNNDatatype) and ExecuTorch scalar types (ScalarType) of weights
+XNN_TYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "quint8": "uint8"}
+SCALAR_TYPES = {0: "uint8", 1: "int8", 5: "float16", 6: "float32", 15: "bfloat16"}
+
+
+def xnnpack_contents(path: Path) -> ArtifactContents:
+    import math
+    import struct
+    import subprocess
+    import tempfile
+    from collections import Counter
+
+    from executorch.backends.xnnpack.serialization import xnnpack_graph_serialize
+    from executorch.exir._serialize._flatbuffer import _get_flatc_path  # private, and the only reader there is
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    program = deserialize_pte_binary(path.read_bytes()).program
+    plan = program.execution_plan[0]
+    if any(d.id != BACKEND_IDS["xnnpack"] for d in plan.delegates):
+        return ArtifactContents()
+    weights = Counter()
+    ops = Counter(o.name for o in plan.operators if "quantize" in o.name)
+    for value in plan.values:  # constants the program runs itself (outside a delegate)
+        t = value.val
+        if type(t).__name__ == "Tensor" and t.data_buffer_idx and is_weight(t.sizes):
+            weights[SCALAR_TYPES.get(int(t.scalar_type), "other")] += math.prod(t.sizes)
+    schema = Path(xnnpack_graph_serialize.__file__).with_name("schema.fbs")
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for i, d in enumerate(plan.delegates):
+            blob = program.backend_delegate_data[d.processed.index].data
+            if blob[4:8] == b"XH00":  # XNNHeader: the flatbuffer's offset and size, then the constant data
+                start, size = struct.unpack_from("<II", blob, 10)
+                blob = blob[start : start + size]
+            files.append(Path(tmp) / f"graph{i}.bin")
+            files[-1].write_bytes(blob)
+        flatc = [_get_flatc_path(), "--json", "--strict-json", "--raw-binary", "-o", tmp, str(schema), "--"]
+        subprocess.run([*flatc, *map(str, files)], check=True, capture_output=True, timeout=120)
+        for f in files:
+            for value in json.loads(f.with_suffix(".json").read_text())["xvalues"]:
+                t = value["xvalue_union"].get("tensor_value", value["xvalue_union"])  # quantized or plain
+                if t.get("constant_buffer_idx") and is_weight(t.get("dims", ())):
+                    kind = t["datatype"].removeprefix("xnn_datatype_")
+                    weights[XNN_TYPES.get(kind, "int8" if "int8" in kind else kind)] += math.prod(t["dims"])
+    return contents_of(weights, ops)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
+from collections import Counter
 from pathlib import Path
 
 from ..artifact import Manifest
 from ..models.families import family_of
 from . import register_target
-from .base import AihubProfile, Converted, ExportOptions, Option, Target
+from .base import AihubProfile, ArtifactContents, Converted, ExportOptions, Option, Target, contents_of, is_weight
 from .quantize import FLOAT_MODULES, float_modules
 
 OPSET = 18
@@ -135,6 +137,15 @@ class OnnxTarget(Target):
         m = onnx.load(str(path))
         return b"".join(t.name.encode() + t.raw_data for t in sorted(m.graph.initializer, key=lambda t: t.name))
 
+    def artifact_contents(self, path: Path) -> ArtifactContents:
+        """QuantizeLinear / QLinear* nodes or 8-bit initializers: int8; float16 initializers: fp16."""
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+        return graph_contents(
+            [n.op_type for n in graph.node], [(t.data_type, tuple(t.dims)) for t in graph.initializer]
+        )
+
 
 # The int8 recipe, chosen by measurement on MobileViT (benchmarks/quant.py): convolutions,
 # SiLU, residual adds, concat and the linear layers run as ORT's fused QLinearConv / QGemm /
@@ -230,3 +241,19 @@ def _activation_ranges(pre: Path, calibration, tmp: Path) -> dict:
         for name, value in zip(names, session.run(None, {"image": x}), strict=True):
             ranges.add(name, value)
     return {name: tuple(np.float32(v) for v in ranges.range(name)) for name in ranges.names()}
+
+
+# Weight element types by ONNX TensorProto number (ORT's flatbuffer numbers them the same)
+ELEMENT_TYPES = {1: "float32", 2: "uint8", 3: "int8", 10: "float16", 16: "bfloat16"}
+# Quantized ops: the QDQ pairs our int8 export writes, and the kernels ORT fuses them into (QLinear*, *Integer*)
+QUANTIZE_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QGemm", "QAttention")
+
+
+def graph_contents(op_types, initializers) -> ArtifactContents:
+    """An ONNX (or ORT) graph's contents from its nodes' op types and its initializers ((element type, dims))."""
+    ops = Counter(op for op in op_types if op in QUANTIZE_OPS or op.startswith("QLinear") or "Integer" in op)
+    weights = Counter()
+    for element, dims in initializers:
+        if is_weight(dims):
+            weights[ELEMENT_TYPES.get(element, str(element))] += math.prod(dims)
+    return contents_of(weights, ops)

@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 from . import register_target
-from .base import Converted, ExportOptions, Option
-from .onnx import OnnxTarget
+from .base import ArtifactContents, Converted, ExportOptions, Option
+from .onnx import OnnxTarget, graph_contents
 
 
 def save_ort_format(onnx_path: Path, dest: Path, platform: str) -> dict:
@@ -81,3 +81,15 @@ class OrtTarget(OnnxTarget):
 
     def weight_bytes(self, path: Path) -> bytes:
         return path.read_bytes()  # flatbuffer: graph and initializers
+
+    def artifact_contents(self, path: Path) -> ArtifactContents:
+        """The ORT flatbuffer's graph, read as an ONNX one (``onnx.graph_contents``)."""
+        from onnxruntime.tools.ort_format_model.ort_flatbuffers_py.fbs.InferenceSession import InferenceSession
+
+        data = path.read_bytes()
+        if data[4:8] != b"ORTM":  # the file identifier of an ORT format model
+            return ArtifactContents()
+        graph = InferenceSession.GetRootAs(data, 0).Model().Graph()
+        nodes = [graph.Nodes(i).OpType().decode() for i in range(graph.NodesLength())]
+        tensors = [graph.Initializers(i) for i in range(graph.InitializersLength())]
+        return graph_contents(nodes, [(t.DataType(), tuple(t.DimsAsNumpy().tolist())) for t in tensors])

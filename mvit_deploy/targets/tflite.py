@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,17 @@ from ..device.runtimes.tflite import NARRATION, interpreter_class, tflite_dequan
 from ..errors import UsageError
 from ..models.families import family_of
 from . import register_target
-from .base import AdbBenchmark, AihubProfile, Converted, ExportOptions, Option, Target
+from .base import (
+    AdbBenchmark,
+    AihubProfile,
+    ArtifactContents,
+    Converted,
+    ExportOptions,
+    Option,
+    Target,
+    contents_of,
+    is_weight,
+)
 from .quantize import FLOAT_MODULES, float_modules
 
 # benchmark_model's log (LiteRT tools/benchmark): a summary per phase, timings in microseconds.
@@ -223,6 +235,28 @@ class TFLiteTarget(Target):
 
     def weight_bytes(self, path: Path) -> bytes:
         return path.read_bytes()  # flatbuffer: graph and buffers; deterministic as a whole
+
+    def artifact_contents(self, path: Path) -> ArtifactContents:
+        """The flatbuffer's constant tensors (those with data in a buffer), read with LiteRT's schema: 8-bit ones or
+        QUANTIZE ops make int8, float16 ones fp16."""
+        from ai_edge_litert import schema_py_generated as schema
+
+        data = path.read_bytes()
+        if not schema.Model.ModelBufferHasIdentifier(data, 0):  # "TFL3"
+            return ArtifactContents()
+        model, weights, quantize = schema.Model.GetRootAs(data, 0), Counter(), 0
+        types = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}  # 9 -> "int8"
+        codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+        ops = [max(c.BuiltinCode(), c.DeprecatedBuiltinCode()) for c in codes]  # schema v3a keeps both fields
+        for graph in (model.Subgraphs(g) for g in range(model.SubgraphsLength())):
+            for t in (graph.Tensors(i) for i in range(graph.TensorsLength())):
+                buffer = model.Buffers(t.Buffer()) if t.Buffer() else None
+                dims = tuple(t.Shape(j) for j in range(t.ShapeLength()))
+                if buffer is not None and (buffer.DataLength() or buffer.Size()) and is_weight(dims):
+                    weights[types.get(t.Type(), "other")] += math.prod(dims)
+            ops_here = (ops[graph.Operators(i).OpcodeIndex()] for i in range(graph.OperatorsLength()))
+            quantize += sum(op == schema.BuiltinOperator.QUANTIZE for op in ops_here)
+        return contents_of(weights, {"QUANTIZE": quantize} if quantize else {})
 
 
 # How the graph is written for LiteRT (asked of the model family: ModelFamily.spelled): layer norms
