@@ -90,6 +90,30 @@ def load_runner(
     return cls(Path(path), manifest, threads, **{k: v for k, v in options.items() if k in cls.options})
 
 
+REEXPORT = "re-export it; a copy may be truncated"
+
+
+def artifact_head(path: Path, what: str, n: int = 64) -> tuple[bytes, int]:
+    """(the first ``n`` bytes, the size) of the regular file ``path``, for a runner to check the header before
+    handing the file to its runtime (which would report a damaged file as its own internal error, or hang on a FIFO)."""
+    import stat
+
+    from ..files import check_regular
+
+    check_regular(path, what, REEXPORT)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise UsageError(f"{what} {path} cannot be read ({e.strerror})", REEXPORT) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # replaced since check_regular looked
+            raise UsageError(f"{what} {path} is not a file", REEXPORT)
+        return os.pread(fd, n, 0), st.st_size
+    finally:
+        os.close(fd)
+
+
 def runtime_packages() -> list[str]:
     return list(dict.fromkeys(p for cls in RUNNERS.values() for p in cls.packages))
 
@@ -120,4 +144,4 @@ def native_stderr(drop: str):
 
 from . import onnx, tflite, coreml, executorch  # noqa: E402,F401,I001  (each registers its runner)
 
-__all__ = ["RUNNERS", "Runner", "load_runner", "register_runner", "runner_class", "runtime_packages"]
+__all__ = ["RUNNERS", "Runner", "artifact_head", "load_runner", "register_runner", "runner_class", "runtime_packages"]

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import DependencyError, NotOnThisDevice
 from . import Runner, register_runner
+from .mlpackage import root_model
 
 COMPUTE_UNITS = ("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne")
 
@@ -32,6 +33,7 @@ class CoreMLRunner(Runner):
                 "Core ML runs only on macOS",
                 "run .mlpackage files on a Mac (the host's parity uses its reference executor)",
             )
+        root_model(self.path)  # Manifest.json readable, its item paths inside the package, before Core ML opens them
         try:
             import coremltools as ct
         except ImportError:

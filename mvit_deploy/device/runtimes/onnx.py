@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import DependencyError, UsageError
-from . import Runner, register_runner
+from . import Runner, artifact_head, register_runner
 
 
 @register_runner("onnx", "ort")
@@ -14,6 +14,7 @@ class OnnxRunner(Runner):
 
     def __init__(self, path, manifest, threads=None, denormals="keep"):
         super().__init__(path, manifest, threads)
+        artifact_head(self.path, "ONNX model", 0)  # a regular file (onnxruntime would wait on a FIFO)
         try:
             import onnxruntime as ort
         except ImportError:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import struct
+from pathlib import Path
+
 import numpy as np
 
-from ..errors import DependencyError
-from . import Runner, native_stderr, register_runner
+from ..errors import DependencyError, UsageError
+from . import REEXPORT, Runner, artifact_head, native_stderr, register_runner
 
 # What LiteRT's and TensorFlow's C++ sides print on every interpreter and converter they build: narration, not a
 # problem, not ours to show between tables.
@@ -14,6 +17,25 @@ NARRATION = (
     r"|^WARNING: All log messages before absl::InitializeLog\(\) is called"
     r"|^I0000 .* oneDNN custom operations are on"
 )
+
+
+def check_tflite(path: str | Path) -> None:
+    """Refuse a file that is not a TFLite flatbuffer by its header: the file identifier "TFL3" at bytes 4..8 and
+    the root table's offset (bytes 0..4) inside the file. The rest LiteRT's verifier checks (see interpreter_class)."""
+    path = Path(path)
+    head, size = artifact_head(path, "TFLite model", 8)
+    if size < 8:
+        raise UsageError(f"TFLite model {path} holds {size} bytes, too few for any model", REEXPORT)
+    if head[4:8] != b"TFL3":
+        raise UsageError(
+            f"TFLite model {path} is not a TFLite flatbuffer (bytes 4..8 are {head[4:8]!r}, not b'TFL3')", REEXPORT
+        )
+    (root,) = struct.unpack("<I", head[:4])
+    if not 8 <= root <= size - 4:
+        raise UsageError(
+            f"TFLite model {path} is damaged: its root table is at byte {root:,}, the file holds {size:,} bytes",
+            REEXPORT,
+        )
 
 
 def interpreter_class():
@@ -30,8 +52,17 @@ def interpreter_class():
 
     class QuietInterpreter(Interpreter):
         def __init__(self, *args, **kwargs):
+            path = kwargs.get("model_path")
+            if path is not None:
+                check_tflite(path)
             with native_stderr(drop=NARRATION):
-                super().__init__(*args, **kwargs)
+                try:
+                    super().__init__(*args, **kwargs)
+                except ValueError as e:  # LiteRT's verdict on the file ("not a valid Flatbuffer buffer"), not ours
+                    if path is None:
+                        raise
+                    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                    raise UsageError(f"LiteRT cannot load TFLite model {path} ({first})", REEXPORT) from None
 
         def allocate_tensors(self):
             with native_stderr(drop=NARRATION):

@@ -1,6 +1,8 @@
 """Read an ML program (``.mlpackage``): the MIL protobuf plus its weight blob, as numpy.
 
-Uses only coremltools' protobuf classes and blob reader, both of which work on Linux.
+Uses only coremltools' protobuf classes (they work on Linux); the package's layout is read by
+``device/runtimes/mlpackage.py`` (item paths confined to the package) and its weight file by ``blobs.py``
+(every offset checked against the file's size).
 """
 
 from __future__ import annotations
@@ -10,7 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ...device.files import read_bytes
+from ...device.runtimes.mlpackage import REEXPORT, inside, root_model
 from ...errors import UsageError
+from .blobs import SUB_BYTE, WeightFile, unpack_sub_byte
+
+SPEC_MAX_BYTES = (2 << 30) - 1  # protobuf parses no larger message
 
 # MIL DataType enum value -> numpy dtype. Sub-byte ints are widened to (u)int8.
 _NUMPY = {
@@ -34,43 +41,7 @@ _NUMPY = {
     38: np.uint8,
     39: np.uint8,
 }
-# DataType -> _BlobStorageReader method
-_BLOB_READERS = {
-    10: "read_fp16_data",
-    11: "read_float_data",
-    21: "read_int8_data",
-    22: "read_int16_data",
-    23: "read_int32_data",
-    25: "read_int4_data",
-    31: "read_uint8_data",
-    32: "read_uint16_data",
-    33: "read_uint32_data",
-    35: "read_uint4_data",
-    36: "read_uint2_data",
-    37: "read_uint1_data",
-    38: "read_uint6_data",
-    39: "read_uint3_data",
-}
-_SUB_BYTE = {
-    25: (4, True),
-    35: (4, False),
-    36: (2, False),
-    37: (1, False),
-    38: (6, False),
-    39: (3, False),
-}  # bits, signed
 FLOAT16 = 10  # MIL data type of fp16 tensors (the executor casts its inputs to it)
-
-
-def _unpack_sub_byte(raw: bytes, data_type: int, shape: tuple[int, ...]) -> np.ndarray:
-    """Immediate int4 / uint1..uint6 values: packed least-significant bit first, element after element."""
-    nbits, signed = _SUB_BYTE[data_type]
-    count = int(np.prod(shape)) if shape else 1
-    bits = np.unpackbits(np.frombuffer(raw, np.uint8), bitorder="little")[: nbits * count].reshape(count, nbits)
-    values = (bits.astype(np.int16) << np.arange(nbits, dtype=np.int16)).sum(axis=1)
-    if signed:
-        values = np.where(values >= 1 << (nbits - 1), values - (1 << nbits), values)
-    return values.astype(np.int8 if signed else np.uint8).reshape(shape)
 
 
 def numpy_dtype(data_type: int):
@@ -173,21 +144,23 @@ class Program:
 
 
 class _Values:
-    """Decodes protobuf Values; blob reads go through coremltools' reader for the package's weight file."""
+    """Decodes protobuf Values; blobs come from the package's weight files (blobs.WeightFile, every offset checked)."""
 
-    def __init__(self, weights_dir: Path):
-        self.weights_dir = weights_dir
-        self._readers: dict[str, object] = {}
+    def __init__(self, model_dir: Path, data_dir: Path):
+        self.model_dir, self.data_dir = model_dir, data_dir  # @model_path; the folder every file must stay under
+        self._files: dict[str, WeightFile] = {}
 
-    def _reader(self, file_name: str):
-        if file_name not in self._readers:
-            from coremltools.libmilstoragepython import _BlobStorageReader
-
-            path = self.weights_dir / file_name.replace("@model_path/weights/", "")
+    def _file(self, file_name: str) -> WeightFile:
+        if file_name not in self._files:
+            if not file_name.startswith("@model_path/"):
+                raise UsageError(f"the ML program reads weights from {file_name!r}, outside the package", REEXPORT)
+            # @model_path is the spec's folder; relative to Data, so that a refusal shows the name's own ../
+            relative = self.model_dir.relative_to(self.data_dir.resolve()) / file_name.removeprefix("@model_path/")
+            path = inside(self.data_dir, str(relative), f"the ML program's weight file name {file_name!r}")
             if not path.exists():
-                raise UsageError(f"weight file {path} is missing from the package", "re-export the .mlpackage")
-            self._readers[file_name] = _BlobStorageReader(str(path))
-        return self._readers[file_name]
+                raise UsageError(f"weight file {path} is missing from the package", REEXPORT)
+            self._files[file_name] = WeightFile(path)
+        return self._files[file_name]
 
     def decode(self, value):
         kind = value.type.WhichOneof("type")
@@ -198,54 +171,75 @@ class _Values:
         ttype = value.type.tensorType
         shape = tuple(d.constant.size for d in ttype.dimensions)
         dtype = numpy_dtype(ttype.dataType)
-        which = value.WhichOneof("value")
-        if which == "blobFileValue":
-            reader = self._reader(value.blobFileValue.fileName)
-            method = _BLOB_READERS.get(ttype.dataType)
-            if method is None:
-                raise UsageError(
-                    f"blob of data type {ttype.dataType} is not readable here", "export fp16/fp32/int8 weights"
-                )
-            raw = np.asarray(getattr(reader, method)(value.blobFileValue.offset))
-            arr = raw.view(np.float16) if ttype.dataType == FLOAT16 else raw.astype(dtype, copy=False)
-            return arr.reshape(shape)
-        tensor = value.immediateValue.tensor
-        field_name = tensor.WhichOneof("value")
-        if field_name is None:
-            return np.zeros(shape, dtype)
-        values = getattr(tensor, field_name).values
-        if field_name == "bytes":
-            if ttype.dataType in _SUB_BYTE:
-                return _unpack_sub_byte(values, ttype.dataType, shape)
-            arr = np.frombuffer(values, dtype=dtype).copy()
-        elif field_name == "strings":
-            arr = np.array(list(values), dtype=object)
-        else:
-            arr = np.array(list(values)).astype(dtype)
-        return arr.reshape(shape) if shape else (arr.reshape(()) if arr.size == 1 else arr)
+        if value.WhichOneof("value") == "blobFileValue":
+            blob = value.blobFileValue
+            return self._file(blob.fileName).read(blob.offset, ttype.dataType, shape)
+        return _immediate(value.immediateValue.tensor, ttype.dataType, dtype, shape)
+
+
+def _immediate(tensor, data_type: int, dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """A tensor written into the program itself; as many values as its shape holds, or the spec is damaged."""
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    field_name = tensor.WhichOneof("value")
+    if field_name is None:
+        if count:  # an empty tensor has no values; a shape that claims some is not to be allocated from nothing
+            raise UsageError(f"the ML program holds a {shape} tensor without values", REEXPORT)
+        return np.zeros(shape, dtype)
+    values = getattr(tensor, field_name).values
+    if field_name == "bytes":
+        if data_type in SUB_BYTE:
+            if len(values) * 8 < count * SUB_BYTE[data_type][0]:
+                raise UsageError(f"the ML program holds a {shape} tensor with too few packed bytes", REEXPORT)
+            return unpack_sub_byte(values, data_type, shape)
+        if len(values) % np.dtype(dtype).itemsize:
+            raise UsageError(f"the ML program holds a {shape} tensor with a partial value", REEXPORT)
+        arr = np.frombuffer(values, dtype=dtype).copy()
+    elif field_name == "strings":
+        arr = np.array(list(values), dtype=object)
+    else:
+        arr = np.array(list(values)).astype(dtype)
+    if shape and arr.size != count:
+        raise UsageError(f"the ML program holds a {shape} tensor with {arr.size} values", REEXPORT)
+    return arr.reshape(shape) if shape else (arr.reshape(()) if arr.size == 1 else arr)
 
 
 def _dims(tensor_type) -> tuple[int | None, ...]:
     return tuple(d.constant.size if d.WhichOneof("dimension") == "constant" else None for d in tensor_type.dimensions)
 
 
-def load_program(package: str | Path, function: str = "main") -> Program:
-    import coremltools as ct
+def read_spec(model_file: Path):
+    """The Model protobuf in ``model_file`` (read through the one door: a regular file, under protobuf's 2 GB)."""
+    from coremltools.proto import Model_pb2
+    from google.protobuf.message import DecodeError
 
-    package = Path(package)
-    if not (package / "Manifest.json").exists():
-        raise UsageError(
-            f"{package} is not an .mlpackage", "pass the directory `mvit-deploy export --target coreml` wrote"
-        )
-    spec = ct.utils.load_spec(str(package))
-    if spec.WhichOneof("Type") == "pipelineClassifier" or spec.WhichOneof("Type") != "mlProgram":
-        raise UsageError(
-            f"{package} holds a {spec.WhichOneof('Type')} model, not an ML program",
-            "export with convert_to='mlprogram'",
-        )
+    data = read_bytes(model_file, "Core ML model spec", REEXPORT, SPEC_MAX_BYTES)
+    spec = Model_pb2.Model()
+    try:
+        spec.ParseFromString(data)
+    except (DecodeError, RecursionError) as e:  # cut short or not a spec at all: the protobuf's own words
+        raise UsageError(f"Core ML model spec {model_file} is damaged ({str(e)[:200]})", REEXPORT) from None
+    return spec
+
+
+def _block(spec, package: Path, function: str):
+    """(the function, its block) the executor runs; a spec cut short at a field boundary parses, and lacks them."""
+    kind = spec.WhichOneof("Type")
+    if kind != "mlProgram":
+        raise UsageError(f"{package} holds a {kind} model, not an ML program", "export with convert_to='mlprogram'")
+    if function not in spec.mlProgram.functions:
+        raise UsageError(f"the ML program in {package} has no function {function!r} (damaged?)", REEXPORT)
     fn = spec.mlProgram.functions[function]
-    block = fn.block_specializations[fn.opset]
-    values = _Values(package / "Data" / "com.apple.CoreML" / "weights")
+    if fn.opset not in fn.block_specializations:
+        raise UsageError(f"the ML program in {package} has no {fn.opset!r} block for {function!r} (damaged?)", REEXPORT)
+    return fn, fn.block_specializations[fn.opset]
+
+
+def load_program(package: str | Path, function: str = "main") -> Program:
+    package = Path(package)
+    model_file = root_model(package)  # Manifest.json read and every item path confined to the package
+    spec = read_spec(model_file)
+    fn, block = _block(spec, package, function)
+    values = _Values(model_file.parent, package / "Data")
     described = {d.name: d for d in spec.description.input}
     inputs = []
     for i in fn.inputs:
@@ -267,4 +261,10 @@ def load_program(package: str | Path, function: str = "main") -> Program:
         shapes = [_dims(o.type.tensorType) if o.type.WhichOneof("type") == "tensorType" else None for o in op.outputs]
         attributes = {k: values.decode(v) for k, v in op.attributes.items() if k != "name"}
         ops.append(Operation(index, op.type, bound, outputs, attributes, shapes))
+    produced = {i.name for i in inputs} | {name for o in ops for name, _ in o.outputs}
+    missing = [name for name in block.outputs if name not in produced]
+    if missing:
+        raise UsageError(
+            f"the ML program in {package} returns {missing[0]!r}, which no op produces (damaged?)", REEXPORT
+        )
     return Program(fn.opset, inputs, list(block.outputs), ops, spec)
