@@ -27,7 +27,7 @@ import numpy as np
 
 from .._deps import IS_MACOS
 from ..device.runtimes import Runner
-from ..device.runtimes.executorch import BACKEND_IDS, registered_backends
+from ..device.runtimes.executorch import BACKEND_IDS, check_pte, registered_backends
 from ..device.runtimes.executorch import ExecuTorchRunner as DeviceExecuTorchRunner
 from ..device.runtimes.executorch import quiet_native as _quiet_native
 from ..errors import NotOnThisDevice, UsageError
@@ -99,6 +99,7 @@ class ExecuTorchRunner(DeviceExecuTorchRunner):
             from .coreml import CoreMLRunner
 
             Runner.__init__(self, path, manifest, threads)
+            check_pte(self.path)  # the runtime's own load (which checks it) is skipped on this path
             self._tmp = tempfile.TemporaryDirectory(prefix="mvit-deploy-pte-")
             package = unpack_coreml_payload(coreml_payload(self.path), Path(self._tmp.name))
             names = json.loads((package.parent / "metadata.json").read_text())  # the program's own input / output names
