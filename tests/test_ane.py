@@ -11,7 +11,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-ct = pytest.importorskip("coremltools")
+ct = pytest.importorskip(
+    "coremltools", reason="coremltools (the lock's [coreml] extra) reads and converts .mlpackage files"
+)
 from coremltools.converters.mil import Builder as mb  # noqa: E402
 from coremltools.converters.mil.mil import types  # noqa: E402
 

@@ -380,7 +380,9 @@ def test_a_fifo_in_the_resumed_folder_is_refused_not_waited_on(tmp_path, where):
 @pytest.fixture(scope="module")
 def plan_corpus(tmp_path_factory):
     """A one-conv Core ML program and plans recorded for it and for another model."""
-    ct = pytest.importorskip("coremltools")
+    ct = pytest.importorskip(
+        "coremltools", reason="coremltools (the lock's [coreml] extra) reads and converts .mlpackage files"
+    )
     from coremltools.converters.mil import Builder as mb
 
     from mvit_deploy.targets.coreml_exec.program import load_program

@@ -13,7 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-ct = pytest.importorskip("coremltools")
+ct = pytest.importorskip(
+    "coremltools", reason="coremltools (the lock's [coreml] extra) reads and converts .mlpackage files"
+)
 from coremltools.converters.mil import Builder as mb  # noqa: E402
 
 from mvit_deploy.targets.coreml_exec import MILExecutor, UnsupportedOpError  # noqa: E402

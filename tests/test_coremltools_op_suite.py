@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("coremltools")
+pytest.importorskip("coremltools", reason="coremltools (the lock's [coreml] extra) reads and converts .mlpackage files")
 
 ROOT = Path(__file__).resolve().parents[1]
 

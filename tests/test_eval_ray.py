@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ray = pytest.importorskip("ray")
+ray = pytest.importorskip("ray", reason="ray (installed beside the lock) runs the eval cluster")
 
 from mvit_deploy.pipeline.evaluate import evaluate  # noqa: E402
 

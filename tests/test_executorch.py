@@ -14,7 +14,7 @@ from mvit_deploy.models.families import bounds_for
 from mvit_deploy.pipeline.export import export
 from mvit_deploy.targets import ExportOptions, get_target
 
-pytest.importorskip("executorch")
+pytest.importorskip("executorch", reason="executorch (the lock's extra) exports and runs .pte files")
 
 # precision, delegate: what test_export's coverage check counts for this target
 CASES = {

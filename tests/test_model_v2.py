@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers")
+transformers = pytest.importorskip("transformers", reason="transformers is the independent v2 reference")
 
 from helpers import FIXTURES, ROOT, hf_logits, hf_reference, run_cli  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
