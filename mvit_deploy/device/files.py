@@ -58,9 +58,8 @@ def check_regular(path: str | Path, what: str, fix: str) -> os.stat_result:
     return st
 
 
-def read_bytes(path: str | Path, what: str, fix: str, max_bytes: int) -> bytes:
-    """The bytes of the regular file ``path``, at most ``max_bytes`` of them (a larger file is refused unread)."""
-    path = Path(path)
+def _open_regular(path: Path, what: str, fix: str) -> tuple[int, os.stat_result]:
+    """(an open descriptor, its stat) of the regular file ``path``; anything else is refused and left closed."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once instead of waiting for a writer
     except FileNotFoundError:
@@ -73,6 +72,24 @@ def read_bytes(path: str | Path, what: str, fix: str, max_bytes: int) -> bytes:
     if not stat.S_ISREG(st.st_mode):  # checked on the descriptor: fdopen would refuse a directory itself
         os.close(fd)
         raise UsageError(f"{what} {path} is {_kind(st.st_mode)}, not a file", fix)
+    return fd, st
+
+
+def read_head(path: str | Path, what: str, fix: str, n: int) -> tuple[bytes, int]:
+    """(the first ``n`` bytes, the size) of the regular file ``path``: for checking a header before a runtime, which
+    would report a damaged file as its own internal error, or wait on a FIFO, is handed the file."""
+    path = Path(path)
+    fd, st = _open_regular(path, what, fix)
+    try:
+        return os.pread(fd, n, 0), st.st_size
+    finally:
+        os.close(fd)
+
+
+def read_bytes(path: str | Path, what: str, fix: str, max_bytes: int) -> bytes:
+    """The bytes of the regular file ``path``, at most ``max_bytes`` of them (a larger file is refused unread)."""
+    path = Path(path)
+    fd, st = _open_regular(path, what, fix)
     if st.st_size > max_bytes:
         os.close(fd)
         raise UsageError(

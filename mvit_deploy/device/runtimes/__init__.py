@@ -94,24 +94,10 @@ REEXPORT = "re-export it; a copy may be truncated"
 
 
 def artifact_head(path: Path, what: str, n: int = 64) -> tuple[bytes, int]:
-    """(the first ``n`` bytes, the size) of the regular file ``path``, for a runner to check the header before
-    handing the file to its runtime (which would report a damaged file as its own internal error, or hang on a FIFO)."""
-    import stat
+    """(the first ``n`` bytes, the size) of the artifact ``path``, a regular file (files.read_head)."""
+    from ..files import read_head
 
-    from ..files import check_regular
-
-    check_regular(path, what, REEXPORT)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as e:
-        raise UsageError(f"{what} {path} cannot be read ({e.strerror})", REEXPORT) from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):  # replaced since check_regular looked
-            raise UsageError(f"{what} {path} is not a file", REEXPORT)
-        return os.pread(fd, n, 0), st.st_size
-    finally:
-        os.close(fd)
+    return read_head(path, what, REEXPORT, n)
 
 
 def runtime_packages() -> list[str]:
